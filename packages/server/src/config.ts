@@ -1,0 +1,84 @@
+/**
+ * All configuration, read once: command-line flags win over TIXIAN_* environment variables,
+ * which win over defaults. Every limit the service enforces is here, with its unit in its name.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  masterKeyHex: string | undefined;
+  logLevel: string;
+  bodyLimitBytes: number;
+  /** Tolerated distance between a signed request's timestamp and our clock. */
+  signatureToleranceS: number;
+  /** Sandbox payout channel: how long before a confirmed test withdrawal gets its outcome. */
+  sandboxDelayMs: number;
+  /** Run the payout worker and webhook dispatcher in this process. */
+  workers: boolean;
+  webhookTimeoutMs: number;
+  webhookConcurrency: number;
+  webhookPerEndpointConcurrency: number;
+  /** Graceful shutdown: in-flight requests get this long before the process exits anyway. */
+  shutdownGraceMs: number;
+  poolSize: number;
+}
+
+export const defaults: Config = {
+  host: '127.0.0.1',
+  port: 8080,
+  dataDir: './data',
+  databaseUrl: undefined,
+  masterKeyHex: undefined,
+  logLevel: 'info',
+  bodyLimitBytes: 256 * 1024,
+  signatureToleranceS: 300,
+  sandboxDelayMs: 1000,
+  workers: true,
+  webhookTimeoutMs: 15_000,
+  webhookConcurrency: 64,
+  webhookPerEndpointConcurrency: 8,
+  shutdownGraceMs: 10_000,
+  poolSize: 10,
+};
+
+type Env = Record<string, string | undefined>;
+
+function intFrom(value: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${value}`);
+  return n;
+}
+
+export interface ConfigFlags {
+  host?: string;
+  port?: string;
+  dataDir?: string;
+  databaseUrl?: string;
+  sandboxDelayMs?: string;
+  workers?: boolean;
+  logLevel?: string;
+}
+
+export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
+  const pick = (flag: string | undefined, envName: string) => flag ?? env[envName] ?? undefined;
+  return {
+    ...defaults,
+    host: pick(flags.host, 'TIXIAN_HOST') ?? defaults.host,
+    port: intFrom(pick(flags.port, 'TIXIAN_PORT'), 'port', 0, 65535) ?? defaults.port,
+    dataDir: pick(flags.dataDir, 'TIXIAN_DATA_DIR') ?? defaults.dataDir,
+    databaseUrl: pick(flags.databaseUrl, 'TIXIAN_DATABASE_URL'),
+    masterKeyHex: env.TIXIAN_MASTER_KEY,
+    logLevel: pick(flags.logLevel, 'TIXIAN_LOG_LEVEL') ?? defaults.logLevel,
+    sandboxDelayMs:
+      intFrom(pick(flags.sandboxDelayMs, 'TIXIAN_SANDBOX_DELAY_MS'), 'sandbox delay', 0, 3_600_000) ??
+      defaults.sandboxDelayMs,
+    workers: flags.workers ?? (env.TIXIAN_WORKERS ? env.TIXIAN_WORKERS !== '0' : defaults.workers),
+    signatureToleranceS:
+      intFrom(env.TIXIAN_SIGNATURE_TOLERANCE_S, 'TIXIAN_SIGNATURE_TOLERANCE_S', 1, 86_400) ?? defaults.signatureToleranceS,
+    webhookTimeoutMs:
+      intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
+    poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * The one error type of the API. Ping++'s wire shape is
+ * {"error": {"type", "message", "code"?, "param"?}}; `code` and `param` are omitted when unused,
+ * never null and never numbers (pingpp-go type-asserts them to string and panics otherwise).
+ * Messages are kept in Chinese (Ping++'s default) and English (when Accept-Language starts with `en`).
+ */
+export type ApiErrorType = 'invalid_request_error' | 'api_error' | 'channel_error';
+
+export interface ApiErrorInit {
+  status: number;
+  type?: ApiErrorType;
+  zh: string;
+  en: string;
+  code?: string;
+  param?: string;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly type: ApiErrorType;
+  readonly zh: string;
+  readonly en: string;
+  readonly code: string | undefined;
+  readonly param: string | undefined;
+
+  constructor(init: ApiErrorInit) {
+    super(init.en);
+    this.name = 'ApiError';
+    this.status = init.status;
+    this.type = init.type ?? 'invalid_request_error';
+    this.zh = init.zh;
+    this.en = init.en;
+    this.code = init.code;
+    this.param = init.param;
+  }
+
+  toJSON(lang: 'zh' | 'en' = 'zh'): { error: Record<string, string> } {
+    const error: Record<string, string> = { type: this.type, message: lang === 'en' ? this.en : this.zh };
+    if (this.code !== undefined) error.code = this.code;
+    if (this.param !== undefined) error.param = this.param;
+    return { error };
+  }
+}
+
+/** A catalogue of the errors we raise, so wording stays consistent across resources. */
+export const errors = {
+  invalidParam: (param: string, detail: string, detailZh = detail) =>
+    new ApiError({
+      status: 400, param, code: 'invalid_parameter',
+      zh: `参数 ${param} 无效：${detailZh}。`, en: `Invalid parameter ${param}: ${detail}.`,
+    }),
+  missingParam: (param: string) =>
+    new ApiError({
+      status: 400, param, code: 'missing_parameter',
+      zh: `缺少参数 ${param}。`, en: `Missing required parameter ${param}.`,
+    }),
+  unknownParam: (param: string) =>
+    new ApiError({
+      status: 400, param, code: 'unknown_parameter',
+      zh: `不支持的参数 ${param}。`, en: `Unknown parameter ${param}.`,
+    }),
+  notFound: (object: string, id: string, param = 'id') =>
+    new ApiError({
+      status: 404, param, code: 'resource_missing',
+      zh: `未找到 ${object} : ${id}。`, en: `No such ${object}: ${id}.`,
+    }),
+  routeNotFound: (method: string, url: string) =>
+    new ApiError({
+      status: 404, code: 'route_not_found',
+      zh: `未找到请求的路径 ${method} ${url}。`, en: `Unrecognized request URL (${method}: ${url}).`,
+    }),
+  invalidApiKey: (masked: string) =>
+    new ApiError({
+      status: 401, code: 'invalid_api_key',
+      zh: `提供了无效的 API KEY: ${masked}。`, en: `Invalid API key provided: ${masked}.`,
+    }),
+  missingApiKey: () =>
+    new ApiError({
+      status: 401, code: 'missing_api_key',
+      zh: '没有提供 API KEY，需要在 Authorization 中加入 API KEY。',
+      en: 'No API key provided. Set your API key in the Authorization header.',
+    }),
+  duplicateOrderNo: (orderNo: string) =>
+    new ApiError({
+      status: 400, param: 'order_no', code: 'duplicate_order_no',
+      zh: `订单号 ${orderNo} 已被使用。`, en: `order_no ${orderNo} has already been used.`,
+    }),
+  insufficientBalance: (param = 'amount') =>
+    new ApiError({
+      status: 400, param, code: 'insufficient_balance',
+      zh: '用户可提现余额不足。', en: "The user's withdrawable balance is insufficient.",
+    }),
+  userNotFound: (id: string, param = 'user') =>
+    new ApiError({
+      status: 400, param, code: 'user_not_found',
+      zh: `未找到 user : ${id}。`, en: `No such user: ${id}.`,
+    }),
+  userDisabled: (id: string, param = 'user') =>
+    new ApiError({
+      status: 400, param, code: 'user_disabled',
+      zh: `用户 ${id} 已被禁用。`, en: `User ${id} is disabled.`,
+    }),
+  duplicateUser: (id: string) =>
+    new ApiError({
+      status: 400, param: 'id', code: 'duplicate_user',
+      zh: `用户 ${id} 已存在。`, en: `User ${id} already exists.`,
+    }),
+  badJson: () =>
+    new ApiError({
+      status: 400, code: 'invalid_json',
+      zh: '请求体不是有效的 JSON 对象。', en: 'The request body is not a valid JSON object.',
+    }),
+  badContentType: (contentType: string) =>
+    new ApiError({
+      status: 415, code: 'unsupported_content_type',
+      zh: `不支持的 Content-Type: ${contentType}，请使用 application/json。`,
+      en: `Unsupported Content-Type ${contentType}; send application/json.`,
+    }),
+  bodyTooLarge: (limitBytes: number) =>
+    new ApiError({
+      status: 413, code: 'request_too_large',
+      zh: `请求体超过 ${limitBytes} 字节。`, en: `The request body exceeds ${limitBytes} bytes.`,
+    }),
+  statusCannotBeUpdated: (object: string, id: string, status: string) =>
+    new ApiError({
+      status: 400, param: 'status', code: 'invalid_state',
+      zh: `${object} ${id} 当前状态为 ${status}，不能被更新状态。`,
+      en: `${object} ${id} is ${status} and its status cannot be updated.`,
+    }),
+  rateLimited: () =>
+    new ApiError({
+      status: 429, code: 'rate_limited',
+      zh: '请求过于频繁，请稍后再试。', en: 'Too many requests; slow down and retry later.',
+    }),
+  internal: (requestId: string) =>
+    new ApiError({
+      status: 500, type: 'api_error', code: 'internal_error',
+      zh: `服务器内部错误，请求 ID：${requestId}。`, en: `Internal server error (request ${requestId}).`,
+    }),
+} as const;

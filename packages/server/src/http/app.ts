@@ -1,0 +1,68 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Runtime } from '../runtime.ts';
+import { newRequestId } from '../domain/ids.ts';
+import { Authenticator } from '../services/accounts.ts';
+import { validatorCompiler } from './validation.ts';
+import { registerErrorHandling } from './plugins/errors.ts';
+import { registerBodyParsing } from './plugins/body.ts';
+import { registerAuth } from './plugins/auth.ts';
+import { usersRoutes } from './routes/users.ts';
+import { balanceBonusesRoutes } from './routes/balance_bonuses.ts';
+import { balanceSettlementsRoutes } from './routes/balance_settlements.ts';
+import { balanceTransactionsRoutes } from './routes/balance_transactions.ts';
+
+/** A plugin adding the routes of one resource under /v1. */
+export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
+
+export const routeModules: RouteModule[] = [
+  usersRoutes,
+  balanceBonusesRoutes,
+  balanceSettlementsRoutes,
+  balanceTransactionsRoutes,
+];
+
+/**
+ * The HTTP API: Ping++'s v1 wire protocol. Cross-cutting concerns are hooks (auth, body bytes,
+ * errors, response headers); each resource's routes live in one file under routes/.
+ */
+export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: rt.log as FastifyBaseLogger,
+    bodyLimit: rt.config.bodyLimitBytes,
+    genReqId: () => newRequestId(),
+    requestIdHeader: false,
+    requestTimeout: 60_000,
+    connectionTimeout: 60_000,
+    return503OnClosing: true,
+    // Per-request access logs would cost more than the request itself on the hot path.
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 128 },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  registerErrorHandling(app, rt.config.bodyLimitBytes);
+  registerBodyParsing(app);
+  registerAuth(app, new Authenticator(rt));
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    reply.header('x-request-id', req.id);
+    // pingpp-nodejs writes its body only on the socket's `connect` event; on Node ≥ 19 the global
+    // agent keeps sockets alive, so its 2nd request on a reused socket is never written and hangs.
+    // Closing the connection after each answer to that SDK is the only server-side fix.
+    const ua = req.headers['user-agent'];
+    if (typeof ua === 'string' && ua.includes('NodeBindings')) reply.header('connection', 'close');
+    return payload;
+  });
+
+  app.get('/healthz', async () => {
+    await rt.store.db.selectFrom('settings').select('key').limit(1).execute();
+    return { status: 'ok' };
+  });
+
+  await app.register(
+    async (v1) => {
+      for (const routes of routeModules) await routes(v1, rt);
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}

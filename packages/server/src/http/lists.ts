@@ -1,0 +1,98 @@
+import { sql, type SelectQueryBuilder } from 'kysely';
+import type { Db } from '../store/db.ts';
+import type { Database } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import type { List } from '@tixian/sdk';
+
+export interface ListParams {
+  page?: number;
+  per_page?: number;
+  limit?: number;
+  starting_after?: string;
+  ending_before?: string;
+  created?: number;
+  'created[gt]'?: number;
+  'created[gte]'?: number;
+  'created[lt]'?: number;
+  'created[lte]'?: number;
+}
+
+const DEFAULT_PER_PAGE = 20;
+const DEFAULT_LIMIT = 10;
+
+type Tables = keyof Database;
+// Kysely's builder types do not survive a generic table name; the helper works on the common
+// columns every listable table has (id, created) and hands rows back typed by the caller.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyQuery = SelectQueryBuilder<Database, any, any>;
+
+/** Applies `created`, `created[gt|gte|lt|lte]` (Unix seconds) to a query on a table with `created`. */
+export function whereCreated(qb: AnyQuery, p: ListParams): AnyQuery {
+  if (p.created !== undefined) qb = qb.where('created', '=', p.created);
+  if (p['created[gt]'] !== undefined) qb = qb.where('created', '>', p['created[gt]']);
+  if (p['created[gte]'] !== undefined) qb = qb.where('created', '>=', p['created[gte]']);
+  if (p['created[lt]'] !== undefined) qb = qb.where('created', '<', p['created[lt]']);
+  if (p['created[lte]'] !== undefined) qb = qb.where('created', '<=', p['created[lte]']);
+  return qb;
+}
+
+/**
+ * One page of a list, newest first (created desc, then id desc). Both of Ping++'s schemes:
+ * page/per_page (what every SDK example uses; preferred when both are sent) and
+ * limit/starting_after/ending_before (cursor; stable while rows are being added).
+ * `scoped` must already restrict the query to one app (or account) and mode.
+ */
+export async function listPage<Row>(
+  db: Db,
+  table: Tables,
+  scoped: (qb: AnyQuery) => AnyQuery,
+  p: ListParams,
+  /** Column that orders rows created in the same second; must grow with creation time. */
+  tie: 'id' | 'pk' = 'id',
+): Promise<{ rows: Row[]; hasMore: boolean }> {
+  const newestFirst = (qb: AnyQuery) => qb.orderBy('created', 'desc').orderBy(tie, 'desc');
+  const base = () => newestFirst(whereCreated(scoped(db.selectFrom(table)), p).selectAll());
+  const cursorId = p.starting_after ?? p.ending_before;
+  const usePages = p.page !== undefined || p.per_page !== undefined || (p.limit === undefined && cursorId === undefined);
+  if (usePages) {
+    const perPage = p.per_page ?? p.limit ?? DEFAULT_PER_PAGE;
+    const page = p.page ?? 1;
+    const rows = (await base().limit(perPage + 1).offset((page - 1) * perPage).execute()) as Row[];
+    return { rows: rows.slice(0, perPage), hasMore: rows.length > perPage };
+  }
+
+  const limit = p.limit ?? DEFAULT_LIMIT;
+  if (cursorId === undefined) {
+    const rows = (await base().limit(limit + 1).execute()) as Row[];
+    return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
+  }
+  if (p.starting_after && p.ending_before) {
+    throw errors.invalidParam('ending_before', 'cannot be combined with starting_after', '不能与 starting_after 同时使用');
+  }
+  const param = p.starting_after ? 'starting_after' : 'ending_before';
+  const cursor = (await scoped(db.selectFrom(table)).select(['created', `${tie} as tie`]).where('id', '=', cursorId).executeTakeFirst()) as
+    | { created: number; tie: string }
+    | undefined;
+  if (!cursor) throw errors.invalidParam(param, `no object with id ${cursorId} in this list`, `列表中没有 id 为 ${cursorId} 的对象`);
+
+  const tieRef = sql.ref(tie);
+  if (p.starting_after) {
+    const rows = (await base()
+      .where(sql<boolean>`(created < ${cursor.created} OR (created = ${cursor.created} AND ${tieRef} < ${cursor.tie}))`)
+      .limit(limit + 1)
+      .execute()) as Row[];
+    return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
+  }
+  const rows = (await whereCreated(scoped(db.selectFrom(table)), p)
+    .selectAll()
+    .where(sql<boolean>`(created > ${cursor.created} OR (created = ${cursor.created} AND ${tieRef} > ${cursor.tie}))`)
+    .orderBy('created', 'asc')
+    .orderBy(tie, 'asc')
+    .limit(limit + 1)
+    .execute()) as Row[];
+  return { rows: rows.slice(0, limit).reverse(), hasMore: rows.length > limit };
+}
+
+export function listObject<T>(url: string, data: T[], hasMore: boolean): List<T> {
+  return { object: 'list', url, has_more: hasMore, data };
+}

@@ -1,0 +1,43 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { ApiError, errors } from '../../domain/errors.ts';
+import { language } from '../context.ts';
+import { validationError } from '../validation.ts';
+
+/**
+ * The only place errors become JSON. Known errors keep their status; anything unexpected is a
+ * generic 500 `api_error` naming the request id, with details in the log only. Never a 502:
+ * Ping++'s SDKs re-send on 502 and pingpp-go turns a second 502 into an empty success.
+ */
+export function toApiError(err: FastifyError | ApiError | Error, requestId: string): ApiError {
+  if (err instanceof ApiError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation) return validationError(fe.validation[0] as Parameters<typeof validationError>[0]);
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return errors.bodyTooLarge(0);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return errors.badContentType('unknown');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return errors.badJson();
+  }
+  const status = fe.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return new ApiError({ status, code: 'bad_request', zh: `请求无效：${fe.message}`, en: `Bad request: ${fe.message}` });
+  }
+  return errors.internal(requestId);
+}
+
+export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    let apiError = toApiError(err, req.id);
+    if (apiError.code === 'request_too_large') apiError = errors.bodyTooLarge(bodyLimitBytes);
+    if (apiError.status >= 500) req.log.error({ err }, 'unhandled error');
+    else req.log.info({ status: apiError.status, code: apiError.code, param: apiError.param }, 'request rejected');
+    return reply.status(apiError.status).type('application/json; charset=utf-8').send(apiError.toJSON(language(req)));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url);
+    return reply.status(404).type('application/json; charset=utf-8').send(e.toJSON(language(req)));
+  });
+}

@@ -1,0 +1,156 @@
+import { sql } from 'kysely';
+import type { Db } from '../store/db.ts';
+import { numericId } from '../domain/ids.ts';
+
+/**
+ * The double-entry journal. Every balance change is one journal entry whose postings sum to zero.
+ *
+ * Ledger accounts (names are strings so new kinds need no migration):
+ *   user:<pk>:withdrawable   money the user may spend, withdraw or transfer
+ *   user:<pk>:bonus          money the user may spend but not withdraw (balance_bonuses)
+ *   app:<app>:<mode>:withdrawal_hold     amounts held by withdrawals not yet final
+ *   app:<app>:<mode>:payout_clearing     amounts paid out to payees through a channel
+ *   app:<app>:<mode>:fee_income          user_fee kept by the merchant
+ *   app:<app>:<mode>:bonus_funding       the merchant's side of bonuses (goes negative)
+ *   app:<app>:<mode>:settlement_funding  the merchant's side of settlements (goes negative)
+ *
+ * A user's `withdrawable_balance` is the sum of their withdrawable postings and their
+ * `available_balance` the sum of both their accounts; the users row keeps both as a projection
+ * updated in the same transaction, so balance checks are one conditional UPDATE of one row.
+ * App accounts have no projection row: they are written by every money movement of an app, and
+ * a shared row would serialise the whole app on one lock (see LESSONS.md, Formance).
+ */
+export type Bucket = 'withdrawable' | 'bonus';
+export type AppAccount = 'withdrawal_hold' | 'payout_clearing' | 'fee_income' | 'bonus_funding' | 'settlement_funding';
+
+export const userAccount = (userPk: string, bucket: Bucket) => `user:${userPk}:${bucket}`;
+export const appAccount = (app: string, livemode: boolean, kind: AppAccount) =>
+  `app:${app}:${livemode ? 'live' : 'test'}:${kind}`;
+
+export type BalanceTransactionType =
+  | 'withdrawal'
+  | 'withdrawal_failed'
+  | 'withdrawal_revoked'
+  | 'transfer'
+  | 'receipts_extra'
+  | 'credited';
+
+export interface UserChange {
+  userPk: string;
+  userId: string;
+  bucket: Bucket;
+  /** Signed fen: negative takes money from the user. */
+  amount: number;
+  /** The user-facing balance_transaction this change shows as. */
+  line: { type: BalanceTransactionType; description: string | null };
+}
+
+export interface Movement {
+  app: string;
+  livemode: boolean;
+  createdS: number;
+  nowMs: number;
+  /** Journal entry type, e.g. `withdrawal`, `withdrawal_succeeded`. */
+  type: string;
+  /** Id of the object that caused the movement. */
+  source: string;
+  users: UserChange[];
+  apps: { account: AppAccount; amount: number }[];
+}
+
+export class InsufficientFunds extends Error {
+  constructor(readonly userId: string) {
+    super(`insufficient withdrawable balance for user ${userId}`);
+  }
+}
+
+/** Programmer errors on the money path fail loudly (TigerBeetle style), never silently. */
+export function assertMoney(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`ledger invariant violated: ${message}`);
+}
+
+function assertAmount(amount: number): void {
+  assertMoney(Number.isSafeInteger(amount) && amount !== 0, `posting amount must be a non-zero integer, got ${amount}`);
+}
+
+/**
+ * Applies one movement inside the caller's transaction: user projections (conditional on
+ * sufficient funds), the journal entry with its postings, and one balance_transaction per user
+ * change. Returns the balance_transaction ids in the order of `users`.
+ * Throws InsufficientFunds (the caller's transaction then rolls back) when a debit would overdraw.
+ */
+export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
+  const sum = m.users.reduce((s, u) => s + u.amount, 0) + m.apps.reduce((s, a) => s + a.amount, 0);
+  assertMoney(sum === 0, `postings of ${m.type} ${m.source} sum to ${sum}`);
+  for (const u of m.users) assertAmount(u.amount);
+  for (const a of m.apps) assertAmount(a.amount);
+
+  // Touch user rows in one global order so concurrent transfers A→B and B→A cannot deadlock.
+  const order = m.users.map((u, i) => i).sort((a, b) => (m.users[a]!.userPk < m.users[b]!.userPk ? -1 : 1));
+  const after: number[] = new Array(m.users.length);
+  for (const i of order) {
+    const u = m.users[i]!;
+    after[i] = await changeUserBalance(trx, u);
+  }
+
+  const entryId = numericId('journal_entry', m.nowMs);
+  const livemode = m.livemode ? 1 : 0;
+  await trx
+    .insertInto('journal_entries')
+    .values({ id: entryId, app: m.app, livemode, type: m.type, source: m.source, created: m.createdS })
+    .execute();
+  const postings = [
+    ...m.users.map((u) => ({ account: userAccount(u.userPk, u.bucket), amount: u.amount })),
+    ...m.apps.map((a) => ({ account: appAccount(m.app, m.livemode, a.account), amount: a.amount })),
+  ];
+  await trx
+    .insertInto('postings')
+    .values(postings.map((p, seq) => ({ entry_id: entryId, seq, app: m.app, livemode, account: p.account, amount: p.amount })))
+    .execute();
+
+  const lineIds = m.users.map(() => numericId('balance_transaction', m.nowMs));
+  await trx
+    .insertInto('balance_transactions')
+    .values(
+      m.users.map((u, i) => ({
+        id: lineIds[i]!,
+        app: m.app,
+        livemode,
+        user: u.userId,
+        user_pk: u.userPk,
+        entry_id: entryId,
+        amount: u.amount,
+        available_balance: after[i]!,
+        type: u.line.type,
+        source: m.source,
+        description: u.line.description,
+        created: m.createdS,
+      })),
+    )
+    .execute();
+  return lineIds;
+}
+
+/** One conditional UPDATE per change; returns the user's available balance after it. */
+async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
+  const withdrawableDelta = u.bucket === 'withdrawable' ? u.amount : 0;
+  let query = trx
+    .updateTable('users')
+    .set({
+      available_balance: sql`available_balance + ${u.amount}`,
+      withdrawable_balance: sql`withdrawable_balance + ${withdrawableDelta}`,
+    })
+    .where('pk', '=', u.userPk);
+  if (u.amount < 0) {
+    // The check and the debit are one statement: no read-then-write race on any engine.
+    query =
+      u.bucket === 'withdrawable'
+        ? query.where('withdrawable_balance', '>=', -u.amount)
+        : query.where(sql<boolean>`available_balance - withdrawable_balance >= ${-u.amount}`);
+  }
+  const row = await query.returning(['available_balance', 'withdrawable_balance']).executeTakeFirst();
+  if (!row) throw new InsufficientFunds(u.userId);
+  assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
+  assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
+  return row.available_balance;
+}

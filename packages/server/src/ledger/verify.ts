@@ -1,0 +1,103 @@
+import { sql } from 'kysely';
+import type { Db } from '../store/db.ts';
+
+export interface Drift {
+  kind: 'entry_unbalanced' | 'user_balance' | 'negative_balance' | 'withdrawable_above_available' | 'line_mismatch';
+  subject: string;
+  detail: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  entries: number;
+  postings: number;
+  users: number;
+  drift: Drift[];
+}
+
+const MAX_REPORTED = 100;
+
+/**
+ * Recomputes every balance from the journal: each entry sums to zero, each user's projection
+ * equals the sum of their postings, no balance is negative, withdrawable never exceeds available,
+ * and the balance_transactions (the user-facing lines) add up to the same amounts.
+ */
+export async function verifyLedger(db: Db): Promise<VerifyReport> {
+  const drift: Drift[] = [];
+  const add = (d: Drift) => {
+    if (drift.length < MAX_REPORTED) drift.push(d);
+  };
+
+  const unbalanced = await db
+    .selectFrom('postings')
+    .select(['entry_id', sql<number>`sum(amount)`.as('total')])
+    .groupBy('entry_id')
+    .having(sql`sum(amount)`, '<>', 0)
+    .limit(MAX_REPORTED)
+    .execute();
+  for (const e of unbalanced) add({ kind: 'entry_unbalanced', subject: e.entry_id, detail: `postings sum to ${e.total}` });
+
+  const counts = await db
+    .selectFrom('postings')
+    .select([sql<number>`count(*)`.as('postings'), sql<number>`count(distinct entry_id)`.as('entries')])
+    .executeTakeFirstOrThrow();
+  const entryCount = await db.selectFrom('journal_entries').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+  if (Number(entryCount.n) !== Number(counts.entries)) {
+    add({ kind: 'entry_unbalanced', subject: 'journal', detail: `${entryCount.n} entries but ${counts.entries} have postings` });
+  }
+
+  // Sum postings per user account in one pass, then compare with every users row.
+  const sums = await db
+    .selectFrom('postings')
+    .select(['account', sql<number>`sum(amount)`.as('total')])
+    .where('account', 'like', 'user:%')
+    .groupBy('account')
+    .execute();
+  const byAccount = new Map(sums.map((s) => [s.account, Number(s.total)]));
+  const lineSums = await db
+    .selectFrom('balance_transactions')
+    .select(['user_pk', sql<number>`sum(amount)`.as('total')])
+    .groupBy('user_pk')
+    .execute();
+  const linesByUser = new Map(lineSums.map((s) => [s.user_pk, Number(s.total)]));
+
+  let users = 0;
+  const pageSize = 1000;
+  let after = '';
+  for (;;) {
+    const rows = await db
+      .selectFrom('users')
+      .select(['pk', 'app', 'livemode', 'id', 'available_balance', 'withdrawable_balance'])
+      .where('pk', '>', after)
+      .orderBy('pk')
+      .limit(pageSize)
+      .execute();
+    for (const u of rows) {
+      users++;
+      const w = byAccount.get(`user:${u.pk}:withdrawable`) ?? 0;
+      const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
+      byAccount.delete(`user:${u.pk}:withdrawable`);
+      byAccount.delete(`user:${u.pk}:bonus`);
+      const subject = `${u.app}/${u.livemode ? 'live' : 'test'}/user ${u.id}`;
+      if (u.withdrawable_balance !== w) {
+        add({ kind: 'user_balance', subject, detail: `withdrawable_balance ${u.withdrawable_balance} but journal says ${w}` });
+      }
+      if (u.available_balance !== w + b) {
+        add({ kind: 'user_balance', subject, detail: `available_balance ${u.available_balance} but journal says ${w + b}` });
+      }
+      if (w < 0 || b < 0) add({ kind: 'negative_balance', subject, detail: `withdrawable ${w}, bonus ${b}` });
+      if (u.withdrawable_balance > u.available_balance) {
+        add({ kind: 'withdrawable_above_available', subject, detail: `${u.withdrawable_balance} > ${u.available_balance}` });
+      }
+      const lines = linesByUser.get(u.pk) ?? 0;
+      if (lines !== w + b) add({ kind: 'line_mismatch', subject, detail: `balance_transactions sum to ${lines}, journal to ${w + b}` });
+    }
+    if (rows.length < pageSize) break;
+    after = rows[rows.length - 1]!.pk;
+  }
+  for (const [account, total] of byAccount) {
+    add({ kind: 'user_balance', subject: account, detail: `postings of ${total} to an account with no user` });
+  }
+
+  return { ok: drift.length === 0, entries: Number(entryCount.n), postings: Number(counts.postings), users, drift };
+}

@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import type { Db } from '../store/db.ts';
+import { isUniqueViolation } from '../store/db.ts';
+import type { UserRow } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import type { Metadata } from '@tixian/sdk';
+
+/** Who is asking: one app of one account, in one mode (test and live are separate worlds). */
+export interface Scope {
+  accountId: string;
+  app: string;
+  livemode: boolean;
+  requestId: string | null;
+}
+
+export const mode = (s: { livemode: boolean }) => (s.livemode ? 1 : 0);
+
+export function parseJsonObject<T = Record<string, unknown>>(text: string): T {
+  return JSON.parse(text) as T;
+}
+
+export function metadataText(metadata: Metadata | null | undefined): string {
+  return JSON.stringify(metadata ?? {});
+}
+
+/** Stable fingerprint of create parameters (key order does not matter; SDKs differ in it). */
+export function requestHash(params: unknown): string {
+  return createHash('sha256').update(canonicalJson(params)).digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
+  if (Array.isArray(v)) return '[' + v.map(canonicalJson).join(',') + ']';
+  const o = v as Record<string, unknown>;
+  return '{' + Object.keys(o).filter((k) => o[k] !== undefined && o[k] !== null).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
+}
+
+export async function findUser(db: Db, scope: Scope, id: string): Promise<UserRow | undefined> {
+  return db.selectFrom('users').selectAll().where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('id', '=', id).executeTakeFirst();
+}
+
+/** The user a money movement names: must exist and not be disabled. */
+export async function activeUser(db: Db, scope: Scope, id: string, param = 'user'): Promise<UserRow> {
+  const user = await findUser(db, scope, id);
+  if (!user) throw errors.userNotFound(id, param);
+  if (user.disabled) throw errors.userDisabled(id, param);
+  return user;
+}
+
+type OrderTable = 'balance_bonuses' | 'balance_settlements' | 'balance_transfers' | 'withdrawals';
+
+/**
+ * Creates an object keyed by `order_no`, unique per app and mode. A retry of the same create
+ * (same parameters) returns the object made the first time, so a client that timed out can
+ * safely send it again (Java's SDK re-sends POSTs after a 5xx); the same order_no with other
+ * parameters is a 400 `duplicate_order_no`. The create runs in one transaction; a lost race on
+ * the unique index rolls it back whole, money included.
+ */
+export async function createOnce<T extends { request_hash: string }>(
+  db: Db,
+  table: OrderTable,
+  scope: Scope,
+  orderNo: string,
+  hash: string,
+  create: () => Promise<T>,
+): Promise<{ row: T; replayed: boolean }> {
+  const existing = async () => {
+    const row = (await db
+      .selectFrom(table)
+      .selectAll()
+      .where('app', '=', scope.app)
+      .where('livemode', '=', mode(scope))
+      .where('order_no', '=', orderNo)
+      .executeTakeFirst()) as T | undefined;
+    if (row && row.request_hash !== hash) throw errors.duplicateOrderNo(orderNo);
+    return row;
+  };
+  const before = await existing();
+  if (before) return { row: before, replayed: true };
+  try {
+    return { row: await create(), replayed: false };
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err;
+    const after = await existing();
+    if (after) return { row: after, replayed: true };
+    throw err;
+  }
+}

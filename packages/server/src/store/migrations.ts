@@ -1,0 +1,271 @@
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { sql } from 'kysely';
+
+/**
+ * Versioned migrations. Each is applied once, in name order, by `tixian migrate` and at start-up.
+ * Never edit a migration that has shipped: add a new one. Column types are chosen to mean the
+ * same on SQLite and PostgreSQL (bigint money and times, integer 0/1 booleans, text JSON).
+ */
+const m0001_initial: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('accounts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull().unique())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('key_test_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('key_live_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('key_test_enc', 'text', (c) => c.notNull())
+      .addColumn('key_live_enc', 'text', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('apps')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('rsa_public_key', 'text')
+      .addColumn('require_signature_test', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('require_signature_live', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex('apps_account').on('apps').columns(['account_id', 'created']).execute();
+
+    await db.schema
+      .createTable('users')
+      .addColumn('pk', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('id', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('related_app', 'text')
+      .addColumn('address', 'text')
+      .addColumn('avatar', 'text')
+      .addColumn('email', 'text')
+      .addColumn('gender', 'text')
+      .addColumn('mobile', 'text')
+      .addColumn('name', 'text')
+      .addColumn('parent_user_id', 'text')
+      .addColumn('metadata', 'text', (c) => c.notNull())
+      .addColumn('disabled', 'integer', (c) => c.notNull())
+      .addColumn('identified', 'integer', (c) => c.notNull())
+      .addColumn('available_balance', 'bigint', (c) => c.notNull().check(sql`available_balance >= 0`))
+      .addColumn('withdrawable_balance', 'bigint', (c) =>
+        c.notNull().check(sql`withdrawable_balance >= 0 AND withdrawable_balance <= available_balance`),
+      )
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addUniqueConstraint('users_app_id', ['app', 'livemode', 'id'])
+      .execute();
+    await db.schema.createIndex('users_list').on('users').columns(['app', 'livemode', 'created', 'id']).execute();
+
+    await db.schema
+      .createTable('journal_entries')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('source', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('postings')
+      .addColumn('entry_id', 'text', (c) => c.notNull().references('journal_entries.id'))
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('account', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('postings_pk', ['entry_id', 'seq'])
+      .execute();
+    await db.schema.createIndex('postings_account').on('postings').columns(['account']).execute();
+
+    await db.schema
+      .createTable('balance_transactions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('user_pk', 'text', (c) => c.notNull())
+      .addColumn('entry_id', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('available_balance', 'bigint', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('source', 'text', (c) => c.notNull())
+      .addColumn('description', 'text')
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('btx_list').on('balance_transactions').columns(['app', 'livemode', 'created', 'id']).execute();
+    await db.schema.createIndex('btx_user').on('balance_transactions').columns(['app', 'livemode', 'user', 'created', 'id']).execute();
+
+    const orderTable = (name: string) =>
+      db.schema
+        .createTable(name)
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('app', 'text', (c) => c.notNull())
+        .addColumn('livemode', 'integer', (c) => c.notNull())
+        .addColumn('order_no', 'text', (c) => c.notNull())
+        .addColumn('request_hash', 'text', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('metadata', 'text', (c) => c.notNull())
+        .addColumn('created', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint(`${name}_order_no`, ['app', 'livemode', 'order_no']);
+
+    await orderTable('balance_bonuses')
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('user_pk', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('balance_transaction', 'text', (c) => c.notNull())
+      .addColumn('time_paid', 'bigint', (c) => c.notNull())
+      .execute();
+    await orderTable('balance_settlements')
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('user_pk', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('balance_transaction', 'text', (c) => c.notNull())
+      .addColumn('time_succeeded', 'bigint', (c) => c.notNull())
+      .execute();
+    await orderTable('balance_transfers')
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('user_fee', 'bigint', (c) => c.notNull())
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('recipient', 'text', (c) => c.notNull())
+      .addColumn('user_balance_transaction', 'text', (c) => c.notNull())
+      .addColumn('recipient_balance_transaction', 'text', (c) => c.notNull())
+      .execute();
+    await orderTable('withdrawals')
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('user_pk', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('user_fee', 'bigint', (c) => c.notNull())
+      .addColumn('fee', 'bigint', (c) => c.notNull())
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('extra', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('failure_msg', 'text')
+      .addColumn('source', 'text')
+      .addColumn('balance_transaction', 'text')
+      .addColumn('settle_account', 'text')
+      .addColumn('batch_withdrawal', 'text')
+      .addColumn('time_canceled', 'bigint')
+      .addColumn('time_succeeded', 'bigint')
+      .addColumn('request_id', 'text')
+      .addColumn('payout_due_ms', 'bigint')
+      .addColumn('payout_lease_ms', 'bigint')
+      .addColumn('payout_phase', 'text')
+      .addColumn('payout_tries', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    for (const [name, cols] of [
+      ['withdrawals_list', ['app', 'livemode', 'created', 'id']],
+      ['withdrawals_user', ['app', 'livemode', 'user', 'created', 'id']],
+      ['withdrawals_status', ['app', 'livemode', 'status', 'created', 'id']],
+      ['withdrawals_channel', ['app', 'livemode', 'channel', 'created', 'id']],
+      ['withdrawals_batch', ['batch_withdrawal']],
+      ['withdrawals_payout_due', ['payout_due_ms']],
+    ] as const) {
+      await db.schema.createIndex(name).on('withdrawals').columns([...cols]).execute();
+    }
+    for (const t of ['balance_bonuses', 'balance_settlements', 'balance_transfers']) {
+      await db.schema.createIndex(`${t}_list`).on(t).columns(['app', 'livemode', 'created', 'id']).execute();
+    }
+
+    await db.schema
+      .createTable('batch_withdrawals')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('metadata', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('time_finished', 'bigint')
+      .execute();
+    await db.schema.createIndex('batch_withdrawals_list').on('batch_withdrawals').columns(['app', 'livemode', 'created', 'id']).execute();
+
+    await db.schema
+      .createTable('settle_accounts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('user', 'text', (c) => c.notNull())
+      .addColumn('user_pk', 'text', (c) => c.notNull())
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('recipient', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('deleted', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex('settle_accounts_user').on('settle_accounts').columns(['user_pk', 'created', 'id']).execute();
+
+    await db.schema
+      .createTable('events')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('account_id', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('signature', 'text')
+      .addColumn('request', 'text')
+      .addColumn('pending_webhooks', 'integer', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('events_list').on('events').columns(['account_id', 'livemode', 'created', 'id']).execute();
+
+    await db.schema
+      .createTable('webhook_endpoints')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('secret', 'text')
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex('webhook_endpoints_app').on('webhook_endpoints').columns(['app', 'livemode']).execute();
+
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('event_id', 'text', (c) => c.notNull())
+      .addColumn('endpoint_id', 'text', (c) => c.notNull())
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull())
+      .addColumn('next_attempt_ms', 'bigint')
+      .addColumn('lease_ms', 'bigint')
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('last_attempt_ms', 'bigint')
+      .addColumn('last_status_code', 'integer')
+      .execute();
+    await db.schema.createIndex('webhook_deliveries_due').on('webhook_deliveries').columns(['next_attempt_ms']).execute();
+    await db.schema.createIndex('webhook_deliveries_event').on('webhook_deliveries').columns(['event_id']).execute();
+    await db.schema.createIndex('webhook_deliveries_endpoint').on('webhook_deliveries').columns(['endpoint_id', 'status', 'created']).execute();
+
+    await db.schema
+      .createTable('webhook_attempts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('delivery_id', 'text', (c) => c.notNull())
+      .addColumn('attempted_ms', 'bigint', (c) => c.notNull())
+      .addColumn('status_code', 'integer')
+      .addColumn('response_body', 'text')
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .addColumn('error', 'text')
+      .execute();
+    await db.schema.createIndex('webhook_attempts_delivery').on('webhook_attempts').columns(['delivery_id', 'attempted_ms']).execute();
+
+    await db.schema
+      .createTable('settings')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001_initial,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

@@ -1,0 +1,248 @@
+
+
+/**
+ * Row types. Conventions: money columns are 64-bit integers in fen; `*_s` timestamps are Unix
+ * seconds (what the API shows), `*_ms` are milliseconds (what schedulers use); booleans are
+ * stored as 0/1 on both engines; JSON is stored as text so both engines keep exact bytes.
+ */
+export type Bool = number;
+
+export interface AccountRow {
+  id: string;
+  name: string;
+  created: number;
+  key_test_hash: string;
+  key_live_hash: string;
+  key_test_enc: string;
+  key_live_enc: string;
+}
+
+export interface AppRow {
+  id: string;
+  account_id: string;
+  name: string;
+  created: number;
+  rsa_public_key: string | null;
+  require_signature_test: Bool;
+  require_signature_live: Bool;
+}
+
+export interface UserRow {
+  pk: string;
+  app: string;
+  livemode: Bool;
+  id: string;
+  type: string;
+  related_app: string | null;
+  address: string | null;
+  avatar: string | null;
+  email: string | null;
+  gender: string | null;
+  mobile: string | null;
+  name: string | null;
+  parent_user_id: string | null;
+  metadata: string;
+  disabled: Bool;
+  identified: Bool;
+  /** Everything spendable: withdrawable money plus bonus money. */
+  available_balance: number;
+  /** The part of available_balance that may leave by withdrawal or transfer. */
+  withdrawable_balance: number;
+  created: number;
+}
+
+export interface JournalEntryRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  type: string;
+  source: string;
+  created: number;
+}
+
+export interface PostingRow {
+  entry_id: string;
+  seq: number;
+  app: string;
+  livemode: Bool;
+  account: string;
+  amount: number;
+}
+
+export interface BalanceTransactionRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  user: string;
+  user_pk: string;
+  entry_id: string;
+  amount: number;
+  available_balance: number;
+  type: string;
+  source: string;
+  description: string | null;
+  created: number;
+}
+
+interface OrderRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  order_no: string;
+  /** Fingerprint of the create parameters: a retried identical create returns the first object. */
+  request_hash: string;
+  description: string | null;
+  metadata: string;
+  created: number;
+}
+
+export interface BalanceBonusRow extends OrderRow {
+  user: string;
+  user_pk: string;
+  amount: number;
+  balance_transaction: string;
+  time_paid: number;
+}
+
+export interface BalanceSettlementRow extends OrderRow {
+  user: string;
+  user_pk: string;
+  amount: number;
+  balance_transaction: string;
+  time_succeeded: number;
+}
+
+export interface BalanceTransferRow extends OrderRow {
+  status: string;
+  amount: number;
+  user_fee: number;
+  user: string;
+  recipient: string;
+  user_balance_transaction: string;
+  recipient_balance_transaction: string;
+}
+
+export interface WithdrawalRow extends OrderRow {
+  user: string;
+  user_pk: string;
+  amount: number;
+  user_fee: number;
+  fee: number;
+  channel: string;
+  extra: string;
+  status: string;
+  failure_msg: string | null;
+  source: string | null;
+  balance_transaction: string | null;
+  settle_account: string | null;
+  batch_withdrawal: string | null;
+  time_canceled: number | null;
+  time_succeeded: number | null;
+  request_id: string | null;
+  /** Payout worker: when the next submit/query is due (ms); null when no payout work is owed. */
+  payout_due_ms: number | null;
+  /** Payout worker lease: a claimed withdrawal is not claimed again before this (ms). */
+  payout_lease_ms: number | null;
+  /** 'submit' until the channel has the order, then 'query'. */
+  payout_phase: string | null;
+  payout_tries: number;
+}
+
+export interface BatchWithdrawalRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  status: string;
+  metadata: string;
+  created: number;
+  time_finished: number | null;
+}
+
+export interface SettleAccountRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  user: string;
+  user_pk: string;
+  channel: string;
+  recipient: string;
+  created: number;
+  deleted: Bool;
+}
+
+export interface EventRow {
+  id: string;
+  app: string;
+  account_id: string;
+  livemode: Bool;
+  type: string;
+  created: number;
+  /** The exact bytes delivered to endpoints (the event as it was when it happened). */
+  body: string;
+  /** base64 RSA-SHA256 of body with the platform key, computed once by the dispatcher. */
+  signature: string | null;
+  request: string | null;
+  pending_webhooks: number;
+}
+
+export interface WebhookEndpointRow {
+  id: string;
+  app: string;
+  livemode: Bool;
+  url: string;
+  events: string;
+  /** `whsec_…` when the endpoint opted into Standard Webhooks signatures; null otherwise. */
+  secret: string | null;
+  created: number;
+  disabled: Bool;
+}
+
+export interface WebhookDeliveryRow {
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  app: string;
+  status: string;
+  attempts: number;
+  next_attempt_ms: number | null;
+  lease_ms: number | null;
+  created: number;
+  last_attempt_ms: number | null;
+  last_status_code: number | null;
+}
+
+export interface WebhookAttemptRow {
+  id: string;
+  delivery_id: string;
+  attempted_ms: number;
+  status_code: number | null;
+  response_body: string | null;
+  duration_ms: number;
+  error: string | null;
+}
+
+export interface SettingRow {
+  key: string;
+  value: string;
+}
+
+export interface Database {
+  accounts: AccountRow;
+  apps: AppRow;
+  users: UserRow;
+  journal_entries: JournalEntryRow;
+  postings: PostingRow;
+  balance_transactions: BalanceTransactionRow;
+  balance_bonuses: BalanceBonusRow;
+  balance_settlements: BalanceSettlementRow;
+  balance_transfers: BalanceTransferRow;
+  withdrawals: WithdrawalRow;
+  batch_withdrawals: BatchWithdrawalRow;
+  settle_accounts: SettleAccountRow;
+  events: EventRow;
+  webhook_endpoints: WebhookEndpointRow;
+  webhook_deliveries: WebhookDeliveryRow;
+  webhook_attempts: WebhookAttemptRow;
+  settings: SettingRow;
+}
+

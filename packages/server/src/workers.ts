@@ -1,0 +1,19 @@
+import type { Runtime } from './runtime.ts';
+
+/** Background work run next to the API: the payout worker and the webhook dispatcher. */
+export interface Worker {
+  stop(): Promise<void>;
+}
+
+export type WorkerFactory = (rt: Runtime) => Worker;
+
+export const workerFactories: WorkerFactory[] = [];
+
+export function startWorkers(rt: Runtime): Worker {
+  const running = workerFactories.map((start) => start(rt));
+  return {
+    async stop() {
+      await Promise.all(running.map((w) => w.stop()));
+    },
+  };
+}
