@@ -1,4 +1,6 @@
 import type { Runtime } from './runtime.ts';
+import { startPayoutWorker } from './channels/worker.ts';
+import { startWebhookDispatcher } from './webhooks/dispatcher.ts';
 
 /** Background work run next to the API: the payout worker and the webhook dispatcher. */
 export interface Worker {
@@ -7,7 +9,7 @@ export interface Worker {
 
 export type WorkerFactory = (rt: Runtime) => Worker;
 
-export const workerFactories: WorkerFactory[] = [];
+export const workerFactories: WorkerFactory[] = [startPayoutWorker, startWebhookDispatcher];
 
 export function startWorkers(rt: Runtime): Worker {
   const running = workerFactories.map((start) => start(rt));

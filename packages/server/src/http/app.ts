@@ -10,6 +10,12 @@ import { usersRoutes } from './routes/users.ts';
 import { balanceBonusesRoutes } from './routes/balance_bonuses.ts';
 import { balanceSettlementsRoutes } from './routes/balance_settlements.ts';
 import { balanceTransactionsRoutes } from './routes/balance_transactions.ts';
+import { withdrawalsRoutes } from './routes/withdrawals.ts';
+import { batchWithdrawalsRoutes } from './routes/batch_withdrawals.ts';
+import { settleAccountsRoutes } from './routes/settle_accounts.ts';
+import { balanceTransfersRoutes } from './routes/balance_transfers.ts';
+import { eventsRoutes } from './routes/events.ts';
+import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -19,6 +25,11 @@ export const routeModules: RouteModule[] = [
   balanceBonusesRoutes,
   balanceSettlementsRoutes,
   balanceTransactionsRoutes,
+  withdrawalsRoutes,
+  batchWithdrawalsRoutes,
+  settleAccountsRoutes,
+  balanceTransfersRoutes,
+  eventsRoutes,
 ];
 
 /**
@@ -42,6 +53,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   registerErrorHandling(app, rt.config.bodyLimitBytes);
   registerBodyParsing(app);
   registerAuth(app, new Authenticator(rt));
+  registerRequestSignature(app, rt);
+  registerResponseSignature(app, rt);
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);
