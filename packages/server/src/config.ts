@@ -22,6 +22,8 @@ export interface Config {
   /** Graceful shutdown: in-flight requests get this long before the process exits anyway. */
   shutdownGraceMs: number;
   poolSize: number;
+  /** Payout worker lease: how long a crashed worker's claim blocks others from a withdrawal. */
+  payoutLeaseMs: number;
 }
 
 export const defaults: Config = {
@@ -40,6 +42,7 @@ export const defaults: Config = {
   webhookPerEndpointConcurrency: 8,
   shutdownGraceMs: 10_000,
   poolSize: 10,
+  payoutLeaseMs: 30_000,
 };
 
 type Env = Record<string, string | undefined>;
@@ -80,5 +83,6 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
     webhookTimeoutMs:
       intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
     poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
+    payoutLeaseMs: intFrom(env.TIXIAN_PAYOUT_LEASE_MS, 'TIXIAN_PAYOUT_LEASE_MS', 100, 3_600_000) ?? defaults.payoutLeaseMs,
   };
 }

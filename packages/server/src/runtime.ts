@@ -4,6 +4,9 @@ import { systemClock, type Clock } from './clock.ts';
 import { Store } from './store/db.ts';
 import { loadMasterKey, SecretBox } from './security/secrets.ts';
 import { PlatformKey } from './security/platform-key.ts';
+import { EventEmitter } from 'node:events';
+import type { DriverRegistry } from './channels/driver.ts';
+import { DefaultDrivers } from './channels/sandbox.ts';
 
 /**
  * Everything a service needs, opened once: storage (migrated), the master-key box, the platform
@@ -16,6 +19,13 @@ export interface Runtime {
   platformKey: PlatformKey;
   clock: Clock;
   log: Logger;
+  /** Payout channel drivers: the sandbox in test mode; live drivers when configured. */
+  drivers: DriverRegistry;
+  /**
+   * In-process wake-ups: 'payout' when a withdrawal was confirmed, 'webhook' when deliveries were
+   * queued, so workers act at once instead of at their next poll. Other processes still poll.
+   */
+  bus: EventEmitter;
   close(): Promise<void>;
 }
 
@@ -23,6 +33,7 @@ export interface RuntimeOptions {
   clock?: Clock;
   log?: Logger;
   migrate?: boolean;
+  drivers?: DriverRegistry;
 }
 
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
@@ -32,13 +43,18 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     if (options.migrate !== false) await store.migrate();
     const box = new SecretBox(loadMasterKey(config.dataDir, config.masterKeyHex));
     const platformKey = await PlatformKey.load(store.db, box);
+    const clock = options.clock ?? systemClock;
+    const bus = new EventEmitter();
+    bus.setMaxListeners(100);
     return {
       config,
       store,
       box,
       platformKey,
-      clock: options.clock ?? systemClock,
+      clock,
       log,
+      drivers: options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs),
+      bus,
       close: () => store.close(),
     };
   } catch (err) {

@@ -1,7 +1,187 @@
+import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { Worker } from '../workers.ts';
+import type { WithdrawalRow } from '../store/schema.ts';
+import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
+import type { PayoutOrder, PayoutOutcome } from './driver.ts';
 
-// The payout worker lands with the withdrawals issue.
-export function startPayoutWorker(_rt: Runtime): Worker {
-  return { stop: async () => {} };
+export interface PayoutWorkerOptions {
+  /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */
+  leaseMs: number;
+  /** Withdrawals claimed per round. */
+  batchSize: number;
+  /** Longest sleep when idle; a confirm in this process wakes the worker at once. */
+  idlePollMs: number;
+  /** A channel call slower than this counts as an unknown outcome (queried later, never failed). */
+  channelTimeoutMs: number;
+}
+
+const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 30_000 };
+const MAX_RETRY_DELAY_MS = 10 * 60_000;
+
+/**
+ * The payout worker: takes confirmed (`pending`) withdrawals whose next step is due, asks their
+ * channel, and applies the answer. Safe to run in many processes: a withdrawal is claimed by a
+ * conditional UPDATE of its lease, and results apply under a status+round guard.
+ *
+ * Exactly-once toward the channel: before the first submit the row is marked `query`, so after
+ * any crash or unknown answer the worker asks the channel first and submits again only when the
+ * channel has no record of the order (and then with the same idempotency key).
+ */
+export class PayoutWorker implements Worker {
+  private readonly options: PayoutWorkerOptions;
+  private readonly accounts = new Map<string, string>();
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private readonly onPayout = () => this.wake?.();
+
+  constructor(
+    private readonly rt: Runtime,
+    options: Partial<PayoutWorkerOptions> = {},
+  ) {
+    this.options = { ...DEFAULTS, leaseMs: rt.config.payoutLeaseMs, ...options };
+  }
+
+  start(): this {
+    if (this.running) return this;
+    this.running = true;
+    this.rt.bus.on('payout', this.onPayout);
+    this.loop = this.run();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.rt.bus.off('payout', this.onPayout);
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let worked = 0;
+      try {
+        worked = await this.runOnce();
+      } catch (err) {
+        this.rt.log.error({ err }, 'payout worker round failed');
+      }
+      if (worked === 0 && this.running) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.options.idlePollMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = null;
+      }
+    }
+  }
+
+  /** One round: claim what is due and process it. Returns how many withdrawals were handled. */
+  async runOnce(): Promise<number> {
+    const db = this.rt.store.db;
+    const now = this.rt.clock.nowMs();
+    const due = await db
+      .selectFrom('withdrawals')
+      .select(['id', 'payout_round'])
+      .where('payout_due_ms', '<=', now)
+      .where('status', '=', 'pending')
+      .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
+      .orderBy('payout_due_ms')
+      .limit(this.options.batchSize)
+      .execute();
+    const claimed: WithdrawalRow[] = [];
+    for (const d of due) {
+      const row = await db
+        .updateTable('withdrawals')
+        .set({ payout_lease_ms: now + this.options.leaseMs })
+        .where('id', '=', d.id)
+        .where('status', '=', 'pending')
+        .where('payout_round', '=', d.payout_round)
+        .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
+        .returningAll()
+        .executeTakeFirst();
+      if (row) claimed.push(row);
+    }
+    await Promise.all(claimed.map((row) => this.process(row)));
+    return claimed.length;
+  }
+
+  private async process(row: WithdrawalRow): Promise<void> {
+    const driver = this.rt.drivers.driverFor(row.channel as WithdrawalChannel, row.livemode === 1);
+    const order: PayoutOrder = {
+      key: payoutKey(row),
+      withdrawalId: row.id,
+      channel: row.channel as WithdrawalChannel,
+      amount: row.amount - row.user_fee,
+      extra: JSON.parse(row.extra) as Record<string, unknown>,
+      livemode: row.livemode === 1,
+    };
+    let outcome: PayoutOutcome;
+    if (!driver) {
+      outcome = { kind: 'unknown', message: `no payout driver for ${row.channel} (${row.livemode ? 'live' : 'test'})` };
+    } else if (row.payout_phase === 'submit') {
+      // From here on the channel may have the order: never submit again without asking first.
+      await this.rt.store.db.updateTable('withdrawals').set({ payout_phase: 'query' })
+        .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round).execute();
+      outcome = await this.call(() => driver.submit(order));
+    } else {
+      outcome = await this.call(() => driver.query(order));
+      if (outcome.kind === 'not_found') outcome = await this.call(() => driver.submit(order));
+    }
+    const result = this.toResult(row, outcome);
+    try {
+      await applyPayoutResult(this.rt, row.id, row.payout_round, result, await this.accountOf(row.app));
+    } catch (err) {
+      // The lease expires and the next round asks the channel again: nothing is lost.
+      this.rt.log.error({ err, withdrawal: row.id }, 'applying a payout result failed');
+    }
+  }
+
+  private toResult(row: WithdrawalRow, outcome: PayoutOutcome): PayoutResult {
+    const now = this.rt.clock.nowMs();
+    switch (outcome.kind) {
+      case 'succeeded':
+        return { kind: 'succeeded' };
+      case 'failed':
+        return outcome.blame === 'user' ? { kind: 'failed_user', message: outcome.message } : { kind: 'failed_merchant', message: outcome.message };
+      case 'processing':
+        return { kind: 'retry', phase: 'query', dueMs: now + Math.max(0, outcome.retryAfterMs) };
+      case 'not_found':
+      case 'unknown': {
+        const delay = Math.min(MAX_RETRY_DELAY_MS, 200 * 2 ** Math.min(row.payout_tries, 20));
+        if (outcome.kind === 'unknown') this.rt.log.warn({ withdrawal: row.id, message: outcome.message }, 'payout outcome unknown; will query');
+        return { kind: 'retry', phase: 'query', dueMs: now + delay };
+      }
+    }
+  }
+
+  private async call(fn: () => Promise<PayoutOutcome>): Promise<PayoutOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<PayoutOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: 'unknown', message: 'channel call timed out' }), this.options.channelTimeoutMs);
+    });
+    try {
+      return await Promise.race([fn(), timeout]);
+    } catch (err) {
+      return { kind: 'unknown', message: err instanceof Error ? err.message : String(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async accountOf(app: string): Promise<string> {
+    const cached = this.accounts.get(app);
+    if (cached) return cached;
+    const row = await this.rt.store.db.selectFrom('apps').select('account_id').where('id', '=', app).executeTakeFirstOrThrow();
+    if (this.accounts.size > 10_000) this.accounts.clear();
+    this.accounts.set(app, row.account_id);
+    return row.account_id;
+  }
+}
+
+export function startPayoutWorker(rt: Runtime): Worker {
+  return new PayoutWorker(rt).start();
 }

@@ -93,6 +93,6 @@ export async function listPage<Row>(
   return { rows: rows.slice(0, limit).reverse(), hasMore: rows.length > limit };
 }
 
-export function listObject<T>(url: string, data: T[], hasMore: boolean): List<T> {
+export function listObject<T>(url: string | null, data: T[], hasMore: boolean): List<T> {
   return { object: 'list', url, has_more: hasMore, data };
 }

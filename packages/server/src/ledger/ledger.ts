@@ -109,6 +109,8 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
     .execute();
 
   const lineIds = m.users.map(() => numericId('balance_transaction', m.nowMs));
+  // Movements between app accounts only (a payout settling) show no user-facing line.
+  if (lineIds.length === 0) return lineIds;
   await trx
     .insertInto('balance_transactions')
     .values(

@@ -155,6 +155,7 @@ const m0001_initial: Migration = {
       .addColumn('payout_lease_ms', 'bigint')
       .addColumn('payout_phase', 'text')
       .addColumn('payout_tries', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('payout_round', 'integer', (c) => c.notNull().defaultTo(0))
       .execute();
     for (const [name, cols] of [
       ['withdrawals_list', ['app', 'livemode', 'created', 'id']],
@@ -253,6 +254,18 @@ const m0001_initial: Migration = {
       .addColumn('error', 'text')
       .execute();
     await db.schema.createIndex('webhook_attempts_delivery').on('webhook_attempts').columns(['delivery_id', 'attempted_ms']).execute();
+
+    // The sandbox channel remembers what it was sent, like a real channel does, so that a submit
+    // repeated after a crash is recognised by its idempotency key and pays once.
+    await db.schema
+      .createTable('sandbox_payouts')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('withdrawal_id', 'text', (c) => c.notNull())
+      .addColumn('recipient', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('submitted_ms', 'bigint', (c) => c.notNull())
+      .addColumn('queries', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
 
     await db.schema
       .createTable('settings')

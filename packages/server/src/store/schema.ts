@@ -146,6 +146,17 @@ export interface WithdrawalRow extends OrderRow {
   /** 'submit' until the channel has the order, then 'query'. */
   payout_phase: string | null;
   payout_tries: number;
+  /** How many times the withdrawal was confirmed: a round per confirm, part of the channel key. */
+  payout_round: number;
+}
+
+export interface SandboxPayoutRow {
+  key: string;
+  withdrawal_id: string;
+  recipient: string;
+  amount: number;
+  submitted_ms: number;
+  queries: number;
 }
 
 export interface BatchWithdrawalRow {
@@ -243,6 +254,7 @@ export interface Database {
   webhook_endpoints: WebhookEndpointRow;
   webhook_deliveries: WebhookDeliveryRow;
   webhook_attempts: WebhookAttemptRow;
+  sandbox_payouts: SandboxPayoutRow;
   settings: SettingRow;
 }
 

@@ -1,6 +1,42 @@
 import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
+import { scopeOf } from '../context.ts';
+import { listObject } from '../lists.ts';
+import { ListQuery, Metadata } from '../schemas.ts';
+import { createBatchWithdrawal, listBatchWithdrawals, MAX_BATCH_SIZE, retrieveBatchWithdrawal } from '../../services/batch_withdrawals.ts';
+import { AppIdParams, AppParams } from './balance_bonuses.ts';
 
-// Routes of this resource land with its issue; the module is registered already so that
-// app.ts does not change when they do.
-export async function batchWithdrawalsRoutes(_app: FastifyInstance, _rt: Runtime): Promise<void> {}
+/** /v1/apps/:app/batch_withdrawals — 批量提现 (§7). */
+
+const BatchCreate = Type.Object(
+  {
+    withdrawals: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: MAX_BATCH_SIZE }),
+    status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('canceled')])),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+const BatchQuery = Type.Object({
+  ...ListQuery,
+  status: Type.Optional(Type.Union(['pending', 'succeeded', 'failed', 'canceled', 'partially_succeeded'].map((s) => Type.Literal(s)))),
+});
+
+export async function batchWithdrawalsRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
+  app.post<{ Body: Static<typeof BatchCreate> }>('/apps/:app/batch_withdrawals', { schema: { params: AppParams, body: BatchCreate } }, (req) =>
+    createBatchWithdrawal(rt, scopeOf(req), req.body as Parameters<typeof createBatchWithdrawal>[2]),
+  );
+
+  app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/batch_withdrawals/:id', { schema: { params: AppIdParams } }, (req) =>
+    retrieveBatchWithdrawal(rt, scopeOf(req), req.params.id),
+  );
+
+  app.get<{ Params: Static<typeof AppParams>; Querystring: Static<typeof BatchQuery> }>(
+    '/apps/:app/batch_withdrawals',
+    { schema: { params: AppParams, querystring: BatchQuery } },
+    async (req) => {
+      const { data, hasMore } = await listBatchWithdrawals(rt, scopeOf(req), req.query);
+      return listObject(`/v1/apps/${req.params.app}/batch_withdrawals`, data, hasMore);
+    },
+  );
+}

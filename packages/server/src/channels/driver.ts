@@ -1,0 +1,36 @@
+import type { WithdrawalChannel } from '@tixian/sdk';
+
+/** What a payout channel is asked to do: pay `amount` fen to the payee, once per `key`. */
+export interface PayoutOrder {
+  /** Idempotency key (Alipay out_biz_no, WeChat out_detail_no): the withdrawal id, plus the confirm round after the first. */
+  key: string;
+  withdrawalId: string;
+  channel: WithdrawalChannel;
+  /** What the payee receives: the withdrawal amount less the user's fee. */
+  amount: number;
+  extra: Record<string, unknown>;
+  livemode: boolean;
+}
+
+/**
+ * A channel's answer. `unknown` (a timeout, a system error) is never a failure: the worker queries
+ * by key before it ever submits again. `not_found` (query only) means the channel never got the
+ * order, so submitting it is safe.
+ */
+export type PayoutOutcome =
+  | { kind: 'succeeded' }
+  | { kind: 'failed'; blame: 'user' | 'merchant'; message: string }
+  | { kind: 'processing'; retryAfterMs: number }
+  | { kind: 'unknown'; message: string }
+  | { kind: 'not_found' };
+
+export interface ChannelDriver {
+  readonly name: string;
+  submit(order: PayoutOrder): Promise<PayoutOutcome>;
+  query(order: PayoutOrder): Promise<PayoutOutcome>;
+}
+
+/** Picks the driver for a withdrawal; null when the mode/channel has none configured. */
+export interface DriverRegistry {
+  driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null;
+}

@@ -1,0 +1,167 @@
+import { sql } from 'kysely';
+import type { BatchWithdrawal, Metadata, WithdrawalChannel } from '@tixian/sdk';
+import type { Runtime } from '../runtime.ts';
+import type { Db } from '../store/db.ts';
+import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import { numericId } from '../domain/ids.ts';
+import { listPage, listObject, type ListParams } from '../http/lists.ts';
+import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
+import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
+
+export const MAX_BATCH_SIZE = 200;
+
+export interface BatchWithdrawalCreateParams {
+  withdrawals: string[];
+  status?: 'pending' | 'canceled';
+  metadata?: Metadata | null;
+}
+
+type BatchStatus = BatchWithdrawal['status'];
+
+/**
+ * 批量提现: confirm or cancel up to 200 `created` withdrawals at once, all or nothing: an unknown,
+ * duplicated, foreign or non-`created` id rejects the whole batch (400 naming it) and nothing changes.
+ * Counters and amounts are computed from the items, so they always agree with them; the batch's
+ * status and `time_finished` are set when its last item reaches a final state.
+ */
+export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchWithdrawalCreateParams): Promise<BatchWithdrawal> {
+  const ids = p.withdrawals;
+  const seen = new Set<string>();
+  ids.forEach((id, i) => {
+    if (seen.has(id)) throw errors.invalidParam(`withdrawals[${i}]`, `withdrawal ${id} is listed twice`, `提现 ${id} 重复出现`);
+    seen.add(id);
+  });
+  const status = p.status ?? 'pending';
+  const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status', 'channel'])
+    .where('id', 'in', ids).where('app', '=', scope.app).where('livemode', '=', mode(scope)).execute();
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  ids.forEach((id, i) => {
+    const row = byId.get(id);
+    if (!row) throw errors.invalidParam(`withdrawals[${i}]`, `no such withdrawal: ${id}`, `未找到 withdrawal : ${id}`);
+    if (row.status !== 'created') throw batchStateError(i, id, row.status);
+    if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
+  });
+
+  const nowMs = rt.clock.nowMs();
+  const created = Math.floor(nowMs / 1000);
+  const batch: BatchWithdrawalRow = {
+    id: numericId('batch_withdrawal', nowMs), app: scope.app, livemode: mode(scope),
+    status: status === 'pending' ? 'pending' : 'canceled', metadata: metadataText(p.metadata), created,
+    time_finished: status === 'pending' ? null : created,
+  };
+  await rt.store.transaction(async (trx) => {
+    await trx.insertInto('batch_withdrawals').values(batch).execute();
+    if (status === 'pending') {
+      const updated = await markManyPending(trx, scope, ids, nowMs, batch.id);
+      if (updated.length !== ids.length) await raceError(trx, scope, ids, new Set(updated.map((r) => r.id)));
+    } else {
+      for (const [i, id] of ids.entries()) {
+        if (!(await markCanceled(trx, scope, id, nowMs, batch))) await raceError(trx, scope, [id], new Set(), i);
+      }
+    }
+  });
+  if (status === 'pending') rt.bus.emit('payout');
+  return batchToWire(rt.store.db, batch);
+}
+
+function batchStateError(index: number, id: string, status: string) {
+  const e = errors.statusCannotBeUpdated('withdrawal', id, status);
+  return Object.assign(e, { param: `withdrawals[${index}]` });
+}
+
+/** Another request changed an item between our check and our update: name it and roll back. */
+async function raceError(trx: Db, scope: Scope, ids: string[], updated: Set<string>, offset = 0): Promise<never> {
+  const culprit = ids.findIndex((id) => !updated.has(id));
+  const id = ids[culprit]!;
+  const row = await trx.selectFrom('withdrawals').select('status').where('id', '=', id).where('app', '=', scope.app).executeTakeFirst();
+  throw batchStateError(culprit + offset, id, row?.status ?? 'unknown');
+}
+
+/** Called in the transaction that finished an item: settles the batch once its last item is final. */
+export async function onBatchItemFinished(trx: Db, batchId: string, nowS: number): Promise<void> {
+  const counts = await itemCounts(trx, batchId);
+  const open = (counts.pending?.count ?? 0) + (counts.created?.count ?? 0);
+  if (open > 0) return;
+  await trx
+    .updateTable('batch_withdrawals')
+    .set({ status: finalStatus(counts), time_finished: nowS })
+    .where('id', '=', batchId)
+    .where('time_finished', 'is', null)
+    .execute();
+}
+
+type Counts = Partial<Record<string, { count: number; amount: number; user_fee: number; fee: number }>>;
+
+async function itemCounts(db: Db, batchId: string): Promise<Counts> {
+  const rows = await db
+    .selectFrom('withdrawals')
+    .select([
+      'status',
+      sql<number>`count(*)`.as('count'),
+      sql<number>`sum(amount)`.as('amount'),
+      sql<number>`sum(user_fee)`.as('user_fee'),
+      sql<number>`sum(fee)`.as('fee'),
+    ])
+    .where('batch_withdrawal', '=', batchId)
+    .groupBy('status')
+    .execute();
+  return Object.fromEntries(rows.map((r) => [r.status, { count: Number(r.count), amount: Number(r.amount), user_fee: Number(r.user_fee), fee: Number(r.fee) }]));
+}
+
+function finalStatus(c: Counts): BatchStatus {
+  const n = (s: string) => c[s]?.count ?? 0;
+  const total = n('succeeded') + n('failed') + n('canceled');
+  if (n('succeeded') === total) return 'succeeded';
+  if (n('failed') === total) return 'failed';
+  if (n('canceled') === total) return 'canceled';
+  return 'partially_succeeded';
+}
+
+export async function batchToWire(db: Db, batch: BatchWithdrawalRow): Promise<BatchWithdrawal> {
+  const counts = await itemCounts(db, batch.id);
+  const items = await db.selectFrom('withdrawals').selectAll().where('batch_withdrawal', '=', batch.id)
+    .orderBy('created', 'desc').orderBy('id', 'desc').limit(MAX_BATCH_SIZE).execute();
+  const sum = (k: 'count' | 'amount' | 'user_fee' | 'fee') => Object.values(counts).reduce((s, c) => s + (c?.[k] ?? 0), 0);
+  const of = (s: string, k: 'count' | 'amount') => counts[s]?.[k] ?? 0;
+  return {
+    id: batch.id,
+    object: 'batch_withdrawal',
+    app: batch.app,
+    created: batch.created,
+    livemode: batch.livemode === 1,
+    amount: sum('amount'),
+    amount_succeeded: of('succeeded', 'amount'),
+    amount_failed: of('failed', 'amount'),
+    amount_canceled: of('canceled', 'amount'),
+    count: sum('count'),
+    count_succeeded: of('succeeded', 'count'),
+    count_failed: of('failed', 'count'),
+    count_canceled: of('canceled', 'count'),
+    fee: sum('fee'),
+    metadata: parseJsonObject(batch.metadata),
+    operation_url: null,
+    source: null,
+    status: batch.status as BatchStatus,
+    time_finished: batch.time_finished,
+    user_fee: sum('user_fee'),
+    withdrawals: listObject(null, items.map((r: WithdrawalRow) => withdrawalToWire(r)), false),
+  };
+}
+
+export async function retrieveBatchWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<BatchWithdrawal> {
+  const row = await rt.store.db.selectFrom('batch_withdrawals').selectAll()
+    .where('id', '=', id).where('app', '=', scope.app).where('livemode', '=', mode(scope)).executeTakeFirst();
+  if (!row) throw errors.notFound('batch_withdrawal', id);
+  return batchToWire(rt.store.db, row);
+}
+
+export async function listBatchWithdrawals(rt: Runtime, scope: Scope, p: ListParams & { status?: string }) {
+  const { rows, hasMore } = await listPage<BatchWithdrawalRow>(rt.store.db, 'batch_withdrawals', (qb) => {
+    qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
+    return p.status ? qb.where('status', '=', p.status) : qb;
+  }, p);
+  const data: BatchWithdrawal[] = [];
+  for (const row of rows) data.push(await batchToWire(rt.store.db, row));
+  return { data, hasMore };
+}

@@ -1,0 +1,343 @@
+import { sql } from 'kysely';
+import { Ajv } from 'ajv';
+import type { Metadata, Withdrawal, WithdrawalChannel, WithdrawalList, WithdrawalStatus } from '@tixian/sdk';
+import type { Runtime } from '../runtime.ts';
+import type { Db } from '../store/db.ts';
+import type { WithdrawalRow } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import { numericId } from '../domain/ids.ts';
+import {
+  channelForSettleAccount,
+  EXTRA_SCHEMAS,
+  extraFromSettleAccount,
+  missingExtraKey,
+  normaliseExtra,
+  ORDER_NO_RULES,
+  WITHDRAWAL_CHANNELS,
+} from '../domain/channels.ts';
+import { applyMovement, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
+import { listPage, whereCreated, type ListParams } from '../http/lists.ts';
+import { validationError, paramName } from '../http/validation.ts';
+import { emitEvent } from '../webhooks/outbox.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { usableSettleAccount } from './settle_accounts.ts';
+import { onBatchItemFinished } from './batch_withdrawals.ts';
+
+export interface WithdrawalCreateParams {
+  user: string;
+  amount: number;
+  user_fee?: number | undefined;
+  channel?: WithdrawalChannel | null | undefined;
+  order_no: string;
+  description?: string | null | undefined;
+  extra?: Record<string, unknown> | null | undefined;
+  settle_account?: string | null | undefined;
+  metadata?: Metadata | null | undefined;
+}
+
+export interface WithdrawalListParams extends ListParams {
+  status?: WithdrawalStatus;
+  user?: string;
+  channel?: WithdrawalChannel;
+}
+
+export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
+  return {
+    id: row.id,
+    object: 'withdrawal',
+    app: row.app,
+    amount: row.amount,
+    asset_transaction: null,
+    balance_transaction: row.balance_transaction,
+    channel: row.channel as WithdrawalChannel,
+    created: row.created,
+    description: row.description,
+    extra: parseJsonObject(row.extra),
+    failure_msg: row.failure_msg,
+    fee: row.fee,
+    livemode: row.livemode === 1,
+    metadata: parseJsonObject(row.metadata),
+    operation_url: null,
+    order_no: row.order_no,
+    source: row.source,
+    status: row.status as WithdrawalStatus,
+    time_canceled: row.time_canceled,
+    time_succeeded: row.time_succeeded,
+    user: row.user,
+    user_fee: row.user_fee,
+    settle_account: row.settle_account,
+  };
+}
+
+const extraAjv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
+const extraValidators = Object.fromEntries(WITHDRAWAL_CHANNELS.map((c) => [c, extraAjv.compile(EXTRA_SCHEMAS[c])])) as Record<
+  WithdrawalChannel,
+  ReturnType<typeof extraAjv.compile>
+>;
+
+/** Per-channel `extra` check: schema, then the required keys (with aliases), then normalisation. */
+function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>): Record<string, unknown> {
+  // SDK examples send explicit nulls for keys they do not use: null means "not sent".
+  const extra = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
+  const validate = extraValidators[channel];
+  if (!validate(extra)) {
+    const e = validate.errors?.[0];
+    throw validationError(e ? { ...e, instancePath: '/extra' + e.instancePath } : undefined);
+  }
+  const missing = missingExtraKey(channel, extra);
+  if (missing) throw errors.missingParam(paramName('/extra', missing));
+  return normaliseExtra(channel, extra);
+}
+
+/**
+ * 提现申请: records the user's intent (status `created`) and holds `amount` at once: it leaves the
+ * user's withdrawable (and available) balance for the app's withdrawal_hold account in the same
+ * transaction (a negative `withdrawal` line). No payout happens until the merchant confirms.
+ */
+export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalCreateParams): Promise<Withdrawal> {
+  const userFee = p.user_fee ?? 0;
+  if (userFee >= p.amount) throw errors.invalidParam('user_fee', 'must be less than amount', '必须小于 amount');
+  if (p.user === '0') throw errors.invalidParam('user', 'the system user "0" cannot withdraw', '系统用户 "0" 不能提现');
+
+  // With channel and extra, settle_account is ignored (Ping++ SDK comments: "同时填写时，结算账号不生效").
+  const useSettleAccount = !(p.channel && p.extra) && typeof p.settle_account === 'string' && p.settle_account !== '';
+  let channel: WithdrawalChannel | null = p.channel ?? null;
+  let extra: Record<string, unknown> | null = null;
+  if (!useSettleAccount) {
+    if (!channel) throw errors.missingParam('channel');
+    if (!p.extra) throw errors.missingParam('extra');
+    extra = validatedExtra(channel, p.extra);
+  }
+  if (channel) checkOrderNo(channel, p.order_no);
+
+  const hash = requestHash(p);
+  const { row } = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
+    rt.store.transaction(async (trx) => {
+      const user = await activeUser(trx, scope, p.user);
+      let settleAccountId: string | null = null;
+      if (useSettleAccount) {
+        const account = await usableSettleAccount(trx, scope, user.pk, p.settle_account!);
+        const payingChannel = channelForSettleAccount(account.channel);
+        if (!payingChannel || (channel && channel !== payingChannel)) {
+          throw errors.invalidParam('channel', `does not match settle account channel ${account.channel}`, `与结算账户渠道 ${account.channel} 不符`);
+        }
+        channel = payingChannel;
+        checkOrderNo(channel, p.order_no);
+        extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
+        settleAccountId = account.id;
+      }
+      const nowMs = rt.clock.nowMs();
+      const created = Math.floor(nowMs / 1000);
+      const id = numericId('withdrawal', nowMs);
+      const [line] = await applyMovement(trx, {
+        app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'withdrawal', source: id,
+        users: [{ userPk: user.pk, userId: user.id, bucket: 'withdrawable', amount: -p.amount, line: { type: 'withdrawal', description: p.description ?? null } }],
+        apps: [{ account: 'withdrawal_hold', amount: p.amount }],
+      });
+      const row: WithdrawalRow = {
+        id, app: scope.app, livemode: mode(scope), order_no: p.order_no, request_hash: hash,
+        description: p.description ?? null, metadata: metadataText(p.metadata), created,
+        user: user.id, user_pk: user.pk, amount: p.amount, user_fee: userFee, fee: 0,
+        channel: channel!, extra: JSON.stringify(extra ?? {}), status: 'created', failure_msg: null, source: null,
+        balance_transaction: line!, settle_account: settleAccountId, batch_withdrawal: null,
+        time_canceled: null, time_succeeded: null, request_id: scope.requestId,
+        payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
+      };
+      await trx.insertInto('withdrawals').values(row).execute();
+      return row;
+    }),
+  ).catch((err: unknown) => {
+    if (err instanceof InsufficientFunds) throw errors.insufficientBalance('amount');
+    throw err;
+  });
+  return withdrawalToWire(row);
+}
+
+function checkOrderNo(channel: WithdrawalChannel, orderNo: string): void {
+  const rule = ORDER_NO_RULES[channel];
+  if (!rule.pattern.test(orderNo)) throw errors.invalidParam('order_no', rule.rule, rule.ruleZh);
+}
+
+async function findWithdrawal(db: Db, scope: Scope, id: string): Promise<WithdrawalRow> {
+  const row = await db.selectFrom('withdrawals').selectAll()
+    .where('id', '=', id).where('app', '=', scope.app).where('livemode', '=', mode(scope)).executeTakeFirst();
+  if (!row) throw errors.notFound('withdrawal', id);
+  return row;
+}
+
+export async function retrieveWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
+  return withdrawalToWire(await findWithdrawal(rt.store.db, scope, id));
+}
+
+/** List plus `total_withdrawals_amount`: the sum over every matching withdrawal, not just this page. */
+export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalListParams): Promise<Omit<WithdrawalList, 'url' | 'object'>> {
+  // The filters use the (app, livemode, status|user|channel, created, id) indexes.
+  const scoped = (qb: Parameters<Parameters<typeof listPage>[2]>[0]) => {
+    qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
+    if (p.status) qb = qb.where('status', '=', p.status);
+    if (p.user) qb = qb.where('user', '=', p.user);
+    if (p.channel) qb = qb.where('channel', '=', p.channel);
+    return qb;
+  };
+  const { rows, hasMore } = await listPage<WithdrawalRow>(rt.store.db, 'withdrawals', scoped, p);
+  const total = (await whereCreated(scoped(rt.store.db.selectFrom('withdrawals')), p)
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('total'))
+    .executeTakeFirstOrThrow()) as { total: number };
+  return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: Number(total.total) };
+}
+
+/**
+ * Confirm (`status: pending`): hands the withdrawal to the payout worker. Only from `created`;
+ * a live withdrawal without a configured channel driver is refused before anything changes.
+ */
+export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
+  const current = await findWithdrawal(rt.store.db, scope, id);
+  if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
+  const row = await rt.store.transaction(async (trx) => {
+    const updated = await markPending(trx, scope, id, rt.clock.nowMs());
+    if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    return updated;
+  });
+  rt.bus.emit('payout');
+  return withdrawalToWire(row);
+}
+
+/** The `created → pending` transition; returns the updated row, or undefined when not `created`. */
+export async function markPending(trx: Db, scope: Scope, id: string, nowMs: number): Promise<WithdrawalRow | undefined> {
+  const [row] = await markManyPending(trx, scope, [id], nowMs, null);
+  return row;
+}
+
+/**
+ * `created → pending` for many withdrawals in one statement (a batch confirm of 200 is one
+ * UPDATE, not 200). Each confirm starts a new payout round; the payout's `source` (`tr_…`) and the
+ * channel's idempotency key are derived from the withdrawal id and the round, so they are the
+ * same however often the worker retries, and new when a withdrawal is confirmed again.
+ */
+export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowMs: number, batchId: string | null): Promise<WithdrawalRow[]> {
+  return trx
+    .updateTable('withdrawals')
+    .set((eb) => ({
+      status: 'pending',
+      source: sql<string>`'tr_' || id || '_' || (payout_round + 1)`,
+      failure_msg: null,
+      request_id: scope.requestId,
+      payout_phase: 'submit',
+      payout_due_ms: nowMs,
+      payout_lease_ms: null,
+      payout_tries: 0,
+      payout_round: eb('payout_round', '+', 1),
+      ...(batchId ? { batch_withdrawal: batchId } : {}),
+    }))
+    .where('id', 'in', ids)
+    .where('app', '=', scope.app)
+    .where('livemode', '=', mode(scope))
+    .where('status', '=', 'created')
+    .returningAll()
+    .execute();
+}
+
+/** The channel's idempotency key for a payout round: the withdrawal id, suffixed after the first round. */
+export const payoutKey = (row: Pick<WithdrawalRow, 'id' | 'payout_round'>) => (row.payout_round <= 1 ? row.id : `${row.id}_${row.payout_round}`);
+
+/** Cancel (`status: canceled`): only from `created`; the hold goes back to the user (`withdrawal_revoked`). */
+export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
+  const row = await rt.store.transaction(async (trx) => {
+    const canceled = await markCanceled(trx, scope, id, rt.clock.nowMs());
+    if (!canceled) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    return canceled;
+  });
+  return withdrawalToWire(row);
+}
+
+/** The `created → canceled` transition with its ledger entry; undefined when not `created`. */
+export async function markCanceled(
+  trx: Db,
+  scope: Scope,
+  id: string,
+  nowMs: number,
+  batch: { id: string } | null = null,
+): Promise<WithdrawalRow | undefined> {
+  const created = Math.floor(nowMs / 1000);
+  const row = await trx
+    .updateTable('withdrawals')
+    .set({ status: 'canceled', time_canceled: created, ...(batch ? { batch_withdrawal: batch.id } : {}) })
+    .where('id', '=', id)
+    .where('app', '=', scope.app)
+    .where('livemode', '=', mode(scope))
+    .where('status', '=', 'created')
+    .returningAll()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  await returnHold(trx, row, nowMs, 'withdrawal_revoked');
+  // A withdrawal of a confirm batch that came back to `created` and is canceled finishes its batch
+  // item; a batch cancel settles its own status once, after all items.
+  if (!batch && row.batch_withdrawal) await onBatchItemFinished(trx, row.batch_withdrawal, created);
+  return row;
+}
+
+async function returnHold(trx: Db, row: WithdrawalRow, nowMs: number, lineType: 'withdrawal_revoked' | 'withdrawal_failed'): Promise<void> {
+  await applyMovement(trx, {
+    app: row.app, livemode: row.livemode === 1, createdS: Math.floor(nowMs / 1000), nowMs, type: lineType, source: row.id,
+    users: [{ userPk: row.user_pk, userId: row.user, bucket: 'withdrawable', amount: row.amount, line: { type: lineType, description: row.description } }],
+    apps: [{ account: 'withdrawal_hold', amount: -row.amount }],
+  });
+}
+
+/** The result the payout worker got from the channel, applied in one transaction. */
+export type PayoutResult =
+  | { kind: 'succeeded' }
+  | { kind: 'failed_user'; message: string }
+  | { kind: 'failed_merchant'; message: string }
+  | { kind: 'retry'; dueMs: number; phase: 'submit' | 'query' };
+
+/**
+ * Applies a channel result to a pending withdrawal of the given confirm round. Guarded by
+ * `status = 'pending' AND payout_round = round`, so a result applies at most once even when two
+ * workers (or a worker before and after a crash) race: a payout never settles twice.
+ * Returns false when the guard did not match (already applied).
+ */
+export async function applyPayoutResult(rt: Runtime, id: string, round: number, result: PayoutResult, accountId: string): Promise<boolean> {
+  const nowMs = rt.clock.nowMs();
+  const nowS = Math.floor(nowMs / 1000);
+  const applied = await rt.store.transaction(async (trx) => {
+    const base = trx.updateTable('withdrawals').where('id', '=', id).where('status', '=', 'pending').where('payout_round', '=', round);
+    const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
+    if (result.kind === 'retry') {
+      const r = await base
+        .set((eb) => ({ payout_phase: result.phase, payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1) }))
+        .executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1;
+    }
+    if (result.kind === 'failed_merchant') {
+      // Not the user's fault: back to `created`, the hold stays, the merchant may confirm again.
+      const row = await base.set({ ...done, status: 'created', failure_msg: result.message.slice(0, 255) }).returningAll().executeTakeFirst();
+      return row !== undefined;
+    }
+    const row =
+      result.kind === 'succeeded'
+        ? await base.set({ ...done, status: 'succeeded', time_succeeded: nowS, failure_msg: null }).returningAll().executeTakeFirst()
+        : await base.set({ ...done, status: 'failed', failure_msg: result.message.slice(0, 255) }).returningAll().executeTakeFirst();
+    if (!row) return false;
+    if (result.kind === 'succeeded') {
+      // The hold leaves for the payee (amount − user_fee) and the merchant's fee income (user_fee).
+      const apps: { account: AppAccount; amount: number }[] = [
+        { account: 'withdrawal_hold', amount: -row.amount },
+        { account: 'payout_clearing', amount: row.amount - row.user_fee },
+      ];
+      if (row.user_fee > 0) apps.push({ account: 'fee_income', amount: row.user_fee });
+      await applyMovement(trx, { app: row.app, livemode: row.livemode === 1, createdS: nowS, nowMs, type: 'withdrawal_succeeded', source: row.id, users: [], apps });
+    } else {
+      await returnHold(trx, row, nowMs, 'withdrawal_failed');
+    }
+    await emitEvent(trx, {
+      app: row.app, accountId, livemode: row.livemode === 1,
+      type: result.kind === 'succeeded' ? 'balance.withdrawal.succeeded' : 'balance.withdrawal.failed',
+      object: withdrawalToWire(row), request: row.request_id, nowMs,
+    });
+    if (row.batch_withdrawal) await onBatchItemFinished(trx, row.batch_withdrawal, nowS);
+    return true;
+  });
+  if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
+  return applied;
+}
