@@ -38,7 +38,12 @@ export interface RuntimeOptions {
 
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? pino({ level: config.logLevel });
-  const store = Store.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.poolSize });
+  const store = Store.open({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.poolSize,
+    onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
+  });
   try {
     if (options.migrate !== false) await store.migrate();
     const box = new SecretBox(loadMasterKey(config.dataDir, config.masterKeyHex));

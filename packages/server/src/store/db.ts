@@ -59,6 +59,7 @@ export interface StoreOptions {
   databaseUrl?: string | undefined;
   dataDir: string;
   poolSize?: number;
+  onIdleError?: (err: Error) => void;
 }
 
 export class Store {
@@ -79,6 +80,9 @@ export class Store {
         statement_timeout: 30_000,
         idleTimeoutMillis: 30_000,
       });
+      // An idle client's error (a database restart, a terminated backend) is emitted on the pool;
+      // unhandled it would crash the process. The pool drops that client and connects anew.
+      pool.on('error', (err) => options.onIdleError?.(err));
       return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
