@@ -80,6 +80,10 @@ async function raceError(trx: Db, scope: Scope, ids: string[], updated: Set<stri
 
 /** Called in the transaction that finished an item: settles the batch once its last item is final. */
 export async function onBatchItemFinished(trx: Db, batchId: string, nowS: number): Promise<void> {
+  // Lock the batch row before counting its items. Without it, on PostgreSQL the last two items
+  // finishing at once would each count the other as still pending (neither has committed) and
+  // the batch would never finish. A no-op UPDATE takes the row lock on both engines.
+  await trx.updateTable('batch_withdrawals').set({ status: sql`status` }).where('id', '=', batchId).execute();
   const counts = await itemCounts(trx, batchId);
   const open = (counts.pending?.count ?? 0) + (counts.created?.count ?? 0);
   if (open > 0) return;

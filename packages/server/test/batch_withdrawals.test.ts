@@ -1,0 +1,118 @@
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PayoutWorker } from '../src/channels/worker.ts';
+import { describeEngines, Harness } from './helpers/harness.ts';
+import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
+
+const require = createRequire(import.meta.url);
+const Pingpp = require('pingpp') as (key: string) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+describeEngines('batch withdrawals', (engine) => {
+  let h: Harness;
+  let worker: PayoutWorker;
+  let pingpp: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let seq = 0;
+
+  beforeAll(async () => {
+    h = await Harness.start(engine, { config: { sandboxDelayMs: 0 } });
+    worker = new PayoutWorker(h.rt, { batchSize: 64 });
+    const address = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    pingpp = Pingpp(h.testKey);
+    pingpp.setHost('127.0.0.1', Number(new URL(address).port), 'http');
+    await h.createUser('bw_user');
+    await h.fund('bw_user', 10_000_000);
+  });
+  afterAll(async () => h?.close());
+
+  async function createMany(n: number, ending: '' | '0002' | '0003' = '') {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const w = await h.request('POST', h.appPath('/withdrawals'), {
+        body: { user: 'bw_user', amount: 100 + i, user_fee: 1, channel: 'wx_pub', order_no: `bw${seq++}`, extra: seedExtra('wx_pub', sandboxPayee('wx_pub', ending)) },
+      });
+      ids.push(w.json.id);
+    }
+    return ids;
+  }
+
+  async function drain() {
+    for (let round = 0; round < 50; round++) if ((await worker.runOnce()) === 0) return;
+    throw new Error('payout worker did not drain in 50 rounds');
+  }
+
+  it('confirms 200 at once with the official SDK and reaches succeeded', async () => {
+    const ids = await createMany(200);
+    const batch = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: ids, metadata: { desk: 'review-1' } });
+    expect(batch).toMatchObject({
+      object: 'batch_withdrawal', status: 'pending', count: 200, count_succeeded: 0, time_finished: null,
+      amount: ids.reduce((s, _, i) => s + 100 + i, 0), user_fee: 200, metadata: { desk: 'review-1' },
+      withdrawals: { object: 'list', url: null, has_more: false },
+    });
+    expect(batch.withdrawals.data).toHaveLength(200);
+    expect(batch.withdrawals.data.every((w: { status: string }) => w.status === 'pending')).toBe(true);
+    await drain();
+    const done = await pingpp.batchWithdrawals.retrieve(h.appId, batch.id);
+    expect(done).toMatchObject({ status: 'succeeded', count_succeeded: 200, amount_succeeded: batch.amount, count_failed: 0, time_finished: expect.any(Number) });
+  });
+
+  it('a mixed batch ends partially_succeeded, with counters by outcome', async () => {
+    const good = await createMany(3);
+    const bad = await createMany(2, '0002');
+    const batch = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: [...good, ...bad], status: 'pending' });
+    await drain();
+    const done = await pingpp.batchWithdrawals.retrieve(h.appId, batch.id);
+    expect(done).toMatchObject({ status: 'partially_succeeded', count: 5, count_succeeded: 3, count_failed: 2, amount_failed: 100 + 101 });
+  });
+
+  it('an all-failed batch ends failed; a batch with a merchant-side failure stays pending until that item is final', async () => {
+    const bad = await createMany(2, '0002');
+    const failed = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: bad });
+    const short = await createMany(1, '0003');
+    const waiting = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: short });
+    await drain();
+    expect((await pingpp.batchWithdrawals.retrieve(h.appId, failed.id)).status).toBe('failed');
+    expect((await pingpp.batchWithdrawals.retrieve(h.appId, waiting.id))).toMatchObject({ status: 'pending', time_finished: null });
+    await pingpp.withdrawals.cancel(h.appId, short[0]);
+    expect((await pingpp.batchWithdrawals.retrieve(h.appId, waiting.id))).toMatchObject({ status: 'canceled', count_canceled: 1, time_finished: expect.any(Number) });
+  });
+
+  it('cancels a batch: every hold goes back to the user', async () => {
+    const before = (await h.request('GET', h.appPath('/users/bw_user'))).json.withdrawable_balance;
+    const ids = await createMany(4);
+    const batch = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: ids, status: 'canceled' });
+    expect(batch).toMatchObject({ status: 'canceled', count: 4, count_canceled: 4, time_finished: expect.any(Number) });
+    expect((await h.request('GET', h.appPath('/users/bw_user'))).json.withdrawable_balance).toBe(before);
+    const list = await pingpp.batchWithdrawals.list(h.appId, { per_page: 2, status: 'canceled' });
+    expect(list.data[0].id).toBe(batch.id);
+  });
+
+  it('rejects the whole batch for one bad item, naming it, and changes nothing', async () => {
+    const ids = await createMany(3);
+    const confirmed = await createMany(1);
+    await h.request('PUT', h.appPath(`/withdrawals/${confirmed[0]}`), { body: { status: 'pending' } });
+    const cases: [string, unknown, string][] = [
+      ['empty batch', { withdrawals: [] }, 'withdrawals'],
+      ['201 items', { withdrawals: Array.from({ length: 201 }, (_, i) => `x${i}`) }, 'withdrawals'],
+      ['unknown id', { withdrawals: [ids[0], 'nope'] }, 'withdrawals[1]'],
+      ['duplicated id', { withdrawals: [ids[0], ids[1], ids[0]] }, 'withdrawals[2]'],
+      ['already confirmed', { withdrawals: [ids[0], confirmed[0]] }, 'withdrawals[1]'],
+      ['bad status', { withdrawals: ids, status: 'succeeded' }, 'status'],
+      ['not an array', { withdrawals: ids[0] }, 'withdrawals'],
+      ['unknown parameter', { withdrawals: ids, force: true }, 'force'],
+    ];
+    const before = await h.snapshot();
+    for (const [name, body, param] of cases) {
+      const res = await h.request('POST', h.appPath('/batch_withdrawals'), { body });
+      expect(res.status, name).toBe(400);
+      expect(res.json.error, name).toMatchObject({ type: 'invalid_request_error', param });
+    }
+    expect(await h.snapshot()).toEqual(before);
+    const other = await h.request('GET', h.appPath('/batch_withdrawals/190000'));
+    expect(other.status).toBe(404);
+  });
+
+  it('the ledger verifies clean', async () => {
+    await drain();
+    expect((await h.verify()).drift).toEqual([]);
+  });
+});
