@@ -132,9 +132,56 @@ export const errors = {
       status: 429, code: 'rate_limited',
       zh: '请求过于频繁，请稍后再试。', en: 'Too many requests; slow down and retry later.',
     }),
+  channelNotConfigured: (channel: string) =>
+    new ApiError({
+      status: 402, type: 'channel_error', param: 'channel', code: 'channel_not_configured',
+      zh: `渠道 ${channel} 未配置真实付款驱动，Live 模式不能确认提现。`,
+      en: `No payout driver is configured for channel ${channel} in live mode; the withdrawal cannot be confirmed.`,
+    }),
   internal: (requestId: string) =>
     new ApiError({
       status: 500, type: 'api_error', code: 'internal_error',
       zh: `服务器内部错误，请求 ID：${requestId}。`, en: `Internal server error (request ${requestId}).`,
+    }),
+  // Request signatures (§3). The zh texts are Ping++'s own (pingpp-java #30, pingpp-python #20).
+  signatureMissing: () =>
+    new ApiError({
+      status: 400, code: 'signature_missing',
+      zh: '没有提供签名串，需要在 header 中加入签名串。',
+      en: 'No signature provided. Sign the request and send the signature in the Pingplusplus-Signature header.',
+    }),
+  signatureInvalid: () =>
+    new ApiError({
+      status: 400, code: 'signature_invalid',
+      zh: '提供了无效的签名', en: 'Invalid signature provided.',
+    }),
+  timestampInvalid: () =>
+    new ApiError({
+      status: 400, code: 'timestamp_invalid',
+      zh: '签名请求缺少有效的 Pingplusplus-Request-Timestamp（Unix 秒）。',
+      en: 'A signed request needs a valid Pingplusplus-Request-Timestamp header (Unix seconds).',
+    }),
+  timestampExpired: (toleranceS: number) =>
+    new ApiError({
+      status: 400, code: 'timestamp_expired',
+      zh: `请求时间戳与服务器时间相差超过 ${toleranceS} 秒，请校准时钟后重新签名。`,
+      en: `The request timestamp is more than ${toleranceS} seconds away from the server's clock; check the clock and sign again.`,
+    }),
+  settleAccountLimit: (user: string, max: number) =>
+    new ApiError({
+      status: 400, param: 'user', code: 'settle_account_limit',
+      zh: `用户 ${user} 的结算账户已达上限 ${max} 个，请先删除不再使用的结算账户。`,
+      en: `User ${user} already has ${max} settle accounts, the maximum; delete one first.`,
+    }),
+  settleAccountNotUsable: (id: string) =>
+    new ApiError({
+      status: 400, param: 'settle_account', code: 'settle_account_not_usable',
+      zh: `该用户没有可用的结算账户 ${id}。`, en: `No usable settle account ${id} for this user.`,
+    }),
+  tooManyWebhookEndpoints: (max: number) =>
+    new ApiError({
+      status: 400, param: 'url', code: 'webhook_endpoint_limit',
+      zh: `该应用在此模式下的 Webhooks 通知地址已达上限 ${max} 个，请先删除不再使用的地址。`,
+      en: `This app already has ${max} webhook endpoints in this mode, the maximum; remove one first.`,
     }),
 } as const;
