@@ -24,7 +24,7 @@ type Tables = keyof Database;
 // Kysely's builder types do not survive a generic table name; the helper works on the common
 // columns every listable table has (id, created) and hands rows back typed by the caller.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type AnyQuery = SelectQueryBuilder<Database, any, any>;
+export type AnyQuery = SelectQueryBuilder<Database, any, any>;
 
 /** Applies `created`, `created[gt|gte|lt|lte]` (Unix seconds) to a query on a table with `created`. */
 export function whereCreated(qb: AnyQuery, p: ListParams): AnyQuery {

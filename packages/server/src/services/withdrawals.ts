@@ -16,7 +16,7 @@ import {
   WITHDRAWAL_CHANNELS,
 } from '../domain/channels.ts';
 import { applyMovement, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
-import { listPage, whereCreated, type ListParams } from '../http/lists.ts';
+import { listPage, whereCreated, type AnyQuery, type ListParams } from '../http/lists.ts';
 import { validationError, paramName } from '../http/validation.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
@@ -172,7 +172,7 @@ export async function retrieveWithdrawal(rt: Runtime, scope: Scope, id: string):
 /** List plus `total_withdrawals_amount`: the sum over every matching withdrawal, not just this page. */
 export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalListParams): Promise<Omit<WithdrawalList, 'url' | 'object'>> {
   // The filters use the (app, livemode, status|user|channel, created, id) indexes.
-  const scoped = (qb: Parameters<Parameters<typeof listPage>[2]>[0]) => {
+  const scoped = (qb: AnyQuery) => {
     qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
     if (p.status) qb = qb.where('status', '=', p.status);
     if (p.user) qb = qb.where('user', '=', p.user);

@@ -170,6 +170,15 @@ const m0001_initial: Migration = {
     for (const t of ['balance_bonuses', 'balance_settlements', 'balance_transfers']) {
       await db.schema.createIndex(`${t}_list`).on(t).columns(['app', 'livemode', 'created', 'id']).execute();
     }
+    // Lists filtered by user (bonuses, settlements) and by sender or recipient (transfers).
+    for (const [t, col] of [
+      ['balance_bonuses', 'user'],
+      ['balance_settlements', 'user'],
+      ['balance_transfers', 'user'],
+      ['balance_transfers', 'recipient'],
+    ] as const) {
+      await db.schema.createIndex(`${t}_${col}`).on(t).columns(['app', 'livemode', col, 'created', 'id']).execute();
+    }
 
     await db.schema
       .createTable('batch_withdrawals')
