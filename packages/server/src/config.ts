@@ -24,6 +24,17 @@ export interface Config {
   poolSize: number;
   /** Payout worker lease: how long a crashed worker's claim blocks others from a withdrawal. */
   payoutLeaseMs: number;
+  /**
+   * Webhook delivery lease: a claimed delivery is not claimed again for this long, so a crash
+   * between send and record re-sends it after the lease (at-least-once). Never shorter than the
+   * request timeout plus 1 s (the dispatcher enforces it), or a slow answer would be sent twice.
+   */
+  webhookLeaseMs: number;
+  /**
+   * Test-only: multiplies every webhook retry delay (0 < scale ≤ 1), so a spawned server runs the
+   * 25-hour Ping++ schedule in seconds. Production leaves it at 1.
+   */
+  webhookRetryScale: number;
 }
 
 export const defaults: Config = {
@@ -43,6 +54,8 @@ export const defaults: Config = {
   shutdownGraceMs: 10_000,
   poolSize: 10,
   payoutLeaseMs: 30_000,
+  webhookLeaseMs: 60_000,
+  webhookRetryScale: 1,
 };
 
 type Env = Record<string, string | undefined>;
@@ -51,6 +64,13 @@ function intFrom(value: string | undefined, name: string, min: number, max: numb
   if (value === undefined || value === '') return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${value}`);
+  return n;
+}
+
+function fractionFrom(value: string | undefined, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new Error(`${name} must be a number in (0, 1], got ${value}`);
   return n;
 }
 
@@ -84,5 +104,12 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
       intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
     poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
     payoutLeaseMs: intFrom(env.TIXIAN_PAYOUT_LEASE_MS, 'TIXIAN_PAYOUT_LEASE_MS', 100, 3_600_000) ?? defaults.payoutLeaseMs,
+    webhookConcurrency:
+      intFrom(env.TIXIAN_WEBHOOK_CONCURRENCY, 'TIXIAN_WEBHOOK_CONCURRENCY', 1, 1024) ?? defaults.webhookConcurrency,
+    webhookPerEndpointConcurrency:
+      intFrom(env.TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY, 'TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY', 1, 256) ??
+      defaults.webhookPerEndpointConcurrency,
+    webhookLeaseMs: intFrom(env.TIXIAN_WEBHOOK_LEASE_MS, 'TIXIAN_WEBHOOK_LEASE_MS', 1_000, 3_600_000) ?? defaults.webhookLeaseMs,
+    webhookRetryScale: fractionFrom(env.TIXIAN_WEBHOOK_RETRY_SCALE, 'TIXIAN_WEBHOOK_RETRY_SCALE') ?? defaults.webhookRetryScale,
   };
 }

@@ -36,6 +36,7 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   registerAppsCommands(program);
+  (await import('./events.ts')).registerEventCommands(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

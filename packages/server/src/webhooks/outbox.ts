@@ -1,5 +1,6 @@
 import type { Db } from '../store/db.ts';
-import { newEventId, newInternalId } from '../domain/ids.ts';
+import { randomInt } from 'node:crypto';
+import { newInternalId } from '../domain/ids.ts';
 import type { EventType } from '@tixian/sdk';
 
 export interface EmitEvent {
@@ -14,6 +15,29 @@ export interface EmitEvent {
   nowMs: number;
 }
 
+let lastIdMs = -1;
+let idCounter = 0;
+
+/**
+ * `evt_` + 24 digits: 13 of milliseconds, a 3-digit counter within the millisecond and 8 random
+ * digits. Event lists order by (created, id), newest first; a time-ordered id keeps events of one
+ * second in the order they happened. Digits only, because base62 does not sort the same under every
+ * PostgreSQL collation. Ping++'s own event ids are 24 digits too (`evt_401180116154930078262236`).
+ */
+export function newEventId(nowMs: number): string {
+  if (nowMs !== lastIdMs) {
+    lastIdMs = nowMs;
+    idCounter = 0;
+  } else {
+    idCounter = (idCounter + 1) % 1000;
+  }
+  const ms = Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
+  return 'evt_' + ms + idCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
+}
+
+/** A bound on fan-out: every event writes one delivery row per subscribed endpoint. */
+export const MAX_ENDPOINTS_PER_APP_MODE = 16;
+
 /** Event types an endpoint gets when it names none: the two documented ones (see issue 5). */
 export const DEFAULT_ENDPOINT_EVENTS: readonly EventType[] = ['balance.withdrawal.succeeded', 'balance.withdrawal.failed'];
 
@@ -21,20 +45,15 @@ export const DEFAULT_ENDPOINT_EVENTS: readonly EventType[] = ['balance.withdrawa
  * Transactional outbox: writes the event and one delivery row per subscribed endpoint inside the
  * caller's transaction, so the state change and its notification commit together or not at all.
  * The dispatcher delivers the rows later; a crash loses nothing (a delivery may repeat).
- * The body is serialised once here and delivered byte-for-byte on every attempt.
+ * The body is serialised once here and delivered byte-for-byte on every attempt (its signature is
+ * computed once and every retry carries the same id and bytes, so receivers can dedupe); hence its
+ * `pending_webhooks` is the count at creation, while GET /v1/events/{id} shows the current count.
  */
 export async function emitEvent(trx: Db, e: EmitEvent): Promise<string> {
-  const id = newEventId();
+  const id = newEventId(e.nowMs);
   const created = Math.floor(e.nowMs / 1000);
   const livemode = e.livemode ? 1 : 0;
-  const endpoints = await trx
-    .selectFrom('webhook_endpoints')
-    .select(['id', 'events'])
-    .where('app', '=', e.app)
-    .where('livemode', '=', livemode)
-    .where('disabled', '=', 0)
-    .execute();
-  const subscribed = endpoints.filter((ep) => (JSON.parse(ep.events) as string[]).includes(e.type));
+  const subscribed = await subscribedEndpoints(trx, e.app, livemode, e.type);
   const body = JSON.stringify({
     id,
     object: 'event',
@@ -51,16 +70,38 @@ export async function emitEvent(trx: Db, e: EmitEvent): Promise<string> {
     .insertInto('events')
     .values({ id, app: e.app, account_id: e.accountId, livemode, type: e.type, created, body, signature: null, request: e.request, pending_webhooks: subscribed.length })
     .execute();
-  if (subscribed.length > 0) {
-    await trx
-      .insertInto('webhook_deliveries')
-      .values(
-        subscribed.map((ep) => ({
-          id: newInternalId('whd'), event_id: id, endpoint_id: ep.id, app: e.app, status: 'pending', attempts: 0,
-          next_attempt_ms: e.nowMs, lease_ms: null, created, last_attempt_ms: null, last_status_code: null,
-        })),
-      )
-      .execute();
-  }
+  await insertDeliveries(trx, { id, app: e.app, created }, subscribed, e.nowMs);
   return id;
+}
+
+/** The active endpoints of an app and mode that want this event type. */
+export async function subscribedEndpoints(trx: Db, app: string, livemode: number, type: string): Promise<{ id: string }[]> {
+  const endpoints = await trx
+    .selectFrom('webhook_endpoints')
+    .select(['id', 'events'])
+    .where('app', '=', app)
+    .where('livemode', '=', livemode)
+    .where('disabled', '=', 0)
+    .limit(MAX_ENDPOINTS_PER_APP_MODE)
+    .execute();
+  return endpoints.filter((ep) => (JSON.parse(ep.events) as string[]).includes(type));
+}
+
+/** One pending delivery per endpoint, due at once. */
+export async function insertDeliveries(
+  trx: Db,
+  event: { id: string; app: string; created: number },
+  endpoints: readonly { id: string }[],
+  nowMs: number,
+): Promise<void> {
+  if (endpoints.length === 0) return;
+  await trx
+    .insertInto('webhook_deliveries')
+    .values(
+      endpoints.map((ep) => ({
+        id: newInternalId('whd'), event_id: event.id, endpoint_id: ep.id, app: event.app, status: 'pending', attempts: 0,
+        next_attempt_ms: nowMs, lease_ms: null, created: event.created, last_attempt_ms: null, last_status_code: null,
+      })),
+    )
+    .execute();
 }

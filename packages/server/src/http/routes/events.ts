@@ -1,6 +1,41 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
+import { listObject } from '../lists.ts';
+import { ListQuery } from '../schemas.ts';
+import { listEvents, resendEvent, retrieveEvent, type EventScope } from '../../webhooks/events.ts';
 
-// Routes of this resource land with its issue; the module is registered already so that
-// app.ts does not change when they do.
-export async function eventsRoutes(_app: FastifyInstance, _rt: Runtime): Promise<void> {}
+/**
+ * /v1/events — events (§13). Not app-scoped: the key's account and mode must own the event, and
+ * anything else answers 404 as if it did not exist. Listing and resend are tixian extensions
+ * (the webhooks guide mentions a newest-first event list; no SDK calls it).
+ */
+
+const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const EventsQuery = Type.Object({
+  ...ListQuery,
+  type: Type.Optional(Type.String({ maxLength: 64 })),
+  delivery_success: Type.Optional(Type.Boolean()),
+});
+
+function eventScope(req: FastifyRequest): EventScope {
+  const principal = req.principal;
+  if (!principal) throw new Error('event routes need an authenticated request');
+  return { accountId: principal.accountId, livemode: principal.livemode };
+}
+
+export async function eventsRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
+  app.get<{ Params: Static<typeof IdParams> }>('/events/:id', { schema: { params: IdParams } }, (req) =>
+    retrieveEvent(rt, eventScope(req), req.params.id),
+  );
+
+  app.get<{ Querystring: Static<typeof EventsQuery> }>('/events', { schema: { querystring: EventsQuery } }, async (req) => {
+    const { data, hasMore } = await listEvents(rt, eventScope(req), req.query);
+    return listObject('/v1/events', data, hasMore);
+  });
+
+  app.post<{ Params: Static<typeof IdParams> }>('/events/:id/resend', { schema: { params: IdParams } }, async (req) => {
+    const { event } = await resendEvent(rt, eventScope(req), req.params.id);
+    return event;
+  });
+}

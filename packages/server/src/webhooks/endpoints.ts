@@ -1,0 +1,179 @@
+import type { Runtime } from '../runtime.ts';
+import type { Db } from '../store/db.ts';
+import type { WebhookEndpointRow } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import { newInternalId } from '../domain/ids.ts';
+import { seconds } from '../clock.ts';
+import { DEFAULT_ENDPOINT_EVENTS, MAX_ENDPOINTS_PER_APP_MODE } from './outbox.ts';
+import { newStandardWebhookSecret } from './signing.ts';
+
+/**
+ * Webhook endpoints: per app and per mode, any number of URLs (up to a bound), each with the event
+ * types it wants. Used by the CLI (`tixian apps update --webhook-url`, `tixian apps webhooks …`)
+ * and meant for the console as well, so every rule lives here and not in a command.
+ */
+
+export { MAX_ENDPOINTS_PER_APP_MODE };
+export const MAX_URL_LENGTH = 2048;
+/** The event types an endpoint may subscribe to: the ones tixian emits (Ping++ §6.10, §13.1). */
+export const KNOWN_EVENT_TYPES: readonly string[] = DEFAULT_ENDPOINT_EVENTS;
+
+export interface WebhookEndpoint {
+  id: string;
+  object: 'webhook_endpoint';
+  app: string;
+  livemode: boolean;
+  url: string;
+  events: string[];
+  standard_webhooks: boolean;
+  /** The `whsec_…` secret; only present where the caller asked to reveal it. */
+  secret?: string;
+  created: number;
+}
+
+export interface EndpointInput {
+  app: string;
+  livemode: boolean;
+  url: string;
+  /** Replaces the subscribed types; a new endpoint without it gets DEFAULT_ENDPOINT_EVENTS. */
+  events?: readonly string[] | undefined;
+  /** true: make (or keep) a Standard Webhooks secret; false: drop it; undefined: leave as is. */
+  standardWebhooks?: boolean | undefined;
+}
+
+export function validateEndpointUrl(raw: string): string {
+  const url = raw.trim();
+  if (url.length === 0) throw errors.missingParam('url');
+  if (url.length > MAX_URL_LENGTH) throw errors.invalidParam('url', `must be at most ${MAX_URL_LENGTH} characters`, `长度不能超过 ${MAX_URL_LENGTH}`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
+  }
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.hostname) {
+    throw errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
+  }
+  // Credentials in the URL would be stored and shown in clear; receivers authenticate us by signature.
+  if (parsed.username || parsed.password) throw errors.invalidParam('url', 'must not contain credentials', '不能包含用户名或密码');
+  return url;
+}
+
+export function validateEventTypes(types: readonly string[]): string[] {
+  const unique = [...new Set(types.map((t) => t.trim()).filter((t) => t.length > 0))];
+  if (unique.length === 0) throw errors.invalidParam('events', 'name at least one event type', '至少需要一个事件类型');
+  for (const t of unique) {
+    if (!KNOWN_EVENT_TYPES.includes(t)) {
+      throw errors.invalidParam('events', `unknown event type ${t.slice(0, 64)}; known: ${KNOWN_EVENT_TYPES.join(', ')}`, `未知的事件类型 ${t.slice(0, 64)}`);
+    }
+  }
+  return unique;
+}
+
+function toEndpoint(rt: Runtime, row: WebhookEndpointRow, reveal: boolean): WebhookEndpoint {
+  const out: WebhookEndpoint = {
+    id: row.id,
+    object: 'webhook_endpoint',
+    app: row.app,
+    livemode: row.livemode === 1,
+    url: row.url,
+    events: JSON.parse(row.events) as string[],
+    standard_webhooks: row.secret !== null,
+    created: row.created,
+  };
+  if (reveal && row.secret !== null) out.secret = rt.box.open(row.secret);
+  return out;
+}
+
+async function lockApp(rt: Runtime, trx: Db, app: string): Promise<void> {
+  let q = trx.selectFrom('apps').select('id').where('id', '=', app);
+  // Serialise endpoint changes of one app on PostgreSQL so two writers cannot both pass the bound;
+  // SQLite already serialises writers from BEGIN IMMEDIATE.
+  if (rt.store.engine === 'postgres') q = q.forUpdate();
+  if (!(await q.executeTakeFirst())) throw errors.notFound('app', app, 'app');
+}
+
+/**
+ * Adds an endpoint, or changes the one with the same URL in this app and mode (so running the same
+ * command twice does not deliver every event twice). Returns the endpoint with its secret revealed,
+ * since this is the moment an operator needs to copy it.
+ */
+export async function upsertEndpoint(rt: Runtime, input: EndpointInput): Promise<{ endpoint: WebhookEndpoint; created: boolean }> {
+  const url = validateEndpointUrl(input.url);
+  const events = input.events === undefined ? undefined : validateEventTypes(input.events);
+  const livemode = input.livemode ? 1 : 0;
+  return rt.store.transaction(async (trx) => {
+    await lockApp(rt, trx, input.app);
+    const active = await trx
+      .selectFrom('webhook_endpoints')
+      .selectAll()
+      .where('app', '=', input.app)
+      .where('livemode', '=', livemode)
+      .where('disabled', '=', 0)
+      .limit(MAX_ENDPOINTS_PER_APP_MODE + 1)
+      .execute();
+    const existing = active.find((e) => e.url === url);
+    if (existing) {
+      const secret =
+        input.standardWebhooks === undefined ? existing.secret
+        : input.standardWebhooks ? (existing.secret ?? rt.box.seal(newStandardWebhookSecret()))
+        : null;
+      const eventsText = events ? JSON.stringify(events) : existing.events;
+      await trx.updateTable('webhook_endpoints').set({ events: eventsText, secret }).where('id', '=', existing.id).execute();
+      return { endpoint: toEndpoint(rt, { ...existing, events: eventsText, secret }, true), created: false };
+    }
+    if (active.length >= MAX_ENDPOINTS_PER_APP_MODE) throw errors.tooManyWebhookEndpoints(MAX_ENDPOINTS_PER_APP_MODE);
+    const row: WebhookEndpointRow = {
+      id: newInternalId('we'),
+      app: input.app,
+      livemode,
+      url,
+      events: JSON.stringify(events ?? DEFAULT_ENDPOINT_EVENTS),
+      secret: input.standardWebhooks ? rt.box.seal(newStandardWebhookSecret()) : null,
+      created: seconds(rt.clock),
+      disabled: 0,
+    };
+    await trx.insertInto('webhook_endpoints').values(row).execute();
+    return { endpoint: toEndpoint(rt, row, true), created: true };
+  });
+}
+
+/** The active endpoints of an app, both modes unless one is named; test first, then oldest first. */
+export async function listEndpoints(
+  rt: Runtime,
+  app: string,
+  options: { livemode?: boolean; revealSecrets?: boolean } = {},
+): Promise<WebhookEndpoint[]> {
+  let q = rt.store.db.selectFrom('webhook_endpoints').selectAll().where('app', '=', app).where('disabled', '=', 0);
+  if (options.livemode !== undefined) q = q.where('livemode', '=', options.livemode ? 1 : 0);
+  const rows = await q.orderBy('livemode').orderBy('created').orderBy('id').limit(2 * MAX_ENDPOINTS_PER_APP_MODE).execute();
+  return rows.map((r) => toEndpoint(rt, r, options.revealSecrets ?? false));
+}
+
+/**
+ * Removes an endpoint: it gets no new events, and deliveries still waiting for it are canceled
+ * (their events' pending_webhooks drop, since nothing will be delivered there any more). The row is
+ * kept, disabled, so past deliveries and attempts still name a known endpoint.
+ */
+export async function removeEndpoint(rt: Runtime, app: string, id: string): Promise<{ canceledDeliveries: number }> {
+  return rt.store.transaction(async (trx) => {
+    await lockApp(rt, trx, app);
+    const row = await trx.selectFrom('webhook_endpoints').select('id').where('id', '=', id).where('app', '=', app).where('disabled', '=', 0).executeTakeFirst();
+    if (!row) throw errors.notFound('webhook_endpoint', id);
+    await trx.updateTable('webhook_endpoints').set({ disabled: 1 }).where('id', '=', id).execute();
+    // One statement each, not a loop: the number of waiting deliveries is not bounded by us.
+    await trx
+      .updateTable('events')
+      .set((eb) => ({ pending_webhooks: eb('pending_webhooks', '-', 1) }))
+      .where('id', 'in', (eb) => eb.selectFrom('webhook_deliveries').select('event_id').where('endpoint_id', '=', id).where('status', '=', 'pending'))
+      .where('pending_webhooks', '>', 0)
+      .execute();
+    const res = await trx
+      .updateTable('webhook_deliveries')
+      .set({ status: 'canceled', next_attempt_ms: null, lease_ms: null })
+      .where('endpoint_id', '=', id)
+      .where('status', '=', 'pending')
+      .executeTakeFirst();
+    return { canceledDeliveries: Number(res.numUpdatedRows) };
+  });
+}

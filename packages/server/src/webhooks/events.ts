@@ -1,0 +1,165 @@
+import { sql } from 'kysely';
+import type { Event } from '@tixian/sdk';
+import type { Runtime } from '../runtime.ts';
+import type { Db } from '../store/db.ts';
+import type { EventRow } from '../store/schema.ts';
+import { errors } from '../domain/errors.ts';
+import { listPage, type ListParams } from '../http/lists.ts';
+import { insertDeliveries, subscribedEndpoints } from './outbox.ts';
+
+/**
+ * Events (§13) as merchants see them, and the operator's levers on their deliveries: resend one
+ * event, recover everything that failed for an endpoint since a time.
+ */
+
+/** Who may see an event: the key's account, in the key's mode. Null = the operator (CLI). */
+export interface EventScope {
+  accountId: string;
+  livemode: boolean;
+}
+
+export interface EventListParams extends ListParams {
+  type?: string;
+  /** false: events with at least one delivery not (yet) succeeded; true: events with none such. */
+  delivery_success?: boolean;
+}
+
+/** Re-queuing touches at most this many deliveries per transaction (recover walks in batches). */
+export const REQUEUE_BATCH = 500;
+/** recover stops after this many batches; run it again to go on (it reports how many it did). */
+const MAX_RECOVER_BATCHES = 1000;
+
+/** The event as stored (the delivered bytes), showing the current pending_webhooks. */
+export function eventObject(row: Pick<EventRow, 'body' | 'pending_webhooks'>): Event {
+  const event = JSON.parse(row.body) as Event;
+  event.pending_webhooks = row.pending_webhooks;
+  return event;
+}
+
+async function findEvent(db: Db, scope: EventScope | null, id: string): Promise<EventRow> {
+  let q = db.selectFrom('events').selectAll().where('id', '=', id);
+  if (scope) q = q.where('account_id', '=', scope.accountId).where('livemode', '=', scope.livemode ? 1 : 0);
+  const row = await q.executeTakeFirst();
+  // Another account's or mode's event answers exactly like one that does not exist.
+  if (!row) throw errors.notFound('event', id);
+  return row;
+}
+
+export async function retrieveEvent(rt: Runtime, scope: EventScope, id: string): Promise<Event> {
+  return eventObject(await findEvent(rt.store.db, scope, id));
+}
+
+/** GET /v1/events (extension): newest first, with type, created and delivery_success filters. */
+export async function listEvents(rt: Runtime, scope: EventScope, p: EventListParams): Promise<{ data: Event[]; hasMore: boolean }> {
+  const { rows, hasMore } = await listPage<EventRow>(
+    rt.store.db,
+    'events',
+    (qb) => {
+      let q = qb.where('account_id', '=', scope.accountId).where('livemode', '=', scope.livemode ? 1 : 0);
+      if (p.type !== undefined) q = q.where('type', '=', p.type);
+      if (p.delivery_success !== undefined) {
+        const unsuccessful = sql<boolean>`exists (select 1 from webhook_deliveries d where d.event_id = events.id and d.status <> 'succeeded')`;
+        q = q.where(p.delivery_success ? sql<boolean>`not ${unsuccessful}` : unsuccessful);
+      }
+      return q;
+    },
+    p,
+  );
+  return { data: rows.map(eventObject), hasMore };
+}
+
+/**
+ * Puts deliveries back in the queue, due now, with a fresh Ping++ schedule (their earlier tries stay
+ * in webhook_attempts). A delivery being sent right now (leased) is left alone: it is already
+ * going out. Finished deliveries count again in their event's pending_webhooks. Deliveries of
+ * removed endpoints are not revived. Returns how many deliveries were re-queued.
+ */
+async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<number> {
+  if (ids.length === 0) return 0;
+  if (ids.length > REQUEUE_BATCH) throw new Error(`requeue takes at most ${REQUEUE_BATCH} deliveries at a time`);
+  const base = () =>
+    trx
+      .updateTable('webhook_deliveries')
+      .set({ status: 'pending', attempts: 0, next_attempt_ms: nowMs, lease_ms: null })
+      .where('id', 'in', ids)
+      .where('endpoint_id', 'in', (eb) => eb.selectFrom('webhook_endpoints').select('id').where('disabled', '=', 0));
+  // Pending ones first (the revived would match otherwise): not leased, or the lease ran out (the
+  // sender crashed). Checked in the UPDATE itself so a dispatcher claiming the row at this moment on
+  // PostgreSQL is not overtaken.
+  const hurried = await base()
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('lease_ms', 'is', null), eb('lease_ms', '<=', nowMs)]))
+    .executeTakeFirst();
+  const revived = await base().where('status', 'in', ['succeeded', 'failed']).returning('event_id').execute();
+  const perEvent = new Map<string, number>();
+  for (const r of revived) perEvent.set(r.event_id, (perEvent.get(r.event_id) ?? 0) + 1);
+  for (const [eventId, n] of perEvent) {
+    await trx
+      .updateTable('events')
+      .set((eb) => ({ pending_webhooks: eb('pending_webhooks', '+', n) }))
+      .where('id', '=', eventId)
+      .execute();
+  }
+  return revived.length + Number(hurried.numUpdatedRows);
+}
+
+/**
+ * POST /v1/events/{id}/resend and `tixian events resend`: every delivery of the event is sent again
+ * now; an event that had no deliveries (no endpoint was subscribed when it happened) gets one per
+ * endpoint subscribed now.
+ */
+export async function resendEvent(rt: Runtime, scope: EventScope | null, id: string): Promise<{ event: Event; requeued: number }> {
+  const nowMs = rt.clock.nowMs();
+  const result = await rt.store.transaction(async (trx) => {
+    const event = await findEvent(trx, scope, id);
+    const deliveries = await trx.selectFrom('webhook_deliveries').select('id').where('event_id', '=', id).limit(REQUEUE_BATCH).execute();
+    let requeued: number;
+    if (deliveries.length === 0) {
+      const endpoints = await subscribedEndpoints(trx, event.app, event.livemode, event.type);
+      await insertDeliveries(trx, event, endpoints, nowMs);
+      if (endpoints.length > 0) {
+        await trx.updateTable('events').set((eb) => ({ pending_webhooks: eb('pending_webhooks', '+', endpoints.length) })).where('id', '=', id).execute();
+      }
+      requeued = endpoints.length;
+    } else {
+      requeued = await requeue(trx, deliveries.map((d) => d.id), nowMs);
+    }
+    const fresh = await trx.selectFrom('events').select(['body', 'pending_webhooks']).where('id', '=', id).executeTakeFirstOrThrow();
+    return { event: eventObject(fresh), requeued };
+  });
+  wakeDispatcher(rt);
+  return result;
+}
+
+/**
+ * `tixian events recover --endpoint WE_ID --since S`: re-queues every delivery to the endpoint that
+ * finally failed, for events created at or after S (Unix seconds). Works in batches, each its own
+ * short transaction, so a large backlog never holds the database for long.
+ */
+export async function recoverEndpoint(rt: Runtime, endpointId: string, sinceS: number): Promise<{ requeued: number; complete: boolean }> {
+  const endpoint = await rt.store.db.selectFrom('webhook_endpoints').select('id').where('id', '=', endpointId).where('disabled', '=', 0).executeTakeFirst();
+  if (!endpoint) throw errors.notFound('webhook_endpoint', endpointId, 'endpoint');
+  let requeued = 0;
+  for (let batch = 0; batch < MAX_RECOVER_BATCHES; batch++) {
+    const n = await rt.store.transaction(async (trx) => {
+      const rows = await trx
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('endpoint_id', '=', endpointId)
+        .where('status', '=', 'failed')
+        .where('created', '>=', sinceS)
+        .limit(REQUEUE_BATCH)
+        .execute();
+      return requeue(trx, rows.map((r) => r.id), rt.clock.nowMs());
+    });
+    requeued += n;
+    if (n > 0) wakeDispatcher(rt);
+    if (n < REQUEUE_BATCH) return { requeued, complete: true };
+  }
+  return { requeued, complete: false };
+}
+
+/** Tells a dispatcher in this process that work is due (other processes find it at their next poll). */
+export function wakeDispatcher(rt: Runtime): void {
+  rt.bus.emit('webhook');
+}
