@@ -22,6 +22,12 @@ export interface Config {
   /** Graceful shutdown: in-flight requests get this long before the process exits anyway. */
   shutdownGraceMs: number;
   poolSize: number;
+  /**
+   * Sign every response body (X-Pingplusplus-Signature). On by default for SDKs that verify
+   * responses (Java with verifyPublicKey); one RSA signature (~250 µs) is the largest per-request
+   * cost, so deployments whose clients never verify may turn it off (TIXIAN_SIGN_RESPONSES=0).
+   */
+  signResponses: boolean;
   /** Payout worker lease: how long a crashed worker's claim blocks others from a withdrawal. */
   payoutLeaseMs: number;
   /**
@@ -54,6 +60,7 @@ export const defaults: Config = {
   shutdownGraceMs: 10_000,
   poolSize: 10,
   payoutLeaseMs: 30_000,
+  signResponses: true,
   webhookLeaseMs: 60_000,
   webhookRetryScale: 1,
 };
@@ -103,6 +110,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
     webhookTimeoutMs:
       intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
     poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
+    signResponses: env.TIXIAN_SIGN_RESPONSES ? env.TIXIAN_SIGN_RESPONSES !== '0' : defaults.signResponses,
     payoutLeaseMs: intFrom(env.TIXIAN_PAYOUT_LEASE_MS, 'TIXIAN_PAYOUT_LEASE_MS', 100, 3_600_000) ?? defaults.payoutLeaseMs,
     webhookConcurrency:
       intFrom(env.TIXIAN_WEBHOOK_CONCURRENCY, 'TIXIAN_WEBHOOK_CONCURRENCY', 1, 1024) ?? defaults.webhookConcurrency,

@@ -94,6 +94,7 @@ const SIGNED_MEMO_MAX = 1024;
  * pingpp-java rejects a 2xx answer without one when `Pingpp.verifyPublicKey` is set.
  */
 export function registerResponseSignature(app: FastifyInstance, rt: Runtime): void {
+  if (!rt.config.signResponses) return;
   const memo = new Map<string, string>();
   const signBody = (bytes: Buffer): string => {
     const digest = createHash('sha256').update(bytes).digest('base64');
