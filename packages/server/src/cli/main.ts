@@ -1,9 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfig, type ConfigFlags } from '../config.ts';
-import { openRuntime } from '../runtime.ts';
+import { Store } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
-import pino from 'pino';
 import { registerAppsCommands } from './apps.ts';
 import { storageOptions, UsageError, withRuntime } from './shared.ts';
 
@@ -26,12 +25,14 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   storageOptions(program.command('migrate').description('apply database migrations')).action(async (opts: ConfigFlags) => {
-    const rt = await openRuntime(loadConfig(opts), { log: pino({ level: 'warn' }), migrate: false });
+    // The store alone: the full runtime reads tables (the platform key) that migrating creates.
+    const config = loadConfig(opts);
+    const store = Store.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
-      const applied = await rt.store.migrate();
+      const applied = await store.migrate();
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
     } finally {
-      await rt.close();
+      await store.close();
     }
   });
 

@@ -138,6 +138,12 @@ export const errors = {
       zh: `渠道 ${channel} 未配置真实付款驱动，Live 模式不能确认提现。`,
       en: `No payout driver is configured for channel ${channel} in live mode; the withdrawal cannot be confirmed.`,
     }),
+  balanceLimitExceeded: (user: string) =>
+    new ApiError({
+      status: 400, param: 'amount', code: 'balance_limit_exceeded',
+      zh: `该笔入账会使用户 ${user} 的余额超过 2147483647 分。`,
+      en: `This credit would take the balance of user ${user} above 2147483647 fen.`,
+    }),
   internal: (requestId: string) =>
     new ApiError({
       status: 500, type: 'api_error', code: 'internal_error',

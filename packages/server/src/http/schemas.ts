@@ -2,7 +2,10 @@ import { Type, type TSchema } from '@sinclair/typebox';
 
 /** Shared pieces of request schemas. Every string and collection has a bound (TIGER_STYLE). */
 
-export const MAX_AMOUNT = 2_147_483_647; // Java and C# SDKs read money as 32-bit ints.
+/** Java and C# SDKs read money as 32-bit ints (§5.5). */
+export const MAX_AMOUNT = 2_147_483_647;
+/** C# reads `created` as a 32-bit int (§5.5); larger filters would also overflow PostgreSQL's bigint. */
+export const MAX_TIMESTAMP = 2_147_483_647;
 
 export const Amount = Type.Integer({ minimum: 1, maximum: MAX_AMOUNT });
 export const Fee = Type.Integer({ minimum: 0, maximum: MAX_AMOUNT });
@@ -24,10 +27,13 @@ export const ShortText = (max: number) => Nullable(Type.String({ maxLength: max 
  * values string/number/boolean with strings ≤ 500 chars. `null` clears (Node's setMetadata sends it).
  */
 export const Metadata = Nullable(
-  Type.Record(
-    Type.String({ maxLength: 40, minLength: 1 }),
-    Type.Union([Type.String({ maxLength: 500 }), Type.Number(), Type.Boolean()]),
-    { maxProperties: 50 },
+  Type.Object(
+    {},
+    {
+      additionalProperties: Type.Union([Type.String({ maxLength: 500 }), Type.Number(), Type.Boolean()]),
+      maxProperties: 50,
+      propertyNames: { minLength: 1, maxLength: 40 },
+    },
   ),
 );
 
@@ -38,9 +44,9 @@ export const ListQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   starting_after: Type.Optional(Type.String({ maxLength: 64 })),
   ending_before: Type.Optional(Type.String({ maxLength: 64 })),
-  'created[gt]': Type.Optional(Type.Integer({ minimum: 0 })),
-  'created[gte]': Type.Optional(Type.Integer({ minimum: 0 })),
-  'created[lt]': Type.Optional(Type.Integer({ minimum: 0 })),
-  'created[lte]': Type.Optional(Type.Integer({ minimum: 0 })),
-  created: Type.Optional(Type.Integer({ minimum: 0 })),
+  'created[gt]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
+  'created[gte]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
+  'created[lt]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
+  'created[lte]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
+  created: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
 };

@@ -35,12 +35,21 @@ export type BalanceTransactionType =
   | 'receipts_extra'
   | 'credited';
 
+/** Java and C# SDKs read balances as 32-bit ints: a credit the user may refuse never takes them above this. */
+export const MAX_BALANCE = 2_147_483_647;
+
 export interface UserChange {
   userPk: string;
   userId: string;
   bucket: Bucket;
   /** Signed fen: negative takes money from the user. */
   amount: number;
+  /**
+   * New money coming in (bonus, settlement, transfer received) is refused when it would take the
+   * available balance above MAX_BALANCE. Money going back to the user (a failed or canceled
+   * withdrawal) is never refused: it was theirs a moment ago.
+   */
+  capped?: boolean;
   /** The user-facing balance_transaction this change shows as. */
   line: { type: BalanceTransactionType; description: string | null };
 }
@@ -61,6 +70,12 @@ export interface Movement {
 export class InsufficientFunds extends Error {
   constructor(readonly userId: string) {
     super(`insufficient withdrawable balance for user ${userId}`);
+  }
+}
+
+export class BalanceLimitExceeded extends Error {
+  constructor(readonly userId: string) {
+    super(`a credit would take the balance of user ${userId} above ${MAX_BALANCE}`);
   }
 }
 
@@ -149,9 +164,11 @@ async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
       u.bucket === 'withdrawable'
         ? query.where('withdrawable_balance', '>=', -u.amount)
         : query.where(sql<boolean>`available_balance - withdrawable_balance >= ${-u.amount}`);
+  } else if (u.capped) {
+    query = query.where('available_balance', '<=', MAX_BALANCE - u.amount);
   }
   const row = await query.returning(['available_balance', 'withdrawable_balance']).executeTakeFirst();
-  if (!row) throw new InsufficientFunds(u.userId);
+  if (!row) throw u.amount < 0 ? new InsufficientFunds(u.userId) : new BalanceLimitExceeded(u.userId);
   assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
   assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
   return row.available_balance;

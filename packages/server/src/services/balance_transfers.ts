@@ -3,10 +3,10 @@ import type { BalanceTransfer, Metadata } from '@tixian/sdk';
 import type { BalanceTransferRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
-import { applyMovement, assertMoney, InsufficientFunds } from '../ledger/ledger.ts';
+import { applyMovement, assertMoney } from '../ledger/ledger.ts';
 import { listPage, type ListParams } from '../http/lists.ts';
 import { MAX_AMOUNT } from '../http/schemas.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, refusedMovement, requestHash, type Scope } from './common.ts';
 import { retrieveScoped } from './credits.ts';
 
 export interface BalanceTransferParams {
@@ -71,7 +71,7 @@ export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: Balanc
           app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'balance_transfer', source: id,
           users: [
             { userPk: sender.pk, userId: sender.id, bucket: 'withdrawable', amount: -(p.amount + userFee), line },
-            { userPk: recipient.pk, userId: recipient.id, bucket: 'withdrawable', amount: p.amount, line },
+            { userPk: recipient.pk, userId: recipient.id, bucket: 'withdrawable', amount: p.amount, capped: true, line },
           ],
           // A zero posting is not allowed, so a fee-free transfer has no fee_income posting.
           apps: userFee > 0 ? [{ account: 'fee_income', amount: userFee }] : [],
@@ -88,8 +88,7 @@ export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: Balanc
       });
     } catch (err) {
       // The transaction has rolled back: nothing moved.
-      if (err instanceof InsufficientFunds) throw errors.insufficientBalance('amount');
-      throw err;
+      return refusedMovement(err);
     }
   });
   return balanceTransferToWire(row);

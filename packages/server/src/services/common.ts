@@ -3,6 +3,7 @@ import type { Db } from '../store/db.ts';
 import { isUniqueViolation } from '../store/db.ts';
 import type { UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
+import { BalanceLimitExceeded, InsufficientFunds } from '../ledger/ledger.ts';
 import type { Metadata } from '@tixian/sdk';
 
 /** Who is asking: one app of one account, in one mode (test and live are separate worlds). */
@@ -85,4 +86,11 @@ export async function createOnce<T extends { request_hash: string }>(
     if (after) return { row: after, replayed: true };
     throw err;
   }
+}
+
+/** Maps the ledger's refusals (raised inside a transaction that has since rolled back) to API errors. */
+export function refusedMovement(err: unknown): never {
+  if (err instanceof InsufficientFunds) throw errors.insufficientBalance('amount');
+  if (err instanceof BalanceLimitExceeded) throw errors.balanceLimitExceeded(err.userId);
+  throw err;
 }

@@ -5,7 +5,7 @@ import { errors } from '../domain/errors.ts';
 import { numericId, type NumericIdKind } from '../domain/ids.ts';
 import { applyMovement, type AppAccount, type BalanceTransactionType, type Bucket } from '../ledger/ledger.ts';
 import { listPage, type ListParams } from '../http/lists.ts';
-import { activeUser, createOnce, metadataText, mode, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, refusedMovement, requestHash, type Scope } from './common.ts';
 
 /**
  * Money in: a merchant-funded credit to one user, keyed by order_no. Two kinds share this path:
@@ -45,7 +45,7 @@ export async function createCredit<Row extends CreditRow>(rt: Runtime, scope: Sc
       const id = numericId(kind.idKind, nowMs);
       const [line] = await applyMovement(trx, {
         app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: kind.object, source: id,
-        users: [{ userPk: user.pk, userId: user.id, bucket: kind.bucket, amount: p.amount, line: { type: kind.lineType, description: p.description ?? null } }],
+        users: [{ userPk: user.pk, userId: user.id, bucket: kind.bucket, amount: p.amount, capped: true, line: { type: kind.lineType, description: p.description ?? null } }],
         apps: [{ account: kind.funding, amount: -p.amount }],
       });
       const row = kind.finish(
@@ -59,7 +59,7 @@ export async function createCredit<Row extends CreditRow>(rt: Runtime, scope: Sc
       await trx.insertInto(kind.table).values(row).execute();
       return row;
     }),
-  );
+  ).catch(refusedMovement);
   return row;
 }
 
@@ -85,7 +85,8 @@ export async function listScoped<Row>(
   return listPage<Row>(rt.store.db, table, (qb) => {
     qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
     if (p.user !== undefined) qb = qb.where('user', '=', p.user);
-    if (p.type !== undefined) qb = qb.where('type', '=', p.type);
+    // Only balance_transactions have a type; the other tables' lists ignore the parameter.
+    if (p.type !== undefined && table === 'balance_transactions') qb = qb.where('type', '=', p.type);
     return qb;
   }, p);
 }

@@ -15,11 +15,11 @@ import {
   ORDER_NO_RULES,
   WITHDRAWAL_CHANNELS,
 } from '../domain/channels.ts';
-import { applyMovement, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
+import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../http/lists.ts';
 import { validationError, paramName } from '../http/validation.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, refusedMovement, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 
@@ -146,10 +146,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
       await trx.insertInto('withdrawals').values(row).execute();
       return row;
     }),
-  ).catch((err: unknown) => {
-    if (err instanceof InsufficientFunds) throw errors.insufficientBalance('amount');
-    throw err;
-  });
+  ).catch(refusedMovement);
   return withdrawalToWire(row);
 }
 

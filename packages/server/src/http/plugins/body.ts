@@ -26,6 +26,21 @@ export function registerBodyParsing(app: FastifyInstance): void {
       return done(errors.badJson());
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return done(errors.badJson());
+    const nul = findNul(parsed, '');
+    if (nul !== null) return done(errors.invalidParam(nul || 'body', 'must not contain U+0000', '不能包含 U+0000'));
     done(null, parsed);
   });
+}
+
+/** The bracketed name of the first string (or key) holding U+0000, or null; bounded by the body size. */
+function findNul(v: unknown, name: string): string | null {
+  if (typeof v === 'string') return v.includes('\u0000') ? name : null;
+  if (v === null || typeof v !== 'object') return null;
+  for (const [k, child] of Object.entries(v)) {
+    const childName = name ? `${name}[${k}]` : k;
+    if (k.includes('\u0000')) return name || 'body';
+    const found = findNul(child, childName);
+    if (found !== null) return found;
+  }
+  return null;
 }

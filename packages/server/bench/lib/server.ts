@@ -1,0 +1,139 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export type Engine = 'sqlite' | 'postgres';
+
+const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 20_000;
+const CLI_TIMEOUT_MS = 60_000;
+
+export interface Storage {
+  engine: Engine;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  flags: string[];
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty database for one run: a temp directory (SQLite) or a new PostgreSQL database, dropped after. */
+export async function freshStorage(engine: Engine, pgUrl: string | undefined): Promise<Storage> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tixian-bench-'));
+  if (engine === 'sqlite') {
+    return { engine, dataDir, databaseUrl: undefined, flags: ['--data-dir', dataDir], drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+  }
+  if (!pgUrl) throw new Error('PostgreSQL needs TIXIAN_BENCH_DATABASE_URL or TIXIAN_TEST_DATABASE_URL');
+  const name = `tixian_bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = async (text: string) => {
+    const c = new pg.Client({ connectionString: pgUrl });
+    await c.connect();
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(pgUrl);
+  url.pathname = `/${name}`;
+  return {
+    engine,
+    dataDir,
+    databaseUrl: url.toString(),
+    flags: ['--data-dir', dataDir, '--database-url', url.toString()],
+    drop: async () => {
+      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Environment for tixian children: ours without TIXIAN_* (the flags decide) and without loader options. */
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TIXIAN_') && k !== 'NODE_OPTIONS') env[k] = v;
+  return env;
+}
+
+/** `tixian <args…>` to completion (bounded); returns stdout, throws on a non-zero exit. */
+export function tixianCli(args: string[], storage: Storage): string {
+  return execFileSync(process.execPath, [TIXIAN, ...args, ...storage.flags], {
+    cwd: storage.dataDir,
+    env: childEnv(),
+    encoding: 'utf8',
+    timeout: CLI_TIMEOUT_MS,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** True when `taskset` can pin processes to cores 0 and 1 on this machine. */
+export function canPin(cores: number): boolean {
+  if (process.platform !== 'linux' || cores < 2) return false;
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore', timeout: 5_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins this process (all its threads) to one core: the load generator runs here. */
+export function pinSelf(core: number): void {
+  execFileSync('taskset', ['-a', '-cp', String(core), String(process.pid)], { stdio: 'ignore', timeout: 5_000 });
+}
+
+export interface RunningServer {
+  baseUrl: string;
+  /** SIGTERM, then wait for the exit (SIGKILL after a bound). */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `tixian serve` in a child process, pinned to core 0 when `pin` is set, on a port the OS picks. */
+export async function startServer(storage: Storage, options: { pin: boolean; extraArgs?: string[]; env?: Record<string, string> }): Promise<RunningServer> {
+  const env = { ...childEnv(), ...options.env };
+  const args = [TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-workers', '--log-level', 'warn', ...storage.flags, ...(options.extraArgs ?? [])];
+  const child: ChildProcess = options.pin
+    ? spawn('taskset', ['-c', '0', process.execPath, ...args], { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, args, { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`tixian serve did not start within ${START_TIMEOUT_MS} ms:\n${output}`)), START_TIMEOUT_MS);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      output += d;
+      const m = /listening on (http:\/\/[^\s]+)/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    void exited.then(({ code, signal }) => fail(new Error(`tixian serve exited (${code ?? signal}) before listening:\n${output}`)));
+  });
+
+  return {
+    baseUrl,
+    async stop() {
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS)));
+      const result = await Promise.race([exited, timeout]);
+      clearTimeout(timer);
+      if (result === 'timeout') {
+        child.kill('SIGKILL');
+        return exited;
+      }
+      return result;
+    },
+  };
+}

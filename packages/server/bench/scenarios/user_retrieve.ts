@@ -1,0 +1,41 @@
+import { createUsers, type Scenario } from '../scenario.ts';
+
+const USERS = 100;
+
+/** GET /v1/apps/:app/users/:id over 100 users: the read path (auth, one user row, its settle accounts). */
+export const userRetrieve: Scenario<string[]> = {
+  name: 'user_retrieve',
+  description: 'GET users/:id (100 users)',
+  async setup(t) {
+    const users = await createUsers(t, 'bench_read_', USERS);
+    // Some money, so the row read is not an empty one.
+    for (const [i, user] of users.slice(0, 10).entries()) {
+      await t.call('POST', `/v1/apps/${t.appId}/balance_settlements`, { user, amount: 100, order_no: `read_setup_${i}` });
+    }
+    return users;
+  },
+  requests(t, users) {
+    let n = 0;
+    const { authorization } = t.headers;
+    return [
+      {
+        method: 'GET',
+        headers: { authorization: authorization! },
+        setupRequest(req) {
+          return { ...req, path: `/v1/apps/${t.appId}/users/${users[n++ % users.length]}` };
+        },
+      },
+    ];
+  },
+};
+
+/**
+ * The same reads with response signing off (TIXIAN_SIGN_RESPONSES=0): side by side with
+ * user_retrieve it shows what one RSA signature per response costs.
+ */
+export const userRetrievePlain: Scenario<string[]> = {
+  ...userRetrieve,
+  name: 'user_retrieve_plain',
+  description: 'GET users/:id, response signing off',
+  serveEnv: { TIXIAN_SIGN_RESPONSES: '0' },
+};
