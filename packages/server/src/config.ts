@@ -28,6 +28,8 @@ export interface Config {
    * cost, so deployments whose clients never verify may turn it off (TIXIAN_SIGN_RESPONSES=0).
    */
   signResponses: boolean;
+  /** SQLite durability: FULL (a commit survives a power cut) or NORMAL (survives a crash; faster). */
+  sqliteSynchronous: 'FULL' | 'NORMAL';
   /** Payout worker lease: how long a crashed worker's claim blocks others from a withdrawal. */
   payoutLeaseMs: number;
   /**
@@ -61,6 +63,7 @@ export const defaults: Config = {
   poolSize: 10,
   payoutLeaseMs: 30_000,
   signResponses: true,
+  sqliteSynchronous: 'FULL',
   webhookLeaseMs: 60_000,
   webhookRetryScale: 1,
 };
@@ -79,6 +82,13 @@ function fractionFrom(value: string | undefined, name: string): number | undefin
   const n = Number(value);
   if (!(n > 0 && n <= 1)) throw new Error(`${name} must be a number in (0, 1], got ${value}`);
   return n;
+}
+
+function sqliteSynchronousFrom(value: string | undefined): 'FULL' | 'NORMAL' {
+  if (value === undefined || value === '') return defaults.sqliteSynchronous;
+  const v = value.toUpperCase();
+  if (v !== 'FULL' && v !== 'NORMAL') throw new Error(`TIXIAN_SQLITE_SYNCHRONOUS must be FULL or NORMAL, got ${value}`);
+  return v;
 }
 
 export interface ConfigFlags {
@@ -110,6 +120,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
     webhookTimeoutMs:
       intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
     poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
+    sqliteSynchronous: sqliteSynchronousFrom(env.TIXIAN_SQLITE_SYNCHRONOUS),
     signResponses: env.TIXIAN_SIGN_RESPONSES ? env.TIXIAN_SIGN_RESPONSES !== '0' : defaults.signResponses,
     payoutLeaseMs: intFrom(env.TIXIAN_PAYOUT_LEASE_MS, 'TIXIAN_PAYOUT_LEASE_MS', 100, 3_600_000) ?? defaults.payoutLeaseMs,
     webhookConcurrency:

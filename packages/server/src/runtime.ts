@@ -42,6 +42,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.poolSize,
+    sqliteSynchronous: config.sqliteSynchronous,
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
   });
   try {
