@@ -4,6 +4,7 @@ import { Store } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
+import { registerEventCommands } from './events.ts';
 import { storageOptions, UsageError, withRuntime } from './shared.ts';
 
 export async function main(argv: string[]): Promise<void> {
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   registerAppsCommands(program);
-  (await import('./events.ts')).registerEventCommands(program);
+  registerEventCommands(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

@@ -68,7 +68,25 @@ export function numericId(kind: NumericIdKind, nowMs: number): string {
   return NUMERIC_PREFIX[kind] + stamp(nowMs) + ms + counter.toString().padStart(4, '0') + randomDigits(9);
 }
 
-export const newEventId = () => 'evt_' + randomBase62(24);
+let lastEventMs = -1;
+let eventCounter = 0;
+
+/**
+ * `evt_` + 24 digits: 13 of milliseconds, a 3-digit counter within the millisecond and 8 random
+ * digits. Event lists order by (created, id), newest first; a time-ordered id keeps events of one
+ * second in the order they happened. Digits only, because base62 does not sort the same under every
+ * PostgreSQL collation. Ping++'s own event ids are 24 digits too (`evt_401180116154930078262236`).
+ */
+export function newEventId(nowMs: number): string {
+  if (nowMs !== lastEventMs) {
+    lastEventMs = nowMs;
+    eventCounter = 0;
+  } else {
+    eventCounter = (eventCounter + 1) % 1000;
+  }
+  const ms = Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
+  return 'evt_' + ms + eventCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
+}
 export const newRequestId = () => 'iar_' + randomBase62(24);
 export const newAppId = () => 'app_' + randomBase62(16);
 export const newAccountId = () => 'acct_' + randomBase62(16);

@@ -1,6 +1,5 @@
 import type { Db } from '../store/db.ts';
-import { randomInt } from 'node:crypto';
-import { newInternalId } from '../domain/ids.ts';
+import { newEventId, newInternalId } from '../domain/ids.ts';
 import type { EventType } from '@tixian/sdk';
 
 export interface EmitEvent {
@@ -13,26 +12,6 @@ export interface EmitEvent {
   /** Id of the API request that caused the event; null for asynchronous results. */
   request: string | null;
   nowMs: number;
-}
-
-let lastIdMs = -1;
-let idCounter = 0;
-
-/**
- * `evt_` + 24 digits: 13 of milliseconds, a 3-digit counter within the millisecond and 8 random
- * digits. Event lists order by (created, id), newest first; a time-ordered id keeps events of one
- * second in the order they happened. Digits only, because base62 does not sort the same under every
- * PostgreSQL collation. Ping++'s own event ids are 24 digits too (`evt_401180116154930078262236`).
- */
-export function newEventId(nowMs: number): string {
-  if (nowMs !== lastIdMs) {
-    lastIdMs = nowMs;
-    idCounter = 0;
-  } else {
-    idCounter = (idCounter + 1) % 1000;
-  }
-  const ms = Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
-  return 'evt_' + ms + idCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
 }
 
 /** A bound on fan-out: every event writes one delivery row per subscribed endpoint. */
