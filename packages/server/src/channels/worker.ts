@@ -16,7 +16,7 @@ export interface PayoutWorkerOptions {
   channelTimeoutMs: number;
 }
 
-const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 30_000 };
+const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000 };
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
 
 /**
@@ -40,7 +40,11 @@ export class PayoutWorker implements Worker {
     private readonly rt: Runtime,
     options: Partial<PayoutWorkerOptions> = {},
   ) {
-    this.options = { ...DEFAULTS, leaseMs: rt.config.payoutLeaseMs, ...options };
+    const leaseMs = options.leaseMs ?? rt.config.payoutLeaseMs;
+    // A channel call must end well inside the lease, or a second worker could claim the
+    // withdrawal while the first is still waiting for the channel.
+    const channelTimeoutMs = Math.max(50, Math.min(DEFAULTS.channelTimeoutMs, Math.floor(leaseMs / 2)));
+    this.options = { ...DEFAULTS, leaseMs, channelTimeoutMs, ...options };
   }
 
   start(): this {
