@@ -1,18 +1,8 @@
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeEngines, Harness } from './helpers/harness.ts';
+import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { appAccount, type AppAccount } from '../src/ledger/ledger.ts';
 
-// pingpp ships no types (PingPlusPlus/pingpp-nodejs #4); this is the slice the tests call.
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type SdkCall = (...args: unknown[]) => Promise<any>;
-interface PingppClient {
-  setHost(host: string, port: number, protocol: 'http' | 'https'): void;
-  balanceTransfers: { create: SdkCall; retrieve: SdkCall; list: SdkCall };
-}
-const require = createRequire(import.meta.url);
-const pingppFor = require('pingpp') as (key: string) => PingppClient;
 
 let orderSeq = 0;
 const orderNo = (prefix = 'bt') => `${prefix}${Date.now().toString(36)}${(orderSeq++).toString(36)}`;
@@ -35,9 +25,7 @@ describeEngines('balance_transfers', (engine) => {
 
   beforeAll(async () => {
     h = await Harness.start(engine);
-    await h.app.listen({ port: 0, host: '127.0.0.1' });
-    sdk = pingppFor(h.testKey);
-    sdk.setHost('127.0.0.1', (h.app.server.address() as AddressInfo).port, 'http');
+    sdk = await officialSdk(h);
   });
   afterAll(async () => h?.close());
 

@@ -1,24 +1,20 @@
-import { createRequire } from 'node:module';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
+import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
-const require = createRequire(import.meta.url);
-const Pingpp = require('pingpp') as (key: string) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describeEngines('batch withdrawals', (engine) => {
   let h: Harness;
   let worker: PayoutWorker;
-  let pingpp: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let pingpp: PingppClient;
   let seq = 0;
 
   beforeAll(async () => {
     h = await Harness.start(engine, { config: { sandboxDelayMs: 0 } });
     worker = new PayoutWorker(h.rt, { batchSize: 64 });
-    const address = await h.app.listen({ port: 0, host: '127.0.0.1' });
-    pingpp = Pingpp(h.testKey);
-    pingpp.setHost('127.0.0.1', Number(new URL(address).port), 'http');
+    pingpp = await officialSdk(h);
     await h.createUser('bw_user');
     await h.fund('bw_user', 10_000_000);
   });

@@ -1,20 +1,10 @@
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeEngines, Harness } from './helpers/harness.ts';
+import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { usableSettleAccount } from '../src/services/settle_accounts.ts';
 import { MAX_SETTLE_ACCOUNTS_PER_USER } from '../src/services/settle_accounts_view.ts';
 import type { Scope } from '../src/services/common.ts';
 
-// pingpp ships no types (PingPlusPlus/pingpp-nodejs #4); this is the slice the tests call.
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type SdkCall = (...args: unknown[]) => Promise<any>;
-interface PingppClient {
-  setHost(host: string, port: number, protocol: 'http' | 'https'): void;
-  settleAccounts: { create: SdkCall; retrieve: SdkCall; list: SdkCall; delete: SdkCall };
-}
-const require = createRequire(import.meta.url);
-const pingppFor = require('pingpp') as (key: string) => PingppClient;
 
 const BANK = {
   account: '6214888888888865',
@@ -41,9 +31,7 @@ describeEngines('settle_accounts', (engine) => {
 
   beforeAll(async () => {
     h = await Harness.start(engine);
-    await h.app.listen({ port: 0, host: '127.0.0.1' });
-    sdk = pingppFor(h.testKey);
-    sdk.setHost('127.0.0.1', (h.app.server.address() as AddressInfo).port, 'http');
+    sdk = await officialSdk(h);
   });
   afterAll(async () => h?.close());
 

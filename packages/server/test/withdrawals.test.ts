@@ -1,26 +1,21 @@
-import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WithdrawalChannel } from '@tixian/sdk';
 import { WITHDRAWAL_CHANNELS } from '../src/domain/channels.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
+import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { orderNo, sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
-const require = createRequire(import.meta.url);
-// The official Ping++ Node SDK, unchanged, as a merchant would use it.
-const Pingpp = require('pingpp') as (key: string) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describeEngines('withdrawals through the official Node SDK', (engine) => {
   let h: Harness;
   let worker: PayoutWorker;
-  let pingpp: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let pingpp: PingppClient;
 
   beforeAll(async () => {
     h = await Harness.start(engine, { config: { sandboxDelayMs: 0 } });
     worker = new PayoutWorker(h.rt);
-    const address = await h.app.listen({ port: 0, host: '127.0.0.1' });
-    pingpp = Pingpp(h.testKey);
-    pingpp.setHost('127.0.0.1', Number(new URL(address).port), 'http');
+    pingpp = await officialSdk(h);
   });
   afterAll(async () => h?.close());
 
@@ -170,8 +165,7 @@ describeEngines('withdrawals through the official Node SDK', (engine) => {
   });
 
   it('live mode without a payout driver refuses to confirm with a channel_error and changes nothing', async () => {
-    const live = Pingpp(h.liveKey);
-    live.setHost('127.0.0.1', (h.app.server.address() as { port: number }).port, 'http');
+    const live = await officialSdk(h, h.liveKey);
     await live.users.create(h.appId, { id: 'live_user' });
     await h.fund('live_user', 1000, h.liveKey);
     const w = await live.withdrawals.create(h.appId, { user: 'live_user', amount: 100, channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay') });
