@@ -72,6 +72,23 @@ describeEngines('batch withdrawals', (engine) => {
     expect((await pingpp.batchWithdrawals.retrieve(h.appId, waiting.id))).toMatchObject({ status: 'canceled', count_canceled: 1, time_finished: expect.any(Number) });
   });
 
+  it('a withdrawal belongs to one batch for life: one back at created is not re-batched', async () => {
+    const short = await createMany(1, '0003');
+    const good = await createMany(1);
+    const first = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: [...short, ...good] });
+    await drain();
+    expect((await pingpp.withdrawals.retrieve(h.appId, short[0])).status).toBe('created');
+    const before = await h.snapshot();
+    const again = await h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: short } });
+    expect(again.status).toBe(400);
+    expect(again.json.error.param).toBe('withdrawals[0]');
+    expect(await h.snapshot()).toEqual(before);
+    // Confirmed on its own, it finishes the batch it belongs to.
+    await pingpp.withdrawals.confirm(h.appId, short[0]);
+    await drain();
+    expect(await pingpp.batchWithdrawals.retrieve(h.appId, first.id)).toMatchObject({ status: 'succeeded', count: 2, count_succeeded: 2 });
+  });
+
   it('cancels a batch: every hold goes back to the user', async () => {
     const before = (await h.request('GET', h.appPath('/users/bw_user'))).json.withdrawable_balance;
     const ids = await createMany(4);

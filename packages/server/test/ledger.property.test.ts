@@ -577,7 +577,7 @@ async function checkInvariants(m: Model, r: Real) {
     expect({ user: u.id, available: Number(u.available_balance), withdrawable: Number(u.withdrawable_balance) }).toEqual({ user: u.id, available: w + b, withdrawable: w });
   }
   // And the project's own checker agrees, over the whole database.
-  const report = await verifyLedger(db);
+  const report = await verifyLedger(r.h.rt.store);
   expect(report.drift).toEqual([]);
   expect(report.ok).toBe(true);
   // The API shows what the model expects.

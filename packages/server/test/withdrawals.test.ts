@@ -193,4 +193,14 @@ describeEngines('withdrawals through the official Node SDK', (engine) => {
     expect(report.drift).toEqual([]);
     expect(report.ok).toBe(true);
   });
+
+  it('ledger verify notices a withdrawal whose status changed without its ledger entry', async () => {
+    const open = await h.rt.store.db.selectFrom('withdrawals').select(['id', 'app']).where('status', '=', 'created').where('livemode', '=', 0).executeTakeFirstOrThrow();
+    await h.rt.store.db.updateTable('withdrawals').set({ status: 'canceled' }).where('id', '=', open.id).execute();
+    const report = await h.verify();
+    expect(report.ok).toBe(false);
+    expect(report.drift.map((d) => d.kind)).toEqual(['hold_mismatch']);
+    await h.rt.store.db.updateTable('withdrawals').set({ status: 'created' }).where('id', '=', open.id).execute();
+    expect((await h.verify()).ok).toBe(true);
+  });
 });

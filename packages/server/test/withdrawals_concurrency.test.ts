@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { applyPayoutResult } from '../src/services/withdrawals.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { seedExtra } from './helpers/withdrawals.ts';
 
@@ -65,6 +66,58 @@ describeEngines('parallel withdrawal creates cannot overdraw', (engine) => {
     const revoked = await h.rt.store.db.selectFrom('balance_transactions').select('id').where('user', '=', 'toggler').where('type', '=', 'withdrawal_revoked').execute();
     const canceled = await h.rt.store.db.selectFrom('withdrawals').select('id').where('user', '=', 'toggler').where('status', '=', 'canceled').execute();
     expect(revoked.length).toBe(canceled.length);
+    expect((await h.verify()).ok).toBe(true);
+  });
+
+  it('an identical retry racing its original gets the original withdrawal, not "insufficient balance"', async () => {
+    await h.createUser('retrier');
+    await h.fund('retrier', 1_000);
+    const body = { user: 'retrier', amount: 1_000, channel: 'alipay', order_no: 'retryrace1', extra: seedExtra('alipay') };
+    const results = await Promise.all(Array.from({ length: 6 }, () => h.request('POST', h.appPath('/withdrawals'), { body })));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(new Set(results.map((r) => r.json.id)).size).toBe(1);
+    expect((await h.request('GET', h.appPath('/users/retrier'))).json.withdrawable_balance).toBe(0);
+  });
+
+  it('a batch cancel racing transfers between the same users neither deadlocks nor errors', async () => {
+    const users = ['dl_a', 'dl_b', 'dl_c', 'dl_d'];
+    for (const u of users) {
+      await h.createUser(u);
+      await h.fund(u, 100_000);
+    }
+    for (let round = 0; round < 5; round++) {
+      const ids: string[] = [];
+      // Listed in reverse user order, the opposite of the order transfers lock users in.
+      for (const u of [...users].reverse()) {
+        const w = await h.request('POST', h.appPath('/withdrawals'), { body: { user: u, amount: 10, channel: 'wx', order_no: `dl${round}${u.slice(-1)}`, extra: seedExtra('wx') } });
+        ids.push(w.json.id);
+      }
+      const requests = [
+        h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: ids, status: 'canceled' } }),
+        ...users.flatMap((u, i) => [
+          h.request('POST', h.appPath('/balance_transfers'), { body: { user: u, recipient: users[(i + 1) % users.length], amount: 1, order_no: `dlf${round}${i}` } }),
+          h.request('POST', h.appPath('/balance_transfers'), { body: { user: users[(i + 1) % users.length], recipient: u, amount: 1, order_no: `dlb${round}${i}` } }),
+        ]),
+      ];
+      const results = await Promise.all(requests);
+      for (const r of results) expect(r.status, r.body).toBe(200);
+    }
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('a payout result from a worker that lost its lease is not applied', async () => {
+    await h.createUser('fenced');
+    await h.fund('fenced', 1_000);
+    const w = await h.request('POST', h.appPath('/withdrawals'), { body: { user: 'fenced', amount: 500, channel: 'wx', order_no: 'fence1', extra: seedExtra('wx') } });
+    await h.request('PUT', h.appPath(`/withdrawals/${w.json.id}`), { body: { status: 'pending' } });
+    // Another worker holds the claim now (lease 2000); the stale worker still believes in lease 1000.
+    await h.rt.store.db.updateTable('withdrawals').set({ payout_lease_ms: 2000 }).where('id', '=', w.json.id).execute();
+    const stale = await applyPayoutResult(h.rt, { id: w.json.id, round: 1, leaseMs: 1000 }, { kind: 'succeeded' }, h.merchant.account);
+    expect(stale).toBe(false);
+    expect((await h.request('GET', h.appPath(`/withdrawals/${w.json.id}`))).json.status).toBe('pending');
+    const holder = await applyPayoutResult(h.rt, { id: w.json.id, round: 1, leaseMs: 2000 }, { kind: 'succeeded' }, h.merchant.account);
+    expect(holder).toBe(true);
+    expect((await h.request('GET', h.appPath(`/withdrawals/${w.json.id}`))).json.status).toBe('succeeded');
     expect((await h.verify()).ok).toBe(true);
   });
 });

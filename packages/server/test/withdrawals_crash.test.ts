@@ -99,7 +99,7 @@ describeEngines('payout worker survives SIGKILL', (engine) => {
       const user = await rt.store.db.selectFrom('users').select(['withdrawable_balance']).where('id', '=', 'crash_user').executeTakeFirstOrThrow();
       const paid = ids.filter((w) => w.ending !== '0002').reduce((s, w) => s + w.amount, 0);
       expect(user.withdrawable_balance).toBe(1_000_000 - paid);
-      const report = await verifyLedger(rt.store.db);
+      const report = await verifyLedger(rt.store);
       expect(report.drift).toEqual([]);
     } finally {
       await rt.close();

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { Worker } from '../workers.ts';
@@ -18,6 +19,7 @@ export interface PayoutWorkerOptions {
 
 const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000 };
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
+const MIN_RETRY_DELAY_MS = 50;
 
 /**
  * The payout worker: takes confirmed (`pending`) withdrawals whose next step is due, asks their
@@ -85,32 +87,32 @@ export class PayoutWorker implements Worker {
 
   /** One round: claim what is due and process it. Returns how many withdrawals were handled. */
   async runOnce(): Promise<number> {
-    const db = this.rt.store.db;
-    const now = this.rt.clock.nowMs();
-    const due = await db
-      .selectFrom('withdrawals')
-      .select(['id', 'payout_round'])
-      .where('payout_due_ms', '<=', now)
-      .where('status', '=', 'pending')
-      .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
-      .orderBy('payout_due_ms')
-      .limit(this.options.batchSize)
-      .execute();
-    const claimed: WithdrawalRow[] = [];
-    for (const d of due) {
-      const row = await db
-        .updateTable('withdrawals')
-        .set({ payout_lease_ms: now + this.options.leaseMs })
-        .where('id', '=', d.id)
-        .where('status', '=', 'pending')
-        .where('payout_round', '=', d.payout_round)
-        .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
-        .returningAll()
-        .executeTakeFirst();
-      if (row) claimed.push(row);
-    }
+    const claimed = await this.claim();
     await Promise.all(claimed.map((row) => this.process(row)));
     return claimed.length;
+  }
+
+  /**
+   * Claims up to batchSize due withdrawals in one statement. On PostgreSQL the inner SELECT skips
+   * rows another worker is claiming (FOR UPDATE SKIP LOCKED), so workers take different rows
+   * instead of racing for the same oldest ones; SQLite has one writer and needs no such clause.
+   * Each claimed row carries its lease, the fence every later write of this worker checks.
+   */
+  private async claim(): Promise<WithdrawalRow[]> {
+    const db = this.rt.store.db;
+    const now = this.rt.clock.nowMs();
+    const lockClause = this.rt.store.engine === 'postgres' ? sql`for update skip locked` : sql``;
+    const due = sql<string>`(select id from withdrawals
+      where status = 'pending' and payout_due_ms <= ${now} and (payout_lease_ms is null or payout_lease_ms < ${now})
+      order by payout_due_ms limit ${this.options.batchSize} ${lockClause})`;
+    return db
+      .updateTable('withdrawals')
+      .set({ payout_lease_ms: now + this.options.leaseMs })
+      .where('id', 'in', due)
+      .where('status', '=', 'pending')
+      .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
+      .returningAll()
+      .execute();
   }
 
   private async process(row: WithdrawalRow): Promise<void> {
@@ -128,8 +130,11 @@ export class PayoutWorker implements Worker {
       outcome = { kind: 'unknown', message: `no payout driver for ${row.channel} (${row.livemode ? 'live' : 'test'})` };
     } else if (row.payout_phase === 'submit') {
       // From here on the channel may have the order: never submit again without asking first.
-      await this.rt.store.db.updateTable('withdrawals').set({ payout_phase: 'query' })
-        .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round).execute();
+      const marked = await this.rt.store.db.updateTable('withdrawals').set({ payout_phase: 'query' })
+        .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round)
+        .where('payout_lease_ms', '=', row.payout_lease_ms).executeTakeFirst();
+      // Lost the lease (this worker stalled past it): the new holder asks the channel instead.
+      if (Number(marked.numUpdatedRows) !== 1) return;
       outcome = await this.call(() => driver.submit(order));
     } else {
       outcome = await this.call(() => driver.query(order));
@@ -137,7 +142,8 @@ export class PayoutWorker implements Worker {
     }
     const result = this.toResult(row, outcome);
     try {
-      await applyPayoutResult(this.rt, row.id, row.payout_round, result, await this.accountOf(row.app));
+      const fence = { id: row.id, round: row.payout_round, leaseMs: row.payout_lease_ms! };
+      await applyPayoutResult(this.rt, fence, result, await this.accountOf(row.app));
     } catch (err) {
       // The lease expires and the next round asks the channel again: nothing is lost.
       this.rt.log.error({ err, withdrawal: row.id }, 'applying a payout result failed');
@@ -152,7 +158,8 @@ export class PayoutWorker implements Worker {
       case 'failed':
         return outcome.blame === 'user' ? { kind: 'failed_user', message: outcome.message } : { kind: 'failed_merchant', message: outcome.message };
       case 'processing':
-        return { kind: 'retry', phase: 'query', dueMs: now + Math.max(0, outcome.retryAfterMs) };
+        // Bounded both ways: 0 would spin on the channel, a huge value would strand the payout.
+        return { kind: 'retry', phase: 'query', dueMs: now + Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, outcome.retryAfterMs)) };
       case 'not_found':
       case 'unknown': {
         const delay = Math.min(MAX_RETRY_DELAY_MS, 200 * 2 ** Math.min(row.payout_tries, 20));

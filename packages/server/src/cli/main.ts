@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
   storageOptions(
     ledger.command('verify').description('recompute every balance from the journal; exit 1 on any drift').option('--json', 'print JSON'),
   ).action(async (opts: ConfigFlags & { json?: boolean }) => {
-    const report = await withRuntime(opts, (rt) => verifyLedger(rt.store.db));
+    const report = await withRuntime(opts, (rt) => verifyLedger(rt.store));
     if (opts.json) console.log(JSON.stringify(report, null, 2));
     else {
       console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);

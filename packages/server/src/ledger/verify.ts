@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
-import type { Db } from '../store/db.ts';
+import type { Db, Engine } from '../store/db.ts';
 
 export interface Drift {
-  kind: 'entry_unbalanced' | 'user_balance' | 'negative_balance' | 'withdrawable_above_available' | 'line_mismatch';
+  kind: 'entry_unbalanced' | 'user_balance' | 'negative_balance' | 'withdrawable_above_available' | 'line_mismatch' | 'hold_mismatch';
   subject: string;
   detail: string;
 }
@@ -20,9 +20,24 @@ const MAX_REPORTED = 100;
 /**
  * Recomputes every balance from the journal: each entry sums to zero, each user's projection
  * equals the sum of their postings, no balance is negative, withdrawable never exceeds available,
- * and the balance_transactions (the user-facing lines) add up to the same amounts.
+ * the balance_transactions (the user-facing lines) add up to the same amounts, and each app's
+ * withdrawal hold equals its open (created or pending) withdrawals.
+ *
+ * Reads one snapshot (a read-only transaction), so it can run against a live server without
+ * reporting the money that moved between two of its queries as drift.
  */
-export async function verifyLedger(db: Db): Promise<VerifyReport> {
+export async function verifyLedger(store: { db: Db; engine: Engine }): Promise<VerifyReport> {
+  return store.db.connection().execute(async (conn) => {
+    await sql.raw(store.engine === 'postgres' ? 'begin isolation level repeatable read read only' : 'begin deferred').execute(conn);
+    try {
+      return await verifySnapshot(conn);
+    } finally {
+      await sql.raw('commit').execute(conn);
+    }
+  });
+}
+
+async function verifySnapshot(db: Db): Promise<VerifyReport> {
   const drift: Drift[] = [];
   const add = (d: Drift) => {
     if (drift.length < MAX_REPORTED) drift.push(d);
@@ -97,6 +112,25 @@ export async function verifyLedger(db: Db): Promise<VerifyReport> {
   }
   for (const [account, total] of byAccount) {
     add({ kind: 'user_balance', subject: account, detail: `postings of ${total} to an account with no user` });
+  }
+
+  const holds = await db
+    .selectFrom('postings')
+    .select(['account', sql<number>`sum(amount)`.as('total')])
+    .where('account', 'like', 'app:%:withdrawal_hold')
+    .groupBy('account')
+    .execute();
+  const open = await db
+    .selectFrom('withdrawals')
+    .select(['app', 'livemode', sql<number>`sum(amount)`.as('total')])
+    .where('status', 'in', ['created', 'pending'])
+    .groupBy(['app', 'livemode'])
+    .execute();
+  const openByAccount = new Map(open.map((o) => [`app:${o.app}:${o.livemode ? 'live' : 'test'}:withdrawal_hold`, Number(o.total)]));
+  for (const account of new Set([...holds.map((h) => h.account), ...openByAccount.keys()])) {
+    const held = Number(holds.find((h) => h.account === account)?.total ?? 0);
+    const owed = openByAccount.get(account) ?? 0;
+    if (held !== owed) add({ kind: 'hold_mismatch', subject: account, detail: `holds ${held} but open withdrawals total ${owed}` });
   }
 
   return { ok: drift.length === 0, entries: Number(entryCount.n), postings: Number(counts.postings), users, drift };

@@ -33,13 +33,22 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     seen.add(id);
   });
   const status = p.status ?? 'pending';
-  const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status', 'channel'])
+  const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status', 'channel', 'user_pk', 'batch_withdrawal'])
     .where('id', 'in', ids).where('app', '=', scope.app).where('livemode', '=', mode(scope)).execute();
   const byId = new Map(rows.map((r) => [r.id, r]));
   ids.forEach((id, i) => {
     const row = byId.get(id);
     if (!row) throw errors.invalidParam(`withdrawals[${i}]`, `no such withdrawal: ${id}`, `未找到 withdrawal : ${id}`);
     if (row.status !== 'created') throw batchStateError(i, id, row.status);
+    // A withdrawal belongs to one batch for life: moving it would rewrite the first batch's
+    // history and leave it pending forever. One that came back to `created` is confirmed on its own.
+    if (row.batch_withdrawal) {
+      throw errors.invalidParam(
+        `withdrawals[${i}]`,
+        `withdrawal ${id} already belongs to batch ${row.batch_withdrawal}; confirm or cancel it on its own`,
+        `提现 ${id} 已属于批量提现 ${row.batch_withdrawal}，请单独确认或取消`,
+      );
+    }
     if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
   });
 
@@ -56,7 +65,10 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
       const updated = await markManyPending(trx, scope, ids, nowMs, batch.id);
       if (updated.length !== ids.length) await raceError(trx, scope, ids, new Set(updated.map((r) => r.id)));
     } else {
-      for (const [i, id] of ids.entries()) {
+      // Each cancel locks its user's row: take them in user order, the order every movement uses,
+      // so a batch cancel and concurrent transfers cannot deadlock on PostgreSQL.
+      const order = ids.map((id, i) => ({ id, i, userPk: byId.get(id)!.user_pk })).sort((a, b) => (a.userPk < b.userPk ? -1 : a.userPk > b.userPk ? 1 : 0));
+      for (const { id, i } of order) {
         if (!(await markCanceled(trx, scope, id, nowMs, batch))) await raceError(trx, scope, [id], new Set(), i);
       }
     }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/db.ts';
-import { isUniqueViolation } from '../store/db.ts';
 import type { UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { BalanceLimitExceeded, InsufficientFunds } from '../ledger/ledger.ts';
@@ -81,7 +80,9 @@ export async function createOnce<T extends { request_hash: string }>(
   try {
     return { row: await create(), replayed: false };
   } catch (err) {
-    if (!isUniqueViolation(err)) throw err;
+    // Whatever refused this attempt (the unique index, or the balance the original just spent
+    // while we waited on its row lock), an original that has committed wins: a client retrying
+    // after a timeout gets the object it made, not a misleading "insufficient balance".
     const after = await existing();
     if (after) return { row: after, replayed: true };
     throw err;

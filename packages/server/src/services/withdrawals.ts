@@ -290,15 +290,28 @@ export type PayoutResult =
 
 /**
  * Applies a channel result to a pending withdrawal of the given confirm round. Guarded by
- * `status = 'pending' AND payout_round = round`, so a result applies at most once even when two
- * workers (or a worker before and after a crash) race: a payout never settles twice.
- * Returns false when the guard did not match (already applied).
+ * `status = 'pending' AND payout_round = round AND payout_lease_ms = lease`, so a result applies
+ * at most once, and only from the worker that still holds the claim, even when two workers (or
+ * a worker before and after a crash) race: a payout never settles twice.
+ * Returns false when the guard did not match (already applied, or the lease was lost).
  */
-export async function applyPayoutResult(rt: Runtime, id: string, round: number, result: PayoutResult, accountId: string): Promise<boolean> {
+/** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
+export interface PayoutFence {
+  id: string;
+  round: number;
+  leaseMs: number;
+}
+
+export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result: PayoutResult, accountId: string): Promise<boolean> {
   const nowMs = rt.clock.nowMs();
   const nowS = Math.floor(nowMs / 1000);
   const applied = await rt.store.transaction(async (trx) => {
-    const base = trx.updateTable('withdrawals').where('id', '=', id).where('status', '=', 'pending').where('payout_round', '=', round);
+    const base = trx
+      .updateTable('withdrawals')
+      .where('id', '=', fence.id)
+      .where('status', '=', 'pending')
+      .where('payout_round', '=', fence.round)
+      .where('payout_lease_ms', '=', fence.leaseMs);
     const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
     if (result.kind === 'retry') {
       const r = await base

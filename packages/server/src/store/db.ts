@@ -145,8 +145,20 @@ export class Store {
     return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }) }), 'sqlite');
   }
 
-  transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute(fn);
+  /**
+   * One database transaction. On PostgreSQL a deadlock or serialization failure aborts one of
+   * the transactions involved; nothing of it was committed, so it is run again (a bounded number
+   * of times). Callbacks therefore do database work only, never outside side effects.
+   */
+  async transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(fn);
+      } catch (err) {
+        if (attempt >= TRANSACTION_ATTEMPTS || !isTransientConflict(err)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      }
+    }
   }
 
   async migrate(): Promise<string[]> {
@@ -159,6 +171,14 @@ export class Store {
   async close(): Promise<void> {
     await this.db.destroy();
   }
+}
+
+const TRANSACTION_ATTEMPTS = 4;
+
+/** PostgreSQL deadlock_detected / serialization_failure: the transaction may simply be run again. */
+function isTransientConflict(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === '40P01' || code === '40001';
 }
 
 /** True when a database error is a unique-constraint violation (on either engine). */

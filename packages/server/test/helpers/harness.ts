@@ -149,7 +149,7 @@ export class Harness {
   }
 
   async verify() {
-    return verifyLedger(this.rt.store.db);
+    return verifyLedger(this.rt.store);
   }
 
   /** Row counts of every table plus the sum of all balances: equal snapshots mean nothing changed. */

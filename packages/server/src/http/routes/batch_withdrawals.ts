@@ -17,8 +17,12 @@ const BatchCreate = Type.Object(
   },
   { additionalProperties: false },
 );
+// Each batch embeds up to 200 withdrawals: a page holds at most 20 batches (4,000 items).
+const MAX_BATCHES_PER_PAGE = 20;
 const BatchQuery = Type.Object({
   ...ListQuery,
+  per_page: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCHES_PER_PAGE })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCHES_PER_PAGE })),
   status: Type.Optional(Type.Union(['pending', 'succeeded', 'failed', 'canceled', 'partially_succeeded'].map((s) => Type.Literal(s)))),
 });
 
