@@ -20,6 +20,7 @@ export interface PayoutWorkerOptions {
 const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000 };
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
 const MIN_RETRY_DELAY_MS = 50;
+const ATTENTION_AFTER_TRIES = 25;
 
 /**
  * The payout worker: takes confirmed (`pending`) withdrawals whose next step is due, asks their
@@ -163,7 +164,10 @@ export class PayoutWorker implements Worker {
       case 'not_found':
       case 'unknown': {
         const delay = Math.min(MAX_RETRY_DELAY_MS, 200 * 2 ** Math.min(row.payout_tries, 20));
-        if (outcome.kind === 'unknown') this.rt.log.warn({ withdrawal: row.id, message: outcome.message }, 'payout outcome unknown; will query');
+        // Never given up on (the money is at the channel or still held), but an operator must hear
+        // of a payout nobody can settle: after ~2.5 h of tries it is logged as an error each round.
+        const level = row.payout_tries >= ATTENTION_AFTER_TRIES ? 'error' : 'warn';
+        if (outcome.kind === 'unknown') this.rt.log[level]({ withdrawal: row.id, tries: row.payout_tries, message: outcome.message }, 'payout outcome unknown; will query');
         return { kind: 'retry', phase: 'query', dueMs: now + delay };
       }
     }
