@@ -41,7 +41,7 @@ describeEngines('invalid withdrawal requests change nothing', (engine) => {
   const perChannelCases = (): Case[] => {
     const out: Case[] = [];
     const required: Record<WithdrawalChannel, string[]> = {
-      unionpay: ['account', 'name', 'open_bank_code'],
+      unionpay: ['account', 'name'],
       alipay: ['account', 'name'],
       wx: ['open_id'],
       wx_pub: ['open_id'],

@@ -71,9 +71,10 @@ export function missingExtraKey(channel: WithdrawalChannel, extra: Record<string
   const has = (...keys: string[]) => keys.some((k) => extra[k] !== undefined);
   switch (channel) {
     case 'unionpay':
+      // Ping++ documents "open_bank_code or open_bank", but the seed guide's Java and Ruby examples
+      // send neither, and they must work: the bank is then the channel's to derive from the card.
       if (!has('account', 'card_number')) return 'account';
       if (!has('name', 'user_name')) return 'name';
-      if (!has('open_bank_code', 'open_bank')) return 'open_bank_code';
       return null;
     case 'alipay':
       if (!has('account')) return 'account';
