@@ -1,30 +1,27 @@
 import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runLoad, type LoadResult } from './lib/load.ts';
-import { canPin, freshStorage, pinSelf, startServer, tixianCli, type Engine } from './lib/server.ts';
+import { runScenario, type Row } from './lib/run.ts';
+import { canPin, pinSelf, type Engine } from './lib/server.ts';
+import { describeFsync } from './lib/machine.ts';
 import { scenarios } from './scenarios/index.ts';
-import type { Scenario, Target } from './scenario.ts';
+import type { BenchOptions } from './scenario.ts';
 
 /**
- * `npm run bench [-- --only NAME[,NAME] --duration S --warmup S --connections N --engines sqlite,postgres --json]`
+ * `npm run bench [-- --only NAME[,NAME] --duration S --warmup S --connections N --engines sqlite,postgres --events N --repeat N --cpu-prof DIR --server-node-options='…' --json]`
  *
  * For each scenario and engine: a fresh database, one app (`tixian apps create`), `tixian serve`
  * in a child process pinned to core 0, the scenario's setup over HTTP, a warm-up, then a measured
  * run of autocannon from this process pinned to core 1 (loopback only). Afterwards the server is
- * stopped, `tixian ledger verify` must find no drift, and the database is dropped.
+ * stopped, `tixian ledger verify` must find no drift, and the database is dropped. Custom
+ * scenarios (create + confirm with the payout worker, webhook delivery) drive themselves with the
+ * same pieces (lib/run.ts).
  * PostgreSQL runs when TIXIAN_BENCH_DATABASE_URL (or TIXIAN_TEST_DATABASE_URL) is set; the
  * PostgreSQL server itself is not pinned and shares the machine.
  */
 
-interface Row {
-  scenario: string;
-  engine: Engine;
-  connections: number;
-  result: LoadResult;
-  ledgerOk: boolean;
-}
-
-const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--json]
+const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -38,6 +35,10 @@ export async function main(argv: string[]): Promise<number> {
         warmup: { type: 'string', default: '3' },
         connections: { type: 'string', default: '50' },
         engines: { type: 'string' },
+        events: { type: 'string', default: '100000' },
+        'cpu-prof': { type: 'string' },
+        'server-node-options': { type: 'string' },
+        repeat: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -54,7 +55,9 @@ export async function main(argv: string[]): Promise<number> {
   const durationS = boundedInt(args.duration, 'duration', 1, 600);
   const warmupS = boundedInt(args.warmup, 'warmup', 0, 60);
   const connections = boundedInt(args.connections, 'connections', 1, 1000);
-  if (durationS === null || warmupS === null || connections === null) return 2;
+  const events = boundedInt(args.events, 'events', 1, 1_000_000);
+  const repeat = boundedInt(args.repeat, 'repeat', 1, 20);
+  if (durationS === null || warmupS === null || connections === null || events === null || repeat === null) return 2;
 
   const only = (args.only ?? []).flatMap((o) => o.split(',')).filter(Boolean);
   const unknown = only.filter((n) => !scenarios.some((s) => s.name === n));
@@ -73,90 +76,51 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const cpuProf = args['cpu-prof'];
+  const serverNodeArgs = [
+    ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(cpuProf)] : []),
+    ...(args['server-node-options']?.split(/\s+/).filter(Boolean) ?? []),
+  ];
   const cores = os.cpus();
   const pin = canPin(cores.length);
   if (pin) pinSelf(1);
   const machine =
     `${new Date().toISOString()} · Node ${process.version} · ${os.platform()} ${os.arch()} · ${cores.length} × ${cores[0]?.model.trim() ?? 'unknown CPU'}` +
-    ` · ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB · load average at start ${loadAverage()}\n` +
-    (pin ? 'server pinned to core 0, load generator (autocannon, in-process) to core 1' : 'NOT pinned (needs Linux, taskset and 2 cores): figures are less comparable') +
+    ` · ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB · load average at start ${loadAverage()} · ${describeFsync()}\n` +
+    (pin ? 'server pinned to core 0, load generator (autocannon, in-process) and webhook receiver to core 1' : 'NOT pinned (needs Linux, taskset and 2 cores): figures are less comparable') +
     ` · ${connections} connections · warm-up ${warmupS} s · measured ${durationS} s` +
+    (repeat > 1 ? ` · ${repeat} rounds, interleaved` : '') +
+    (serverNodeArgs.length ? ` · server node ${serverNodeArgs.join(' ')}` : '') +
     (engines.includes('postgres') ? ' · PostgreSQL unpinned, same machine' : ' · PostgreSQL skipped (set TIXIAN_BENCH_DATABASE_URL)');
   console.error(machine);
 
+  const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs };
+  // With --repeat, rounds interleave (A B A B …), so a pair's runs see the same machine.
   const rows: Row[] = [];
-  for (const scenario of chosen) {
-    for (const engine of engines) {
-      console.error(`… ${scenario.name} on ${engine}`);
-      rows.push(await runOne(scenario, engine, pgUrl, { pin, connections, durationS, warmupS }));
+  for (let round = 1; round <= repeat; round++) {
+    for (const scenario of chosen) {
+      for (const engine of engines) {
+        console.error(`… ${scenario.name} on ${engine}${repeat > 1 ? `, round ${round}` : ''} (load average ${loadAverage()})`);
+        rows.push({ ...(await runScenario(scenario, engine, pgUrl, options)), round });
+      }
     }
   }
 
   // Other work on the machine skews every figure: say how busy it was.
-  const after = `load average at end ${loadAverage()}`;
-  if (args.json) console.log(JSON.stringify({ machine, after, rows }, null, 2));
+  const after = `load average at end ${loadAverage()} · ${describeFsync()}`;
+  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows) }, null, 2));
   else {
     console.log(machine);
-    console.log(table(rows));
-    console.log(after);
+    console.log(table(rows, repeat > 1));
+    const more = details(rows);
+    if (more) console.log(`\n${more}`);
+    const versus = comparisons(rows).map((c) => c.text);
+    if (versus.length) console.log(`\n${versus.join('\n')}`);
+    console.log(`\n${after}`);
   }
-  const bad = rows.filter((r) => r.result.non2xx > 0 || r.result.errors > 0 || !r.ledgerOk);
-  for (const r of bad) console.error(`${r.scenario}/${r.engine}: ${r.result.non2xx} non-2xx ${JSON.stringify(r.result.statusCodes)}, ${r.result.errors} errors, ledger ${r.ledgerOk ? 'ok' : 'DRIFT'}`);
+  const bad = rows.filter((r) => r.outcome.problems.length > 0 || !r.ledgerOk);
+  for (const r of bad) console.error(`${r.scenario}/${r.engine}: ${[...r.outcome.problems, ...(r.ledgerOk ? [] : ['ledger DRIFT'])].join('; ')}`);
   return bad.length ? 1 : 0;
-}
-
-async function runOne(
-  scenario: Scenario,
-  engine: Engine,
-  pgUrl: string | undefined,
-  o: { pin: boolean; connections: number; durationS: number; warmupS: number },
-): Promise<Row> {
-  const storage = await freshStorage(engine, pgUrl);
-  try {
-    const app = JSON.parse(tixianCli(['apps', 'create', '--name', `bench ${scenario.name}`, '--json'], storage)) as { id: string; secret_key_test: string };
-    await scenario.beforeServe?.({ appId: app.id, tixian: async (args) => tixianCli(args, storage) });
-    const server = await startServer(storage, {
-      pin: o.pin,
-      ...(scenario.serveArgs ? { extraArgs: scenario.serveArgs } : {}),
-      ...(scenario.serveEnv ? { env: scenario.serveEnv } : {}),
-    });
-    let result: LoadResult;
-    try {
-      const target = makeTarget(server.baseUrl, app.id, app.secret_key_test);
-      const state = await scenario.setup(target);
-      const requests = scenario.requests(target, state);
-      if (o.warmupS > 0) await runLoad({ url: server.baseUrl, connections: o.connections, durationS: o.warmupS, requests });
-      result = await runLoad({ url: server.baseUrl, connections: o.connections, durationS: o.durationS, requests });
-    } finally {
-      const stopped = await server.stop();
-      if (stopped.code !== 0) console.error(`tixian serve exited with ${stopped.code ?? stopped.signal}`);
-    }
-    const report = JSON.parse(tixianCli(['ledger', 'verify', '--json'], storage)) as { ok: boolean };
-    return { scenario: scenario.name, engine, connections: o.connections, result, ledgerOk: report.ok };
-  } finally {
-    await storage.drop();
-  }
-}
-
-function makeTarget(baseUrl: string, appId: string, secretKey: string): Target {
-  const headers = { authorization: `Bearer ${secretKey}`, 'content-type': 'application/json' };
-  return {
-    baseUrl,
-    appId,
-    secretKey,
-    headers,
-    async call(method, path, body) {
-      const res = await fetch(baseUrl + path, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(10_000),
-      });
-      const json = (await res.json()) as Record<string, unknown>;
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
-    },
-  };
 }
 
 function boundedInt(value: string | undefined, name: string, min: number, max: number): number | null {
@@ -168,26 +132,118 @@ function boundedInt(value: string | undefined, name: string, min: number, max: n
   return n;
 }
 
-function table(rows: Row[]): string {
-  const head = ['scenario', 'engine', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', 'non-2xx', 'errors', 'ledger'];
-  const body = rows.map((r) => [
-    r.scenario,
-    r.engine,
-    String(r.connections),
-    Math.round(r.result.requestsPerS).toLocaleString('en-US'),
-    fmt(r.result.p50Ms),
-    fmt(r.result.p90Ms),
-    fmt(r.result.p99Ms),
-    fmt(r.result.maxMs),
-    r.result.total.toLocaleString('en-US'),
-    String(r.result.non2xx),
-    String(r.result.errors),
-    r.ledgerOk ? 'ok' : 'DRIFT',
-  ]);
+function table(rows: Row[], rounds: boolean): string {
+  const head = [rounds ? 'scenario (round)' : 'scenario', 'engine', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', 'non-2xx', 'errors', 'srv cpu', 'gen cpu', 'srv peak MB', 'ledger'];
+  const dash = '—';
+  const body = rows.map((r) => {
+    const l = r.outcome.load;
+    const server = r.outcome.server;
+    return [
+      rounds ? `${r.scenario} (${r.round})` : r.scenario,
+      r.engine,
+      r.connections === null ? dash : String(r.connections),
+      l ? int(l.requestsPerS) : dash,
+      l ? fmt(l.p50Ms) : dash,
+      l ? fmt(l.p90Ms) : dash,
+      l ? fmt(l.p99Ms) : dash,
+      l ? fmt(l.maxMs) : dash,
+      l ? int(l.total) : dash,
+      l ? String(l.non2xx) : dash,
+      l ? String(l.errors) : dash,
+      server ? pct(server.cpuS / r.outcome.windowS) : dash,
+      pct(r.outcome.benchCpuS / r.outcome.windowS),
+      server ? String(Math.round(server.peakRssBytes / 2 ** 20)) : dash,
+      r.ledgerOk ? 'ok' : 'DRIFT',
+    ];
+  });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
   return [line(head), '|' + widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|', ...body.map(line)].join('\n');
 }
+
+/** The figures a row has besides the table (drain times, deliveries/s …), one line per row. */
+function details(rows: Row[]): string {
+  return rows
+    .map((r) => {
+      const parts = r.outcome.metrics.map((m) => `${m.name} ${num(m.value)}${m.unit ? ' ' + m.unit : ''}`);
+      // Tails: when in the run the slowest answers came (a burst at the start is connection set-up, one
+      // in the middle a stall).
+      const slow = r.outcome.load?.slowest.filter((s) => s.latencyMs >= SLOW_MS) ?? [];
+      if (slow.length) parts.push(`slowest ${slow.map((s) => `${int(s.latencyMs)} ms at ${(s.atMs / 1000).toFixed(1)} s`).join(', ')}`);
+      return parts.length ? `${r.scenario}/${r.engine}${r.round > 1 ? ` (${r.round})` : ''}: ${parts.join(' · ')}` : '';
+    })
+    .filter(Boolean)
+    .join('\n');
+}
+
+/** Answers at least this slow are listed with the time they arrived. */
+const SLOW_MS = 1_000;
+
+interface Comparison {
+  scenario: string;
+  baseline: string;
+  engine: Engine;
+  /** Per round: difference in the server core's time per request (1/throughput), µs. */
+  deltaUs: number[];
+  /** Per round: difference in server CPU time per request, µs (empty without /proc). */
+  cpuDeltaUs: number[];
+  text: string;
+}
+
+/**
+ * Side by side, same engine and round: the difference in per-request cost between a scenario and
+ * its baseline, as 1/throughput on the server's one core and as server CPU time per request.
+ * With several rounds: the median difference and the range, since one pair of 10 s runs on a
+ * shared machine can differ by more than a small cost.
+ */
+function comparisons(rows: Row[]): Comparison[] {
+  const out: Comparison[] = [];
+  const wallUs = (x: Row) => 1e6 / x.outcome.load!.requestsPerS;
+  const cpuUs = (x: Row) => (x.outcome.server ? (x.outcome.server.cpuS * 1e6) / x.outcome.load!.total : null);
+  const pairs = new Map<string, [Row, Row][]>();
+  for (const r of rows) {
+    const b = rows.find((x) => x.scenario === r.baseline && x.engine === r.engine && x.round === r.round);
+    if (!r.outcome.load || !b?.outcome.load) continue;
+    const key = `${r.scenario}\u0000${b.scenario}\u0000${r.engine}`;
+    pairs.set(key, [...(pairs.get(key) ?? []), [r, b]]);
+  }
+  for (const list of pairs.values()) {
+    const [r0, b0] = list[0]!;
+    const deltaUs = list.map(([r, b]) => wallUs(r) - wallUs(b));
+    const cpuDeltaUs = list.flatMap(([r, b]) => {
+      const [rc, bc] = [cpuUs(r), cpuUs(b)];
+      return rc !== null && bc !== null ? [rc - bc] : [];
+    });
+    const rps = (which: 0 | 1) => median(list.map((p) => p[which].outcome.load!.requestsPerS));
+    const range = (xs: number[]) => (xs.length > 1 ? ` (${xs.length} rounds: ${xs.map(signed).join(', ')})` : '');
+    const cpu = cpuDeltaUs.length
+      ? `; server CPU per request ${median(list.map(([r]) => cpuUs(r) ?? NaN)).toFixed(0)} vs ${median(list.map(([, b]) => cpuUs(b) ?? NaN)).toFixed(0)} µs, ` +
+        `${signed(median(cpuDeltaUs))} µs${range(cpuDeltaUs)}`
+      : '';
+    out.push({
+      scenario: r0.scenario,
+      baseline: b0.scenario,
+      engine: r0.engine,
+      deltaUs,
+      cpuDeltaUs,
+      text:
+        `${r0.scenario} vs ${b0.scenario} (${r0.engine}${list.length > 1 ? ', medians' : ''}): ${int(rps(0))} vs ${int(rps(1))} req/s → ` +
+        `${signed(median(deltaUs))} µs of the server core's time per request${range(deltaUs)}${cpu}`,
+    });
+  }
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const pct = (f: number) => `${Math.round(f * 100)}%`;
+const signed = (n: number) => (n >= 0 ? '+' : '−') + Math.abs(Math.round(n)).toLocaleString('en-US');
+const num = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : Math.abs(n) >= 100 ? int(n) : n.toFixed(Math.abs(n) < 10 ? 2 : 1));
 
 const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));

@@ -1,7 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
@@ -11,6 +12,7 @@ const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 const CLI_TIMEOUT_MS = 60_000;
+const OUTPUT_KEEP_CHARS = 16 * 1024;
 
 export interface Storage {
   engine: Engine;
@@ -86,21 +88,85 @@ export function pinSelf(core: number): void {
   execFileSync('taskset', ['-a', '-cp', String(core), String(process.pid)], { stdio: 'ignore', timeout: 5_000 });
 }
 
+/** A process's CPU time so far and its memory, from /proc (Linux). */
+export interface ProcUsage {
+  /** User + system CPU seconds since the process started. */
+  cpuS: number;
+  /** Peak resident set size (VmHWM). */
+  peakRssBytes: number;
+  /** Resident set size now (VmRSS). */
+  rssBytes: number;
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** Reads /proc/<pid>/stat and /status; null where there is no /proc or the process is gone. */
+export function procUsage(pid: number | undefined): ProcUsage | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "pid (comm) ": field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpuS = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { cpuS, peakRssBytes: kib('VmHWM'), rssBytes: kib('VmRSS') };
+  } catch {
+    return null;
+  }
+}
+
 export interface RunningServer {
   baseUrl: string;
-  /** SIGTERM, then wait for the exit (SIGKILL after a bound). */
-  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The server's own process id (taskset execs it, so this is node's). */
+  pid: number | undefined;
+  /** When it printed its address (performance.now() of this process). */
+  listeningAt: number;
+  /** CPU and memory of the server process now (null without /proc). */
+  usage(): ProcUsage | null;
+  /** The last lines the server printed (stdout and stderr, bounded). */
+  output(): string;
+  /** SIGTERM, then wait for the exit (SIGKILL after a bound). `usage` is read just before the signal. */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; usage: ProcUsage | null }>;
+}
+
+export interface ServerOptions {
+  pin: boolean;
+  /** Run the payout worker and webhook dispatcher too (default: `--no-workers`). */
+  workers?: boolean;
+  extraArgs?: string[];
+  env?: Record<string, string>;
+  /** Flags for node itself (e.g. `--cpu-prof`), before the script. */
+  nodeArgs?: string[];
 }
 
 /** `tixian serve` in a child process, pinned to core 0 when `pin` is set, on a port the OS picks. */
-export async function startServer(storage: Storage, options: { pin: boolean; extraArgs?: string[]; env?: Record<string, string> }): Promise<RunningServer> {
+export async function startServer(storage: Storage, options: ServerOptions): Promise<RunningServer> {
   const env = { ...childEnv(), ...options.env };
-  const args = [TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-workers', '--log-level', 'warn', ...storage.flags, ...(options.extraArgs ?? [])];
+  const args = [
+    ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']), '--log-level', 'warn',
+    ...storage.flags, ...(options.extraArgs ?? []),
+  ];
   const child: ChildProcess = options.pin
     ? spawn('taskset', ['-c', '0', process.execPath, ...args], { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(process.execPath, args, { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // What the server printed (bounded: the tail), for errors and the report.
   let output = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const keep = (d: string) => {
+    output += d;
+    if (output.length > OUTPUT_KEEP_CHARS) output = output.slice(-OUTPUT_KEEP_CHARS);
+  };
+  child.stderr!.setEncoding('utf8').on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
   const baseUrl = await new Promise<string>((resolve, reject) => {
@@ -111,7 +177,7 @@ export async function startServer(storage: Storage, options: { pin: boolean; ext
       reject(err);
     };
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      output += d;
+      keep(d);
       const m = /listening on (http:\/\/[^\s]+)/.exec(output);
       if (m) {
         clearTimeout(timer);
@@ -121,9 +187,23 @@ export async function startServer(storage: Storage, options: { pin: boolean; ext
     void exited.then(({ code, signal }) => fail(new Error(`tixian serve exited (${code ?? signal}) before listening:\n${output}`)));
   });
 
+  const listeningAt = performance.now();
+  let stopped: ReturnType<RunningServer['stop']> | undefined;
   return {
     baseUrl,
-    async stop() {
+    pid: child.pid,
+    listeningAt,
+    usage: () => procUsage(child.pid),
+    output: () => output,
+    stop() {
+      stopped ??= stopChild();
+      return stopped;
+    },
+  };
+
+  async function stopChild(): Promise<{ code: number | null; signal: NodeJS.Signals | null; usage: ProcUsage | null }> {
+    const usage = procUsage(child.pid);
+    const exit = await (async () => {
       child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS)));
@@ -134,6 +214,7 @@ export async function startServer(storage: Storage, options: { pin: boolean; ext
         return exited;
       }
       return result;
-    },
-  };
+    })();
+    return { ...exit, usage };
+  }
 }

@@ -10,6 +10,7 @@ const USERS = 100;
 export const bonusCreate: Scenario<string[]> = {
   name: 'bonus_create',
   description: 'POST balance_bonuses (fresh order_no, 100 users)',
+  baseline: 'bonus_create_plain',
   setup: (t) => createUsers(t, 'bench_bonus_', USERS),
   requests(t, users) {
     let n = 0;
@@ -36,5 +37,6 @@ export const bonusCreatePlain: Scenario<string[]> = {
   ...bonusCreate,
   name: 'bonus_create_plain',
   description: 'POST balance_bonuses, response signing off',
+  baseline: undefined,
   serveEnv: { TIXIAN_SIGN_RESPONSES: '0' },
 };

@@ -6,6 +6,7 @@ const USERS = 100;
 export const userRetrieve: Scenario<string[]> = {
   name: 'user_retrieve',
   description: 'GET users/:id (100 users)',
+  baseline: 'user_retrieve_plain',
   async setup(t) {
     const users = await createUsers(t, 'bench_read_', USERS);
     // Some money, so the row read is not an empty one.
@@ -37,5 +38,6 @@ export const userRetrievePlain: Scenario<string[]> = {
   ...userRetrieve,
   name: 'user_retrieve_plain',
   description: 'GET users/:id, response signing off',
+  baseline: undefined,
   serveEnv: { TIXIAN_SIGN_RESPONSES: '0' },
 };

@@ -1,0 +1,177 @@
+import { performance } from 'node:perf_hooks';
+import { loadConfig } from '../../src/config.ts';
+import { openRuntime, type Runtime } from '../../src/runtime.ts';
+import { runLoad, type LoadRequest, type LoadResult } from './load.ts';
+import { freshStorage, startServer, tixianCli, type Engine, type RunningServer, type Storage } from './server.ts';
+import { isCustom, type AnyScenario, type BenchOptions, type Outcome, type RunContext, type Scenario, type Target } from '../scenario.ts';
+
+/** One scenario on one engine: what the report prints. */
+export interface Row {
+  scenario: string;
+  engine: Engine;
+  connections: number | null;
+  baseline: string | undefined;
+  outcome: Outcome;
+  ledgerOk: boolean;
+  /** 1…--repeat */
+  round: number;
+}
+
+/**
+ * Fresh storage and one app, then the scenario (the request/response runner below, or its own
+ * `run`), then `tixian ledger verify`; servers and runtimes the scenario left open are closed and
+ * the storage is dropped, whatever happened.
+ */
+export async function runScenario(scenario: AnyScenario, engine: Engine, pgUrl: string | undefined, o: BenchOptions): Promise<Row> {
+  const storage = await freshStorage(engine, pgUrl);
+  const servers: RunningServer[] = [];
+  const runtimes: Runtime[] = [];
+  try {
+    const app = JSON.parse(tixianCli(['apps', 'create', '--name', `bench ${scenario.name}`, '--json'], storage)) as { id: string; secret_key_test: string };
+    const ctx: RunContext = {
+      appId: app.id,
+      secretKey: app.secret_key_test,
+      dir: storage.dataDir,
+      engine,
+      storage,
+      options: o,
+      tixian: async (args) => tixianCli(args, storage),
+      async startServer(s = {}) {
+        const server = await startServer(storage, {
+          pin: o.pin,
+          nodeArgs: o.serverNodeArgs,
+          ...(s.workers ? { workers: true } : {}),
+          ...(s.args ? { extraArgs: s.args } : {}),
+          ...(s.env ? { env: s.env } : {}),
+        });
+        servers.push(server);
+        return server;
+      },
+      target: (server) => makeTarget(server.baseUrl, app.id, app.secret_key_test),
+      load: (server, requests, durationS) => runLoad({ url: server.baseUrl, connections: o.connections, durationS, requests }),
+      async openRuntime() {
+        const rt = await openBenchRuntime(storage);
+        runtimes.push(rt);
+        return rt;
+      },
+    };
+    let outcome: Outcome;
+    try {
+      outcome = isCustom(scenario) ? await scenario.run(ctx) : await runRequests(scenario, ctx);
+    } finally {
+      for (const server of servers) {
+        const stopped = await server.stop();
+        if (stopped.code !== 0) console.error(`tixian serve exited with ${stopped.code ?? stopped.signal}\n${server.output()}`);
+      }
+      for (const rt of runtimes.splice(0)) await rt.close();
+    }
+    const report = JSON.parse(tixianCli(['ledger', 'verify', '--json'], storage)) as { ok: boolean };
+    return {
+      scenario: scenario.name,
+      engine,
+      connections: outcome.load ? o.connections : null,
+      baseline: scenario.baseline,
+      outcome,
+      ledgerOk: report.ok,
+      round: 1,
+    };
+  } finally {
+    for (const rt of runtimes) await rt.close().catch(() => undefined);
+    await storage.drop();
+  }
+}
+
+/** The request/response scenarios: setup over HTTP, a warm-up, then the measured autocannon run. */
+async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome> {
+  await scenario.beforeServe?.(ctx);
+  const server = await ctx.startServer({
+    ...(scenario.workers ? { workers: true } : {}),
+    ...(scenario.serveArgs ? { args: scenario.serveArgs } : {}),
+    ...(scenario.serveEnv ? { env: scenario.serveEnv } : {}),
+  });
+  const target = ctx.target(server);
+  const state = await scenario.setup(target);
+  const requests = scenario.requests(target, state);
+  if (ctx.options.warmupS > 0) await ctx.load(server, requests, ctx.options.warmupS);
+  const window = startWindow(server);
+  const load = await ctx.load(server, requests, ctx.options.durationS);
+  const used = window.end();
+  const stopped = await server.stop();
+  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: [], problems: loadProblems(load) };
+}
+
+/** Non-2xx answers and connection errors make a load run's figures untrustworthy. */
+export function loadProblems(load: LoadResult): string[] {
+  const problems: string[] = [];
+  if (load.non2xx > 0) problems.push(`${load.non2xx} non-2xx answers ${JSON.stringify(load.statusCodes)}`);
+  if (load.errors > 0) problems.push(`${load.errors} connection errors or timeouts`);
+  return problems;
+}
+
+/**
+ * A measured window: wall time, this process's CPU and the server's CPU from its start to its end.
+ * `end()` gives the server's CPU seconds in the window (peak memory is filled in by usageOver).
+ */
+export function startWindow(server: RunningServer | null): { end(): { windowS: number; benchCpuS: number; server: { cpuS: number } | null } } {
+  const t0 = performance.now();
+  const bench0 = process.cpuUsage();
+  const server0 = server?.usage() ?? null;
+  return {
+    end() {
+      const windowS = (performance.now() - t0) / 1000;
+      const bench = process.cpuUsage(bench0);
+      const server1 = server?.usage() ?? null;
+      return {
+        windowS,
+        benchCpuS: (bench.user + bench.system) / 1e6,
+        server: server0 && server1 ? { cpuS: server1.cpuS - server0.cpuS } : null,
+      };
+    },
+  };
+}
+
+/** The window's server CPU with the peak and final memory read just before the server stopped. */
+export function usageOver(cpu: { cpuS: number } | null, last: { peakRssBytes: number; rssBytes: number } | null): Outcome['server'] {
+  if (!cpu || !last) return null;
+  return { cpuS: cpu.cpuS, peakRssBytes: last.peakRssBytes, rssBytes: last.rssBytes };
+}
+
+/** A runtime on the scenario's storage in this process: reads for progress, writes to queue work. */
+async function openBenchRuntime(storage: Storage): Promise<Runtime> {
+  // An empty environment: the bench's own TIXIAN_* variables must not redirect it.
+  const config = { ...loadConfig({ dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, logLevel: 'warn' }, {}), poolSize: 2 };
+  return openRuntime(config, { migrate: false });
+}
+
+export function makeTarget(baseUrl: string, appId: string, secretKey: string): Target {
+  const headers = { authorization: `Bearer ${secretKey}`, 'content-type': 'application/json' };
+  return {
+    baseUrl,
+    appId,
+    secretKey,
+    headers,
+    async call(method, path, body) {
+      const res = await fetch(baseUrl + path, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const json = (await res.json()) as Record<string, unknown>;
+      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    },
+  };
+}
+
+/** Bounded polling: calls `check` every `everyMs` until it returns true or `timeoutMs` passed. */
+export async function waitFor(check: () => Promise<boolean>, o: { everyMs: number; timeoutMs: number }): Promise<boolean> {
+  const deadline = performance.now() + o.timeoutMs;
+  while (true) {
+    if (await check()) return true;
+    if (performance.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, o.everyMs));
+  }
+}
+
+export type { LoadRequest, LoadResult };
