@@ -8,5 +8,7 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: two test files at a time; each makes its own database, so files never share state.
     maxWorkers: 2,
+    // The JSON report feeds the one-line summary .ci/run prints at the end.
+    reporters: ['default', ['json', { outputFile: 'node_modules/.cache/vitest-report.json' }]],
   },
 });
