@@ -202,7 +202,7 @@ export interface WebhookEndpointRow {
   livemode: Bool;
   url: string;
   events: string;
-  /** `whsec_…` when the endpoint opted into Standard Webhooks signatures; null otherwise. */
+  /** The endpoint's Standard Webhooks `whsec_…` secret, sealed with the master key; null when not opted in. */
   secret: string | null;
   created: number;
   disabled: Bool;
