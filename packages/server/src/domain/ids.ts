@@ -90,7 +90,6 @@ export function newEventId(nowMs: number): string {
 export const newRequestId = () => 'iar_' + randomBase62(24);
 export const newAppId = () => 'app_' + randomBase62(16);
 export const newAccountId = () => 'acct_' + randomBase62(16);
-export const newTransferSourceId = () => 'tr_' + randomBase62(24);
 export const newInternalId = (prefix: string) => prefix + '_' + randomBase62(20);
 /** Internal user key: merchant user ids are not time-ordered, this one is (it orders user lists). */
 export const newUserPk = (nowMs: number) => 'u' + numericId('user', nowMs);

@@ -20,5 +20,3 @@ export const TRANSITIONS: Record<WithdrawalStatus, readonly WithdrawalStatus[]> 
 export function canTransition(from: WithdrawalStatus, to: WithdrawalStatus): boolean {
   return TRANSITIONS[from].includes(to);
 }
-
-export const isFinal = (s: WithdrawalStatus) => TRANSITIONS[s].length === 0;

@@ -1,11 +1,9 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.ts';
 import { newRequestId } from '../domain/ids.ts';
-import { ApiError, errors } from '../domain/errors.ts';
-import { language } from './context.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { validatorCompiler } from './validation.ts';
-import { registerErrorHandling } from './plugins/errors.ts';
+import { frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
 import { registerBodyParsing } from './plugins/body.ts';
 import { registerAuth } from './plugins/auth.ts';
 import { usersRoutes } from './routes/users.ts';
@@ -50,26 +48,11 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     // Per-request access logs would cost more than the request itself on the hot path.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 128 },
-    // Malformed percent-encoding and over-long path segments are answered by the router before any
-    // hook runs: give them Ping++'s error shape too.
-    frameworkErrors: (err, req, reply) => {
-      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-        ? new ApiError({ status: 414, code: 'uri_too_long', zh: '请求路径过长。', en: 'The request path is too long.' })
-        : new ApiError({ status: 400, code: 'invalid_url', zh: '请求路径不是有效的 URL。', en: 'The request path is not a valid URL.' });
-      void (reply as unknown as FastifyReply).status(e.status).type('application/json; charset=utf-8').send(e.toJSON(language(req)));
-    },
+    frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, rt.config.bodyLimitBytes);
   registerBodyParsing(app);
-  // PostgreSQL text cannot hold U+0000: refuse it in the path and query before anything queries with it.
-  app.addHook('onRequest', async (req) => {
-    for (const part of [req.params, req.query] as (Record<string, unknown> | undefined)[]) {
-      for (const [k, v] of Object.entries(part ?? {})) {
-        if ((typeof v === 'string' && v.includes('\u0000')) || k.includes('\u0000')) throw errors.invalidParam(k.replaceAll('\u0000', ''), 'must not contain U+0000', '不能包含 U+0000');
-      }
-    }
-  });
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);
   registerResponseSignature(app, rt);

@@ -6,7 +6,7 @@ import { numericId } from '../domain/ids.ts';
 import { applyMovement, assertMoney } from '../ledger/ledger.ts';
 import { listPage, type ListParams } from '../http/lists.ts';
 import { MAX_AMOUNT } from '../http/schemas.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, refusedMovement, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { retrieveScoped } from './credits.ts';
 
 export interface BalanceTransferParams {
@@ -58,39 +58,34 @@ export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: Balanc
   // An omitted user_fee and an explicit 0 are the same request (Go omits it when 0).
   const hash = requestHash({ ...p, user_fee: userFee });
 
-  const { row } = await createOnce<BalanceTransferRow>(rt.store.db, 'balance_transfers', scope, p.order_no, hash, async () => {
-    try {
-      return await rt.store.transaction(async (trx) => {
-        const sender = await activeUser(trx, scope, p.user, 'user');
-        const recipient = await activeUser(trx, scope, p.recipient, 'recipient');
-        const nowMs = rt.clock.nowMs();
-        const created = Math.floor(nowMs / 1000);
-        const id = numericId('balance_transfer', nowMs);
-        const line = { type: 'transfer' as const, description: p.description ?? null };
-        const [senderLine, recipientLine] = await applyMovement(trx, {
-          app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'balance_transfer', source: id,
-          users: [
-            { userPk: sender.pk, userId: sender.id, bucket: 'withdrawable', amount: -(p.amount + userFee), line },
-            { userPk: recipient.pk, userId: recipient.id, bucket: 'withdrawable', amount: p.amount, capped: true, line },
-          ],
-          // A zero posting is not allowed, so a fee-free transfer has no fee_income posting.
-          apps: userFee > 0 ? [{ account: 'fee_income', amount: userFee }] : [],
-        });
-        assertMoney(senderLine !== undefined && recipientLine !== undefined, `balance_transfer ${id} got no balance_transactions`);
-        const row: BalanceTransferRow = {
-          id, app: scope.app, livemode: mode(scope), order_no: p.order_no, request_hash: hash,
-          description: p.description ?? null, metadata: metadataText(p.metadata), created,
-          status: 'succeeded', amount: p.amount, user_fee: userFee, user: sender.id, recipient: recipient.id,
-          user_balance_transaction: senderLine, recipient_balance_transaction: recipientLine,
-        };
-        await trx.insertInto('balance_transfers').values(row).execute();
-        return row;
+  const row = await createOnce<BalanceTransferRow>(rt.store.db, 'balance_transfers', scope, p.order_no, hash, () =>
+    rt.store.transaction(async (trx) => {
+      const sender = await activeUser(trx, scope, p.user, 'user');
+      const recipient = await activeUser(trx, scope, p.recipient, 'recipient');
+      const nowMs = rt.clock.nowMs();
+      const created = Math.floor(nowMs / 1000);
+      const id = numericId('balance_transfer', nowMs);
+      const line = { type: 'transfer' as const, description: p.description ?? null };
+      const [senderLine, recipientLine] = await applyMovement(trx, {
+        app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'balance_transfer', source: id,
+        users: [
+          { userPk: sender.pk, userId: sender.id, bucket: 'withdrawable', amount: -(p.amount + userFee), line },
+          { userPk: recipient.pk, userId: recipient.id, bucket: 'withdrawable', amount: p.amount, capped: true, line },
+        ],
+        // A zero posting is not allowed, so a fee-free transfer has no fee_income posting.
+        apps: userFee > 0 ? [{ account: 'fee_income', amount: userFee }] : [],
       });
-    } catch (err) {
-      // The transaction has rolled back: nothing moved.
-      return refusedMovement(err);
-    }
-  });
+      assertMoney(senderLine !== undefined && recipientLine !== undefined, `balance_transfer ${id} got no balance_transactions`);
+      const row: BalanceTransferRow = {
+        id, app: scope.app, livemode: mode(scope), order_no: p.order_no, request_hash: hash,
+        description: p.description ?? null, metadata: metadataText(p.metadata), created,
+        status: 'succeeded', amount: p.amount, user_fee: userFee, user: sender.id, recipient: recipient.id,
+        user_balance_transaction: senderLine, recipient_balance_transaction: recipientLine,
+      };
+      await trx.insertInto('balance_transfers').values(row).execute();
+      return row;
+    }),
+  );
   return balanceTransferToWire(row);
 }
 

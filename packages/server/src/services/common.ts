@@ -50,11 +50,15 @@ export async function activeUser(db: Db, scope: Scope, id: string, param = 'user
 type OrderTable = 'balance_bonuses' | 'balance_settlements' | 'balance_transfers' | 'withdrawals';
 
 /**
- * Creates an object keyed by `order_no`, unique per app and mode. A retry of the same create
- * (same parameters) returns the object made the first time, so a client that timed out can
- * safely send it again (Java's SDK re-sends POSTs after a 5xx); the same order_no with other
- * parameters is a 400 `duplicate_order_no`. The create runs in one transaction; a lost race on
- * the unique index rolls it back whole, money included.
+ * Creates an object keyed by `order_no`, unique per app and mode, in the transaction `create`
+ * runs. A retry of the same create (same parameters) returns the object made the first time, so a
+ * client that timed out can safely send it again (Java's SDK re-sends POSTs after a 5xx); the same
+ * order_no with other parameters is a 400 `duplicate_order_no`.
+ *
+ * No look-up before the create: the unique index is the check. Whatever refuses an attempt (the
+ * index, or the balance an original just spent while this one waited on its row lock) rolls the
+ * attempt back whole, and then an original that has committed wins. Only when there is none does
+ * the refusal stand, with the ledger's refusals mapped to API errors.
  */
 export async function createOnce<T extends { request_hash: string }>(
   db: Db,
@@ -63,29 +67,20 @@ export async function createOnce<T extends { request_hash: string }>(
   orderNo: string,
   hash: string,
   create: () => Promise<T>,
-): Promise<{ row: T; replayed: boolean }> {
-  const existing = async () => {
-    const row = (await db
+): Promise<T> {
+  try {
+    return await create();
+  } catch (err) {
+    const original = (await db
       .selectFrom(table)
       .selectAll()
       .where('app', '=', scope.app)
       .where('livemode', '=', mode(scope))
       .where('order_no', '=', orderNo)
       .executeTakeFirst()) as T | undefined;
-    if (row && row.request_hash !== hash) throw errors.duplicateOrderNo(orderNo);
-    return row;
-  };
-  const before = await existing();
-  if (before) return { row: before, replayed: true };
-  try {
-    return { row: await create(), replayed: false };
-  } catch (err) {
-    // Whatever refused this attempt (the unique index, or the balance the original just spent
-    // while we waited on its row lock), an original that has committed wins: a client retrying
-    // after a timeout gets the object it made, not a misleading "insufficient balance".
-    const after = await existing();
-    if (after) return { row: after, replayed: true };
-    throw err;
+    if (!original) return refusedMovement(err);
+    if (original.request_hash !== hash) throw errors.duplicateOrderNo(orderNo);
+    return original;
   }
 }
 

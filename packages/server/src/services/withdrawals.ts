@@ -19,7 +19,7 @@ import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../http/lists.ts';
 import { validationError, paramName } from '../http/validation.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, refusedMovement, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 
@@ -111,7 +111,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   if (channel) checkOrderNo(channel, p.order_no);
 
   const hash = requestHash(p);
-  const { row } = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
+  const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
     rt.store.transaction(async (trx) => {
       const user = await activeUser(trx, scope, p.user);
       let settleAccountId: string | null = null;
@@ -146,7 +146,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
       await trx.insertInto('withdrawals').values(row).execute();
       return row;
     }),
-  ).catch(refusedMovement);
+  );
   return withdrawalToWire(row);
 }
 
@@ -288,6 +288,13 @@ export type PayoutResult =
   | { kind: 'failed_merchant'; message: string }
   | { kind: 'retry'; dueMs: number; phase: 'submit' | 'query' };
 
+/** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
+export interface PayoutFence {
+  id: string;
+  round: number;
+  leaseMs: number;
+}
+
 /**
  * Applies a channel result to a pending withdrawal of the given confirm round. Guarded by
  * `status = 'pending' AND payout_round = round AND payout_lease_ms = lease`, so a result applies
@@ -295,12 +302,6 @@ export type PayoutResult =
  * a worker before and after a crash) race: a payout never settles twice.
  * Returns false when the guard did not match (already applied, or the lease was lost).
  */
-/** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
-export interface PayoutFence {
-  id: string;
-  round: number;
-  leaseMs: number;
-}
 
 export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result: PayoutResult, accountId: string): Promise<boolean> {
   const nowMs = rt.clock.nowMs();

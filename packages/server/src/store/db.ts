@@ -187,9 +187,3 @@ export function isUniqueViolation(err: unknown): boolean {
   if (!e) return false;
   return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
-
-/** True when a database error is a CHECK violation: a balance would have gone negative. */
-export function isCheckViolation(err: unknown): boolean {
-  const e = err as { code?: string } | null;
-  return e?.code === '23514' || e?.code === 'SQLITE_CONSTRAINT_CHECK';
-}

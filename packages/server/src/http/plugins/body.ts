@@ -8,6 +8,15 @@ import { errors } from '../../domain/errors.ts';
  * JSON; any other media type is refused with 415 rather than guessed at.
  */
 export function registerBodyParsing(app: FastifyInstance): void {
+  // PostgreSQL text cannot hold U+0000 (SQLite can): refuse it in the path and query, as in bodies
+  // below, before anything queries with it.
+  app.addHook('onRequest', async (req) => {
+    for (const part of [req.params, req.query] as (Record<string, unknown> | undefined)[]) {
+      for (const [k, v] of Object.entries(part ?? {})) {
+        if ((typeof v === 'string' && v.includes('\u0000')) || k.includes('\u0000')) throw nulError(k.replaceAll('\u0000', ''));
+      }
+    }
+  });
   app.decorateRequest('rawBody', null);
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
@@ -27,10 +36,12 @@ export function registerBodyParsing(app: FastifyInstance): void {
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return done(errors.badJson());
     const nul = findNul(parsed, '');
-    if (nul !== null) return done(errors.invalidParam(nul || 'body', 'must not contain U+0000', '不能包含 U+0000'));
+    if (nul !== null) return done(nulError(nul || 'body'));
     done(null, parsed);
   });
 }
+
+const nulError = (param: string) => errors.invalidParam(param, 'must not contain U+0000', '不能包含 U+0000');
 
 /** The bracketed name of the first string (or key) holding U+0000, or null; bounded by the body size. */
 function findNul(v: unknown, name: string): string | null {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, errors } from '../../domain/errors.ts';
 import { language } from '../context.ts';
 import { validationError } from '../validation.ts';
@@ -8,13 +8,13 @@ import { validationError } from '../validation.ts';
  * generic 500 `api_error` naming the request id, with details in the log only. Never a 502:
  * Ping++'s SDKs re-send on 502 and pingpp-go turns a second 502 into an empty success.
  */
-export function toApiError(err: FastifyError | ApiError | Error, requestId: string): ApiError {
+function toApiError(err: FastifyError | ApiError | Error, requestId: string, bodyLimitBytes: number): ApiError {
   if (err instanceof ApiError) return err;
   const fe = err as FastifyError;
   if (fe.validation) return validationError(fe.validation[0] as Parameters<typeof validationError>[0]);
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return errors.bodyTooLarge(0);
+      return errors.bodyTooLarge(bodyLimitBytes);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return errors.badContentType('unknown');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -28,16 +28,24 @@ export function toApiError(err: FastifyError | ApiError | Error, requestId: stri
   return errors.internal(requestId);
 }
 
+function send(req: FastifyRequest, reply: FastifyReply, e: ApiError) {
+  return reply.status(e.status).type('application/json; charset=utf-8').send(e.toJSON(language(req)));
+}
+
 export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    let apiError = toApiError(err, req.id);
-    if (apiError.code === 'request_too_large') apiError = errors.bodyTooLarge(bodyLimitBytes);
+    const apiError = toApiError(err, req.id, bodyLimitBytes);
     if (apiError.status >= 500) req.log.error({ err }, 'unhandled error');
     else req.log.info({ status: apiError.status, code: apiError.code, param: apiError.param }, 'request rejected');
-    return reply.status(apiError.status).type('application/json; charset=utf-8').send(apiError.toJSON(language(req)));
+    return send(req, reply, apiError);
   });
-  app.setNotFoundHandler((req, reply) => {
-    const e = errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url);
-    return reply.status(404).type('application/json; charset=utf-8').send(e.toJSON(language(req)));
-  });
+  app.setNotFoundHandler((req, reply) => send(req, reply, errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url)));
+}
+
+/**
+ * Fastify's `frameworkErrors` option: malformed percent-encoding and over-long path segments are
+ * answered by the router before any hook runs; they get Ping++'s error shape too.
+ */
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  void send(req, reply, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? errors.uriTooLong() : errors.invalidUrl());
 }
