@@ -3,6 +3,7 @@ import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
+import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
 import type { PayoutOrder, PayoutOutcome } from './driver.ts';
 
@@ -33,7 +34,8 @@ const ATTENTION_AFTER_TRIES = 25;
  */
 export class PayoutWorker implements Worker {
   private readonly options: PayoutWorkerOptions;
-  private readonly accounts = new Map<string, string>();
+  /** The event of a payout names its merchant account; apps never change owner, so this caches. */
+  private readonly owners: Authenticator;
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -48,6 +50,7 @@ export class PayoutWorker implements Worker {
     // withdrawal while the first is still waiting for the channel.
     const channelTimeoutMs = Math.max(50, Math.min(DEFAULTS.channelTimeoutMs, Math.floor(leaseMs / 2)));
     this.options = { ...DEFAULTS, leaseMs, channelTimeoutMs, ...options };
+    this.owners = new Authenticator(rt);
   }
 
   start(): this {
@@ -160,7 +163,7 @@ export class PayoutWorker implements Worker {
         return outcome.blame === 'user' ? { kind: 'failed_user', message: outcome.message } : { kind: 'failed_merchant', message: outcome.message };
       case 'processing':
         // Bounded both ways: 0 would spin on the channel, a huge value would strand the payout.
-        return { kind: 'retry', phase: 'query', dueMs: now + Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, outcome.retryAfterMs)) };
+        return { kind: 'retry', dueMs: now + Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, outcome.retryAfterMs)) };
       case 'not_found':
       case 'unknown': {
         const delay = Math.min(MAX_RETRY_DELAY_MS, 200 * 2 ** Math.min(row.payout_tries, 20));
@@ -168,7 +171,7 @@ export class PayoutWorker implements Worker {
         // of a payout nobody can settle: after ~2.5 h of tries it is logged as an error each round.
         const level = row.payout_tries >= ATTENTION_AFTER_TRIES ? 'error' : 'warn';
         if (outcome.kind === 'unknown') this.rt.log[level]({ withdrawal: row.id, tries: row.payout_tries, message: outcome.message }, 'payout outcome unknown; will query');
-        return { kind: 'retry', phase: 'query', dueMs: now + delay };
+        return { kind: 'retry', dueMs: now + delay };
       }
     }
   }
@@ -188,12 +191,9 @@ export class PayoutWorker implements Worker {
   }
 
   private async accountOf(app: string): Promise<string> {
-    const cached = this.accounts.get(app);
-    if (cached) return cached;
-    const row = await this.rt.store.db.selectFrom('apps').select('account_id').where('id', '=', app).executeTakeFirstOrThrow();
-    if (this.accounts.size > 10_000) this.accounts.clear();
-    this.accounts.set(app, row.account_id);
-    return row.account_id;
+    const account = await this.owners.appOwner(app);
+    if (!account) throw new Error(`withdrawal of unknown app ${app}`);
+    return account;
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/db.ts';
-import type { UserRow } from '../store/schema.ts';
+import { mode, type UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { BalanceLimitExceeded, InsufficientFunds } from '../ledger/ledger.ts';
 import type { Metadata } from '@tixian/sdk';
@@ -13,7 +13,7 @@ export interface Scope {
   requestId: string | null;
 }
 
-export const mode = (s: { livemode: boolean }) => (s.livemode ? 1 : 0);
+export { mode };
 
 export function parseJsonObject<T = Record<string, unknown>>(text: string): T {
   return JSON.parse(text) as T;

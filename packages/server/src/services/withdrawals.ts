@@ -286,7 +286,8 @@ export type PayoutResult =
   | { kind: 'succeeded' }
   | { kind: 'failed_user'; message: string }
   | { kind: 'failed_merchant'; message: string }
-  | { kind: 'retry'; dueMs: number; phase: 'submit' | 'query' };
+  /** Ask the channel again at dueMs (the order may be there: the next step is always a query). */
+  | { kind: 'retry'; dueMs: number };
 
 /** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
 export interface PayoutFence {
@@ -316,7 +317,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
     const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
     if (result.kind === 'retry') {
       const r = await base
-        .set((eb) => ({ payout_phase: result.phase, payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1) }))
+        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1) }))
         .executeTakeFirst();
       return Number(r.numUpdatedRows) === 1;
     }

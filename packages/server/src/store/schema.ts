@@ -7,6 +7,9 @@
  */
 export type Bool = number;
 
+/** The stored form of a mode: livemode is a 0/1 column on both engines. */
+export const mode = (s: { livemode: boolean }): Bool => (s.livemode ? 1 : 0);
+
 export interface AccountRow {
   id: string;
   name: string;
