@@ -124,6 +124,28 @@ describeEngines('batch withdrawals', (engine) => {
     expect(other.status).toBe(404);
   });
 
+  it('a batch confirm racing a cancel of one of its items: exactly one of them wins, all or nothing', async () => {
+    for (let round = 0; round < 10; round++) {
+      const ids = await createMany(5);
+      const target = ids[round % ids.length]!;
+      const [batch, cancel] = await Promise.all([
+        h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: ids } }),
+        h.request('PUT', h.appPath(`/withdrawals/${target}`), { body: { status: 'canceled' } }),
+      ]);
+      expect([batch.status, cancel.status].sort()).toEqual([200, 400]);
+      const statuses = await h.rt.store.db.selectFrom('withdrawals').select(['id', 'status']).where('id', 'in', ids).execute();
+      if (batch.status === 200) {
+        expect(statuses.every((w) => w.status === 'pending')).toBe(true);
+      } else {
+        // The whole batch was refused, naming the item the cancel took; the others are untouched.
+        expect(batch.json.error.param).toBe(`withdrawals[${ids.indexOf(target)}]`);
+        for (const w of statuses) expect(w.status).toBe(w.id === target ? 'canceled' : 'created');
+      }
+    }
+    await drain();
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
   it('the ledger verifies clean', async () => {
     await drain();
     expect((await h.verify()).drift).toEqual([]);
