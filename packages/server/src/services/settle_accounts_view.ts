@@ -39,14 +39,27 @@ export function settleAccountToWire(row: SettleAccountRow): SettleAccount {
 }
 
 export async function settleAccountsOfUser(db: Db, userPk: string): Promise<SettleAccount[]> {
+  return (await settleAccountsOfUsers(db, [userPk])).get(userPk) ?? [];
+}
+
+/** The live settle accounts of many users in one query (a page of users), newest first per user. */
+export async function settleAccountsOfUsers(db: Db, userPks: string[]): Promise<Map<string, SettleAccount[]>> {
+  const byUser = new Map<string, SettleAccount[]>();
+  if (userPks.length === 0) return byUser;
   const rows = await db
     .selectFrom('settle_accounts')
     .selectAll()
-    .where('user_pk', '=', userPk)
+    .where('user_pk', 'in', userPks)
     .where('deleted', '=', 0)
     .orderBy('created', 'desc')
     .orderBy('id', 'desc')
-    .limit(MAX_SETTLE_ACCOUNTS_PER_USER)
+    // Creation refuses more than the maximum per user, so this bounds the whole page.
+    .limit(MAX_SETTLE_ACCOUNTS_PER_USER * userPks.length)
     .execute();
-  return rows.map(settleAccountToWire);
+  for (const row of rows) {
+    const list = byUser.get(row.user_pk) ?? [];
+    if (list.length < MAX_SETTLE_ACCOUNTS_PER_USER) list.push(settleAccountToWire(row));
+    byUser.set(row.user_pk, list);
+  }
+  return byUser;
 }

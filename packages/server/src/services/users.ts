@@ -7,7 +7,7 @@ import { isUniqueViolation } from '../store/db.ts';
 import { seconds } from '../clock.ts';
 import { listPage, type ListParams } from '../http/lists.ts';
 import { findUser, metadataText, mode, parseJsonObject, type Scope } from './common.ts';
-import { settleAccountsOfUser } from './settle_accounts_view.ts';
+import { settleAccountsOfUser, settleAccountsOfUsers } from './settle_accounts_view.ts';
 
 export interface UserProfile {
   address?: string | null;
@@ -108,9 +108,8 @@ export async function listUsers(
     p,
     'pk',
   );
-  const data: User[] = [];
-  for (const row of rows) data.push(userToWire(row, await settleAccountsOfUser(rt.store.db, row.pk)));
-  return { data, hasMore };
+  const accounts = await settleAccountsOfUsers(rt.store.db, rows.map((r) => r.pk));
+  return { data: rows.map((row) => userToWire(row, accounts.get(row.pk) ?? [])), hasMore };
 }
 
 export async function updateUser(rt: Runtime, scope: Scope, id: string, p: UserUpdateParams): Promise<User> {
