@@ -1,6 +1,6 @@
-import { checkTimeout, HttpClient, MAX_NETWORK_RETRIES } from './http.ts';
+import { checkRetries, checkTimeout, HttpClient } from './http.ts';
 import { parsePrivateKey, parsePublicKey, type PrivateKeyInput, type PublicKeyInput } from './signing.ts';
-import { webhooks, type Webhooks } from './webhooks.ts';
+import * as webhooks from './webhooks.ts';
 import { Withdrawals } from './resources/withdrawals.ts';
 import { BatchWithdrawals } from './resources/batch_withdrawals.ts';
 import { Users } from './resources/users.ts';
@@ -15,6 +15,9 @@ export const DEFAULT_BASE_URL = 'https://api.pingxx.com';
 /** Ping++'s own SDKs allow 80 s to read an answer (Go, Python, PHP, Java); so do we. */
 export const DEFAULT_TIMEOUT_MS = 80_000;
 export const DEFAULT_MAX_NETWORK_RETRIES = 1;
+
+/** The webhook helpers (every value export of webhooks.ts), as `tixian.webhooks` and `import { webhooks }`. */
+export type Webhooks = typeof webhooks;
 
 export interface TixianOptions {
   /** `sk_test_…` or `sk_live_…`; the key decides the mode. */
@@ -64,10 +67,7 @@ export class Tixian {
   constructor(options: TixianOptions) {
     if (typeof options?.apiKey !== 'string' || options.apiKey === '') throw new TypeError('new Tixian({ apiKey }) needs an API key');
     const timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const maxNetworkRetries = options.maxNetworkRetries ?? DEFAULT_MAX_NETWORK_RETRIES;
-    if (!Number.isInteger(maxNetworkRetries) || maxNetworkRetries < 0 || maxNetworkRetries > MAX_NETWORK_RETRIES) {
-      throw new RangeError(`maxNetworkRetries must be an integer in 0..${MAX_NETWORK_RETRIES}, got ${maxNetworkRetries}`);
-    }
+    const maxNetworkRetries = checkRetries(options.maxNetworkRetries ?? DEFAULT_MAX_NETWORK_RETRIES);
     const http = new HttpClient({
       apiKey: options.apiKey,
       baseUrl: normaliseBaseUrl(options.baseUrl ?? DEFAULT_BASE_URL),

@@ -3,12 +3,13 @@ import { ApiError, ConnectionError, SignatureVerificationError, TixianError, err
 import { signRequest, verifyBytes } from './signing.ts';
 
 export const VERSION = '0.1.0';
+const USER_AGENT = `Tixian/v1 TixianNodeSDK/${VERSION} node/${process.versions.node}`;
 
 /** Per-call overrides. */
 export interface RequestOptions {
   /** Time allowed for one attempt, from sending to the last byte of the answer. */
   timeoutMs?: number;
-  /** Retries after a connection error or timeout, for requests that are safe to repeat. */
+  /** Retries (0…10) after a connection error or timeout, for requests that are safe to repeat. */
   maxNetworkRetries?: number;
   /** Aborts the call (and any pending retry); the call then rejects with a ConnectionError. */
   signal?: AbortSignal;
@@ -57,7 +58,7 @@ export class HttpClient {
   constructor(readonly config: HttpConfig) {}
 
   async request<T>(req: ApiRequest, options: RequestOptions = {}): Promise<T> {
-    const maxRetries = clampRetries(options.maxNetworkRetries ?? this.config.maxNetworkRetries);
+    const maxRetries = options.maxNetworkRetries === undefined ? this.config.maxNetworkRetries : checkRetries(options.maxNetworkRetries);
     const timeoutMs = options.timeoutMs === undefined ? this.config.timeoutMs : checkTimeout(options.timeoutMs);
     const url = this.url(req);
     const body = req.body === undefined ? '' : JSON.stringify(req.body);
@@ -66,7 +67,7 @@ export class HttpClient {
         return await this.attempt<T>(req.method, url, body, timeoutMs, options.signal, attempt);
       } catch (err) {
         if (!(req.idempotent && attempt <= maxRetries && isRetryable(err, options.signal))) throw err;
-        await sleep(backoffMs(attempt), options.signal);
+        await sleep(backoffMs(attempt), options.signal, attempt);
       }
     }
   }
@@ -77,13 +78,14 @@ export class HttpClient {
   }
 
   private async attempt<T>(method: HttpMethod, url: URL, body: string, timeoutMs: number, callerSignal: AbortSignal | undefined, attempt: number): Promise<T> {
-    callerSignal?.throwIfAborted();
+    // Aborted before this attempt was sent: `attempt - 1` attempts were made.
+    if (callerSignal?.aborted) throw abortError(callerSignal, attempt - 1);
     // A new timestamp (and signature) per attempt: the server bounds a signed request's age.
     const timestampS = String(Math.floor(Date.now() / 1000));
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.config.apiKey}`,
       accept: 'application/json',
-      'user-agent': `Tixian/v1 TixianNodeSDK/${VERSION} node/${process.versions.node}`,
+      'user-agent': USER_AGENT,
       'pingplusplus-request-timestamp': timestampS,
     };
     if (body) headers['content-type'] = 'application/json; charset=UTF-8';
@@ -159,9 +161,12 @@ export function checkTimeout(ms: number): number {
   return ms;
 }
 
-function clampRetries(n: number): number {
-  if (!Number.isInteger(n) || n < 0) throw new RangeError(`maxNetworkRetries must be an integer ≥ 0, got ${n}`);
-  return Math.min(n, MAX_NETWORK_RETRIES);
+/** Retries are bounded the same way for the client and for one call: an integer in 0..10. */
+export function checkRetries(n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > MAX_NETWORK_RETRIES) {
+    throw new RangeError(`maxNetworkRetries must be an integer in 0..${MAX_NETWORK_RETRIES}, got ${n}`);
+  }
+  return n;
 }
 
 /** Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 8 s, each scaled by 50–100 %. */
@@ -170,12 +175,13 @@ export function backoffMs(attempt: number): number {
   return Math.round(base * (0.5 + Math.random() * 0.5));
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** The wait before a retry; `attempts` (made so far) goes into the error when the caller aborts it. */
+function sleep(ms: number, signal: AbortSignal | undefined, attempts: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
+    if (signal?.aborted) return reject(abortError(signal, attempts));
     const onAbort = () => {
       clearTimeout(timer);
-      reject(abortError(signal!));
+      reject(abortError(signal!, attempts));
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
@@ -185,8 +191,8 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-function abortError(signal: AbortSignal, attempts?: number): ConnectionError {
-  return new ConnectionError({ message: 'aborted by the caller', type: 'connection_error', cause: signal.reason, ...(attempts ? { attempts } : {}) });
+function abortError(signal: AbortSignal, attempts: number): ConnectionError {
+  return new ConnectionError({ message: 'aborted by the caller', type: 'connection_error', cause: signal.reason, attempts });
 }
 
 /**
@@ -210,8 +216,14 @@ export function encodeQuery(params: object): string {
   return parts.join('&');
 }
 
-/** An id as one path segment. */
+/**
+ * An id as one path segment. `.` and `..` are refused: encodeURIComponent leaves dots alone and
+ * URL parsing would resolve them, sending the request to another path (`del('u1', '..')` would
+ * become `DELETE …/users/u1/`).
+ */
 export function seg(id: string): string {
-  if (typeof id !== 'string' || id === '') throw new TypeError(`expected a non-empty id string, got ${JSON.stringify(id)}`);
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..') {
+    throw new TypeError(`expected an id string other than "", "." and "..", got ${JSON.stringify(id)}`);
+  }
   return encodeURIComponent(id);
 }

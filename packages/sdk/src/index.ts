@@ -3,7 +3,7 @@
  * verification. Zero runtime dependencies: Node's fetch and crypto.
  */
 export { Tixian, DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, DEFAULT_MAX_NETWORK_RETRIES } from './client.ts';
-export type { TixianOptions } from './client.ts';
+export type { TixianOptions, Webhooks } from './client.ts';
 export type { RequestOptions } from './http.ts';
 export { VERSION } from './http.ts';
 export {
@@ -16,17 +16,9 @@ export {
   ConnectionError,
   SignatureVerificationError,
 } from './errors.ts';
-export {
-  webhooks,
-  verify,
-  constructEvent,
-  verifyStandard,
-  constructStandardEvent,
-  readRawBody,
-  fastifyRawBody,
-  SIGNATURE_HEADER,
-} from './webhooks.ts';
-export type { Webhooks, RawBody, HeaderValue, HeadersLike, IncomingLike, FastifyLike, StandardVerifyOptions, ReadRawBodyOptions } from './webhooks.ts';
+/** The webhook helpers, one name: `webhooks.constructEvent(…)`, `webhooks.readRawBody(req)` … */
+export * as webhooks from './webhooks.ts';
+export type { RawBody, HeaderValue, HeadersLike, IncomingLike, FastifyLike, StandardVerifyOptions, ReadRawBodyOptions } from './webhooks.ts';
 export type { PrivateKeyInput, PublicKeyInput } from './signing.ts';
 export type { Page, ListPromise, PageMethods } from './pagination.ts';
 export type { Withdrawals } from './resources/withdrawals.ts';

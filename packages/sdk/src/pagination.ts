@@ -40,7 +40,7 @@ export function nextParams<T extends { id: string }>(
   params: ListParams & Record<string, unknown>,
 ): (ListParams & Record<string, unknown>) | null {
   if (!list.has_more || list.data.length === 0) return null;
-  if (params.page !== undefined || params.per_page !== undefined) {
+  if (byPageNumber(params)) {
     return { ...params, page: (params.page ?? 1) + 1 };
   }
   if (params.ending_before !== undefined && params.starting_after === undefined) {
@@ -52,8 +52,26 @@ export function nextParams<T extends { id: string }>(
 
 /** A cursor that does not move would page forever: fail loudly instead. */
 function advanced(previous: string | undefined, next: string): string {
-  if (previous === next) throw new Error(`pagination cursor did not advance (${next}); the server returned the same page twice`);
+  if (previous === next) throw notAdvanced(next);
   return next;
+}
+
+/**
+ * Page numbers have no cursor to compare, so the pages themselves are: a server that ignores
+ * `page` answers the same page again, which starts with the same id.
+ */
+function checkPageAdvanced<T extends { id: string }>(previous: List<T>, next: List<T>): void {
+  const first = next.data[0]?.id;
+  if (first !== undefined && first === previous.data[0]?.id) throw notAdvanced(first);
+}
+
+function notAdvanced(id: string): Error {
+  return new Error(`pagination did not advance (${id} again); the server returned the same page twice`);
+}
+
+/** Whether a list call pages by number (`page` / `per_page`) rather than by cursor. */
+function byPageNumber(params: ListParams): boolean {
+  return params.page !== undefined || params.per_page !== undefined;
 }
 
 export function makePage<T extends { id: string }, L extends List<T>>(
@@ -63,7 +81,10 @@ export function makePage<T extends { id: string }, L extends List<T>>(
 ): Page<T, L> {
   const nextPage = async (): Promise<Page<T, L> | null> => {
     const next = nextParams(list, params);
-    return next === null ? null : makePage<T, L>(await fetchPage(next), next, fetchPage);
+    if (next === null) return null;
+    const fetched = await fetchPage(next);
+    if (byPageNumber(next)) checkPageAdvanced(list, fetched);
+    return makePage<T, L>(fetched, next, fetchPage);
   };
   async function* pages(this: void): AsyncGenerator<Page<T, L>, void, undefined> {
     let page: Page<T, L> | null = self;

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SignatureVerificationError, TixianError } from './errors.ts';
 import { parsePublicKey, verifyBytes, type PublicKeyInput } from './signing.ts';
 import type { Event } from './types.ts';
@@ -8,6 +8,9 @@ import type { Event } from './types.ts';
  * arrived, never a re-serialised object (the most common webhook bug; stripe-node #341). So every
  * function here takes the body as a Buffer or string and refuses a parsed object, and the raw-body
  * helpers below get those bytes out of Node's `http`, Express and Fastify.
+ *
+ * The package exports this module as the namespace `webhooks` (`import { webhooks } from
+ * '@tixian/sdk'`, also `tixian.webhooks`): every value exported here is part of it.
  */
 
 /** The body exactly as received. A string is taken as its UTF-8 bytes. */
@@ -29,10 +32,11 @@ export const SIGNATURE_HEADER = 'x-pingplusplus-signature';
  */
 export function verify(rawBody: RawBody, signatureHeader: HeaderValue, publicKey: PublicKeyInput): boolean {
   const bytes = bodyBytes(rawBody);
-  const key = parsePublicKey(publicKey);
-  const signature = single(signatureHeader);
-  if (!signature) return false;
-  return verifyBytes(bytes, signature, key);
+  return verified(bytes, single(signatureHeader), parsePublicKey(publicKey));
+}
+
+function verified(bytes: Buffer, signature: string | undefined, key: KeyObject): boolean {
+  return signature !== undefined && verifyBytes(bytes, signature, key);
 }
 
 /**
@@ -41,13 +45,15 @@ export function verify(rawBody: RawBody, signatureHeader: HeaderValue, publicKey
  * a delivery may repeat.
  */
 export function constructEvent(rawBody: RawBody, signatureHeader: HeaderValue, publicKey: PublicKeyInput): Event {
-  if (!verify(rawBody, signatureHeader, publicKey)) {
+  const bytes = bodyBytes(rawBody);
+  const signature = single(signatureHeader);
+  if (!verified(bytes, signature, parsePublicKey(publicKey))) {
     throw new SignatureVerificationError({
-      message: single(signatureHeader) ? 'X-Pingplusplus-Signature does not match the body' : 'no X-Pingplusplus-Signature header',
+      message: signature ? 'X-Pingplusplus-Signature does not match the body' : 'no X-Pingplusplus-Signature header',
       type: 'signature_verification_error',
     });
   }
-  return parseEvent(rawBody);
+  return parseEvent(bytes);
 }
 
 export interface StandardVerifyOptions {
@@ -67,19 +73,19 @@ const DEFAULT_TOLERANCE_S = 300;
  * from now (either way) is refused, so a captured delivery cannot be replayed later.
  */
 export function verifyStandard(rawBody: RawBody, headers: HeadersLike, secret: string, options: StandardVerifyOptions = {}): boolean {
-  return checkStandard(rawBody, headers, secret, options) === null;
+  return checkStandard(bodyBytes(rawBody), headers, secret, options) === null;
 }
 
 /** verifyStandard, then the typed event; throws SignatureVerificationError naming the reason. */
 export function constructStandardEvent(rawBody: RawBody, headers: HeadersLike, secret: string, options: StandardVerifyOptions = {}): Event {
-  const failure = checkStandard(rawBody, headers, secret, options);
+  const bytes = bodyBytes(rawBody);
+  const failure = checkStandard(bytes, headers, secret, options);
   if (failure !== null) throw new SignatureVerificationError({ message: failure, type: 'signature_verification_error' });
-  return parseEvent(rawBody);
+  return parseEvent(bytes);
 }
 
 /** null when valid, else why not. */
-function checkStandard(rawBody: RawBody, headers: HeadersLike, secret: string, options: StandardVerifyOptions): string | null {
-  const bytes = bodyBytes(rawBody);
+function checkStandard(bytes: Buffer, headers: HeadersLike, secret: string, options: StandardVerifyOptions): string | null {
   const key = standardKey(secret);
   const id = header(headers, 'webhook-id');
   const timestamp = header(headers, 'webhook-timestamp');
@@ -106,10 +112,10 @@ function standardKey(secret: string): Buffer {
   return key;
 }
 
-function parseEvent(rawBody: RawBody): Event {
+function parseEvent(bytes: Buffer): Event {
   let event: unknown;
   try {
-    event = JSON.parse(bodyBytes(rawBody).toString('utf8'));
+    event = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
     throw new TixianError({ message: 'the webhook body is not JSON', type: 'invalid_event', cause: err });
   }
@@ -159,14 +165,14 @@ const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 
 /**
  * The request body as a Buffer, for Node's `http` (reads the stream) and Express with
- * `express.raw({ type: 'application/json' })` (returns the Buffer it left in `req.body`).
+ * `express.raw({ type: 'application/json' })` (returns the Buffer it left in `req.body`; a plain
+ * Uint8Array or a string left there by another raw parser is taken as well).
  * Throws a TypeError when a JSON body parser got there first: the bytes are gone.
  */
 export async function readRawBody(req: IncomingLike, options: ReadRawBodyOptions = {}): Promise<Buffer> {
   const limit = options.limitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   if (req.body !== undefined) {
-    if (Buffer.isBuffer(req.body)) return req.body;
-    if (typeof req.body === 'string') return Buffer.from(req.body, 'utf8');
+    if (req.body instanceof Uint8Array || typeof req.body === 'string') return bodyBytes(req.body);
     throw new TypeError('req.body was already parsed by a JSON body parser; mount express.raw({ type: "application/json" }) on the webhook route instead');
   }
   const chunks: Buffer[] = [];
@@ -212,16 +218,3 @@ export function fastifyRawBody(app: FastifyLike, options: { bodyLimit?: number }
     (_request, body, done) => done(null, body),
   );
 }
-
-/** Everything above, as `tixian.webhooks` / `import { webhooks } from '@tixian/sdk'`. */
-export const webhooks = {
-  SIGNATURE_HEADER,
-  verify,
-  constructEvent,
-  verifyStandard,
-  constructStandardEvent,
-  readRawBody,
-  fastifyRawBody,
-} as const;
-
-export type Webhooks = typeof webhooks;

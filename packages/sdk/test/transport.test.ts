@@ -93,6 +93,60 @@ describe('requests', () => {
     expect(() => client({ timeoutMs: 0 })).toThrow(RangeError);
     expect(() => client({ baseUrl: 'ftp://x' })).toThrow(TypeError);
   });
+
+  it('refuses "." and ".." and empty ids, which URL parsing would turn into another path; sends nothing', async () => {
+    const t = client();
+    // new URL('…/users/u1/settle_accounts/..') is '…/users/u1/': the DELETE would hit another resource.
+    expect(() => t.settleAccounts.del('u1', '..')).toThrow(TypeError);
+    expect(() => t.settleAccounts.del('..', '320')).toThrow(TypeError);
+    expect(() => t.settleAccounts.retrieve('u1', '.')).toThrow(TypeError);
+    expect(() => t.withdrawals.retrieve('..')).toThrow(TypeError);
+    expect(() => t.withdrawals.confirm('.')).toThrow(TypeError);
+    expect(() => t.withdrawals.retrieve('..', '1701')).toThrow(TypeError); // as the app id
+    expect(() => t.users.update('..', { name: 'x' })).toThrow(TypeError);
+    expect(() => t.users.retrieve('')).toThrow(TypeError);
+    expect(() => t.events.retrieve('..')).toThrow(/other than "", "\." and "\.\."/);
+    expect(srv.seen).toHaveLength(0);
+    // Dots inside an id, or more than two, are an ordinary segment.
+    await t.users.retrieve('...');
+    await t.users.retrieve('a..b');
+    await t.users.retrieve('.x');
+    expect(srv.seen.map((s) => s.url)).toEqual([`/v1/apps/${APP}/users/...`, `/v1/apps/${APP}/users/a..b`, `/v1/apps/${APP}/users/.x`]);
+  });
+
+  it('routes every verb of the app collections to its path and method, with the app first or from { appId }', async () => {
+    srv.handler = (_req, res) => json(res, 200, { id: 'x', object: 'list', url: null, has_more: false, data: [] });
+    const t = client();
+    const calls: Array<[() => Promise<unknown>, string]> = [
+      [() => t.withdrawals.create({ user: 'u1', amount: 1, order_no: 'o1', settle_account: '320' }), `POST /v1/apps/${APP}/withdrawals`],
+      [() => t.withdrawals.list('app_2', { status: 'created' }), 'GET /v1/apps/app_2/withdrawals?status=created'],
+      [() => t.withdrawals.cancel('app_2', '1701'), 'PUT /v1/apps/app_2/withdrawals/1701'],
+      [() => t.batchWithdrawals.create('app_2', { withdrawals: ['1701'] }), 'POST /v1/apps/app_2/batch_withdrawals'],
+      [() => t.batchWithdrawals.retrieve('b1'), `GET /v1/apps/${APP}/batch_withdrawals/b1`],
+      [() => t.users.create('app_2', { id: 'u1' }), 'POST /v1/apps/app_2/users'],
+      [() => t.users.update('u1', { disabled: true }), `PUT /v1/apps/${APP}/users/u1`],
+      [() => t.users.list({ type: 'business' }), `GET /v1/apps/${APP}/users?type=business`],
+      [() => t.balanceBonuses.create({ user: 'u1', amount: 1, order_no: 'o1' }), `POST /v1/apps/${APP}/balance_bonuses`],
+      [() => t.balanceBonuses.retrieve('app_2', 'bb1'), 'GET /v1/apps/app_2/balance_bonuses/bb1'],
+      [() => t.balanceSettlements.create('app_2', { user: 'u1', amount: 1, order_no: 'o1' }), 'POST /v1/apps/app_2/balance_settlements'],
+      [() => t.balanceSettlements.list({ user: 'u1' }), `GET /v1/apps/${APP}/balance_settlements?user=u1`],
+      [() => t.balanceTransfers.create({ user: 'u1', recipient: '0', amount: 1, order_no: 'o1' }), `POST /v1/apps/${APP}/balance_transfers`],
+      [() => t.balanceTransfers.retrieve('tr/1'), `GET /v1/apps/${APP}/balance_transfers/tr%2F1`],
+      [() => t.balanceTransactions.list('app_2'), 'GET /v1/apps/app_2/balance_transactions'],
+      [() => t.balanceTransactions.retrieve('bt1'), `GET /v1/apps/${APP}/balance_transactions/bt1`],
+    ];
+    for (const [call] of calls) await call();
+    expect(srv.seen.map((s) => `${s.method} ${s.url}`)).toEqual(calls.map(([, expected]) => expected));
+    expect(JSON.parse(srv.seen[3]!.body)).toEqual({ withdrawals: ['1701'] });
+    expect(JSON.parse(srv.seen[6]!.body)).toEqual({ disabled: true });
+    // Argument errors name the method as the client spells it.
+    const noApp = new Tixian({ apiKey: KEY, baseUrl: srv.url });
+    expect(() => noApp.balanceBonuses.create({ user: 'u1', amount: 1, order_no: 'o1' })).toThrow(/^balanceBonuses\.create: pass the app id/);
+    expect(() => noApp.balanceTransactions.list()).toThrow(/^balanceTransactions\.list: /);
+    const untyped = t.users.update.bind(t.users) as (...args: unknown[]) => Promise<unknown>;
+    expect(() => untyped('app_2', 'u1', 'extra', { name: 'x' })).toThrow(/^users\.update: expected 1 id/);
+    expect(srv.seen).toHaveLength(calls.length);
+  });
 });
 
 describe('request signing (§3)', () => {
@@ -227,6 +281,16 @@ describe('timeouts and retries', () => {
     expect(srv.seen).toHaveLength(3);
   });
 
+  it('bounds maxNetworkRetries per call exactly as per client (0..10), instead of clamping', async () => {
+    for (const n of [11, -1, 1.5]) {
+      expect(() => client({ maxNetworkRetries: n })).toThrow(/maxNetworkRetries must be an integer in 0\.\.10/);
+      await expect(client().users.retrieve('u1', { maxNetworkRetries: n })).rejects.toThrow(/maxNetworkRetries must be an integer in 0\.\.10/);
+    }
+    await expect(client().users.retrieve('u1', { maxNetworkRetries: 11 })).rejects.toBeInstanceOf(RangeError);
+    expect(srv.seen).toHaveLength(0);
+    expect((await client({ maxNetworkRetries: 10 }).users.retrieve('u1', { maxNetworkRetries: 10 })).id).toBe('x');
+  });
+
   it('retries a GET answered 503, not one answered 500 or 400', async () => {
     srv.handler = (_req, res) => (srv.seen.length === 1 ? json(res, 503, { error: { type: 'api_error', message: 'closing' } }) : json(res, 200, { id: 'u1' }));
     expect((await client().users.retrieve('u1')).id).toBe('u1');
@@ -242,6 +306,28 @@ describe('timeouts and retries', () => {
     expect(err.message).toBe('aborted by the caller');
     expect(err.timedOut).toBe(false);
     expect(srv.seen).toHaveLength(1);
+  });
+
+  it('counts the attempts already made when the caller aborts during the backoff wait', async () => {
+    const controller = new AbortController();
+    srv.handler = (_req, res) => {
+      res.socket?.destroy();
+      // After the second failure the client waits 500–1000 ms before a third attempt: abort inside that wait.
+      if (srv.seen.length === 2) setTimeout(() => controller.abort(), 100);
+    };
+    const err = (await client({ maxNetworkRetries: 3 }).users.retrieve('u1', { signal: controller.signal }).catch((e: unknown) => e)) as ConnectionError;
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(err.message).toBe('aborted by the caller');
+    expect(err.attempts).toBe(2);
+    expect(srv.seen).toHaveLength(2);
+  });
+
+  it('rejects with a ConnectionError, sending nothing, when the signal was aborted before the call', async () => {
+    const err = (await client().users.retrieve('u1', { signal: AbortSignal.abort() }).catch((e: unknown) => e)) as ConnectionError;
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(err.message).toBe('aborted by the caller');
+    expect(err.attempts).toBe(0);
+    expect(srv.seen).toHaveLength(0);
   });
 
   describe('confirm/cancel after a lost answer', () => {
@@ -378,5 +464,25 @@ describe('pagination', () => {
   it('fails loudly instead of looping when the server repeats a page', async () => {
     srv.handler = (_req, res) => json(res, 200, { object: 'list', url: null, has_more: true, data: [{ id: 'same' }] });
     await expect(client().users.list().autoPagingToArray({ limit: 100 })).rejects.toThrow(/did not advance/);
+  });
+
+  it('fails loudly instead of looping when the server ignores page (page-number lists)', async () => {
+    // Always the first page, always "more": without the guard every page would be this one, forever.
+    srv.handler = (_req, res) => json(res, 200, { object: 'list', url: null, has_more: true, data: [{ id: 'w7' }, { id: 'w6' }] });
+    await expect(client().withdrawals.list({ per_page: 2 }).autoPagingToArray({ limit: 100 })).rejects.toThrow(/did not advance/);
+    expect(srv.seen.map((s) => s.url.split('?')[1])).toEqual(['per_page=2', 'per_page=2&page=2']);
+    const page = await client().users.list({ page: 4 });
+    await expect(page.nextPage()).rejects.toThrow(/did not advance/);
+    expect(srv.seen.at(-1)!.url.split('?')[1]).toBe('page=5');
+  });
+
+  it('lets a page-number list end on an empty page', async () => {
+    srv.handler = (req, res) => {
+      const page = Number(new URL(req.url, 'http://x').searchParams.get('page') ?? 1);
+      json(res, 200, { object: 'list', url: null, has_more: page === 1, data: page === 1 ? [{ id: 'w2' }, { id: 'w1' }] : [] });
+    };
+    const got = await client().withdrawals.list({ per_page: 2 }).autoPagingToArray({ limit: 100 });
+    expect(got.map((w) => w.id)).toEqual(['w2', 'w1']);
+    expect(srv.seen).toHaveLength(2);
   });
 });

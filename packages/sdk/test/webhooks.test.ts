@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import * as sdk from '../src/index.ts';
 import { SignatureVerificationError, TixianError, Tixian, webhooks, type Event } from '../src/index.ts';
 
 /** The official pingpp package's webhook sample: the body and signature literals of example/webhooks_verify.js. */
@@ -65,6 +66,20 @@ describe('Ping++ signatures (X-Pingplusplus-Signature)', () => {
   it('is reachable from a client instance too', () => {
     const t = new Tixian({ apiKey: 'sk_test_x' });
     expect(t.webhooks.verify(rawData, signature, publicKeyPem)).toBe(true);
+  });
+
+  it('is exported once, as the webhooks namespace (the client holds the same object)', () => {
+    expect(Object.keys(webhooks).sort()).toEqual(['SIGNATURE_HEADER', 'constructEvent', 'constructStandardEvent', 'fastifyRawBody', 'readRawBody', 'verify', 'verifyStandard']);
+    expect(new Tixian({ apiKey: 'sk_test_x' }).webhooks).toBe(webhooks);
+    for (const name of Object.keys(webhooks)) expect(Object.keys(sdk), name).not.toContain(name);
+  });
+
+  it('names the reason when constructEvent refuses a signature', () => {
+    expect(() => webhooks.constructEvent(rawData + ' ', signature, publicKeyPem)).toThrow(/does not match the body/);
+    expect(() => webhooks.constructEvent(rawData, ['  '], publicKeyPem)).toThrow(/no X-Pingplusplus-Signature header/);
+    // A malformed key throws even without a signature, and a parsed body before anything else.
+    expect(() => webhooks.constructEvent(rawData, undefined, 'not a key')).toThrow();
+    expect(() => webhooks.constructEvent(JSON.parse(rawData) as never, signature, 'not a key')).toThrow(/raw request body/);
   });
 });
 
@@ -183,6 +198,18 @@ describe('raw bodies in receivers', () => {
     expect((await webhooks.readRawBody(asExpressRaw)).toString()).toBe(rawData);
     const asExpressJson = Object.assign((async function* () {})(), { body: JSON.parse(rawData) as unknown });
     await expect(webhooks.readRawBody(asExpressJson)).rejects.toThrow(/express.raw/);
+  });
+
+  it('takes a plain Uint8Array (or a string) left in req.body as the raw bytes', async () => {
+    // A view into a larger buffer, as a raw parser on fetch-style runtimes may hand over.
+    const padded = new Uint8Array(Buffer.from(`xx${rawData}yy`));
+    const view = padded.subarray(2, padded.length - 2);
+    const raw = await webhooks.readRawBody(Object.assign((async function* () {})(), { body: view }));
+    expect(Buffer.isBuffer(raw)).toBe(true);
+    expect(raw.toString()).toBe(rawData);
+    expect(webhooks.constructEvent(raw, signature, publicKeyPem).id).toBe('evt_eYa58Wd44Glerl8AgfYfd1sL');
+    const fromString = await webhooks.readRawBody(Object.assign((async function* () {})(), { body: rawData }));
+    expect(fromString.toString()).toBe(rawData);
   });
 
   it('Fastify: fastifyRawBody in an encapsulated scope hands the route a Buffer; other routes keep JSON', async () => {

@@ -46,9 +46,62 @@ export abstract class AppResource {
     const ids = (args.slice(first, first + idCount) as string[]).map(seg);
     return { appPath: `/apps/${seg(app)}`, ids, rest: args.slice(first + idCount) };
   }
+}
 
-  protected listAt<T extends { id: string }, L extends List<T>>(path: string, params: ListParams | undefined, options: RequestOptions | undefined): ListPromise<T, L> {
-    return listFrom<T, L>(this.http, path, params, options);
+/**
+ * A collection directly under the app, `/v1/apps/{APP_ID}/{collection}`, of objects `T` read with
+ * `retrieve` and `list` (params `P`, list object `L`). A subclass names its collection and adds
+ * its own verbs, typed, through `target` and `post`.
+ */
+export abstract class AppCollection<T extends { id: string }, P extends ListParams = ListParams, L extends List<T> = List<T>> extends AppResource {
+  /** The path segment after `/apps/{APP_ID}/`, e.g. `balance_bonuses`. */
+  protected abstract readonly collection: string;
+
+  retrieve(id: string, options?: RequestOptions): Promise<T>;
+  retrieve(app: string, id: string, options?: RequestOptions): Promise<T>;
+  retrieve(...args: unknown[]): Promise<T> {
+    const { path, rest } = this.target(args, 1, 'retrieve');
+    return this.http.request({ method: 'GET', path, idempotent: true }, obj(rest[0]));
+  }
+
+  list(params?: P, options?: RequestOptions): ListPromise<T, L>;
+  list(app: string, params?: P, options?: RequestOptions): ListPromise<T, L>;
+  list(...args: unknown[]): ListPromise<T, L> {
+    const { path, rest } = this.target(args, 0, 'list');
+    return listFrom<T, L>(this.http, path, obj(rest[0]), obj(rest[1]));
+  }
+
+  /**
+   * The path a call is about: the collection (`idCount` 0) or one object in it (1), after the
+   * optional app id; `rest` is what follows (params, options).
+   */
+  protected target(args: unknown[], idCount: 0 | 1, verb: string): { path: string; rest: unknown[] } {
+    const { appPath, ids, rest } = this.resolve(args, idCount, `${camelCase(this.collection)}.${verb}`);
+    return { path: [`${appPath}/${this.collection}`, ...ids].join('/'), rest };
+  }
+
+  /** POST params to the collection; `idempotent(params)` says whether a lost answer may be retried. */
+  protected post(args: unknown[], idempotent: (params: unknown) => boolean): Promise<T> {
+    const { path, rest } = this.target(args, 0, 'create');
+    return this.http.request({ method: 'POST', path, body: rest[0] as object, idempotent: idempotent(rest[0]) }, obj(rest[1]));
+  }
+}
+
+/**
+ * A collection whose creates carry an `order_no` (params `C`). The API answers an identical create
+ * with the object the first one made, so a create with an `order_no` is retried after a lost answer.
+ */
+export abstract class OrderedCollection<
+  T extends { id: string },
+  C extends object,
+  P extends ListParams = ListParams,
+  L extends List<T> = List<T>,
+> extends AppCollection<T, P, L> {
+  /** Retried after a lost answer: `order_no` is the idempotency key. */
+  create(params: C, options?: RequestOptions): Promise<T>;
+  create(app: string, params: C, options?: RequestOptions): Promise<T>;
+  create(...args: unknown[]): Promise<T> {
+    return this.post(args, hasOrderNo);
   }
 }
 
@@ -72,4 +125,14 @@ export function obj<T>(v: unknown): T | undefined {
 export function hasOrderNo(params: unknown): boolean {
   const orderNo = (params as { order_no?: unknown } | undefined)?.order_no;
   return typeof orderNo === 'string' && orderNo !== '';
+}
+
+/** For a create without an idempotency key: never retried. */
+export function never(): boolean {
+  return false;
+}
+
+/** `balance_bonuses` → `balanceBonuses`, the property name on the client, for error messages. */
+function camelCase(snake: string): string {
+  return snake.replace(/_(.)/g, (_, c: string) => c.toUpperCase());
 }

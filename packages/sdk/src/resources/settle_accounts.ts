@@ -1,8 +1,8 @@
 import type { RequestOptions } from '../http.ts';
-import type { Deleted, SettleAccount } from '../types.ts';
+import type { Deleted, List, SettleAccount } from '../types.ts';
 import type { SettleAccountCreateParams, SettleAccountListParams } from '../params.ts';
 import type { ListPromise } from '../pagination.ts';
-import { AppResource, obj } from './base.ts';
+import { AppResource, listFrom, obj } from './base.ts';
 
 /** /v1/apps/{APP_ID}/users/{USER_ID}/settle_accounts — a user's payout accounts (§9). */
 export class SettleAccounts extends AppResource {
@@ -28,7 +28,7 @@ export class SettleAccounts extends AppResource {
   list(app: string, user: string, params?: SettleAccountListParams, options?: RequestOptions): ListPromise<SettleAccount>;
   list(...args: unknown[]): ListPromise<SettleAccount> {
     const { appPath, ids, rest } = this.resolve(args, 1, 'settleAccounts.list');
-    return this.listAt(`${appPath}/users/${ids[0]}/settle_accounts`, obj(rest[0]), obj(rest[1]));
+    return listFrom<SettleAccount, List<SettleAccount>>(this.http, `${appPath}/users/${ids[0]}/settle_accounts`, obj(rest[0]), obj(rest[1]));
   }
 
   /**

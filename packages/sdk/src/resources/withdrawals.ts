@@ -2,53 +2,30 @@ import type { RequestOptions } from '../http.ts';
 import { InvalidRequestError } from '../errors.ts';
 import type { Withdrawal, WithdrawalList, WithdrawalStatus } from '../types.ts';
 import type { WithdrawalCreateParams, WithdrawalListParams } from '../params.ts';
-import type { ListPromise } from '../pagination.ts';
-import { AppResource, hasOrderNo, obj } from './base.ts';
+import { obj, OrderedCollection } from './base.ts';
 
-/** /v1/apps/{APP_ID}/withdrawals — 余额提现 (§6). */
-export class Withdrawals extends AppResource {
-  /**
-   * Creates a withdrawal request (status `created`); no money moves until `confirm`.
-   * Retried after a lost answer: `order_no` is the idempotency key, and the API answers an
-   * identical create with the object the first one made.
-   */
-  create(params: WithdrawalCreateParams, options?: RequestOptions): Promise<Withdrawal>;
-  create(app: string, params: WithdrawalCreateParams, options?: RequestOptions): Promise<Withdrawal>;
-  create(...args: unknown[]): Promise<Withdrawal> {
-    const { appPath, rest } = this.resolve(args, 0, 'withdrawals.create');
-    const params = rest[0] as WithdrawalCreateParams;
-    return this.http.request({ method: 'POST', path: `${appPath}/withdrawals`, body: params, idempotent: hasOrderNo(params) }, obj(rest[1]));
-  }
-
-  retrieve(id: string, options?: RequestOptions): Promise<Withdrawal>;
-  retrieve(app: string, id: string, options?: RequestOptions): Promise<Withdrawal>;
-  retrieve(...args: unknown[]): Promise<Withdrawal> {
-    const { appPath, ids, rest } = this.resolve(args, 1, 'withdrawals.retrieve');
-    return this.http.request({ method: 'GET', path: `${appPath}/withdrawals/${ids[0]}`, idempotent: true }, obj(rest[0]));
-  }
-
-  /** Newest first; the page carries `total_withdrawals_amount` over every matching withdrawal. */
-  list(params?: WithdrawalListParams, options?: RequestOptions): ListPromise<Withdrawal, WithdrawalList>;
-  list(app: string, params?: WithdrawalListParams, options?: RequestOptions): ListPromise<Withdrawal, WithdrawalList>;
-  list(...args: unknown[]): ListPromise<Withdrawal, WithdrawalList> {
-    const { appPath, rest } = this.resolve(args, 0, 'withdrawals.list');
-    return this.listAt<Withdrawal, WithdrawalList>(`${appPath}/withdrawals`, obj(rest[0]), obj(rest[1]));
-  }
+/**
+ * /v1/apps/{APP_ID}/withdrawals — 余额提现 (§6). `create` makes a withdrawal request (status
+ * `created`; no money moves until `confirm`), retried after a lost answer with its `order_no`.
+ * `list` is newest first; its page carries `total_withdrawals_amount` over every matching withdrawal.
+ */
+export class Withdrawals extends OrderedCollection<Withdrawal, WithdrawalCreateParams, WithdrawalListParams, WithdrawalList> {
+  protected readonly collection = 'withdrawals';
 
   /** PUT `{"status":"pending"}`: starts the payout. The answer is `pending` (or already final). */
   confirm(id: string, options?: RequestOptions): Promise<Withdrawal>;
   confirm(app: string, id: string, options?: RequestOptions): Promise<Withdrawal>;
   confirm(...args: unknown[]): Promise<Withdrawal> {
-    const { appPath, ids, rest } = this.resolve(args, 1, 'withdrawals.confirm');
-    return this.transition(`${appPath}/withdrawals/${ids[0]}`, 'pending', obj(rest[0]));
+    const { path, rest } = this.target(args, 1, 'confirm');
+    return this.transition(path, 'pending', obj(rest[0]));
   }
 
   /** PUT `{"status":"canceled"}`: only from `created`; the held amount returns to the user. */
   cancel(id: string, options?: RequestOptions): Promise<Withdrawal>;
   cancel(app: string, id: string, options?: RequestOptions): Promise<Withdrawal>;
   cancel(...args: unknown[]): Promise<Withdrawal> {
-    const { appPath, ids, rest } = this.resolve(args, 1, 'withdrawals.cancel');
-    return this.transition(`${appPath}/withdrawals/${ids[0]}`, 'canceled', obj(rest[0]));
+    const { path, rest } = this.target(args, 1, 'cancel');
+    return this.transition(path, 'canceled', obj(rest[0]));
   }
 
   /**
