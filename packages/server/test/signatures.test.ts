@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { signatureUpdate } from '../src/cli/apps-signature.ts';
-import { UsageError } from '../src/cli/shared.ts';
+import { asUsageError, UsageError } from '../src/cli/shared.ts';
 import { createApp } from '../src/services/accounts.ts';
 import { getSignatureSettings, parseMerchantPublicKey, signaturePolicy, updateSignatureSettings } from '../src/services/app_settings.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
@@ -442,7 +442,11 @@ describeEngines('signatures', (engine) => {
       writeFileSync(p, text);
       return p;
     };
-    const apply = (appId: string, opts: Record<string, unknown>) => signatureUpdate.apply(h.rt, appId, opts);
+    // As `tixian apps update` runs it: a service's refusal reaches the user as a usage error (cli/main.ts).
+    const apply = (appId: string, opts: Record<string, unknown>) =>
+      signatureUpdate.apply(h.rt, appId, opts).catch((err: unknown) => {
+        throw asUsageError(err) ?? err;
+      });
 
     it('sets a PKCS#1 or SPKI key and the switches; stores the key as SPKI', async () => {
       const fresh = await createApp(h.rt, { name: 'cli app' });

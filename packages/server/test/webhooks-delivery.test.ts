@@ -1,8 +1,9 @@
-import { createHmac } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createHmac, randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import pino from 'pino';
 import { ManualClock } from '../src/clock.ts';
 import { openRuntime } from '../src/runtime.ts';
+import { SecretBox } from '../src/security/secrets.ts';
 import { createApp } from '../src/services/accounts.ts';
 import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
@@ -276,6 +277,87 @@ describeEngines('webhook delivery', (engine) => {
     expect(got[1]!.headers['x-pingplusplus-signature']).toBe(got[0]!.headers['x-pingplusplus-signature']);
     expect((await deliveriesOf(eventId))[0]).toMatchObject({ status: 'succeeded', attempts: 1 });
     expect((await eventRow(eventId)).pending_webhooks).toBe(0);
+  });
+
+  it('records a try whose Standard Webhooks secret cannot be opened as a failure, so the schedule runs out', async () => {
+    const { app, accountId } = await freshApp('unopenable');
+    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/unopenable'), standardWebhooks: true });
+    // Sealed with another master key (a copied row, a lost key): the dispatcher cannot open it.
+    const foreign = new SecretBox(randomBytes(32)).seal('whsec_' + randomBytes(32).toString('base64'));
+    await h.rt.store.db.updateTable('webhook_endpoints').set({ secret: foreign }).where('id', '=', endpoint.id).execute();
+    const t0 = clock.nowMs();
+    const eventId = await emitTestEvent(h.rt, { app, accountId });
+    const d = dispatcher();
+
+    expect(await d.drain()).toBe(1);
+    const [first] = await deliveriesOf(eventId);
+    expect(first).toMatchObject({ status: 'pending', attempts: 1, lease_ms: null, next_attempt_ms: t0 + 5_000, last_status_code: null });
+    const [attempt] = await attemptsOf(first!.id);
+    expect(attempt).toMatchObject({ status_code: null, response_body: null, attempted_ms: t0, error: expect.stringMatching(/^could not sign: /) });
+
+    for (const offset of attemptOffsetsMs()) {
+      clock.set(t0 + offset);
+      await d.drain();
+    }
+    clock.set(t0 + attemptOffsetsMs().at(-1)! + 100 * 3600_000);
+    expect(await d.drain()).toBe(0);
+    const [done] = await deliveriesOf(eventId);
+    expect(done).toMatchObject({ status: 'failed', attempts: MAX_ATTEMPTS, next_attempt_ms: null, lease_ms: null });
+    expect(await attemptsOf(done!.id)).toHaveLength(MAX_ATTEMPTS);
+    expect((await eventRow(eventId)).pending_webhooks).toBe(0);
+    expect(receiver.to('/unopenable')).toHaveLength(0);
+  });
+
+  it('records a try whose body could not be signed without storing a signature; the next try signs it', async () => {
+    const { app, accountId } = await freshApp('unsigned');
+    await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/unsigned') });
+    const eventId = await emitTestEvent(h.rt, { app, accountId });
+    const d = dispatcher();
+    const sign = vi.spyOn(h.rt.platformKey, 'sign').mockImplementation(() => {
+      throw new Error('signing key unavailable');
+    });
+    try {
+      expect(await d.drain()).toBe(1);
+    } finally {
+      sign.mockRestore();
+    }
+    const [delivery] = await deliveriesOf(eventId);
+    expect(delivery).toMatchObject({ status: 'pending', attempts: 1, lease_ms: null, next_attempt_ms: clock.nowMs() + 5_000 });
+    expect(await attemptsOf(delivery!.id)).toMatchObject([{ status_code: null, error: 'could not sign: signing key unavailable' }]);
+    expect((await eventRow(eventId)).signature).toBeNull();
+    expect(receiver.to('/unsigned')).toHaveLength(0);
+
+    clock.advance(5_000);
+    expect(await d.drain()).toBe(1);
+    const [got] = receiver.to('/unsigned');
+    expect(verifyPingppSignature(got!.rawBody, got!.headers['x-pingplusplus-signature'] as string, h.rt.platformKey.publicKeyPem)).toBe(true);
+    expect((await eventRow(eventId)).signature).toBe(got!.headers['x-pingplusplus-signature']);
+    expect((await deliveriesOf(eventId))[0]).toMatchObject({ status: 'succeeded', attempts: 2 });
+    expect((await eventRow(eventId)).pending_webhooks).toBe(0);
+  });
+
+  it('cancels a claimed delivery whose endpoint turns out disabled or gone, instead of leasing it again and again', async () => {
+    const { app, accountId } = await freshApp('orphans');
+    const disabled = (await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/orphan-disabled') })).endpoint;
+    const gone = (await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/orphan-gone') })).endpoint;
+    await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/orphan-healthy') });
+    const eventId = await emitTestEvent(h.rt, { app, accountId });
+    // Changed behind the services' back (removeEndpoint would have canceled the waiting deliveries).
+    await h.rt.store.db.updateTable('webhook_endpoints').set({ disabled: 1 }).where('id', '=', disabled.id).execute();
+    await h.rt.store.db.deleteFrom('webhook_endpoints').where('id', '=', gone.id).execute();
+    const d = dispatcher();
+
+    expect(await d.drain()).toBe(1);
+    expect(receiver.to('/orphan-healthy')).toHaveLength(1);
+    const byEndpoint = new Map((await deliveriesOf(eventId)).map((r) => [r.endpoint_id, r]));
+    for (const id of [disabled.id, gone.id]) {
+      expect(byEndpoint.get(id)).toMatchObject({ status: 'canceled', attempts: 0, next_attempt_ms: null, lease_ms: null });
+    }
+    expect((await eventRow(eventId)).pending_webhooks).toBe(0);
+    clock.advance(d.options.leaseMs + 1);
+    expect(await d.drain()).toBe(0);
+    expect((await deliveriesOf(eventId)).filter((r) => r.status === 'canceled')).toHaveLength(2);
+    expect(receiver.to('/orphan-disabled').length + receiver.to('/orphan-gone').length).toBe(0);
   });
 
   it.runIf(engine === 'postgres')('never sends one delivery from two processes at once (SKIP LOCKED claims)', async () => {

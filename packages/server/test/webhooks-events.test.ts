@@ -5,10 +5,10 @@ import { ApiError } from '../src/domain/errors.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { main } from '../src/cli/main.ts';
-import {
-  listEndpoints, MAX_ENDPOINTS_PER_APP_MODE, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint,
-} from '../src/webhooks/endpoints.ts';
-import { recoverEndpoint } from '../src/webhooks/events.ts';
+import { asUsageError, UsageError } from '../src/cli/shared.ts';
+import { listEndpoints, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { MAX_ENDPOINTS_PER_APP_MODE } from '../src/webhooks/outbox.ts';
+import { recoverEndpoint, resendEvent } from '../src/webhooks/events.ts';
 import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
@@ -136,6 +136,48 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
   });
 
+  describe('GET /v1/events cursors under changing filters', () => {
+    it('pages on with delivery_success=false after the cursor event was delivered meanwhile', async () => {
+      const m = await newMerchant('cursor');
+      await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/cursor') });
+      const failing = new Set<string>();
+      receiver.behaviour = (r) => ({ status: r.event && failing.has(r.event.id) ? 500 : 200 });
+      const e1 = await emit(m);
+      clock.advance(1_000);
+      const e2 = await emit(m);
+      clock.advance(1_000);
+      const e3 = await emit(m);
+      for (const id of [e1, e2, e3]) failing.add(id);
+      await d.drain();
+      const get = async (query: string) => {
+        const res = await h.request('GET', `/v1/events${query}`, { key: m.secret_key_test });
+        expect(res.status, `${query}: ${res.body}`).toBe(200);
+        return res.json as { has_more: boolean; data: { id: string }[] };
+      };
+      const first = await get('?delivery_success=false&limit=2');
+      expect(ids(first)).toEqual([e3, e2]);
+      expect(first.has_more).toBe(true);
+
+      // The cursor event's delivery succeeds before the next page is asked for.
+      failing.delete(e2);
+      clock.advance(5_000);
+      await d.drain();
+      expect(ids(await get('?delivery_success=false'))).toEqual([e3, e1]);
+      const next = await get(`?delivery_success=false&limit=2&starting_after=${e2}`);
+      expect(ids(next)).toEqual([e1]);
+      expect(next.has_more).toBe(false);
+      expect(ids(await get(`?delivery_success=false&limit=2&ending_before=${e2}`))).toEqual([e3]);
+      expect(ids(await get(`?delivery_success=true&limit=2&starting_after=${e3}`))).toEqual([e2]);
+      // A cursor outside the type filter still marks a place in the list.
+      expect(ids(await get(`?type=balance.withdrawal.failed&limit=2&starting_after=${e2}`))).toEqual([]);
+      // A cursor outside the key's account and mode is still refused.
+      const stranger = await emit(await newMerchant('cursor-other'));
+      const refused = await h.request('GET', `/v1/events?delivery_success=false&limit=2&starting_after=${stranger}`, { key: m.secret_key_test });
+      expect(refused.status).toBe(400);
+      expect(refused.json.error.param).toBe('starting_after');
+    });
+  });
+
   describe('resend and recover', () => {
     it('POST /v1/events/{id}/resend sends a delivered event again: same id, same bytes, pending_webhooks back up', async () => {
       const m = await newMerchant('resend');
@@ -171,6 +213,43 @@ describeEngines('events and webhook endpoints', (engine) => {
       await d.drain();
       expect(receiver.to('/late').map((r) => r.event!.id)).toEqual([id]);
       expect(receiver.to('/late-failed-only')).toHaveLength(0);
+    });
+
+    it('resend after every endpoint the event went to was removed delivers it to the endpoints subscribed now', async () => {
+      const m = await newMerchant('moved');
+      const { endpoint: old } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/moved-old') });
+      const id = await emit(m);
+      await d.drain();
+      await removeEndpoint(h.rt, m.id, old.id);
+      await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/moved-new') });
+      await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/moved-failed-only'), events: ['balance.withdrawal.failed'] });
+      const res = await h.request('POST', `/v1/events/${id}/resend`, { key: m.secret_key_test });
+      expect(res.status).toBe(200);
+      expect(res.json.pending_webhooks).toBe(1);
+      expect(await d.drain()).toBe(1);
+      expect(receiver.to('/moved-new').map((r) => r.event!.id)).toEqual([id]);
+      expect(receiver.to('/moved-old')).toHaveLength(1);
+      expect(receiver.to('/moved-failed-only')).toHaveLength(0);
+      // Resent again: the new endpoint's delivery is re-queued, not duplicated.
+      expect((await resendEvent(h.rt, null, id)).requeued).toBe(1);
+      expect(await d.drain()).toBe(1);
+      expect(receiver.to('/moved-new')).toHaveLength(2);
+      expect(await h.rt.store.db.selectFrom('webhook_deliveries').select('id').where('event_id', '=', id).execute()).toHaveLength(2);
+    });
+
+    it('concurrent resends of an event that had no endpoint queue one delivery per endpoint, not one each', async () => {
+      const m = await newMerchant('race');
+      const events: string[] = [];
+      for (let i = 0; i < 5; i++) events.push(await emit(m));
+      await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/race') });
+      for (const id of events) {
+        await Promise.all(Array.from({ length: 4 }, () => resendEvent(h.rt, { accountId: m.account, livemode: false }, id)));
+        const deliveries = await h.rt.store.db.selectFrom('webhook_deliveries').select('id').where('event_id', '=', id).execute();
+        expect(deliveries, id).toHaveLength(1);
+        expect((await h.request('GET', `/v1/events/${id}`, { key: m.secret_key_test })).json.pending_webhooks).toBe(1);
+      }
+      await d.drain();
+      expect(receiver.to('/race').map((r) => r.event!.id).sort()).toEqual([...events].sort());
     });
 
     it('recover re-queues the deliveries to one endpoint that failed for good since a time', async () => {
@@ -322,6 +401,13 @@ describeEngines('events and webhook endpoints', (engine) => {
       expect(removed.out[0]).toMatch(/removed webhook endpoint/);
       expect((await listEndpoints(h.rt, m.id)).map((e) => e.url)).toEqual([receiver.urlFor('/cli-test')]);
       expect((await cli('apps', 'webhooks', 'remove', m.id, id!)).code).toBe(2);
+      // An unknown app is refused by the service itself, as a usage error.
+      const noApp = await cli('apps', 'webhooks', 'remove', 'app_doesnotexist0000', id!);
+      expect(noApp.code).toBe(2);
+      expect(noApp.err.join('')).toMatch(/^tixian: No such app: app_doesnotexist0000/);
+      const noAppList = await cli('apps', 'webhooks', 'list', 'app_doesnotexist0000');
+      expect(noAppList.code).toBe(2);
+      expect(noAppList.err.join('')).toMatch(/no such app: app_doesnotexist0000/);
     });
   });
 
@@ -349,5 +435,17 @@ describeEngines('events and webhook endpoints', (engine) => {
       }
       expect(outcomes.map(([, s]) => s)).toEqual(['succeeded', 'failed']);
     });
+  });
+});
+
+describe('CLI error mapping', () => {
+  it("prints a service's refusal as a usage error, but not a server-side failure", () => {
+    const refusal = new ApiError({ status: 404, zh: '未找到', en: 'No such event: evt_x.' });
+    expect(asUsageError(refusal)).toBeInstanceOf(UsageError);
+    expect(asUsageError(refusal)!.message).toBe('No such event: evt_x.');
+    expect(asUsageError(new ApiError({ status: 502, type: 'channel_error', zh: '渠道错误', en: 'Channel error.' }))).toBeNull();
+    expect(asUsageError(new Error('connection refused'))).toBeNull();
+    const usage = new UsageError('bad flag');
+    expect(asUsageError(usage)).toBe(usage);
   });
 });

@@ -1,7 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
 import type { AppsUpdateGroup } from './apps.ts';
-import { ApiError } from '../domain/errors.ts';
 import {
   REQUIRE_SIGNATURE_CHOICES,
   requireSignatureSwitches,
@@ -33,14 +32,7 @@ export const signatureUpdate: AppsUpdateGroup = {
 
     const update: SignatureSettingsUpdate = which === undefined ? {} : requireSignatureSwitches(which);
     if (file !== undefined) update.rsa_public_key = readKeyFile(file);
-    let settings: SignatureSettings;
-    try {
-      settings = await updateSignatureSettings(rt, appId, update);
-    } catch (err) {
-      if (err instanceof ApiError && err.status < 500) throw new UsageError(err.en);
-      throw err;
-    }
-    return describe(settings, file !== undefined);
+    return describe(await updateSignatureSettings(rt, appId, update), file !== undefined);
   },
 };
 

@@ -1,11 +1,10 @@
 import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import type { Runtime } from '../runtime.ts';
-import { ApiError } from '../domain/errors.ts';
 import { DEFAULT_ENDPOINT_EVENTS } from '../webhooks/outbox.ts';
 import { listEndpoints, removeEndpoint, upsertEndpoint, type WebhookEndpoint } from '../webhooks/endpoints.ts';
 import type { AppsUpdateGroup } from './apps.ts';
-import { storageOptions, UsageError, withRuntime } from './shared.ts';
+import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
 /**
  * `tixian apps update APP_ID --webhook-url URL [--events a,b] [--mode test|live] [--standard-webhooks]`
@@ -18,16 +17,6 @@ interface WebhookFlags {
   events?: string;
   mode?: string;
   standardWebhooks?: boolean;
-}
-
-/** An API error from the service becomes a usage error: printed as one line, exit code 2. */
-export async function asUsage<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof ApiError) throw new UsageError(err.en);
-    throw err;
-  }
 }
 
 function describe(ep: WebhookEndpoint): string {
@@ -52,15 +41,13 @@ export const webhookUpdate: AppsUpdateGroup = {
       }
       return [];
     }
-    const { endpoint, created } = await asUsage(() =>
-      upsertEndpoint(rt, {
-        app: appId,
-        livemode: (opts.mode ?? 'test') === 'live',
-        url: opts.webhookUrl!,
-        events: opts.events === undefined ? undefined : opts.events.split(','),
-        standardWebhooks: opts.standardWebhooks,
-      }),
-    );
+    const { endpoint, created } = await upsertEndpoint(rt, {
+      app: appId,
+      livemode: (opts.mode ?? 'test') === 'live',
+      url: opts.webhookUrl,
+      events: opts.events === undefined ? undefined : opts.events.split(','),
+      standardWebhooks: opts.standardWebhooks,
+    });
     const lines = [`webhook endpoint ${created ? 'added' : 'updated'}: ${describe(endpoint)}`];
     if (endpoint.secret) lines.push(`  standard webhooks secret: ${endpoint.secret}`);
     return lines;
@@ -94,14 +81,9 @@ export function registerWebhookCommands(apps: Command): void {
       .argument('<endpoint_id>', 'endpoint id (we_…)'),
   ).action(async (appId: string, endpointId: string, opts: ConfigFlags) => {
     await withRuntime(opts, async (rt) => {
-      await requireApp(rt, appId);
-      const { canceledDeliveries } = await asUsage(() => removeEndpoint(rt, appId, endpointId));
+      // removeEndpoint refuses an unknown app itself.
+      const { canceledDeliveries } = await removeEndpoint(rt, appId, endpointId);
       console.log(`removed webhook endpoint ${endpointId}; ${canceledDeliveries} waiting deliveries canceled`);
     });
   });
-}
-
-async function requireApp(rt: Runtime, appId: string): Promise<void> {
-  const app = await rt.store.db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst();
-  if (!app) throw new UsageError(`no such app: ${appId}`);
 }

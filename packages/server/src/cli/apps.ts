@@ -2,7 +2,7 @@ import type { Command, Option } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import type { Runtime } from '../runtime.ts';
 import { createApp } from '../services/accounts.ts';
-import { storageOptions, UsageError, withRuntime } from './shared.ts';
+import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 import { signatureUpdate } from './apps-signature.ts';
 import { webhookUpdate, registerWebhookCommands } from './apps-webhooks.ts';
 
@@ -59,8 +59,7 @@ export function registerAppsCommands(program: Command): void {
   for (const group of updateGroups) for (const option of group.options) update.addOption(option);
   update.action(async (appId: string, opts: ConfigFlags & Record<string, unknown>) => {
     await withRuntime(opts, async (rt) => {
-      const app = await rt.store.db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst();
-      if (!app) throw new UsageError(`no such app: ${appId}`);
+      await requireApp(rt, appId);
       const lines: string[] = [];
       for (const group of updateGroups) lines.push(...(await group.apply(rt, appId, opts)));
       if (lines.length === 0) throw new UsageError('nothing to update: give at least one option (see --help)');

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { storageOptions, UsageError, withRuntime } from './shared.ts';
-import { asUsage } from './apps-webhooks.ts';
 
 /**
  * `tixian events resend EVT_ID` and `tixian events recover --endpoint WE_ID --since UNIX_SECONDS`.
@@ -19,7 +18,7 @@ export function registerEventCommands(program: Command): void {
       .argument('<event_id>', 'event id (evt_…)'),
   ).action(async (eventId: string, opts: ConfigFlags) => {
     await withRuntime(opts, async (rt) => {
-      const { requeued } = await asUsage(() => resendEvent(rt, null, eventId));
+      const { requeued } = await resendEvent(rt, null, eventId);
       console.log(`event ${eventId}: ${requeued} deliveries queued`);
     });
   });
@@ -34,7 +33,7 @@ export function registerEventCommands(program: Command): void {
     const since = Number(opts.since);
     if (!Number.isInteger(since) || since < 0 || since > 2 ** 31 - 1) throw new UsageError(`--since must be Unix seconds, got ${opts.since}`);
     await withRuntime(opts, async (rt) => {
-      const { requeued, complete } = await asUsage(() => recoverEndpoint(rt, opts.endpoint, since));
+      const { requeued, complete } = await recoverEndpoint(rt, opts.endpoint, since);
       console.log(`endpoint ${opts.endpoint}: ${requeued} failed deliveries queued again${complete ? '' : ' (stopped at the batch bound: run it again for the rest)'}`);
     });
   });

@@ -5,7 +5,7 @@ import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
-import { storageOptions, UsageError, withRuntime } from './shared.ts';
+import { asUsageError, storageOptions, withRuntime } from './shared.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -68,11 +68,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    if (err instanceof UsageError || (err instanceof Error && /^(account name|app name|port|TIXIAN_)/.test(err.message))) {
-      console.error(`tixian: ${err.message}`);
-      process.exitCode = 2;
-      return;
-    }
-    throw err;
+    const usage = asUsageError(err);
+    if (!usage) throw err;
+    console.error(`tixian: ${usage.message}`);
+    process.exitCode = 2;
   }
 }

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import pino from 'pino';
 import { loadConfig, type ConfigFlags } from '../config.ts';
 import { openRuntime, type Runtime } from '../runtime.ts';
+import { ApiError } from '../domain/errors.ts';
 
 /** Storage flags every command shares, with their TIXIAN_* environment twins. */
 export function storageOptions(cmd: Command): Command {
@@ -22,3 +23,21 @@ export async function withRuntime<T>(flags: ConfigFlags, fn: (rt: Runtime) => Pr
 
 /** A usage error: printed without a stack, exit code 2. */
 export class UsageError extends Error {}
+
+/**
+ * The usage error an error stands for, or null for one that is not the caller's doing (a bug, the
+ * database down): a UsageError; a service's refusal (an ApiError below 500, in English); a refused
+ * name or setting from account creation or the configuration.
+ */
+export function asUsageError(err: unknown): UsageError | null {
+  if (err instanceof UsageError) return err;
+  if (err instanceof ApiError && err.status < 500) return new UsageError(err.en);
+  if (err instanceof Error && /^(account name|app name|port|TIXIAN_)/.test(err.message)) return new UsageError(err.message);
+  return null;
+}
+
+/** Refuses an app id that does not exist, as a usage error. */
+export async function requireApp(rt: Runtime, appId: string): Promise<void> {
+  const app = await rt.store.db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst();
+  if (!app) throw new UsageError(`no such app: ${appId}`);
+}

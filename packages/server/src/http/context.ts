@@ -15,11 +15,16 @@ export function language(req: FastifyRequest): 'zh' | 'en' {
   return typeof header === 'string' && header.trim().toLowerCase().startsWith('en') ? 'en' : 'zh';
 }
 
+/** The key's account and mode, for routes that are not app-scoped (`/v1/events/…`). */
+export function accountScopeOf(req: FastifyRequest): Pick<Scope, 'accountId' | 'livemode'> {
+  const principal = req.principal;
+  if (!principal) throw new Error('a scoped route was reached by an unauthenticated request');
+  return { accountId: principal.accountId, livemode: principal.livemode };
+}
+
 /** The app scope of a `/v1/apps/:app/…` request; the auth plugin has already checked ownership. */
 export function scopeOf(req: FastifyRequest): Scope {
-  const principal = req.principal;
-  if (!principal) throw new Error('scopeOf called on an unauthenticated request');
   const app = (req.params as { app?: string }).app;
   if (!app) throw new Error('scopeOf called on a route without :app');
-  return { accountId: principal.accountId, app, livemode: principal.livemode, requestId: req.id };
+  return { ...accountScopeOf(req), app, requestId: req.id };
 }

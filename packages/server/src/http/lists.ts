@@ -41,6 +41,9 @@ export function whereCreated(qb: AnyQuery, p: ListParams): AnyQuery {
  * page/per_page (what every SDK example uses; preferred when both are sent) and
  * limit/starting_after/ending_before (cursor; stable while rows are being added).
  * `scoped` must already restrict the query to one app (or account) and mode.
+ * `filtered` narrows the page only: a cursor is looked up in the whole scope, so a cursor row that
+ * no longer matches a filter whose answer changes over time (events' delivery_success) still
+ * marks the place to go on from.
  */
 export async function listPage<Row>(
   db: Db,
@@ -49,9 +52,11 @@ export async function listPage<Row>(
   p: ListParams,
   /** Column that orders rows created in the same second; must grow with creation time. */
   tie: 'id' | 'pk' = 'id',
+  filtered: (qb: AnyQuery) => AnyQuery = (qb) => qb,
 ): Promise<{ rows: Row[]; hasMore: boolean }> {
   const newestFirst = (qb: AnyQuery) => qb.orderBy('created', 'desc').orderBy(tie, 'desc');
-  const base = () => newestFirst(whereCreated(scoped(db.selectFrom(table)), p).selectAll());
+  const matching = () => whereCreated(filtered(scoped(db.selectFrom(table))), p).selectAll();
+  const base = () => newestFirst(matching());
   const cursorId = p.starting_after ?? p.ending_before;
   const usePages = p.page !== undefined || p.per_page !== undefined || (p.limit === undefined && cursorId === undefined);
   if (usePages) {
@@ -83,8 +88,7 @@ export async function listPage<Row>(
       .execute()) as Row[];
     return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
   }
-  const rows = (await whereCreated(scoped(db.selectFrom(table)), p)
-    .selectAll()
+  const rows = (await matching()
     .where(sql<boolean>`(created > ${cursor.created} OR (created = ${cursor.created} AND ${tieRef} > ${cursor.tie}))`)
     .orderBy('created', 'asc')
     .orderBy(tie, 'asc')

@@ -4,6 +4,9 @@ import type { SecretBox } from './secrets.ts';
 
 const SETTING = 'platform_rsa_private_key';
 
+/** The header that carries the platform key's signature, on webhook requests and API responses alike. */
+export const PLATFORM_SIGNATURE_HEADER = 'x-pingplusplus-signature';
+
 /**
  * The platform key pair signs webhook bodies and API responses (X-Pingplusplus-Signature).
  * Made on first start, kept in the database sealed with the master key, so every process

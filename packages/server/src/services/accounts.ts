@@ -2,6 +2,7 @@ import type { Runtime } from '../runtime.ts';
 import { newAccountId, newAppId, newSecretKey, newUserPk } from '../domain/ids.ts';
 import { constantTimeEqual, hashSecretKey } from '../security/secrets.ts';
 import { isUniqueViolation } from '../store/db.ts';
+import { BoundedCache } from '../domain/bounded-cache.ts';
 import { seconds } from '../clock.ts';
 
 export const DEFAULT_ACCOUNT = 'default';
@@ -88,8 +89,8 @@ const KEY_CACHE_TTL_MS = 60_000;
 
 /** Resolves secret keys and app ownership, with small bounded caches in front of the database. */
 export class Authenticator {
-  private readonly keys = new Map<string, { principal: Principal | null; expiresMs: number }>();
-  private readonly appOwners = new Map<string, string | null>();
+  private readonly keys = new BoundedCache<string, { principal: Principal | null; expiresMs: number }>(CACHE_MAX);
+  private readonly appOwners = new BoundedCache<string, string>(CACHE_MAX);
 
   constructor(private readonly rt: Runtime) {}
 
@@ -104,16 +105,15 @@ export class Authenticator {
     const row = await this.rt.store.db.selectFrom('accounts').select(['id', column]).where(column, '=', hash).executeTakeFirst();
     const stored = row ? (livemode ? (row as { key_live_hash: string }).key_live_hash : (row as { key_test_hash: string }).key_test_hash) : undefined;
     const principal = row && stored && constantTimeEqual(stored, hash) ? { accountId: row.id, livemode } : null;
-    if (this.keys.size >= CACHE_MAX) this.keys.clear();
     this.keys.set(hash, { principal, expiresMs: now + KEY_CACHE_TTL_MS });
     return principal;
   }
 
   /** The owning account of an app, or null when no such app exists. Apps never change owner. */
   async appOwner(appId: string): Promise<string | null> {
-    if (this.appOwners.has(appId)) return this.appOwners.get(appId) ?? null;
+    const cached = this.appOwners.get(appId);
+    if (cached !== undefined) return cached;
     const row = await this.rt.store.db.selectFrom('apps').select('account_id').where('id', '=', appId).executeTakeFirst();
-    if (this.appOwners.size >= CACHE_MAX) this.appOwners.clear();
     // Unknown ids are not cached: the app may be created a moment later by the CLI.
     if (row) this.appOwners.set(appId, row.account_id);
     return row?.account_id ?? null;

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
 import type { AppRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
+import { BoundedCache } from '../domain/bounded-cache.ts';
 
 /**
  * Request-signature settings of an app (§3): the merchant's RSA public key and one "signatures
@@ -97,7 +98,13 @@ export async function getSignatureSettings(rt: Runtime, appId: string): Promise<
     .where('id', '=', appId)
     .executeTakeFirst();
   if (!row) throw errors.notFound('app', appId, 'app');
-  const key = row.rsa_public_key === null ? null : parseMerchantPublicKey(row.rsa_public_key);
+  return settingsOf(row, row.rsa_public_key === null ? null : parseMerchantPublicKey(row.rsa_public_key));
+}
+
+function settingsOf(
+  row: Pick<AppRow, 'id' | 'require_signature_test' | 'require_signature_live'>,
+  key: MerchantPublicKey | null,
+): SignatureSettings {
   return {
     app: row.id,
     rsa_public_key: key?.pem ?? null,
@@ -117,9 +124,9 @@ const switchNeedsKey = (param: string) =>
  */
 export async function updateSignatureSettings(rt: Runtime, appId: string, update: SignatureSettingsUpdate): Promise<SignatureSettings> {
   const set: Partial<Pick<AppRow, 'rsa_public_key' | 'require_signature_test' | 'require_signature_live'>> = {};
-  if (update.rsa_public_key !== undefined) {
-    set.rsa_public_key = update.rsa_public_key === null ? null : parseMerchantPublicKey(update.rsa_public_key).pem;
-  }
+  // Parsed once: the answer is built from this key, not from the stored text read back.
+  const newKey = typeof update.rsa_public_key === 'string' ? parseMerchantPublicKey(update.rsa_public_key) : undefined;
+  if (update.rsa_public_key !== undefined) set.rsa_public_key = newKey?.pem ?? null;
   if (update.require_signature_test !== undefined) set.require_signature_test = update.require_signature_test ? 1 : 0;
   if (update.require_signature_live !== undefined) set.require_signature_live = update.require_signature_live ? 1 : 0;
   if (Object.keys(set).length === 0) return getSignatureSettings(rt, appId);
@@ -135,8 +142,8 @@ export async function updateSignatureSettings(rt: Runtime, appId: string, update
   } else if (set.rsa_public_key === undefined && turningOn) {
     query = query.where('rsa_public_key', 'is not', null);
   }
-  const result = await query.executeTakeFirst();
-  if (Number(result.numUpdatedRows) === 0) {
+  const row = await query.returning(['id', 'rsa_public_key', 'require_signature_test', 'require_signature_live']).executeTakeFirst();
+  if (!row) {
     const exists = await rt.store.db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst();
     if (!exists) throw errors.notFound('app', appId, 'app');
     if (set.rsa_public_key === null) {
@@ -149,7 +156,9 @@ export async function updateSignatureSettings(rt: Runtime, appId: string, update
     throw switchNeedsKey(firstOn);
   }
   policyCaches.get(rt)?.forget(appId);
-  return getSignatureSettings(rt, appId);
+  // A switch-only change did not parse the stored key yet: that is its one parse.
+  const key = newKey ?? (row.rsa_public_key === null ? null : parseMerchantPublicKey(row.rsa_public_key));
+  return settingsOf(row, key);
 }
 
 /** What the request-signature hook needs per app: the parsed key and the two switches. */
@@ -175,7 +184,7 @@ interface CachedPolicy {
  * (PERFORMANCE.md), so PEM is parsed once per key change, never per request.
  */
 class SignaturePolicyCache {
-  private readonly entries = new Map<string, CachedPolicy>();
+  private readonly entries = new BoundedCache<string, CachedPolicy>(POLICY_CACHE_MAX);
 
   constructor(private readonly rt: Runtime) {}
 
@@ -188,8 +197,6 @@ class SignaturePolicyCache {
     entry.policy.catch(() => {
       if (this.entries.get(appId) === entry) this.entries.delete(appId);
     });
-    this.entries.delete(appId);
-    if (this.entries.size >= POLICY_CACHE_MAX) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(appId, entry);
     return entry.policy;
   }

@@ -4,7 +4,10 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { sql } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 import type { Worker } from '../workers.ts';
+import type { Db } from '../store/db.ts';
+import { BoundedCache } from '../domain/bounded-cache.ts';
 import { newInternalId } from '../domain/ids.ts';
+import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 
@@ -44,7 +47,7 @@ export interface DispatcherOptions {
 }
 
 /** The first bytes of an answer kept with the try, for the operator to see what the receiver said. */
-export const RESPONSE_PREFIX_BYTES = 1024;
+const RESPONSE_PREFIX_BYTES = 1024;
 /** Read (and drop) at most this much more of an answer so its socket can be reused; beyond, close it. */
 const RESPONSE_DRAIN_BYTES = 64 * 1024;
 const ERROR_TEXT_MAX = 1024;
@@ -58,7 +61,7 @@ const KEY_CACHE_MAX = 1024;
 const ERROR_BACKOFF_MS = 1000;
 const USER_AGENT = 'tixian-webhooks/1 (Ping++ compatible)';
 
-export function dispatcherOptions(rt: Runtime, overrides: Partial<DispatcherOptions> = {}): DispatcherOptions {
+function dispatcherOptions(rt: Runtime, overrides: Partial<DispatcherOptions> = {}): DispatcherOptions {
   const c = rt.config;
   const timeoutMs = overrides.timeoutMs ?? c.webhookTimeoutMs;
   return {
@@ -91,7 +94,8 @@ interface TryRecord {
   attemptedMs: number;
   durationMs: number;
   o: Outcome;
-  signature: string;
+  /** The event's Ping++ signature, or null when signing failed (nothing to store then). */
+  signature: string | null;
   made: number;
   status: 'succeeded' | 'failed' | 'pending';
   nextMs: number | null;
@@ -110,8 +114,8 @@ export class WebhookDispatcher implements Worker {
   private readonly agent: Agent;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly perEndpoint = new Map<string, number>();
-  private readonly signatures = new Map<string, string>();
-  private readonly keys = new Map<string, Buffer>();
+  private readonly signatures = new BoundedCache<string, string>(SIGNATURE_CACHE_MAX);
+  private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   private readonly abort = new AbortController();
   private claimChain: Promise<unknown> = Promise.resolve();
   private readonly records: TryRecord[] = [];
@@ -268,23 +272,20 @@ export class WebhookDispatcher implements Worker {
     const per = this.options.perEndpointConcurrency;
     // Bounded: at most concurrency / 1 endpoints can be at their bound.
     const saturated = [...this.perEndpoint].filter(([, n]) => n >= per).map(([id]) => id);
-    const due = () => {
-      let q = db.selectFrom('webhook_deliveries').where('next_attempt_ms', '<=', nowMs);
-      if (saturated.length > 0) q = q.where('endpoint_id', 'not in', saturated);
-      return q;
+    /** Deliveries due now, leaving out endpoints at their bound. */
+    const due = (qb: Db) => {
+      const q = qb.selectFrom('webhook_deliveries').where('next_attempt_ms', '<=', nowMs);
+      return saturated.length > 0 ? q.where('endpoint_id', 'not in', saturated) : q;
     };
     // Cheap look first: an idle poll must not take SQLite's write lock.
-    if (!(await due().select('id').limit(1).executeTakeFirst())) return [];
+    if (!(await due(db).select('id').limit(1).executeTakeFirst())) return [];
 
     const leaseUntil = nowMs + this.options.leaseMs;
     const taken = await this.rt.store.transaction(async (trx) => {
-      let q = trx
-        .selectFrom('webhook_deliveries')
+      let q = due(trx)
         .select(['id', 'endpoint_id'])
-        .where('next_attempt_ms', '<=', nowMs)
         .orderBy('next_attempt_ms')
         .limit(Math.min(free * CANDIDATES_PER_SLOT, MAX_CANDIDATES));
-      if (saturated.length > 0) q = q.where('endpoint_id', 'not in', saturated);
       if (engine === 'postgres') q = q.forUpdate().skipLocked();
       const candidates = await q.execute();
       const counts = new Map(this.perEndpoint);
@@ -310,23 +311,53 @@ export class WebhookDispatcher implements Worker {
       .where('d.id', 'in', taken)
       .execute();
     const claimed: Claimed[] = [];
+    const mine = new Set(taken);
     for (const r of rows) {
-      // Removed since it was claimed: removal canceled the delivery and cleared its lease already.
-      if (r.disabled || r.lease_ms !== leaseUntil) continue;
-      claimed.push({ ...r, lease_ms: leaseUntil });
+      // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
+      if (r.lease_ms !== leaseUntil) mine.delete(r.id);
+      else if (!r.disabled) {
+        claimed.push({ ...r, lease_ms: leaseUntil });
+        mine.delete(r.id);
+      }
     }
+    // Left: still ours, but its endpoint is disabled or its endpoint or event row is gone. Nothing
+    // will ever be sent for it; cancel it as removal would, or it would be claimed again each lease.
+    if (mine.size > 0) await this.cancelOrphans([...mine], leaseUntil);
     return claimed;
+  }
+
+  private async cancelOrphans(ids: string[], leaseUntil: number): Promise<void> {
+    const canceled = await this.rt.store.transaction(async (trx) => {
+      const rows = await trx
+        .updateTable('webhook_deliveries')
+        .set({ status: 'canceled', next_attempt_ms: null, lease_ms: null })
+        .where('id', 'in', ids)
+        .where('lease_ms', '=', leaseUntil)
+        .returning(['id', 'event_id'])
+        .execute();
+      await decrementPending(trx, rows.map((r) => r.event_id));
+      return rows;
+    });
+    if (canceled.length > 0) {
+      this.rt.log.warn({ deliveries: canceled.map((r) => r.id) }, 'webhook deliveries canceled: their endpoint is disabled or gone');
+    }
   }
 
   private async deliver(c: Claimed): Promise<void> {
     const attemptedMs = this.rt.clock.nowMs();
-    const signature = c.signature ?? this.signatureFor(c.event_id, c.body);
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      'user-agent': USER_AGENT,
-      'x-pingplusplus-signature': signature,
-    };
-    if (c.secret !== null) Object.assign(headers, standardWebhookHeaders(this.keyFor(c.secret), c.event_id, Math.floor(attemptedMs / 1000), c.body));
+    let signature = c.signature;
+    let headers: Record<string, string>;
+    try {
+      signature ??= this.signatureFor(c.event_id, c.body);
+      headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, [PLATFORM_SIGNATURE_HEADER]: signature };
+      if (c.secret !== null) Object.assign(headers, standardWebhookHeaders(this.keyFor(c.secret), c.event_id, Math.floor(attemptedMs / 1000), c.body));
+    } catch (err) {
+      // Nothing was sent; still a try, so a secret that never opens (sealed with another master key)
+      // runs out the schedule instead of being claimed again after every lease.
+      const error = `could not sign: ${err instanceof Error ? err.message : String(err)}`.slice(0, ERROR_TEXT_MAX);
+      await this.record(c, attemptedMs, 0, { statusCode: null, responseBody: null, error }, signature);
+      return;
+    }
 
     const started = performance.now();
     const outcome = await this.post(c.url, headers, c.body);
@@ -367,7 +398,7 @@ export class WebhookDispatcher implements Worker {
    * synchronous=FULL on this VM kind), so one commit per try would cap delivery at a few hundred
    * a second and stall the API; per batch it is one commit for up to RECORD_BATCH tries.
    */
-  private async record(c: Claimed, attemptedMs: number, durationMs: number, o: Outcome, signature: string): Promise<void> {
+  private async record(c: Claimed, attemptedMs: number, durationMs: number, o: Outcome, signature: string | null): Promise<void> {
     const success = o.statusCode !== null && isSuccessStatus(o.statusCode);
     const made = c.attempts + 1;
     const delayMs = success ? null : retryDelayMs(made, this.options.retryScale);
@@ -417,12 +448,12 @@ export class WebhookDispatcher implements Worker {
         )
         .execute();
       const unsigned = new Map<string, string>();
-      for (const r of batch) if (r.c.signature === null) unsigned.set(r.c.event_id, r.signature);
+      for (const r of batch) if (r.c.signature === null && r.signature !== null) unsigned.set(r.c.event_id, r.signature);
       for (const [eventId, signature] of unsigned) {
         await trx.updateTable('events').set({ signature }).where('id', '=', eventId).where('signature', 'is', null).execute();
       }
       const fenced: boolean[] = [];
-      const finished = new Map<string, number>();
+      const finished: string[] = [];
       for (const r of batch) {
         const updated = await trx
           .updateTable('webhook_deliveries')
@@ -432,39 +463,34 @@ export class WebhookDispatcher implements Worker {
           .executeTakeFirst();
         const ok = Number(updated.numUpdatedRows) === 1;
         fenced.push(ok);
-        if (ok && r.status !== 'pending') finished.set(r.c.event_id, (finished.get(r.c.event_id) ?? 0) + 1);
+        if (ok && r.status !== 'pending') finished.push(r.c.event_id);
       }
-      for (const [eventId, n] of finished) {
-        await trx
-          .updateTable('events')
-          .set({ pending_webhooks: sql<number>`case when pending_webhooks > ${n} then pending_webhooks - ${n} else 0 end` })
-          .where('id', '=', eventId)
-          .execute();
-      }
+      await decrementPending(trx, finished);
       return fenced;
     });
   }
 
   /** Each event body is signed once (per process; the first record stores it for every other). */
   private signatureFor(eventId: string, body: string): string {
-    let sig = this.signatures.get(eventId);
-    if (sig === undefined) {
-      sig = this.rt.platformKey.sign(body);
-      if (this.signatures.size >= SIGNATURE_CACHE_MAX) this.signatures.delete(this.signatures.keys().next().value!);
-      this.signatures.set(eventId, sig);
-    }
-    return sig;
+    return this.signatures.getOrSet(eventId, () => this.rt.platformKey.sign(body));
   }
 
   /** Standard Webhooks keys are stored sealed with the master key; opened once per process. */
   private keyFor(sealed: string): Buffer {
-    let key = this.keys.get(sealed);
-    if (key === undefined) {
-      key = standardWebhookKey(this.rt.box.open(sealed));
-      if (this.keys.size >= KEY_CACHE_MAX) this.keys.delete(this.keys.keys().next().value!);
-      this.keys.set(sealed, key);
-    }
-    return key;
+    return this.keys.getOrSet(sealed, () => standardWebhookKey(this.rt.box.open(sealed)));
+  }
+}
+
+/** Takes finished deliveries out of their events' pending_webhooks (one per id listed; never below 0). */
+async function decrementPending(trx: Db, eventIds: readonly string[]): Promise<void> {
+  const perEvent = new Map<string, number>();
+  for (const id of eventIds) perEvent.set(id, (perEvent.get(id) ?? 0) + 1);
+  for (const [eventId, n] of perEvent) {
+    await trx
+      .updateTable('events')
+      .set({ pending_webhooks: sql<number>`case when pending_webhooks > ${n} then pending_webhooks - ${n} else 0 end` })
+      .where('id', '=', eventId)
+      .execute();
   }
 }
 

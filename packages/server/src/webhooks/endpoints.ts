@@ -1,6 +1,6 @@
 import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
-import type { WebhookEndpointRow } from '../store/schema.ts';
+import { mode, type WebhookEndpointRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { newInternalId } from '../domain/ids.ts';
 import { seconds } from '../clock.ts';
@@ -13,10 +13,7 @@ import { newStandardWebhookSecret } from './signing.ts';
  * and meant for the console as well, so every rule lives here and not in a command.
  */
 
-export { MAX_ENDPOINTS_PER_APP_MODE };
 export const MAX_URL_LENGTH = 2048;
-/** The event types an endpoint may subscribe to: the ones tixian emits (Ping++ §6.10, §13.1). */
-export const KNOWN_EVENT_TYPES: readonly string[] = DEFAULT_ENDPOINT_EVENTS;
 
 export interface WebhookEndpoint {
   id: string;
@@ -41,7 +38,9 @@ export interface EndpointInput {
   standardWebhooks?: boolean | undefined;
 }
 
-export function validateEndpointUrl(raw: string): string {
+const notHttpUrl = () => errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
+
+function validateEndpointUrl(raw: string): string {
   const url = raw.trim();
   if (url.length === 0) throw errors.missingParam('url');
   if (url.length > MAX_URL_LENGTH) throw errors.invalidParam('url', `must be at most ${MAX_URL_LENGTH} characters`, `长度不能超过 ${MAX_URL_LENGTH}`);
@@ -49,22 +48,20 @@ export function validateEndpointUrl(raw: string): string {
   try {
     parsed = new URL(url);
   } catch {
-    throw errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
+    throw notHttpUrl();
   }
-  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.hostname) {
-    throw errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
-  }
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.hostname) throw notHttpUrl();
   // Credentials in the URL would be stored and shown in clear; receivers authenticate us by signature.
   if (parsed.username || parsed.password) throw errors.invalidParam('url', 'must not contain credentials', '不能包含用户名或密码');
   return url;
 }
 
-export function validateEventTypes(types: readonly string[]): string[] {
+function validateEventTypes(types: readonly string[]): string[] {
   const unique = [...new Set(types.map((t) => t.trim()).filter((t) => t.length > 0))];
   if (unique.length === 0) throw errors.invalidParam('events', 'name at least one event type', '至少需要一个事件类型');
   for (const t of unique) {
-    if (!KNOWN_EVENT_TYPES.includes(t)) {
-      throw errors.invalidParam('events', `unknown event type ${t.slice(0, 64)}; known: ${KNOWN_EVENT_TYPES.join(', ')}`, `未知的事件类型 ${t.slice(0, 64)}`);
+    if (!(DEFAULT_ENDPOINT_EVENTS as readonly string[]).includes(t)) {
+      throw errors.invalidParam('events', `unknown event type ${t.slice(0, 64)}; known: ${DEFAULT_ENDPOINT_EVENTS.join(', ')}`, `未知的事件类型 ${t.slice(0, 64)}`);
     }
   }
   return unique;
@@ -101,7 +98,7 @@ async function lockApp(rt: Runtime, trx: Db, app: string): Promise<void> {
 export async function upsertEndpoint(rt: Runtime, input: EndpointInput): Promise<{ endpoint: WebhookEndpoint; created: boolean }> {
   const url = validateEndpointUrl(input.url);
   const events = input.events === undefined ? undefined : validateEventTypes(input.events);
-  const livemode = input.livemode ? 1 : 0;
+  const livemode = mode(input);
   return rt.store.transaction(async (trx) => {
     await lockApp(rt, trx, input.app);
     const active = await trx
@@ -145,7 +142,7 @@ export async function listEndpoints(
   options: { livemode?: boolean; revealSecrets?: boolean } = {},
 ): Promise<WebhookEndpoint[]> {
   let q = rt.store.db.selectFrom('webhook_endpoints').selectAll().where('app', '=', app).where('disabled', '=', 0);
-  if (options.livemode !== undefined) q = q.where('livemode', '=', options.livemode ? 1 : 0);
+  if (options.livemode !== undefined) q = q.where('livemode', '=', mode({ livemode: options.livemode }));
   const rows = await q.orderBy('livemode').orderBy('created').orderBy('id').limit(2 * MAX_ENDPOINTS_PER_APP_MODE).execute();
   return rows.map((r) => toEndpoint(rt, r, options.revealSecrets ?? false));
 }

@@ -2,9 +2,9 @@ import { sql } from 'kysely';
 import type { Event } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
-import type { EventRow } from '../store/schema.ts';
+import { mode, type EventRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
-import { listPage, type ListParams } from '../http/lists.ts';
+import { listPage, type AnyQuery, type ListParams } from '../http/lists.ts';
 import { insertDeliveries, subscribedEndpoints } from './outbox.ts';
 
 /**
@@ -25,20 +25,22 @@ export interface EventListParams extends ListParams {
 }
 
 /** Re-queuing touches at most this many deliveries per transaction (recover walks in batches). */
-export const REQUEUE_BATCH = 500;
+const REQUEUE_BATCH = 500;
 /** recover stops after this many batches; run it again to go on (it reports how many it did). */
 const MAX_RECOVER_BATCHES = 1000;
 
 /** The event as stored (the delivered bytes), showing the current pending_webhooks. */
-export function eventObject(row: Pick<EventRow, 'body' | 'pending_webhooks'>): Event {
+function eventObject(row: Pick<EventRow, 'body' | 'pending_webhooks'>): Event {
   const event = JSON.parse(row.body) as Event;
   event.pending_webhooks = row.pending_webhooks;
   return event;
 }
 
-async function findEvent(db: Db, scope: EventScope | null, id: string): Promise<EventRow> {
+/** `forUpdate`: lock the row until the transaction ends (PostgreSQL; SQLite's writers are serialised already). */
+async function findEvent(db: Db, scope: EventScope | null, id: string, forUpdate = false): Promise<EventRow> {
   let q = db.selectFrom('events').selectAll().where('id', '=', id);
-  if (scope) q = q.where('account_id', '=', scope.accountId).where('livemode', '=', scope.livemode ? 1 : 0);
+  if (scope) q = q.where('account_id', '=', scope.accountId).where('livemode', '=', mode(scope));
+  if (forUpdate) q = q.forUpdate();
   const row = await q.executeTakeFirst();
   // Another account's or mode's event answers exactly like one that does not exist.
   if (!row) throw errors.notFound('event', id);
@@ -49,21 +51,28 @@ export async function retrieveEvent(rt: Runtime, scope: EventScope, id: string):
   return eventObject(await findEvent(rt.store.db, scope, id));
 }
 
-/** GET /v1/events (extension): newest first, with type, created and delivery_success filters. */
+/**
+ * GET /v1/events (extension): newest first, with type, created and delivery_success filters.
+ * The filters apply to the page only, not to the cursor: an event whose deliveries succeeded since
+ * it was listed still marks the place to go on from.
+ */
 export async function listEvents(rt: Runtime, scope: EventScope, p: EventListParams): Promise<{ data: Event[]; hasMore: boolean }> {
+  const filtered = (qb: AnyQuery) => {
+    let q = qb;
+    if (p.type !== undefined) q = q.where('type', '=', p.type);
+    if (p.delivery_success !== undefined) {
+      const unsuccessful = sql<boolean>`exists (select 1 from webhook_deliveries d where d.event_id = events.id and d.status <> 'succeeded')`;
+      q = q.where(p.delivery_success ? sql<boolean>`not ${unsuccessful}` : unsuccessful);
+    }
+    return q;
+  };
   const { rows, hasMore } = await listPage<EventRow>(
     rt.store.db,
     'events',
-    (qb) => {
-      let q = qb.where('account_id', '=', scope.accountId).where('livemode', '=', scope.livemode ? 1 : 0);
-      if (p.type !== undefined) q = q.where('type', '=', p.type);
-      if (p.delivery_success !== undefined) {
-        const unsuccessful = sql<boolean>`exists (select 1 from webhook_deliveries d where d.event_id = events.id and d.status <> 'succeeded')`;
-        q = q.where(p.delivery_success ? sql<boolean>`not ${unsuccessful}` : unsuccessful);
-      }
-      return q;
-    },
+    (qb) => qb.where('account_id', '=', scope.accountId).where('livemode', '=', mode(scope)),
     p,
+    'id',
+    filtered,
   );
   return { data: rows.map(eventObject), hasMore };
 }
@@ -76,7 +85,6 @@ export async function listEvents(rt: Runtime, scope: EventScope, p: EventListPar
  */
 async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<number> {
   if (ids.length === 0) return 0;
-  if (ids.length > REQUEUE_BATCH) throw new Error(`requeue takes at most ${REQUEUE_BATCH} deliveries at a time`);
   const base = () =>
     trx
       .updateTable('webhook_deliveries')
@@ -104,25 +112,36 @@ async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<
 }
 
 /**
- * POST /v1/events/{id}/resend and `tixian events resend`: every delivery of the event is sent again
- * now; an event that had no deliveries (no endpoint was subscribed when it happened) gets one per
- * endpoint subscribed now.
+ * POST /v1/events/{id}/resend and `tixian events resend`: every delivery of the event to an endpoint
+ * that still exists is sent again now. An event with no such delivery (no endpoint was subscribed
+ * when it happened, or every one it went to has been removed since) gets one per endpoint
+ * subscribed now.
  */
 export async function resendEvent(rt: Runtime, scope: EventScope | null, id: string): Promise<{ event: Event; requeued: number }> {
   const nowMs = rt.clock.nowMs();
   const result = await rt.store.transaction(async (trx) => {
-    const event = await findEvent(trx, scope, id);
-    const deliveries = await trx.selectFrom('webhook_deliveries').select('id').where('event_id', '=', id).limit(REQUEUE_BATCH).execute();
+    // Locked: two resends at once on PostgreSQL must not both find no delivery and both add them.
+    const event = await findEvent(trx, scope, id, rt.store.engine === 'postgres');
+    const deliveries = await trx
+      .selectFrom('webhook_deliveries as d')
+      .leftJoin('webhook_endpoints as ep', 'ep.id', 'd.endpoint_id')
+      .select(['d.id', 'd.endpoint_id', 'ep.disabled'])
+      .where('d.event_id', '=', id)
+      .limit(REQUEUE_BATCH)
+      .execute();
+    const active = deliveries.filter((d) => d.disabled === 0);
     let requeued: number;
-    if (deliveries.length === 0) {
-      const endpoints = await subscribedEndpoints(trx, event.app, event.livemode, event.type);
+    if (active.length > 0) {
+      requeued = await requeue(trx, active.map((d) => d.id), nowMs);
+    } else {
+      const had = new Set(deliveries.map((d) => d.endpoint_id));
+      const subscribed = await subscribedEndpoints(trx, event.app, event.livemode, event.type);
+      const endpoints = subscribed.filter((ep) => !had.has(ep.id));
       await insertDeliveries(trx, event, endpoints, nowMs);
       if (endpoints.length > 0) {
         await trx.updateTable('events').set((eb) => ({ pending_webhooks: eb('pending_webhooks', '+', endpoints.length) })).where('id', '=', id).execute();
       }
       requeued = endpoints.length;
-    } else {
-      requeued = await requeue(trx, deliveries.map((d) => d.id), nowMs);
     }
     const fresh = await trx.selectFrom('events').select(['body', 'pending_webhooks']).where('id', '=', id).executeTakeFirstOrThrow();
     return { event: eventObject(fresh), requeued };

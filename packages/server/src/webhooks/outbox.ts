@@ -1,4 +1,5 @@
 import type { Db } from '../store/db.ts';
+import { mode } from '../store/schema.ts';
 import { newEventId, newInternalId } from '../domain/ids.ts';
 import type { EventType } from '@tixian/sdk';
 
@@ -17,7 +18,10 @@ export interface EmitEvent {
 /** A bound on fan-out: every event writes one delivery row per subscribed endpoint. */
 export const MAX_ENDPOINTS_PER_APP_MODE = 16;
 
-/** Event types an endpoint gets when it names none: the two documented ones (see issue 5). */
+/**
+ * The event types tixian emits, the two documented ones (Ping++ §6.10, §13.1; see issue 5): the
+ * types an endpoint may subscribe to, and the ones it gets when it names none.
+ */
 export const DEFAULT_ENDPOINT_EVENTS: readonly EventType[] = ['balance.withdrawal.succeeded', 'balance.withdrawal.failed'];
 
 /**
@@ -31,7 +35,7 @@ export const DEFAULT_ENDPOINT_EVENTS: readonly EventType[] = ['balance.withdrawa
 export async function emitEvent(trx: Db, e: EmitEvent): Promise<string> {
   const id = newEventId(e.nowMs);
   const created = Math.floor(e.nowMs / 1000);
-  const livemode = e.livemode ? 1 : 0;
+  const livemode = mode(e);
   const subscribed = await subscribedEndpoints(trx, e.app, livemode, e.type);
   const body = JSON.stringify({
     id,

@@ -5,7 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
  * Ping++ RSA signature (which is always sent). The secret is `whsec_` + base64 of 32 random
  * bytes; the key is the decoded base64 part, and the signed content is `${id}.${timestamp}.${body}`.
  */
-export const STANDARD_SECRET_PREFIX = 'whsec_';
+const STANDARD_SECRET_PREFIX = 'whsec_';
 const SECRET_BYTES = 32;
 
 export function newStandardWebhookSecret(): string {
@@ -20,7 +20,7 @@ export function standardWebhookKey(secret: string): Buffer {
 }
 
 /** `v1,<base64 HMAC-SHA256>`: the value of the `webhook-signature` header. */
-export function standardWebhookSignature(key: Buffer, id: string, timestampS: number, body: string): string {
+function standardWebhookSignature(key: Buffer, id: string, timestampS: number, body: string): string {
   const mac = createHmac('sha256', key).update(`${id}.${timestampS}.`, 'utf8').update(body, 'utf8').digest('base64');
   return `v1,${mac}`;
 }

@@ -4,10 +4,11 @@ import type { Runtime } from '../../runtime.ts';
 import { seconds } from '../../clock.ts';
 import { errors } from '../../domain/errors.ts';
 import { signaturePolicy } from '../../services/app_settings.ts';
+import { BoundedCache } from '../../domain/bounded-cache.ts';
+import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
 const TIMESTAMP_HEADER = 'pingplusplus-request-timestamp';
-const RESPONSE_SIGNATURE_HEADER = 'x-pingplusplus-signature';
 // base64 of an 8192-bit signature (the largest key we accept) is 1368 characters.
 const SIGNATURE_MAX_CHARS = 2048;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -95,22 +96,15 @@ const SIGNED_MEMO_MAX = 1024;
  */
 export function registerResponseSignature(app: FastifyInstance, rt: Runtime): void {
   if (!rt.config.signResponses) return;
-  const memo = new Map<string, string>();
-  const signBody = (bytes: Buffer): string => {
-    const digest = createHash('sha256').update(bytes).digest('base64');
-    const known = memo.get(digest);
-    if (known !== undefined) return known;
-    const signature = rt.platformKey.sign(bytes);
-    if (memo.size >= SIGNED_MEMO_MAX) memo.delete(memo.keys().next().value as string);
-    memo.set(digest, signature);
-    return signature;
-  };
+  const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
+  const signBody = (bytes: Buffer): string =>
+    memo.getOrSet(createHash('sha256').update(bytes).digest('base64'), () => rt.platformKey.sign(bytes));
 
   app.addHook('onSend', async (_req, reply, payload) => {
     // JSON answers reach onSend as strings; a stream (none in this API) could not be signed up front.
-    if (typeof payload === 'string') reply.header(RESPONSE_SIGNATURE_HEADER, signBody(Buffer.from(payload, 'utf8')));
-    else if (Buffer.isBuffer(payload)) reply.header(RESPONSE_SIGNATURE_HEADER, signBody(payload));
-    else if (payload === null || payload === undefined) reply.header(RESPONSE_SIGNATURE_HEADER, signBody(EMPTY));
+    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, signBody(Buffer.from(payload, 'utf8')));
+    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(payload));
+    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(EMPTY));
     return payload;
   });
 }

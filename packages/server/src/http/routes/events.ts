@@ -1,9 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
+import { accountScopeOf } from '../context.ts';
 import { listObject } from '../lists.ts';
 import { ListQuery } from '../schemas.ts';
-import { listEvents, resendEvent, retrieveEvent, type EventScope } from '../../webhooks/events.ts';
+import { listEvents, resendEvent, retrieveEvent } from '../../webhooks/events.ts';
 
 /**
  * /v1/events — events (§13). Not app-scoped: the key's account and mode must own the event, and
@@ -18,24 +19,18 @@ const EventsQuery = Type.Object({
   delivery_success: Type.Optional(Type.Boolean()),
 });
 
-function eventScope(req: FastifyRequest): EventScope {
-  const principal = req.principal;
-  if (!principal) throw new Error('event routes need an authenticated request');
-  return { accountId: principal.accountId, livemode: principal.livemode };
-}
-
 export async function eventsRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
   app.get<{ Params: Static<typeof IdParams> }>('/events/:id', { schema: { params: IdParams } }, (req) =>
-    retrieveEvent(rt, eventScope(req), req.params.id),
+    retrieveEvent(rt, accountScopeOf(req), req.params.id),
   );
 
   app.get<{ Querystring: Static<typeof EventsQuery> }>('/events', { schema: { querystring: EventsQuery } }, async (req) => {
-    const { data, hasMore } = await listEvents(rt, eventScope(req), req.query);
+    const { data, hasMore } = await listEvents(rt, accountScopeOf(req), req.query);
     return listObject('/v1/events', data, hasMore);
   });
 
   app.post<{ Params: Static<typeof IdParams> }>('/events/:id/resend', { schema: { params: IdParams } }, async (req) => {
-    const { event } = await resendEvent(rt, eventScope(req), req.params.id);
+    const { event } = await resendEvent(rt, accountScopeOf(req), req.params.id);
     return event;
   });
 }
