@@ -21,6 +21,7 @@ import { validationError, paramName } from '../http/validation.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
+import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 
 export interface WithdrawalCreateParams {
@@ -52,7 +53,8 @@ export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
     channel: row.channel as WithdrawalChannel,
     created: row.created,
     description: row.description,
-    extra: parseJsonObject(row.extra),
+    // A settle account's recipient is shown masked wherever it appears (API objects and events).
+    extra: row.settle_account ? maskSettleAccountExtra(parseJsonObject(row.extra)) : parseJsonObject(row.extra),
     failure_msg: row.failure_msg,
     fee: row.fee,
     livemode: row.livemode === 1,
@@ -230,6 +232,9 @@ export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowM
     .where('app', '=', scope.app)
     .where('livemode', '=', mode(scope))
     .where('status', '=', 'created')
+    // A withdrawal joins one batch for life, checked in the statement that moves it: a check
+    // before the transaction could be overtaken by another batch taking it in between.
+    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
     .returningAll()
     .execute();
 }
@@ -263,6 +268,7 @@ export async function markCanceled(
     .where('app', '=', scope.app)
     .where('livemode', '=', mode(scope))
     .where('status', '=', 'created')
+    .$if(batch !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
     .returningAll()
     .executeTakeFirst();
   if (!row) return undefined;
