@@ -1,0 +1,171 @@
+import net from 'node:net';
+import { generateKeyPairSync } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../src/services/accounts.ts';
+import { updateSignatureSettings } from '../src/services/app_settings.ts';
+import { routesNeedingPrincipal } from '../src/http/plugins/auth.ts';
+import { maskSecretKey } from '../src/security/secrets.ts';
+import { describeEngines, Harness } from './helpers/harness.ts';
+
+/** Sends `requestLine` (plus headers) on a raw socket, so no client normalises the target; resolves to status and body. */
+function rawRequest(port: number, requestLine: string, headers: Record<string, string> = {}, body = ''): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? NaN);
+      resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+    });
+    const head = { host: 'x', connection: 'close', 'content-length': String(Buffer.byteLength(body)), ...headers };
+    // Not end(): a half-closed socket may be dropped before a slow answer; `connection: close` ends it.
+    socket.write(`${requestLine}\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+  });
+}
+
+/** `/v1/apps/:app/users/:user` → `/v1/apps/<app>/users/x` */
+const concrete = (url: string, appId: string) => url.replace(':app', appId).replace(/:[A-Za-z_]+/g, 'x');
+
+describeEngines('HTTP edge', (engine) => {
+  let h: Harness;
+  let port: number;
+
+  beforeAll(async () => {
+    h = await Harness.start(engine);
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    port = (h.app.server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  describe('authentication is decided by the matched route', () => {
+    it('a percent-encoded /v1 target without a key answers 401 on the wire', async () => {
+      const res = await rawRequest(port, `GET /%761/apps/${h.appId}/users HTTP/1.1`);
+      expect(res.status).toBe(401);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { type: 'invalid_request_error', code: 'missing_api_key' } });
+    });
+
+    it('an absolute-form target without a key answers 401 on the wire', async () => {
+      const res = await rawRequest(port, `GET http://x/v1/apps/${h.appId}/users HTTP/1.1`);
+      expect(res.status).toBe(401);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'missing_api_key' } });
+    });
+
+    it('the same targets with a key reach the route (the router does match them)', async () => {
+      const auth = { authorization: `Bearer ${h.testKey}` };
+      for (const line of [`GET /%761/apps/${h.appId}/users HTTP/1.1`, `GET http://x/v1/apps/${h.appId}/users HTTP/1.1`]) {
+        const res = await rawRequest(port, line, auth);
+        expect(res.status, line).toBe(200);
+        expect(JSON.parse(res.body)).toMatchObject({ object: 'list' });
+      }
+    });
+
+    it('a wrong key on a disguised target answers 401 invalid_api_key', async () => {
+      const res = await rawRequest(port, `GET http://x/v1/apps/${h.appId}/users HTTP/1.1`, { authorization: 'Bearer sk_test_' + 'Q'.repeat(24) });
+      expect(res.status).toBe(401);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'invalid_api_key' } });
+    });
+
+    it('inject: encoded and absolute-form targets without a key answer 401 and change nothing', async () => {
+      const before = await h.snapshot();
+      for (const url of [`/%761/apps/${h.appId}/users`, `/v%31/apps/${h.appId}/users`, `http://x/v1/apps/${h.appId}/users`]) {
+        const get = await h.request('GET', url, { key: null });
+        expect(get.status, url).toBe(401);
+        const post = await h.request('POST', url, { key: null, body: { id: 'edge_ghost' } });
+        expect(post.status, url).toBe(401);
+      }
+      expect(await h.snapshot()).toEqual(before);
+    });
+
+    it('a disguised target still needs the request signature its app requires', async () => {
+      const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const signed = await createApp(h.rt, { name: 'edge signed' });
+      await updateSignatureSettings(h.rt, signed.id, {
+        rsa_public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        require_signature_test: true,
+      });
+      const before = await h.snapshot();
+      for (const url of [`/v1/apps/${signed.id}/users`, `/%761/apps/${signed.id}/users`, `http://x/v1/apps/${signed.id}/users`]) {
+        const res = await h.request('POST', url, { key: signed.secret_key_test, body: { id: 'edge_unsigned' } });
+        expect(res.status, url).toBe(400);
+        expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'signature_missing' });
+      }
+      const wire = await rawRequest(port, `POST http://x/v1/apps/${signed.id}/users HTTP/1.1`, { authorization: `Bearer ${signed.secret_key_test}`, 'content-type': 'application/json' }, '{"id":"edge_unsigned"}');
+      expect(wire.status).toBe(400);
+      expect(JSON.parse(wire.body)).toMatchObject({ error: { code: 'signature_missing' } });
+      expect(await h.snapshot()).toEqual(before);
+    });
+
+    it('every route that needs a principal answers 401 without a key, whatever the spelling of its target', async () => {
+      const routes = routesNeedingPrincipal(h.app);
+      // The list is the app's own: a route module that registered nothing would be noticed here.
+      expect(routes.length).toBeGreaterThan(20);
+      expect(routes).toContainEqual({ method: 'POST', url: '/v1/apps/:app/withdrawals' });
+      expect(routes).toContainEqual({ method: 'GET', url: '/v1/events/:id' });
+      for (const route of routes) {
+        const path = concrete(route.url, h.appId);
+        for (const url of [path, path.replace('/v1/', '/%761/'), `http://x${path}`]) {
+          const res = await h.request(route.method as 'GET', url, { key: null, ...(route.method === 'POST' || route.method === 'PUT' ? { body: {} } : {}) });
+          expect(res.status, `${route.method} ${url}`).toBe(401);
+          if (route.method !== 'HEAD') expect(res.json.error.code, `${route.method} ${url}`).toBe('missing_api_key');
+        }
+      }
+    });
+
+    it('routes outside /v1 stay public', async () => {
+      expect(routesNeedingPrincipal(h.app).some((r) => r.url === '/healthz')).toBe(false);
+      expect((await h.request('GET', '/healthz', { key: null })).status).toBe(200);
+    });
+  });
+
+  describe('a wrong secret key always answers 401', () => {
+    const odd = ['"', '\\', '<', '%', ':', '\u0000', '\n', 'é', '密', '😀', ' ', '\u202e', '*'];
+    const keysOfLength = (n: number): string[] => {
+      const alnum = ('sk_test_' + 'abcDEF0123456789'.repeat(6)).slice(0, n);
+      const live = ('sk_live_' + 'Z9'.repeat(40)).slice(0, n);
+      const weird = Array.from({ length: n }, (_, i) => odd[(i * 7 + n) % odd.length]).join('');
+      return [alnum, live, weird];
+    };
+
+    it('for every length 0..80, plain and odd characters, Bearer and Basic', async () => {
+      for (let n = 0; n <= 80; n++) {
+        for (const key of keysOfLength(n)) {
+          const basic = 'Basic ' + Buffer.from(key + ':', 'utf8').toString('base64');
+          const headers = [basic];
+          // Header values must be Latin-1 without controls; other keys can only travel base64-encoded.
+          if (/^[\x21-\x7e]+$/.test(key)) headers.push('Bearer ' + key);
+          for (const authorization of headers) {
+            const res = await h.request('GET', h.appPath('/users'), { key: null, headers: { authorization } });
+            expect(res.status, `${JSON.stringify(key)} via ${authorization.split(' ')[0]}`).toBe(401);
+            expect(res.json.error.type).toBe('invalid_request_error');
+            expect(['invalid_api_key', 'missing_api_key']).toContain(res.json.error.code);
+            if (key.length >= 4) expect(res.json.error.message).not.toContain(key);
+          }
+        }
+      }
+    });
+  });
+});
+
+describe('maskSecretKey', () => {
+  it('never throws and never shows more than it hides, for any length', () => {
+    for (let n = 0; n <= 200; n++) {
+      const key = 'k'.repeat(n);
+      const masked = maskSecretKey(key);
+      const shown = masked.replace(/\*/g, '').length;
+      expect(masked.length, `length ${n}`).toBe(Math.min(n, 64));
+      expect(masked.length - shown, `length ${n}`).toBeGreaterThanOrEqual(Math.min(8, Math.ceil((n * 2) / 3)));
+      if (n >= 2) expect(masked, `length ${n}`).not.toBe(key);
+    }
+  });
+
+  it('keeps the shape a merchant can recognise for a real-length key', () => {
+    expect(maskSecretKey('sk_test_ibbTe5jLGCi5rzfH4OqPW9KC')).toBe('sk_test_ibbT*****************9KC');
+    expect(maskSecretKey('sk_test_abcde')).toBe('sk_**********');
+    expect(maskSecretKey('ab\u0000\n密')).toBe('a****');
+  });
+});
