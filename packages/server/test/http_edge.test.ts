@@ -169,3 +169,47 @@ describe('maskSecretKey', () => {
     expect(maskSecretKey('ab\u0000\n密')).toBe('a****');
   });
 });
+
+describeEngines('HTTP edge: request bodies', (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start(engine);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const nested = (levels: number, open: string, close: string, leaf = '1') => `{"id":"u_deep","metadata":${open.repeat(levels)}${leaf}${close.repeat(levels)}}`;
+
+  it.each([
+    ['objects', 40_000, '{"a":', '}'],
+    ['arrays', 40_000, '[', ']'],
+    ['objects, just over the cap', 32, '{"a":', '}'],
+    ['arrays, just over the cap', 32, '[', ']'],
+  ])('%s nested %i levels deep answer 400 and change nothing', async (_name, levels, open, close) => {
+    const before = await h.snapshot();
+    const res = await h.request('POST', h.appPath('/users'), { rawBody: nested(levels, open, close), headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_parameter', param: 'body' });
+    expect(res.json.error.message).toContain('32');
+    expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('nesting up to the cap passes the body check (and then meets the schema)', async () => {
+    // 1 (the body) + 31 levels of metadata = 32.
+    const res = await h.request('POST', h.appPath('/users'), { rawBody: nested(31, '{"a":', '}'), headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect(res.json.error.param).not.toBe('body');
+    expect(res.json.error.param).toMatch(/^metadata/);
+  });
+
+  it('U+0000 is still found in document order, keys naming their object', async () => {
+    const body = `{"id":"u_nul","metadata":{"a":"ok","b\\u0000":"x"},"name":"a\\u0000"}`;
+    const res = await h.request('POST', h.appPath('/users'), { rawBody: body, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect(res.json.error.param).toBe('metadata');
+    const deep = `{"id":"u_nul","metadata":{"a":"ok"},"name":"a\\u0000"}`;
+    const res2 = await h.request('POST', h.appPath('/users'), { rawBody: deep, headers: { 'content-type': 'application/json' } });
+    expect(res2.json.error.param).toBe('name');
+  });
+});
