@@ -213,3 +213,86 @@ describeEngines('HTTP edge: request bodies', (engine) => {
     expect(res2.json.error.param).toBe('name');
   });
 });
+
+describeEngines('HTTP edge: validation messages', (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start(engine);
+    await h.createUser('v_user');
+    await h.fund('v_user', 10_000);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const en = { 'accept-language': 'en' };
+  const withdrawal = { user: 'v_user', amount: 100, channel: 'alipay', order_no: 'v0001', extra: { account: 'a@b.cn', name: '张三' } };
+  const post = (path: string, body: unknown) => h.request('POST', h.appPath(path), { body, headers: en });
+
+  it('a misspelt parameter is named as unknown, not reported as the missing one', async () => {
+    const before = await h.snapshot();
+    const { amount: _amount, ...rest } = withdrawal;
+    const res = await post('/withdrawals', { ...rest, ammount: 100 });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toEqual({
+      type: 'invalid_request_error',
+      code: 'unknown_parameter',
+      param: 'ammount',
+      message: 'Unknown parameter ammount.',
+    });
+    expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('an unknown parameter wins over any other error, wherever it is', async () => {
+    const cases: [string, string, unknown, string][] = [
+      ['top level, beside a wrong type', '/withdrawals', { ...withdrawal, amount: 'x', colour: 'red' }, 'colour'],
+      ['top level, beside a bad enum', '/withdrawals', { ...withdrawal, channel: 'bitcoin', colour: 'red' }, 'colour'],
+      ['user create, misspelt and missing id', '/users', { idd: 'v_x' }, 'idd'],
+      ['bonus, misspelt amount', '/balance_bonuses', { user: 'v_user', amout: 1, order_no: 'b1' }, 'amout'],
+      [
+        'settle account recipient, beside a missing name',
+        '/users/v_user/settle_accounts',
+        { channel: 'alipay', recipient: { account: 'a@b.cn', nmae: '张三' } },
+        'recipient[nmae]',
+      ],
+      ['a key holding a slash', '/users', { 'a/b': 1 }, 'a/b'],
+    ];
+    for (const [name, path, body, param] of cases) {
+      const res = await post(path, body);
+      expect(res.status, name).toBe(400);
+      expect(res.json.error, name).toMatchObject({ type: 'invalid_request_error', code: 'unknown_parameter', param });
+      expect(res.json.error.message, name).toBe(`Unknown parameter ${param}.`);
+    }
+  });
+
+  it('without unknown keys, a missing parameter is still reported as missing', async () => {
+    const { amount: _amount, ...rest } = withdrawal;
+    const res = await post('/withdrawals', rest);
+    expect(res.json.error).toMatchObject({ code: 'missing_parameter', param: 'amount' });
+  });
+
+  it('an invalid enum value lists the allowed ones', async () => {
+    const res = await post('/withdrawals', { ...withdrawal, channel: 'bitcoin' });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_parameter', param: 'channel' });
+    expect(res.json.error.message).toBe('Invalid parameter channel: must be one of: unionpay, alipay, wx, wx_pub, wx_lite, allinpay, jdpay.');
+
+    const zh = await h.request('POST', h.appPath('/withdrawals'), { body: { ...withdrawal, channel: 'bitcoin' } });
+    expect(zh.json.error.message).toContain('unionpay、alipay、wx、wx_pub、wx_lite、allinpay、jdpay');
+
+    const status = await h.request('PUT', h.appPath('/withdrawals/1700000000'), { body: { status: 'done' }, headers: en });
+    expect(status.json.error).toMatchObject({ param: 'status', message: 'Invalid parameter status: must be one of: pending, canceled.' });
+
+    const query = await h.request('GET', h.appPath('/withdrawals?status=done'), { headers: en });
+    expect(query.json.error.message).toBe('Invalid parameter status: must be one of: created, pending, succeeded, failed, canceled.');
+
+    const gender = await post('/users', { id: 'v_gender', gender: 'X' });
+    expect(gender.json.error.message).toBe('Invalid parameter gender: must be one of: MALE, FEMALE, "".');
+
+    const extra = await post('/withdrawals', { ...withdrawal, extra: { ...withdrawal.extra, account_type: 'EMAIL' } });
+    expect(extra.json.error).toMatchObject({ param: 'extra[account_type]', message: 'Invalid parameter extra[account_type]: must be one of: ALIPAY_USERID, ALIPAY_LOGONID.' });
+
+    const plainEnum = await post('/users/v_user/settle_accounts', { channel: 'paypal', recipient: { account: 'a', name: 'b' } });
+    expect(plainEnum.json.error.message).toBe('Invalid parameter channel: must be one of: alipay, wx, wx_pub, wx_lite, bank_account.');
+  });
+});

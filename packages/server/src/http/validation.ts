@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { FastifySchemaCompiler } from 'fastify';
 import { errors, type ApiError } from '../domain/errors.ts';
 
@@ -10,20 +10,157 @@ import { errors, type ApiError } from '../domain/errors.ts';
 const bodyAjv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
 const queryAjv = new Ajv({ allErrors: false, coerceTypes: true, useDefaults: true, removeAdditional: false, strict: false });
 
+/**
+ * Ajv checks an object's `required` before its unknown keys and stops at the first error, so
+ * `{"ammount": 100}` would be answered "missing amount". An unknown key is the likelier mistake
+ * and the more useful answer, so on failure the body is searched for one first (valid requests pay
+ * nothing for it).
+ */
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) => {
   const ajv = httpPart === 'body' ? bodyAjv : queryAjv;
-  return ajv.compile(schema as object) as ReturnType<FastifySchemaCompiler<unknown>>;
+  const validate = ajv.compile(schema as object);
+  const checked = Object.assign(
+    (data: unknown): boolean => {
+      if (validate(data)) {
+        checked.errors = null;
+        return true;
+      }
+      const unknown = firstUnknownKey(ajv, schema as Schema, data, '');
+      checked.errors = unknown ? [unknown] : (validate.errors ?? null);
+      return false;
+    },
+    { errors: null as ErrorObject[] | null },
+  );
+  return checked;
 };
+
+/** The parts of JSON Schema that decide which keys an object may have. */
+type Schema =
+  | boolean
+  | {
+      type?: string | string[];
+      properties?: Record<string, Schema>;
+      patternProperties?: Record<string, Schema>;
+      additionalProperties?: Schema;
+      items?: Schema | Schema[];
+      anyOf?: Schema[];
+      oneOf?: Schema[];
+      allOf?: Schema[];
+      if?: Schema;
+      then?: Schema;
+      else?: Schema;
+    };
+
+function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+function admits(schema: Schema, v: unknown): boolean {
+  if (typeof schema === 'boolean') return schema;
+  if (schema.type === undefined) return true;
+  const t = jsonType(v);
+  return [schema.type].flat().some((s) => s === t || (t === 'number' && s === 'integer'));
+}
+
+const pointer = (key: string) => '/' + key.replaceAll('~', '~0').replaceAll('/', '~1');
+
+/**
+ * The first key the schema does not allow, in document order, shallower keys of an object before
+ * its children's, as an Ajv `additionalProperties` error; or null. It follows `properties`, array
+ * `items`, `allOf`, `if`/`then`/`else` (the `if` run by Ajv), and the one branch of an
+ * `anyOf`/`oneOf` that admits the value's JSON type (a nullable object); where that is ambiguous
+ * it does not guess and Ajv's own error stands.
+ * Recursion follows the schema, which is finite and shallow; the loops are bounded by the body.
+ */
+function firstUnknownKey(ajv: Ajv, schema: Schema, data: unknown, path: string): ErrorObject | null {
+  if (typeof schema === 'boolean' || data === null || typeof data !== 'object') return null;
+  for (const sub of schema.allOf ?? []) {
+    const found = firstUnknownKey(ajv, sub, data, path);
+    if (found) return found;
+  }
+  if (schema.if !== undefined) {
+    const branch = conditionHolds(ajv, schema.if, data) ? schema.then : schema.else;
+    const found = branch === undefined ? null : firstUnknownKey(ajv, branch, data, path);
+    if (found) return found;
+  }
+  for (const union of [schema.anyOf, schema.oneOf]) {
+    if (!union) continue;
+    const candidates = union.filter((s) => admits(s, data));
+    if (candidates.length === 1) {
+      const found = firstUnknownKey(ajv, candidates[0]!, data, path);
+      if (found) return found;
+    }
+  }
+  if (Array.isArray(data)) {
+    const items = schema.items;
+    if (items === undefined) return null;
+    for (let i = 0; i < data.length; i++) {
+      const found = firstUnknownKey(ajv, Array.isArray(items) ? (items[i] ?? true) : items, data[i], `${path}/${i}`);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (!admits(schema, data)) return null;
+  const children: [Schema, unknown, string][] = [];
+  for (const [key, value] of Object.entries(data)) {
+    const known = schema.properties && Object.hasOwn(schema.properties, key) ? schema.properties[key]! : undefined;
+    const patterned = Object.entries(schema.patternProperties ?? {})
+      .filter(([re]) => new RegExp(re, 'u').test(key))
+      .map(([, s]) => s);
+    if (known === undefined && patterned.length === 0) {
+      if (schema.additionalProperties === false) {
+        return {
+          keyword: 'additionalProperties',
+          instancePath: path,
+          schemaPath: '#/additionalProperties',
+          params: { additionalProperty: key },
+          message: 'must NOT have additional properties',
+        };
+      }
+      if (schema.additionalProperties !== undefined) children.push([schema.additionalProperties, value, path + pointer(key)]);
+    }
+    if (known !== undefined) children.push([known, value, path + pointer(key)]);
+    for (const s of patterned) children.push([s, value, path + pointer(key)]);
+  }
+  for (const [sub, value, at] of children) {
+    const found = firstUnknownKey(ajv, sub, value, at);
+    if (found) return found;
+  }
+  return null;
+}
+
+const conditions = new WeakMap<Ajv, WeakMap<object, ValidateFunction>>();
+
+/** Runs an `if` schema, compiled once per schema object (schemas live as long as the app). */
+function conditionHolds(ajv: Ajv, schema: Schema, data: unknown): boolean {
+  if (typeof schema === 'boolean') return schema;
+  let compiled = conditions.get(ajv);
+  if (!compiled) conditions.set(ajv, (compiled = new WeakMap()));
+  let validate = compiled.get(schema);
+  if (!validate) compiled.set(schema, (validate = ajv.compile(schema)));
+  return validate(data) === true;
+}
 
 /** `/extra/account` → `extra[account]`, the bracket form Ping++ uses in `param`. */
 export function paramName(instancePath: string, child?: string): string {
-  const parts = instancePath.split('/').filter(Boolean);
+  const parts = instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
   if (child !== undefined) parts.push(child);
   if (parts.length === 0) return '';
   return parts[0] + parts.slice(1).map((p) => `[${p}]`).join('');
 }
 
-export function validationError(err: ErrorObject | undefined): ApiError {
+/**
+ * The ApiError for Ajv's errors (the first decides; pass them all, so that a union of constants
+ * can list every allowed value).
+ */
+export function validationError(errs: ErrorObject | readonly ErrorObject[] | null | undefined): ApiError {
+  const all = errs === null || errs === undefined ? [] : Array.isArray(errs) ? (errs as readonly ErrorObject[]) : [errs as ErrorObject];
+  const err = all[0];
   if (!err) return errors.badJson();
   const p = err.params as Record<string, unknown>;
   switch (err.keyword) {
@@ -43,11 +180,8 @@ export function validationError(err: ErrorObject | undefined): ApiError {
     case 'maxLength':
       return errors.invalidParam(paramName(err.instancePath), err.message ?? 'has a wrong length', '长度不正确');
     case 'enum':
-      return errors.invalidParam(
-        paramName(err.instancePath),
-        `must be one of ${(p.allowedValues as unknown[]).join(', ')}`,
-        `必须是 ${(p.allowedValues as unknown[]).join('、')} 之一`,
-      );
+    case 'const':
+      return oneOfError(err.instancePath, allowedValues(all, err.instancePath));
     case 'pattern':
       return errors.invalidParam(paramName(err.instancePath), 'has an invalid format', '格式不正确');
     case 'maxProperties':
@@ -57,6 +191,27 @@ export function validationError(err: ErrorObject | undefined): ApiError {
     default:
       return errors.invalidParam(paramName(err.instancePath) || 'body', err.message ?? 'is invalid', '不正确');
   }
+}
+
+/**
+ * A TypeBox union of literals fails as one `const` error per literal (then `anyOf`), a plain
+ * `enum` as one error: either way, every value allowed at that place.
+ */
+function allowedValues(all: readonly ErrorObject[], instancePath: string): unknown[] {
+  const values: unknown[] = [];
+  for (const e of all) {
+    if (e.instancePath !== instancePath) continue;
+    const p = e.params as Record<string, unknown>;
+    if (e.keyword === 'const') values.push(p.allowedValue);
+    else if (e.keyword === 'enum') values.push(...(p.allowedValues as unknown[]));
+  }
+  return [...new Set(values)];
+}
+
+function oneOfError(instancePath: string, values: unknown[]): ApiError {
+  const shown = values.map((v) => (typeof v === 'string' && v !== '' ? v : JSON.stringify(v))).join(', ');
+  const shownZh = values.map((v) => (typeof v === 'string' && v !== '' ? v : JSON.stringify(v))).join('、');
+  return errors.invalidParam(paramName(instancePath), `must be one of: ${shown}`, `必须是 ${shownZh} 之一`);
 }
 
 function describeType(type: string): string {

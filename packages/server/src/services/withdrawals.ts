@@ -81,8 +81,7 @@ function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>
   const extra = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
   const validate = extraValidators[channel];
   if (!validate(extra)) {
-    const e = validate.errors?.[0];
-    throw validationError(e ? { ...e, instancePath: '/extra' + e.instancePath } : undefined);
+    throw validationError(validate.errors?.map((e) => ({ ...e, instancePath: '/extra' + e.instancePath })));
   }
   const missing = missingExtraKey(channel, extra);
   if (missing) throw errors.missingParam(paramName('/extra', missing));
