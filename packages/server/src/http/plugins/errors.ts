@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, errors } from '../../domain/errors.ts';
 import { language } from '../context.ts';
-import { validationError } from '../validation.ts';
+import { validationError } from '../../domain/validation-errors.ts';
 
 /**
  * The only place errors become JSON. Known errors keep their status; anything unexpected is a
