@@ -35,6 +35,8 @@ export interface RouteRef {
   url: string;
 }
 
+const isV1 = (url: string) => url === '/v1' || url.startsWith('/v1/');
+
 const guardedRoutes = new WeakMap<FastifyInstance, RouteRef[]>();
 
 /** Every route registered on `app` that answers only with a principal (tests check each one). */
@@ -48,10 +50,9 @@ export function routesNeedingPrincipal(app: FastifyInstance): readonly RouteRef[
  * (`GET http://host/v1/...`), so a prefix test on `req.url` can be walked around.
  */
 export function needsPrincipal(req: FastifyRequest): boolean {
-  return req.routeOptions.config.needsPrincipal === true;
+  // The pattern test also covers a /v1 route registered before this plugin's onRoute hook: fail closed.
+  return req.routeOptions.config.needsPrincipal === true || isV1(req.routeOptions.url ?? '');
 }
-
-const isV1 = (url: string) => url === '/v1' || url.startsWith('/v1/');
 
 export function registerAuth(app: FastifyInstance, auth: Authenticator): void {
   const guarded: RouteRef[] = [];

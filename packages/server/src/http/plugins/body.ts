@@ -48,7 +48,7 @@ const nulError = (param: string) => errors.invalidParam(param, 'must not contain
  * No request of the API nests deeper than 4 (a batch's recipients' extra); 32 leaves room. The cap
  * keeps every later walk of the body (schema validation, serialisation, logging) shallow.
  */
-export const MAX_BODY_DEPTH = 32;
+const MAX_BODY_DEPTH = 32;
 
 const tooDeepError = () =>
   errors.invalidParam('body', `must not nest objects or arrays more than ${MAX_BODY_DEPTH} levels deep`, `对象或数组嵌套不能超过 ${MAX_BODY_DEPTH} 层`);
