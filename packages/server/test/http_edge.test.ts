@@ -22,7 +22,8 @@ function rawRequest(port: number, requestLine: string, headers: Record<string, s
     });
     const head = { host: 'x', connection: 'close', 'content-length': String(Buffer.byteLength(body)), ...headers };
     // Not end(): a half-closed socket may be dropped before a slow answer; `connection: close` ends it.
-    socket.write(`${requestLine}\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+    // Latin-1: one byte per character, so header bytes above 0x7f arrive as written (obs-text).
+    socket.write(`${requestLine}\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`, 'latin1');
   });
 }
 
@@ -148,6 +149,30 @@ describeEngines('HTTP edge', (engine) => {
         }
       }
     });
+  });
+});
+
+describeEngines('HTTP edge: keys as raw bytes', (engine) => {
+  let h: Harness;
+  let port: number;
+  beforeAll(async () => {
+    h = await Harness.start(engine);
+    await h.app.listen({ port: 0, host: '127.0.0.1' });
+    port = (h.app.server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('a Bearer key with bytes no HTTP client would send (obs-text, quotes) answers 401', async () => {
+    for (const n of [1, 5, 13, 14, 15, 24, 32, 80]) {
+      // Sent as Latin-1 bytes, so the server sees exactly n characters (13 and 14 once answered 500).
+      for (const key of [('sk_test_é' + 'ñ'.repeat(n)).slice(0, n), ('"\\<%' + 'ÿ'.repeat(n)).slice(0, n), ('sk_test_' + '\u00a0'.repeat(n)).slice(0, n)]) {
+        const res = await rawRequest(port, `GET /v1/apps/${h.appId}/users HTTP/1.1`, { authorization: `Bearer ${key}` });
+        expect(res.status, JSON.stringify(key)).toBe(401);
+        expect(JSON.parse(res.body).error.code).toBe('invalid_api_key');
+      }
+    }
   });
 });
 
