@@ -2,10 +2,13 @@ import net from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Type } from '@sinclair/typebox';
 import { createApp } from '../src/services/accounts.ts';
 import { updateSignatureSettings } from '../src/services/app_settings.ts';
 import { routesNeedingPrincipal } from '../src/http/plugins/auth.ts';
 import { maskSecretKey } from '../src/security/secrets.ts';
+import { validatorCompiler } from '../src/http/validation.ts';
+import { validationError } from '../src/domain/validation-errors.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 
 /** Sends `requestLine` (plus headers) on a raw socket, so no client normalises the target; resolves to status and body. */
@@ -280,7 +283,14 @@ describeEngines('HTTP edge: validation messages', (engine) => {
         { channel: 'alipay', recipient: { account: 'a@b.cn', nmae: '张三' } },
         'recipient[nmae]',
       ],
+      [
+        'settle account, top level before the recipient',
+        '/users/v_user/settle_accounts',
+        { channel: 'alipay', recipient: { account: 'a@b.cn', nmae: '张三' }, colour: 'red' },
+        'colour',
+      ],
       ['a key holding a slash', '/users', { 'a/b': 1 }, 'a/b'],
+      ['batch, beside too few withdrawals', '/batch_withdrawals', { withdrawals: [], colour: 1 }, 'colour'],
     ];
     for (const [name, path, body, param] of cases) {
       const res = await post(path, body);
@@ -319,5 +329,41 @@ describeEngines('HTTP edge: validation messages', (engine) => {
 
     const plainEnum = await post('/users/v_user/settle_accounts', { channel: 'paypal', recipient: { account: 'a', name: 'b' } });
     expect(plainEnum.json.error.message).toBe('Invalid parameter channel: must be one of: alipay, wx, wx_pub, wx_lite, bank_account.');
+  });
+});
+
+describe('validatorCompiler: unknown keys first, at any depth', () => {
+  const Item = Type.Object({ account: Type.String(), name: Type.String() }, { additionalProperties: false });
+  const schema = Type.Object(
+    {
+      amount: Type.Integer(),
+      items: Type.Array(Item),
+      nested: Type.Optional(Type.Union([Type.Object({ inner: Type.Optional(Item) }, { additionalProperties: false }), Type.Null()])),
+    },
+    { additionalProperties: false },
+  );
+  const validate = validatorCompiler({ schema, httpPart: 'body', method: 'POST', url: '/x' }) as ((d: unknown) => boolean) & { errors: never };
+  const answer = (data: unknown) => {
+    expect(validate(data)).toBe(false);
+    return validationError(validate.errors);
+  };
+
+  it.each([
+    ['an array item', { amount: 'x', items: [{ account: 'a', name: 'n' }, { account: 'a', nmae: 'n' }] }, 'items[1][nmae]'],
+    ['inside a nullable object', { items: [], nested: { inner: { account: 1, extra: 1 } } }, 'nested[inner][extra]'],
+    ['the shallower one first', { items: [{ account: 'a', bad: 1 }], zzz: 1 }, 'zzz'],
+  ])('%s', (_name, data, param) => {
+    expect(answer(data)).toMatchObject({ code: 'unknown_parameter', param });
+  });
+
+  it('a valid value passes and leaves no errors behind', () => {
+    answer({ amount: 1, items: [{ account: 'a', nmae: 'n' }] });
+    expect(validate({ amount: 1, items: [{ account: 'a', name: 'n' }], nested: null })).toBe(true);
+    expect(validate.errors).toBeNull();
+  });
+
+  it('without unknown keys, the first Ajv error stands', () => {
+    expect(answer({ items: [] })).toMatchObject({ code: 'missing_parameter', param: 'amount' });
+    expect(answer({ amount: 1, items: [{ account: 'a' }] })).toMatchObject({ code: 'missing_parameter', param: 'items[0][name]' });
   });
 });

@@ -66,8 +66,8 @@ function admits(schema: Schema, v: unknown): boolean {
 const pointer = (key: string) => '/' + key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 /**
- * The first key the schema does not allow, in document order, shallower keys of an object before
- * its children's, as an Ajv `additionalProperties` error; or null. It follows `properties`, array
+ * The first key the schema does not allow, as an Ajv `additionalProperties` error, or null: an
+ * object's own keys (in document order) before those of its children. It follows `properties`, array
  * `items`, `allOf`, `if`/`then`/`else` (the `if` run by Ajv), and the one branch of an
  * `anyOf`/`oneOf` that admits the value's JSON type (a nullable object); where that is ambiguous
  * it does not guess and Ajv's own error stands.
@@ -75,53 +75,47 @@ const pointer = (key: string) => '/' + key.replaceAll('~', '~0').replaceAll('/',
  */
 function firstUnknownKey(ajv: Ajv, schema: Schema, data: unknown, path: string): ErrorObject | null {
   if (typeof schema === 'boolean' || data === null || typeof data !== 'object') return null;
-  for (const sub of schema.allOf ?? []) {
-    const found = firstUnknownKey(ajv, sub, data, path);
-    if (found) return found;
-  }
-  if (schema.if !== undefined) {
-    const branch = conditionHolds(ajv, schema.if, data) ? schema.then : schema.else;
-    const found = branch === undefined ? null : firstUnknownKey(ajv, branch, data, path);
-    if (found) return found;
-  }
-  for (const union of [schema.anyOf, schema.oneOf]) {
-    if (!union) continue;
-    const candidates = union.filter((s) => admits(s, data));
-    if (candidates.length === 1) {
-      const found = firstUnknownKey(ajv, candidates[0]!, data, path);
-      if (found) return found;
-    }
-  }
-  if (Array.isArray(data)) {
-    const items = schema.items;
-    if (items === undefined) return null;
-    for (let i = 0; i < data.length; i++) {
-      const found = firstUnknownKey(ajv, Array.isArray(items) ? (items[i] ?? true) : items, data[i], `${path}/${i}`);
-      if (found) return found;
-    }
-    return null;
-  }
-  if (!admits(schema, data)) return null;
+  const isObject = !Array.isArray(data) && admits(schema, data);
+  // 1. This object's own keys.
   const children: [Schema, unknown, string][] = [];
-  for (const [key, value] of Object.entries(data)) {
+  for (const [key, value] of isObject ? Object.entries(data) : []) {
+    const at = path + pointer(key);
     const known = schema.properties && Object.hasOwn(schema.properties, key) ? schema.properties[key]! : undefined;
     const patterned = Object.entries(schema.patternProperties ?? {})
       .filter(([re]) => new RegExp(re, 'u').test(key))
       .map(([, s]) => s);
-    if (known === undefined && patterned.length === 0) {
-      if (schema.additionalProperties === false) {
-        return {
-          keyword: 'additionalProperties',
-          instancePath: path,
-          schemaPath: '#/additionalProperties',
-          params: { additionalProperty: key },
-          message: 'must NOT have additional properties',
-        };
-      }
-      if (schema.additionalProperties !== undefined) children.push([schema.additionalProperties, value, path + pointer(key)]);
+    if (known !== undefined) children.push([known, value, at]);
+    for (const s of patterned) children.push([s, value, at]);
+    if (known !== undefined || patterned.length > 0 || schema.additionalProperties === undefined) continue;
+    if (schema.additionalProperties === false) {
+      return {
+        keyword: 'additionalProperties',
+        instancePath: path,
+        schemaPath: '#/additionalProperties',
+        params: { additionalProperty: key },
+        message: 'must NOT have additional properties',
+      };
     }
-    if (known !== undefined) children.push([known, value, path + pointer(key)]);
-    for (const s of patterned) children.push([s, value, path + pointer(key)]);
+    children.push([schema.additionalProperties, value, at]);
+  }
+  // 2. Subschemas that apply to this same value.
+  const alike: Schema[] = [...(schema.allOf ?? [])];
+  if (schema.if !== undefined) {
+    const branch = conditionHolds(ajv, schema.if, data) ? schema.then : schema.else;
+    if (branch !== undefined) alike.push(branch);
+  }
+  for (const union of [schema.anyOf, schema.oneOf]) {
+    const candidates = (union ?? []).filter((s) => admits(s, data));
+    if (candidates.length === 1) alike.push(candidates[0]!);
+  }
+  for (const sub of alike) {
+    const found = firstUnknownKey(ajv, sub, data, path);
+    if (found) return found;
+  }
+  // 3. Its children: property values, array items.
+  if (Array.isArray(data) && schema.items !== undefined) {
+    const items = schema.items;
+    data.forEach((item, i) => children.push([Array.isArray(items) ? (items[i] ?? true) : items, item, `${path}/${i}`]));
   }
   for (const [sub, value, at] of children) {
     const found = firstUnknownKey(ajv, sub, value, at);
