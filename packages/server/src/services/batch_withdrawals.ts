@@ -5,7 +5,7 @@ import type { Db } from '../store/db.ts';
 import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
-import { listPage, listObject, type ListParams } from '../http/lists.ts';
+import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
 import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
 

@@ -16,8 +16,8 @@ import {
   WITHDRAWAL_CHANNELS,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
-import { listPage, whereCreated, type AnyQuery, type ListParams } from '../http/lists.ts';
-import { validationError, paramName } from '../http/validation.ts';
+import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
+import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
@@ -83,8 +83,7 @@ function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>
   const extra = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
   const validate = extraValidators[channel];
   if (!validate(extra)) {
-    const e = validate.errors?.[0];
-    throw validationError(e ? { ...e, instancePath: '/extra' + e.instancePath } : undefined);
+    throw validationError(validate.errors?.map((e) => ({ ...e, instancePath: '/extra' + e.instancePath })));
   }
   const missing = missingExtraKey(channel, extra);
   if (missing) throw errors.missingParam(paramName('/extra', missing));
