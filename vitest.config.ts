@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts'],
+    // Build dist/ first: the `tixian` bin that CLI tests spawn runs the compiled output.
+    globalSetup: ['scripts/vitest-global-setup.mjs'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
