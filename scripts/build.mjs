@@ -5,7 +5,7 @@
 // `tsc -b` is incremental (its .tsbuildinfo files live in dist/, so deleting dist/ rebuilds):
 // with nothing changed it takes about half a second.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,9 @@ if (result.status !== 0) process.exit(result.status ?? 1);
 
 // The SDK package is "type": "module"; this tells Node and TypeScript that dist/cjs (its .js and
 // .d.ts files) is CommonJS.
-const cjsDir = path.join(root, 'packages/sdk/dist/cjs');
-mkdirSync(cjsDir, { recursive: true });
-writeFileSync(path.join(cjsDir, 'package.json'), '{\n  "type": "commonjs"\n}\n');
+const cjsMarker = path.join(root, 'packages/sdk/dist/cjs/package.json');
+const marker = '{\n  "type": "commonjs"\n}\n';
+if (!existsSync(cjsMarker) || readFileSync(cjsMarker, 'utf8') !== marker) {
+  mkdirSync(path.dirname(cjsMarker), { recursive: true });
+  writeFileSync(cjsMarker, marker);
+}
