@@ -156,6 +156,9 @@ describe('the packed tarballs', () => {
     expect(Object.keys(manifest.dependencies)).not.toContain('tsx');
     expect(Object.keys(manifest.dependencies)).not.toContain('@tixian/sdk');
     expect(existsSync(path.join(app, 'node_modules/tsx'))).toBe(false);
+    // The server uses the SDK's types only: no compiled module may load it.
+    const loadingSdk = files.filter((f) => f.endsWith('.js') && readFileSync(path.join(app, 'node_modules/tixian', f), 'utf8').includes('@tixian/sdk'));
+    expect(loadingSdk).toEqual([]);
   });
 });
 
