@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: load tests against a real `tixian serve` (a benchmark, not a test).
-// Runs the TypeScript sources through tsx's loader, like bin/tixian.mjs.
+// Runs the bench's TypeScript sources through tsx's loader (tsx is a devDependency); the server
+// it starts is bin/tixian.mjs, the compiled dist/ (`npm run bench` builds first).
 import { register } from 'tsx/esm/api';
 
 register();
