@@ -72,16 +72,19 @@ export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
 }
 
 const extraAjv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, strict: false });
-const extraValidators = Object.fromEntries(WITHDRAWAL_CHANNELS.map((c) => [c, extraAjv.compile(EXTRA_SCHEMAS[c])])) as Record<
-  WithdrawalChannel,
-  ReturnType<typeof extraAjv.compile>
->;
+// Compiled on first use per channel, to keep start-up short.
+const extraValidators = new Map<WithdrawalChannel, ReturnType<typeof extraAjv.compile>>();
+function extraValidator(channel: WithdrawalChannel): ReturnType<typeof extraAjv.compile> {
+  let validate = extraValidators.get(channel);
+  if (!validate) extraValidators.set(channel, (validate = extraAjv.compile(EXTRA_SCHEMAS[channel])));
+  return validate;
+}
 
 /** Per-channel `extra` check: schema, then the required keys (with aliases), then normalisation. */
 function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>): Record<string, unknown> {
   // SDK examples send explicit nulls for keys they do not use: null means "not sent".
   const extra = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
-  const validate = extraValidators[channel];
+  const validate = extraValidator(channel);
   if (!validate(extra)) {
     throw validationError(validate.errors?.map((e) => ({ ...e, instancePath: '/extra' + e.instancePath })));
   }
