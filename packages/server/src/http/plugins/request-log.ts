@@ -9,6 +9,13 @@ import { newRequestId } from '../../domain/ids.ts';
  */
 const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The error a request was answered with, for its access line (a WeakMap: nothing outlives the request). */
+const rejections = new WeakMap<object, { code: string | undefined; param: string | undefined }>();
+
+export function noteRejection(req: object, code: string | undefined, param: string | undefined): void {
+  rejections.set(req, { code, param });
+}
+
 export function requestIdFor(req: Pick<IncomingMessage, 'headers'>): string {
   const incoming = req.headers['x-request-id'];
   return typeof incoming === 'string' && INCOMING_REQUEST_ID.test(incoming) ? incoming : newRequestId();
@@ -17,11 +24,13 @@ export function requestIdFor(req: Pick<IncomingMessage, 'headers'>): string {
 /**
  * One access-log line per request, written when the answer has gone out: method, route pattern
  * (never the URL: its query may hold user ids), status, duration and app, with the request id
- * bound by Fastify (`reqId`). Never a body or a header. `--log-level warn` turns these off.
+ * bound by Fastify (`reqId`), and for an error answer its Ping++ `code` and `param`. Never a body
+ * or a header. `--log-level warn` turns these off.
  */
 export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onResponse', async (req, reply) => {
     const params = req.params as { app?: unknown } | undefined;
+    const rejection = rejections.get(req);
     req.log.info(
       {
         method: req.method,
@@ -30,6 +39,7 @@ export function registerRequestLog(app: FastifyInstance): void {
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
         app: typeof params?.app === 'string' ? params.app.slice(0, 128) : null,
         livemode: req.principal ? req.principal.livemode : null,
+        ...(rejection ? { error_code: rejection.code ?? null, error_param: rejection.param ?? null } : {}),
       },
       'request',
     );
