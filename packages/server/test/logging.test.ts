@@ -164,6 +164,14 @@ describeEngines('logs: one line per request, request ids, nothing secret', (engi
     expectNoSecrets();
   });
 
+  it('logs successful health probes at debug only, not as access lines', async () => {
+    const probe = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'probe-1' } });
+    expect(probe.statusCode).toBe(200);
+    // A later request's line is written after the probe's would have been.
+    await call('GET', path('/users'));
+    expect(capture.parsed().filter((l) => l.reqId === 'probe-1')).toEqual([]);
+  });
+
   it('keeps a sane incoming X-Request-Id and replaces anything else', async () => {
     const mine = await call('GET', path('/users'), undefined, { 'x-request-id': 'trace-42.abc:DEF_1' });
     expect(mine.id).toBe('trace-42.abc:DEF_1');

@@ -31,7 +31,9 @@ export function registerRequestLog(app: FastifyInstance): void {
   app.addHook('onResponse', async (req, reply) => {
     const params = req.params as { app?: unknown } | undefined;
     const rejection = rejections.get(req);
-    req.log.info(
+    // Probes hit /healthz every few seconds: their successes are debug, not an access line each.
+    const level = req.routeOptions.url === '/healthz' && reply.statusCode === 200 ? 'debug' : 'info';
+    req.log[level](
       {
         method: req.method,
         route: req.routeOptions.url ?? null,
