@@ -23,6 +23,8 @@ const SENSITIVE_KEYS = [
   'open_id',
   'openid',
   'recipient',
+  // Node's clientError (a malformed or oversized request head) carries the raw bytes, headers included.
+  'rawPacket',
 ] as const;
 
 /** How deep below the top of a log object a sensitive key is still found (pino redact has no `**`). */
@@ -34,7 +36,7 @@ export const REDACTED = '[redacted]';
 export function redactPaths(): string[] {
   const paths: string[] = [];
   for (const key of SENSITIVE_KEYS) {
-    const leaf = /^[a-z_]+$/.test(key) ? `.${key}` : `["${key}"]`;
+    const leaf = /^[A-Za-z_]+$/.test(key) ? `.${key}` : `["${key}"]`;
     for (let depth = 0; depth <= REDACT_DEPTH; depth++) {
       const prefix = Array.from({ length: depth }, () => '*').join('.');
       paths.push(depth === 0 ? leaf.replace(/^\./, '') : prefix + leaf);

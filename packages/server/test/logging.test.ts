@@ -204,6 +204,12 @@ describe('the logger redacts wherever an object is logged', () => {
       secret_key_live: secrets.key,
     }, `created app with ${secrets.key}`);
     log.child({ reqId: 'r1' }).error({ err: Object.assign(new Error(`boom ${secrets.key}`), { card_number: secrets.card }) }, 'failed');
+    const rawPacket = Buffer.from(`GET / HTTP/1.1\r\nAuthorization: ${secrets.authorization}\r\n`);
+    log.trace({ err: Object.assign(new Error('Parse Error'), { rawPacket }) }, 'client error');
+    log.level = 'trace';
+    log.trace({ err: Object.assign(new Error('Parse Error'), { rawPacket }) }, 'client error');
+    // Serialised as a byte array, the head would be readable to anyone who decodes it.
+    expect(capture.parsed().find((l) => l.msg === 'client error')).toMatchObject({ err: { rawPacket: REDACTED } });
     const text = capture.text();
     for (const s of Object.values(secrets)) expect(text).not.toContain(s);
     expect(text).toContain(REDACTED);
