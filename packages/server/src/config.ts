@@ -43,6 +43,9 @@ export interface Config {
    * 25-hour Ping++ schedule in seconds. Production leaves it at 1.
    */
   webhookRetryScale: number;
+  /** Requests per rateLimitWindowMs per secret key (403 rate_limit_exceeded beyond); 0 turns it off. */
+  rateLimit: number;
+  rateLimitWindowMs: number;
 }
 
 export const defaults: Config = {
@@ -66,6 +69,8 @@ export const defaults: Config = {
   sqliteSynchronous: 'FULL',
   webhookLeaseMs: 60_000,
   webhookRetryScale: 1,
+  rateLimit: 1000,
+  rateLimitWindowMs: 1000,
 };
 
 type Env = Record<string, string | undefined>;
@@ -99,6 +104,9 @@ export interface ConfigFlags {
   sandboxDelayMs?: string;
   workers?: boolean;
   logLevel?: string;
+  rateLimit?: string;
+  rateLimitWindow?: string;
+  bodyLimit?: string;
 }
 
 export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
@@ -130,5 +138,33 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
       defaults.webhookPerEndpointConcurrency,
     webhookLeaseMs: intFrom(env.TIXIAN_WEBHOOK_LEASE_MS, 'TIXIAN_WEBHOOK_LEASE_MS', 1_000, 3_600_000) ?? defaults.webhookLeaseMs,
     webhookRetryScale: fractionFrom(env.TIXIAN_WEBHOOK_RETRY_SCALE, 'TIXIAN_WEBHOOK_RETRY_SCALE') ?? defaults.webhookRetryScale,
+    rateLimit: intFrom(pick(flags.rateLimit, 'TIXIAN_RATE_LIMIT'), 'TIXIAN_RATE_LIMIT (--rate-limit)', 0, 1_000_000) ?? defaults.rateLimit,
+    rateLimitWindowMs:
+      durationMsFrom(pick(flags.rateLimitWindow, 'TIXIAN_RATE_LIMIT_WINDOW'), 'TIXIAN_RATE_LIMIT_WINDOW (--rate-limit-window)', 100, 3_600_000) ??
+      defaults.rateLimitWindowMs,
+    bodyLimitBytes: bytesFrom(pick(flags.bodyLimit, 'TIXIAN_BODY_LIMIT'), 'TIXIAN_BODY_LIMIT (--body-limit)', 1024, 64 * 1024 * 1024) ?? defaults.bodyLimitBytes,
   };
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration with its unit, e.g. `500ms`, `1s`, `30m`, `2h`, `1d`; the unit is required. */
+export function durationMsFrom(value: string | undefined, name: string, minMs: number, maxMs: number): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(value.trim());
+  const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2]!]! : NaN;
+  if (!(ms >= minMs && ms <= maxMs)) throw new Error(`${name} must be a duration like 1s or 30m, from ${minMs} ms to ${maxMs} ms, got ${value}`);
+  return ms;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, kib: 1024, mb: 1024 * 1024, mib: 1024 * 1024 };
+
+/** A size in bytes, e.g. `262144`, `256kb`, `1mb` (k and m are 1024-based). */
+export function bytesFrom(value: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d{1,12})\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  const n = m && unit ? Number(m[1]) * unit : NaN;
+  if (!(n >= min && n <= max)) throw new Error(`${name} must be a size like 262144, 256kb or 1mb, from ${min} to ${max} bytes, got ${value}`);
+  return n;
 }

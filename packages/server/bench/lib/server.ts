@@ -152,7 +152,8 @@ export interface ServerOptions {
 
 /** `tixian serve` in a child process, pinned to core 0 when `pin` is set, on a port the OS picks. */
 export async function startServer(storage: Storage, options: ServerOptions): Promise<RunningServer> {
-  const env = { ...childEnv(), ...options.env };
+  // The bench drives one key far past the default per-key rate limit: 403s would pass for throughput.
+  const env = { ...childEnv(), TIXIAN_RATE_LIMIT: '0', ...options.env };
   const args = [
     ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']), '--log-level', 'warn',
     ...storage.flags, ...(options.extraArgs ?? []),

@@ -5,6 +5,7 @@ import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
+import { registerWithdrawalCommands } from './withdrawals.ts';
 import { asUsageError, storageOptions, withRuntime } from './shared.ts';
 
 export async function main(argv: string[]): Promise<void> {
@@ -20,6 +21,9 @@ export async function main(argv: string[]): Promise<void> {
       .addOption(new Option('--host <host>', 'address to listen on').env('TIXIAN_HOST'))
       .addOption(new Option('--sandbox-delay-ms <ms>', 'delay before a test-mode payout gets its outcome').env('TIXIAN_SANDBOX_DELAY_MS'))
       .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('TIXIAN_LOG_LEVEL'))
+      .addOption(new Option('--rate-limit <n>', 'requests per window per secret key (0: no limit; default 1000)').env('TIXIAN_RATE_LIMIT'))
+      .addOption(new Option('--rate-limit-window <duration>', 'rate limit window, e.g. 1s, 1m (default 1s)').env('TIXIAN_RATE_LIMIT_WINDOW'))
+      .addOption(new Option('--body-limit <size>', 'largest request body, e.g. 262144, 256kb, 1mb (default 256kb)').env('TIXIAN_BODY_LIMIT'))
       .option('--no-workers', 'serve the API only; run workers in other processes'),
   ).action(async (opts: ConfigFlags) => {
     await serve(loadConfig(opts));
@@ -39,6 +43,7 @@ export async function main(argv: string[]): Promise<void> {
 
   registerAppsCommands(program);
   registerEventCommands(program);
+  registerWithdrawalCommands(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

@@ -127,10 +127,11 @@ export const errors = {
       zh: `${object} ${id} 当前状态为 ${status}，不能被更新状态。`,
       en: `${object} ${id} is ${status} and its status cannot be updated.`,
     }),
-  rateLimited: () =>
+  // 403, not 429: Ping++'s Node, Python, Ruby and Java SDKs map 403 to their RateLimitError (spec §4.2).
+  rateLimited: (retryAfterS = 1) =>
     new ApiError({
-      status: 429, code: 'rate_limited',
-      zh: '请求过于频繁，请稍后再试。', en: 'Too many requests; slow down and retry later.',
+      status: 403, code: 'rate_limit_exceeded',
+      zh: `请求过于频繁，请 ${retryAfterS} 秒后再试。`, en: `Too many requests; retry after ${retryAfterS} s.`,
     }),
   channelNotConfigured: (channel: string) =>
     new ApiError({

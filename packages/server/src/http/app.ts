@@ -1,6 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.ts';
-import { newRequestId } from '../domain/ids.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { validatorCompiler } from './validation.ts';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
@@ -16,6 +15,8 @@ import { settleAccountsRoutes } from './routes/settle_accounts.ts';
 import { balanceTransfersRoutes } from './routes/balance_transfers.ts';
 import { eventsRoutes } from './routes/events.ts';
 import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
+import { registerRequestLog, requestIdFor } from './plugins/request-log.ts';
+import { registerRateLimit } from './plugins/rate-limit.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -40,12 +41,12 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: rt.log as FastifyBaseLogger,
     bodyLimit: rt.config.bodyLimitBytes,
-    genReqId: () => newRequestId(),
+    genReqId: requestIdFor,
     requestIdHeader: false,
     requestTimeout: 60_000,
     connectionTimeout: 60_000,
     return503OnClosing: true,
-    // Per-request access logs would cost more than the request itself on the hot path.
+    // Fastify's two lines per request are off; plugins/request-log.ts writes one, without the URL.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 128 },
     frameworkErrors,
@@ -56,6 +57,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);
   registerResponseSignature(app, rt);
+  registerRequestLog(app);
+  await registerRateLimit(app, { max: rt.config.rateLimit, windowMs: rt.config.rateLimitWindowMs });
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);

@@ -13,7 +13,6 @@ import {
   missingExtraKey,
   normaliseExtra,
   ORDER_NO_RULES,
-  WITHDRAWAL_CHANNELS,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';

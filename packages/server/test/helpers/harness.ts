@@ -89,6 +89,8 @@ export class Harness {
       databaseUrl: storage.databaseUrl,
       workers: false,
       logLevel: 'silent',
+      // Suites fire thousands of in-process requests a second with one key; limits.test.ts opts in.
+      rateLimit: 0,
       ...options.config,
     };
     const rt = await openRuntime(config, { log: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { ApiError, errors } from '../../domain/errors.ts';
 import { language } from '../context.ts';
 import { validationError } from '../../domain/validation-errors.ts';
+import { noteRejection } from './request-log.ts';
 
 /**
  * The only place errors become JSON. Known errors keep their status; anything unexpected is a
@@ -35,11 +36,17 @@ function send(req: FastifyRequest, reply: FastifyReply, e: ApiError) {
 export function registerErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const apiError = toApiError(err, req.id, bodyLimitBytes);
+    // The details of a fault go to the log only (names, keys and card numbers redacted there); a
+    // refusal is summed up by its code on the request's access line (request-log.ts).
     if (apiError.status >= 500) req.log.error({ err }, 'unhandled error');
-    else req.log.info({ status: apiError.status, code: apiError.code, param: apiError.param }, 'request rejected');
+    noteRejection(req, apiError.code, apiError.param);
     return send(req, reply, apiError);
   });
-  app.setNotFoundHandler((req, reply) => send(req, reply, errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url)));
+  app.setNotFoundHandler((req, reply) => {
+    const e = errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url);
+    noteRejection(req, e.code, e.param);
+    return send(req, reply, e);
+  });
 }
 
 /**
