@@ -11,7 +11,7 @@ import { SecretBox, hashSecretKey } from '../src/security/secrets.ts';
 import {
   Authenticator, createApp, KEY_CACHE_TTL_MS, listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S, VALID_KEYS_MAX,
 } from '../src/services/accounts.ts';
-import { createAccountSigningKey } from '../src/security/signing-keys.ts';
+import { createAccountSigningKey, SIGNING_KEY_TTL_MS } from '../src/security/signing-keys.ts';
 import { keyLines, parseExpiry, rollKey, signingPublicKey } from '../src/cli/apps-keys.ts';
 import { UsageError } from '../src/cli/shared.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
@@ -197,9 +197,11 @@ describeEngines('secret keys', (engine) => {
 
 describeEngines('per-account signing keys', (engine) => {
   let h: Harness;
+  let clock: ManualClock;
   let receiver: Receiver;
   beforeAll(async () => {
-    h = await Harness.start(engine, { config: { webhookTimeoutMs: 5_000 } });
+    clock = new ManualClock(Date.UTC(2026, 0, 1, 8, 0, 0));
+    h = await Harness.start(engine, { clock, config: { webhookTimeoutMs: 5_000 } });
     receiver = await Receiver.start();
   });
   afterAll(async () => {
@@ -266,5 +268,26 @@ describeEngines('per-account signing keys', (engine) => {
     const res = await h.request('GET', `/v1/apps/${a.app.id}/users/0`, { key: a.test });
     expect(verifies(res.body, res.headers['x-pingplusplus-signature'], second.publicKeyPem)).toBe(true);
     expect(verifies(res.body, res.headers['x-pingplusplus-signature'], first.publicKeyPem)).toBe(false);
+  });
+
+  it('a switch made by another process reaches this one within the signing-key cache TTL', async () => {
+    const a = await freshAccount(h, 'elsewhere');
+    const platformPem = h.rt.platformKey.publicKeyPem;
+    const signedWith = async (pem: string) => {
+      const res = await h.request('GET', `/v1/apps/${a.app.id}/users/0`, { key: a.test });
+      return verifies(res.body, res.headers['x-pingplusplus-signature'], pem);
+    };
+    expect(await signedWith(platformPem)).toBe(true); // this process now caches "platform key" for the account
+    const other = await openRuntime(h.rt.config, { log: pino({ level: 'silent' }), clock });
+    let made: { publicKeyPem: string };
+    try {
+      made = await createAccountSigningKey(other, a.app.id);
+    } finally {
+      await other.close();
+    }
+    expect(await signedWith(platformPem)).toBe(true);
+    clock.advance(SIGNING_KEY_TTL_MS);
+    expect(await signedWith(made.publicKeyPem)).toBe(true);
+    expect(await signedWith(platformPem)).toBe(false);
   });
 });

@@ -327,6 +327,10 @@ const m0003_secret_keys: Migration = {
         .execute();
       return;
     }
+    // Kysely records a SQLite migration after it ran, outside its transaction: a crash in between
+    // leaves it done but unrecorded, so a second run finds the work done and only lets it be recorded.
+    const done = await sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'secret_keys'`.execute(db);
+    if (done.rows.length > 0) return;
     await sql`PRAGMA foreign_keys = OFF`.execute(db);
     try {
       await sql`BEGIN IMMEDIATE`.execute(db);
