@@ -11,7 +11,7 @@ import { SecretBox, hashSecretKey } from '../src/security/secrets.ts';
 import {
   Authenticator, createApp, KEY_CACHE_TTL_MS, listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S, VALID_KEYS_MAX,
 } from '../src/services/accounts.ts';
-import { createAccountSigningKey, SIGNING_KEY_TTL_MS } from '../src/security/signing-keys.ts';
+import { createAccountSigningKey, removeAccountSigningKey, SIGNING_KEY_TTL_MS } from '../src/security/signing-keys.ts';
 import { keyLines, parseExpiry, rollKey, signingPublicKey } from '../src/cli/apps-keys.ts';
 import { UsageError } from '../src/cli/shared.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
@@ -254,7 +254,7 @@ describeEngines('per-account signing keys', (engine) => {
     expect(verifies(sharedHook!.rawBody, sharedHook!.headers['x-pingplusplus-signature'], made.publicKeyPem)).toBe(false);
   });
 
-  it('keeps the private key sealed, refuses a second key unless replaced, and the replacement signs from then on', async () => {
+  it('keeps the private key sealed, refuses a second key unless replaced, the replacement signs from then on, remove switches back', async () => {
     const a = await freshAccount(h, 'replace');
     const first = await createAccountSigningKey(h.rt, a.app.id);
     const row = await h.rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', a.app.account).executeTakeFirstOrThrow();
@@ -268,6 +268,12 @@ describeEngines('per-account signing keys', (engine) => {
     const res = await h.request('GET', `/v1/apps/${a.app.id}/users/0`, { key: a.test });
     expect(verifies(res.body, res.headers['x-pingplusplus-signature'], second.publicKeyPem)).toBe(true);
     expect(verifies(res.body, res.headers['x-pingplusplus-signature'], first.publicKeyPem)).toBe(false);
+
+    expect(await removeAccountSigningKey(h.rt, a.app.id)).toEqual({ account: a.app.account, removed: true });
+    expect(await removeAccountSigningKey(h.rt, a.app.id)).toEqual({ account: a.app.account, removed: false });
+    const back = await h.request('GET', `/v1/apps/${a.app.id}/users/0`, { key: a.test });
+    expect(verifies(back.body, back.headers['x-pingplusplus-signature'], h.rt.platformKey.publicKeyPem)).toBe(true);
+    expect(await signingPublicKey(h.rt, a.app.id)).toBe(h.rt.platformKey.publicKeyPem);
   });
 
   it('a switch made by another process reaches this one within the signing-key cache TTL', async () => {

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import type { Runtime } from '../runtime.ts';
 import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S, type SecretKeyInfo } from '../services/accounts.ts';
-import { createAccountSigningKey, signingKeyForApp, SigningKeyError } from '../security/signing-keys.ts';
+import { createAccountSigningKey, removeAccountSigningKey, signingKeyForApp, SigningKeyError } from '../security/signing-keys.ts';
 import { storageOptions, UsageError, withRuntime } from './shared.ts';
 
 /**
@@ -96,6 +96,22 @@ export function registerAppsKeysCommands(apps: Command): void {
     });
     console.error(`account ${made.account} now signs webhooks and responses with its own key${made.replaced ? ' (replaced the previous one)' : ''}; its public key:`);
     process.stdout.write(made.publicKeyPem);
+  });
+
+  storageOptions(
+    signing
+      .command('remove')
+      .description('switch the account of an app back to the shared platform key (deletes its own key)')
+      .argument('<app_id>', 'app id'),
+  ).action(async (appId: string, opts: ConfigFlags) => {
+    const done = await withRuntime(opts, async (rt) => {
+      try {
+        return await removeAccountSigningKey(rt, appId);
+      } catch (err) {
+        throw err instanceof SigningKeyError ? new UsageError(err.message) : err;
+      }
+    });
+    console.log(done.removed ? `account ${done.account} signs with the platform key again` : `account ${done.account} had no key of its own: it signs with the platform key`);
   });
 }
 

@@ -111,5 +111,23 @@ export async function createAccountSigningKey(rt: Runtime, appId: string, option
   return { account: result.account, publicKeyPem: accountKey(rt, sealed).publicKeyPem, replaced: result.replaced };
 }
 
+/** Switches the account owning `appId` back to the shared platform key (its own key is deleted). */
+export async function removeAccountSigningKey(rt: Runtime, appId: string): Promise<{ account: string; removed: boolean }> {
+  const result = await rt.store.transaction(async (trx) => {
+    const app = await trx.selectFrom('apps').select('account_id').where('id', '=', appId).executeTakeFirst();
+    if (!app) return null;
+    const updated = await trx
+      .updateTable('accounts')
+      .set({ signing_key_sealed: null })
+      .where('id', '=', app.account_id)
+      .where('signing_key_sealed', 'is not', null)
+      .executeTakeFirst();
+    return { account: app.account_id, removed: Number(updated.numUpdatedRows) === 1 };
+  });
+  if (!result) throw new SigningKeyError(`no such app: ${appId}`);
+  keysOf(rt).accounts.delete(result.account);
+  return result;
+}
+
 /** A refusal the CLI prints as a usage error. */
 export class SigningKeyError extends Error {}
