@@ -5,7 +5,10 @@ import { isUniqueViolation } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
 import { seconds } from '../clock.ts';
 import { ApiError, errors } from '../domain/errors.ts';
-import type { SecretKeyRow } from '../store/schema.ts';
+import type { Database, SecretKeyRow } from '../store/schema.ts';
+import type { UpdateQueryBuilder, UpdateResult } from 'kysely';
+
+type KeyUpdate = UpdateQueryBuilder<Database, 'secret_keys', 'secret_keys', UpdateResult>;
 
 export const DEFAULT_ACCOUNT = 'default';
 const ACCOUNT_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -121,33 +124,38 @@ export async function rollSecretKey(rt: Runtime, input: { appId: string; livemod
   return rt.store.transaction(async (trx) => {
     const app = await trx.selectFrom('apps').select('account_id').where('id', '=', input.appId).executeTakeFirst();
     if (!app) throw errors.notFound('app', input.appId, 'app');
-    const valid = await trx
+    // Rolls of one account take turns (SQLite's BEGIN IMMEDIATE already serialises), so the count below holds.
+    if (rt.store.engine === 'postgres') await trx.selectFrom('accounts').select('id').where('id', '=', app.account_id).forUpdate().execute();
+    // Conditions rather than a list of hashes, so every valid key of the mode is covered.
+    const validKeys = (q: KeyUpdate, after: number) =>
+      q
+        .where('account_id', '=', app.account_id)
+        .where('livemode', '=', livemode ? 1 : 0)
+        .where('revoked', '=', 0)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', after)]));
+    const counted = await trx
       .selectFrom('secret_keys')
-      .select(['hash', 'expires_at'])
+      .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('account_id', '=', app.account_id)
       .where('livemode', '=', livemode ? 1 : 0)
       .where('revoked', '=', 0)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-      .limit(VALID_KEYS_MAX + 1)
-      .execute();
-    if (expireOldInS > 0 && valid.length >= VALID_KEYS_MAX) {
+      .executeTakeFirstOrThrow();
+    const valid = Number(counted.n);
+    if (expireOldInS > 0 && valid >= VALID_KEYS_MAX) {
       throw invalidRoll(
-        `this mode already has ${valid.length} valid keys; roll with an immediate expiry, or wait for old keys to expire`,
-        `该模式下已有 ${valid.length} 个有效密钥；请立即过期旧密钥，或等待其过期`,
+        `this mode already has ${valid} valid keys; roll with an immediate expiry, or wait for old keys to expire`,
+        `该模式下已有 ${valid} 个有效密钥；请立即过期旧密钥，或等待其过期`,
         'expire_old_in',
       );
     }
     const until = now + expireOldInS;
-    if (expireOldInS === 0) {
-      if (valid.length > 0) await trx.updateTable('secret_keys').set({ revoked: 1, expires_at: now }).where('hash', 'in', valid.map((k) => k.hash)).execute();
-    } else {
-      const later = valid.filter((k) => k.expires_at === null || k.expires_at > until).map((k) => k.hash);
-      if (later.length > 0) await trx.updateTable('secret_keys').set({ expires_at: until }).where('hash', 'in', later).execute();
-    }
+    if (expireOldInS === 0) await validKeys(trx.updateTable('secret_keys').set({ revoked: 1, expires_at: now }), now).execute();
+    else await validKeys(trx.updateTable('secret_keys').set({ expires_at: until }), until).execute();
     const key = newSecretKey(livemode ? 'live' : 'test');
     const row = secretKeyRow(app.account_id, key, now);
     await trx.insertInto('secret_keys').values(row).execute();
-    return { account: app.account_id, livemode, secret_key: key, hint: row.hint!, created: now, old_keys: valid.length, old_keys_expire_at: until };
+    return { account: app.account_id, livemode, secret_key: key, hint: row.hint!, created: now, old_keys: valid, old_keys_expire_at: until };
   });
 }
 
