@@ -15,4 +15,21 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
+  {
+    // Dependencies point inward (ARCHITECTURE.md): nothing below the transport layer imports http/.
+    files: ['packages/server/src/{services,webhooks,ledger,store,domain,channels}/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)http/',
+              message: 'services, webhooks, ledger, store, domain and channels must not import http/: move what they need to store/ or domain/.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

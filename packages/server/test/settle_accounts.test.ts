@@ -40,7 +40,7 @@ describeEngines('settle_accounts', (engine) => {
       await h.createUser('sdk_user');
       const bank = await sdk.settleAccounts.create(h.appId, 'sdk_user', { channel: 'bank_account', recipient: BANK });
       expect(bank).toMatchObject({ object: 'settle_account', channel: 'bank_account', livemode: false });
-      expect(bank.id).toMatch(/^320\d+$/);
+      expect(bank.id).toMatch(/^[1-9]\d{18}$/);
       expect(Number.isInteger(bank.created)).toBe(true);
       expect(bank.recipient).toEqual({
         ...BANK,

@@ -154,7 +154,7 @@ describeEngines('withdrawals through the official Node SDK', (engine) => {
     });
     expect(sa.status).toBe(200);
     const viaAccount = await pingpp.withdrawals.create(h.appId, { user: 'sa_user', amount: 1000, order_no: orderNo(), settle_account: sa.json.id });
-    expect(viaAccount).toMatchObject({ channel: 'unionpay', settle_account: sa.json.id, extra: { account: '6214850288880002', name: '李四' } });
+    expect(viaAccount).toMatchObject({ channel: 'unionpay', settle_account: sa.json.id, extra: { account: '621485***0002', name: '***四' } });
     // The Java example sends settle_account alongside channel+extra: the settle account is ignored.
     const ignored = await pingpp.withdrawals.create(h.appId, {
       user: 'sa_user', amount: 100, channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay'), settle_account: 'test_user_001', user_fee: 5,

@@ -24,10 +24,21 @@ export type PayoutOutcome =
   | { kind: 'unknown'; message: string }
   | { kind: 'not_found' };
 
+/**
+ * The time a channel call may take. The worker gives up on the call at `timeoutMs` (the outcome is
+ * then unknown) and aborts `signal`: a driver passes the signal to its HTTP client, so a request
+ * the worker gave up on cannot reach the channel after the worker's lease is over, when another
+ * worker may already be asking the channel about the same key.
+ */
+export interface ChannelCall {
+  timeoutMs: number;
+  signal: AbortSignal;
+}
+
 export interface ChannelDriver {
   readonly name: string;
-  submit(order: PayoutOrder): Promise<PayoutOutcome>;
-  query(order: PayoutOrder): Promise<PayoutOutcome>;
+  submit(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome>;
+  query(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome>;
 }
 
 /** Picks the driver for a withdrawal; null when the mode/channel has none configured. */

@@ -5,7 +5,7 @@ import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
-import type { PayoutOrder, PayoutOutcome } from './driver.ts';
+import type { ChannelCall, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 export interface PayoutWorkerOptions {
   /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */
@@ -16,9 +16,16 @@ export interface PayoutWorkerOptions {
   idlePollMs: number;
   /** A channel call slower than this counts as an unknown outcome (queried later, never failed). */
   channelTimeoutMs: number;
+  /**
+   * The end of a lease kept free of channel calls: the round's calls all end this long before the
+   * lease does, leaving time to apply the result (and room for clock skew between workers).
+   */
+  leaseMarginMs: number;
+  /** A channel call is not started with less time than this left before the round's deadline. */
+  minCallMs: number;
 }
 
-const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000 };
+const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000, leaseMarginMs: 6_000, minCallMs: 3_000 };
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
 const MIN_RETRY_DELAY_MS = 50;
 const ATTENTION_AFTER_TRIES = 25;
@@ -49,7 +56,9 @@ export class PayoutWorker implements Worker {
     // A channel call must end well inside the lease, or a second worker could claim the
     // withdrawal while the first is still waiting for the channel.
     const channelTimeoutMs = Math.max(50, Math.min(DEFAULTS.channelTimeoutMs, Math.floor(leaseMs / 2)));
-    this.options = { ...DEFAULTS, leaseMs, channelTimeoutMs, ...options };
+    const leaseMarginMs = Math.min(DEFAULTS.leaseMarginMs, Math.floor(leaseMs / 5));
+    const minCallMs = Math.min(DEFAULTS.minCallMs, Math.floor(leaseMs / 10));
+    this.options = { ...DEFAULTS, leaseMs, channelTimeoutMs, leaseMarginMs, minCallMs, ...options };
     this.owners = new Authenticator(rt);
   }
 
@@ -129,22 +138,31 @@ export class PayoutWorker implements Worker {
       extra: JSON.parse(row.extra) as Record<string, unknown>,
       livemode: row.livemode === 1,
     };
-    let outcome: PayoutOutcome;
+    // Every channel call of this round ends by one deadline inside the lease. A query and then a
+    // submit, each with its own full timeout, could together outlast the lease; another worker
+    // would then claim the withdrawal and ask the channel about the same key at the same time.
+    const deadlineMs = row.payout_lease_ms! - this.options.leaseMarginMs;
+    let outcome: PayoutOutcome | null;
     if (!driver) {
       outcome = { kind: 'unknown', message: `no payout driver for ${row.channel} (${row.livemode ? 'live' : 'test'})` };
     } else if (row.payout_phase === 'submit') {
-      // From here on the channel may have the order: never submit again without asking first.
-      const marked = await this.rt.store.db.updateTable('withdrawals').set({ payout_phase: 'query' })
-        .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round)
-        .where('payout_lease_ms', '=', row.payout_lease_ms).executeTakeFirst();
-      // Lost the lease (this worker stalled past it): the new holder asks the channel instead.
-      if (Number(marked.numUpdatedRows) !== 1) return;
-      outcome = await this.call(() => driver.submit(order));
+      if (!this.hasTime(deadlineMs)) {
+        outcome = null;
+      } else {
+        // From here on the channel may have the order: never submit again without asking first.
+        const marked = await this.rt.store.db.updateTable('withdrawals').set({ payout_phase: 'query' })
+          .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round)
+          .where('payout_lease_ms', '=', row.payout_lease_ms).executeTakeFirst();
+        // Lost the lease (this worker stalled past it): the new holder asks the channel instead.
+        if (Number(marked.numUpdatedRows) !== 1) return;
+        outcome = await this.call(deadlineMs, (c) => driver.submit(order, c));
+      }
     } else {
-      outcome = await this.call(() => driver.query(order));
-      if (outcome.kind === 'not_found') outcome = await this.call(() => driver.submit(order));
+      outcome = await this.call(deadlineMs, (c) => driver.query(order, c));
+      if (outcome?.kind === 'not_found') outcome = await this.call(deadlineMs, (c) => driver.submit(order, c));
     }
-    const result = this.toResult(row, outcome);
+    // Not enough of the lease was left for a call: the next round starts with a query, in a fresh lease.
+    const result: PayoutResult = outcome ? this.toResult(row, outcome) : { kind: 'retry', dueMs: this.rt.clock.nowMs() + MIN_RETRY_DELAY_MS };
     try {
       const fence = { id: row.id, round: row.payout_round, leaseMs: row.payout_lease_ms! };
       await applyPayoutResult(this.rt, fence, result, await this.accountOf(row.app));
@@ -176,13 +194,27 @@ export class PayoutWorker implements Worker {
     }
   }
 
-  private async call(fn: () => Promise<PayoutOutcome>): Promise<PayoutOutcome> {
+  private hasTime(deadlineMs: number): boolean {
+    return deadlineMs - this.rt.clock.nowMs() >= this.options.minCallMs;
+  }
+
+  /**
+   * One channel call, timed out at min(channel timeout, time left before the round's deadline).
+   * Null when too little time is left to start it.
+   */
+  private async call(deadlineMs: number, fn: (call: ChannelCall) => Promise<PayoutOutcome>): Promise<PayoutOutcome | null> {
+    if (!this.hasTime(deadlineMs)) return null;
+    const timeoutMs = Math.min(this.options.channelTimeoutMs, deadlineMs - this.rt.clock.nowMs());
+    const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<PayoutOutcome>((resolve) => {
-      timer = setTimeout(() => resolve({ kind: 'unknown', message: 'channel call timed out' }), this.options.channelTimeoutMs);
+      timer = setTimeout(() => {
+        controller.abort(new Error('channel call timed out'));
+        resolve({ kind: 'unknown', message: 'channel call timed out' });
+      }, timeoutMs);
     });
     try {
-      return await Promise.race([fn(), timeout]);
+      return await Promise.race([fn({ timeoutMs, signal: controller.signal }), timeout]);
     } catch (err) {
       return { kind: 'unknown', message: err instanceof Error ? err.message : String(err) };
     } finally {

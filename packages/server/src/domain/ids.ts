@@ -1,32 +1,23 @@
 import { randomBytes, randomInt } from 'node:crypto';
 
 /**
- * Object ids. Ping++ ids are opaque strings to every SDK; we keep Ping++'s visible shape
- * (numeric ids with a type prefix, `evt_`/`iar_`/`app_` base62 ids) but make them longer, so
- * that ids made by many processes never collide and sort by creation time.
+ * Object ids. Numeric ids have Ping++'s length: 19 digits (`1701611150302360654`), so merchants
+ * that keep Ping++ ids in BIGINT columns can keep ours there too. Base62 ids keep Ping++'s
+ * prefixes (`iar_`, `app_`); internal keys keep theirs (`u` + a numeric id).
  * Generated ids only use [0-9A-Za-z_], which every SDK puts into a path unescaped.
  */
-const NUMERIC_PREFIX = {
-  withdrawal: '170',
-  batch_withdrawal: '190',
-  balance_transaction: '600',
-  settle_account: '320',
-  balance_bonus: '650',
-  balance_transfer: '660',
-  balance_settlement: '670',
-  journal_entry: '900',
-  user: '100',
-} as const;
-
-export type NumericIdKind = keyof typeof NUMERIC_PREFIX;
+export type NumericIdKind =
+  | 'withdrawal'
+  | 'batch_withdrawal'
+  | 'balance_transaction'
+  | 'settle_account'
+  | 'balance_bonus'
+  | 'balance_transfer'
+  | 'balance_settlement'
+  | 'journal_entry'
+  | 'user';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
-function randomDigits(count: number): string {
-  let out = '';
-  while (out.length < count) out += randomInt(0, 1_000_000_000).toString().padStart(9, '0');
-  return out.slice(0, count);
-}
 
 export function randomBase62(length: number): string {
   // 248 = 4 * 62: rejection sampling keeps every character equally likely.
@@ -39,33 +30,96 @@ export function randomBase62(length: number): string {
   return out;
 }
 
-/** yymmddhhmmss in UTC+8, the zone Ping++ ids are stamped in. */
-function stamp(nowMs: number): string {
-  const d = new Date(nowMs + 8 * 3600_000);
-  const p = (n: number) => n.toString().padStart(2, '0');
-  return (
-    p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) +
-    p(d.getUTCHours()) + p(d.getUTCMinutes()) + p(d.getUTCSeconds())
-  );
+/**
+ * Snowflake layout of a numeric id, as a 64-bit signed integer:
+ *
+ *   10^18 + (ms since ID_EPOCH_MS << 22) + (node << 12) + sequence
+ *
+ * - The 10^18 offset makes every id exactly 19 digits from the first millisecond of the epoch on;
+ *   the largest id, at ID_MAX_MS, stays below 2^63 (BIGINT). That is 62 years: 2020 to 2082.
+ * - node: 10 bits drawn at random once per process (and per worker thread: each has its own
+ *   module). Nothing to configure or coordinate; two processes share a node with probability
+ *   about n²/2048 for n processes, and even then the random start of each millisecond's
+ *   sequence keeps their ids apart unless both also draw the same start in the same millisecond.
+ * - sequence: 12 bits. Each millisecond starts at a random value below 1024, so a process makes at
+ *   least 3072 ids in one millisecond before it borrows the next one.
+ *
+ * A numeric prefix per kind (Ping++'s `170…`) does not fit: it leaves 16 digits (53 bits), too few
+ * for a millisecond clock plus enough node and sequence bits to stay unique without coordination.
+ * Ids are opaque to every SDK (pingpp-api.md §5.4), so only the length is kept.
+ */
+export const ID_EPOCH_MS = Date.UTC(2020, 0, 1);
+const OFFSET = 10n ** 18n;
+const NODE_BITS = 10;
+const SEQUENCE_BITS = 12;
+const MAX_SEQUENCE = 2 ** SEQUENCE_BITS - 1;
+const SEQUENCE_START_LIMIT = 1024;
+const MAX_ID = 2n ** 63n - 1n;
+/** The last millisecond (since ID_EPOCH_MS) whose ids stay below 2^63. */
+export const ID_MAX_MS = Number((MAX_ID - OFFSET - BigInt(2 ** (NODE_BITS + SEQUENCE_BITS) - 1)) >> BigInt(NODE_BITS + SEQUENCE_BITS));
+
+export interface SnowflakeOptions {
+  /** 0..1023; random when not given. */
+  node?: number;
+  /** Start of each millisecond's sequence, 0..1023; random when not given. */
+  sequenceStart?: () => number;
 }
 
-let lastMs = -1;
-let counter = 0;
+/**
+ * Makes strictly increasing 19-digit ids from the clock it is given. Never waits and never goes
+ * back: when the clock goes backwards it keeps counting in the last millisecond it used, and when
+ * a millisecond's sequence runs out it moves on to the next millisecond before the clock does
+ * (a clock injected in tests may never move on its own). Either way the ids stay ordered and
+ * unique, and the clock catches up with them.
+ */
+export class SnowflakeIds {
+  readonly node: number;
+  private readonly sequenceStart: () => number;
+  private lastMs = -1;
+  private sequence = 0;
+
+  constructor(options: SnowflakeOptions = {}) {
+    this.node = options.node ?? randomInt(0, 2 ** NODE_BITS);
+    if (!Number.isInteger(this.node) || this.node < 0 || this.node >= 2 ** NODE_BITS) throw new RangeError(`id node must be 0..${2 ** NODE_BITS - 1}`);
+    this.sequenceStart = options.sequenceStart ?? (() => randomInt(0, SEQUENCE_START_LIMIT));
+  }
+
+  next(nowMs: number): string {
+    // A clock before the epoch is wrong, not a reason to refuse money movements: clamp it.
+    const ms = Math.max(0, Math.floor(nowMs) - ID_EPOCH_MS);
+    if (ms > this.lastMs) {
+      this.lastMs = ms;
+      this.sequence = this.start();
+    } else if (this.sequence < MAX_SEQUENCE) {
+      this.sequence += 1;
+    } else {
+      this.lastMs += 1;
+      this.sequence = this.start();
+    }
+    if (this.lastMs > ID_MAX_MS) throw new RangeError('numeric ids ran out of 19-digit values (year 2082)');
+    const id = OFFSET + (BigInt(this.lastMs) << BigInt(NODE_BITS + SEQUENCE_BITS)) + (BigInt(this.node) << BigInt(SEQUENCE_BITS)) + BigInt(this.sequence);
+    return id.toString();
+  }
+
+  private start(): number {
+    const s = this.sequenceStart();
+    if (!Number.isInteger(s) || s < 0 || s >= SEQUENCE_START_LIMIT) throw new RangeError(`sequence start must be 0..${SEQUENCE_START_LIMIT - 1}`);
+    return s;
+  }
+}
+
+const processIds = new SnowflakeIds();
+
+/** This process's node in numeric ids (tests check that processes drew different ones). */
+export const idNode = () => processIds.node;
 
 /**
- * prefix + yymmddhhmmss + milliseconds + a 4-digit counter within the millisecond + 9 random
- * digits. Lists order by (created, id), so ids made by one process sort in creation order even
- * within one second; the random tail keeps ids of different processes apart.
+ * A 19-digit id, strictly increasing within the process and unique across processes. Lists order
+ * by (created, id), so ids made by one process sort in creation order even within one second.
+ * Every kind draws from one sequence: the kind names the caller's intent, the id does not carry it.
  */
-export function numericId(kind: NumericIdKind, nowMs: number): string {
-  if (nowMs !== lastMs) {
-    lastMs = nowMs;
-    counter = 0;
-  } else {
-    counter = (counter + 1) % 10_000;
-  }
-  const ms = (((nowMs % 1000) + 1000) % 1000).toString().padStart(3, '0');
-  return NUMERIC_PREFIX[kind] + stamp(nowMs) + ms + counter.toString().padStart(4, '0') + randomDigits(9);
+export function numericId(_kind: NumericIdKind, nowMs: number): string {
+  return processIds.next(nowMs);
 }
 
 let lastEventMs = -1;

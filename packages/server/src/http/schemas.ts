@@ -1,9 +1,8 @@
 import { Type, type TSchema } from '@sinclair/typebox';
+import { MAX_AMOUNT } from '../domain/money.ts';
 
 /** Shared pieces of request schemas. Every string and collection has a bound (TIGER_STYLE). */
 
-/** Java and C# SDKs read money as 32-bit ints (§5.5). */
-export const MAX_AMOUNT = 2_147_483_647;
 /** C# reads `created` as a 32-bit int (§5.5); larger filters would also overflow PostgreSQL's bigint. */
 export const MAX_TIMESTAMP = 2_147_483_647;
 

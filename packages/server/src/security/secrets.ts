@@ -57,9 +57,22 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** `sk_test_ibbT****************9KC`: enough to tell keys apart in an error, never enough to use. */
+const MASK_MAX_CHARS = 64;
+const MASK_HEAD = 12;
+const MASK_TAIL = 3;
+const MASK_MIN_HIDDEN = 8;
+
+/**
+ * `sk_test_ibbT****************9KC`: enough to tell keys apart in an error, never enough to use.
+ * Whatever the caller sent (any length, any characters) is masked so that most of it stays hidden:
+ * 12 leading and 3 trailing characters only when at least 8 remain hidden (a real key has 24
+ * random ones), otherwise at most a third of it, from the front.
+ */
 export function maskSecretKey(key: string): string {
-  const clean = key.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
-  if (clean.length <= 12) return clean.slice(0, 3) + '*'.repeat(Math.max(0, clean.length - 3));
-  return clean.slice(0, 12) + '*'.repeat(clean.length - 15) + clean.slice(-3);
+  const clean = key.replace(/[^\x20-\x7e]/g, '?').slice(0, MASK_MAX_CHARS);
+  if (clean.length >= MASK_HEAD + MASK_TAIL + MASK_MIN_HIDDEN) {
+    return clean.slice(0, MASK_HEAD) + '*'.repeat(clean.length - MASK_HEAD - MASK_TAIL) + clean.slice(-MASK_TAIL);
+  }
+  const shown = Math.min(3, Math.floor(clean.length / 3));
+  return clean.slice(0, shown) + '*'.repeat(clean.length - shown);
 }

@@ -1,7 +1,7 @@
 import type { Runtime } from '../runtime.ts';
 import type { BalanceBonus } from '@tixian/sdk';
 import type { BalanceBonusRow } from '../store/schema.ts';
-import type { ListParams } from '../http/lists.ts';
+import type { ListParams } from '../store/paging.ts';
 import { parseJsonObject, type Scope } from './common.ts';
 import { createCredit, listScoped, retrieveScoped, type CreditParams } from './credits.ts';
 

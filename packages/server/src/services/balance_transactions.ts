@@ -1,7 +1,7 @@
 import type { Runtime } from '../runtime.ts';
 import type { BalanceTransaction } from '@tixian/sdk';
 import type { BalanceTransactionRow } from '../store/schema.ts';
-import type { ListParams } from '../http/lists.ts';
+import type { ListParams } from '../store/paging.ts';
 import type { Scope } from './common.ts';
 import { listScoped, retrieveScoped } from './credits.ts';
 

@@ -4,8 +4,8 @@ import type { BalanceTransferRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { applyMovement, assertMoney } from '../ledger/ledger.ts';
-import { listPage, type ListParams } from '../http/lists.ts';
-import { MAX_AMOUNT } from '../http/schemas.ts';
+import { listPage, type ListParams } from '../store/paging.ts';
+import { MAX_AMOUNT } from '../domain/money.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { retrieveScoped } from './credits.ts';
 

@@ -5,7 +5,7 @@ import type { Db } from '../store/db.ts';
 import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
-import { listPage, listObject, type ListParams } from '../http/lists.ts';
+import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
 import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
 
@@ -39,16 +39,9 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
   ids.forEach((id, i) => {
     const row = byId.get(id);
     if (!row) throw errors.invalidParam(`withdrawals[${i}]`, `no such withdrawal: ${id}`, `未找到 withdrawal : ${id}`);
-    if (row.status !== 'created') throw batchStateError(i, id, row.status);
-    // A withdrawal belongs to one batch for life: moving it would rewrite the first batch's
-    // history and leave it pending forever. One that came back to `created` is confirmed on its own.
-    if (row.batch_withdrawal) {
-      throw errors.invalidParam(
-        `withdrawals[${i}]`,
-        `withdrawal ${id} already belongs to batch ${row.batch_withdrawal}; confirm or cancel it on its own`,
-        `提现 ${id} 已属于批量提现 ${row.batch_withdrawal}，请单独确认或取消`,
-      );
-    }
+    // Answers early with the error the transaction would give; the UPDATE itself decides.
+    const refused = itemError(i, id, row);
+    if (refused) throw refused;
     if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
   });
 
@@ -82,12 +75,30 @@ function batchStateError(index: number, id: string, status: string) {
   return Object.assign(e, { param: `withdrawals[${index}]` });
 }
 
-/** Another request changed an item between our check and our update: name it and roll back. */
+/** Why an item cannot join a new batch, or null when it can. */
+function itemError(index: number, id: string, row: { status: string; batch_withdrawal: string | null }) {
+  if (row.status !== 'created') return batchStateError(index, id, row.status);
+  // A withdrawal belongs to one batch for life: moving it would rewrite the first batch's
+  // history and leave it pending forever. One that came back to `created` is confirmed on its own.
+  if (row.batch_withdrawal) {
+    return errors.invalidParam(
+      `withdrawals[${index}]`,
+      `withdrawal ${id} already belongs to batch ${row.batch_withdrawal}; confirm or cancel it on its own`,
+      `提现 ${id} 已属于批量提现 ${row.batch_withdrawal}，请单独确认或取消`,
+    );
+  }
+  return null;
+}
+
+/**
+ * Another request changed an item between our check and our update (its status, or it joined
+ * another batch): name it and roll back.
+ */
 async function raceError(trx: Db, scope: Scope, ids: string[], updated: Set<string>, offset = 0): Promise<never> {
   const culprit = ids.findIndex((id) => !updated.has(id));
   const id = ids[culprit]!;
-  const row = await trx.selectFrom('withdrawals').select('status').where('id', '=', id).where('app', '=', scope.app).executeTakeFirst();
-  throw batchStateError(culprit + offset, id, row?.status ?? 'unknown');
+  const row = await trx.selectFrom('withdrawals').select(['status', 'batch_withdrawal']).where('id', '=', id).where('app', '=', scope.app).executeTakeFirst();
+  throw itemError(culprit + offset, id, row ?? { status: 'unknown', batch_withdrawal: null }) ?? batchStateError(culprit + offset, id, row?.status ?? 'unknown');
 }
 
 /** Called in the transaction that finished an item: settles the batch once its last item is final. */

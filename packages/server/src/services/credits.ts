@@ -4,7 +4,7 @@ import type { BalanceBonusRow, BalanceSettlementRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId, type NumericIdKind } from '../domain/ids.ts';
 import { applyMovement, type AppAccount, type BalanceTransactionType, type Bucket } from '../ledger/ledger.ts';
-import { listPage, type ListParams } from '../http/lists.ts';
+import { listPage, type ListParams } from '../store/paging.ts';
 import { activeUser, createOnce, metadataText, mode, requestHash, type Scope } from './common.ts';
 
 /**

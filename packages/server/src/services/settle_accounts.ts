@@ -4,7 +4,7 @@ import type { Db } from '../store/db.ts';
 import type { SettleAccountRow, UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
-import { listPage, type ListParams } from '../http/lists.ts';
+import { listPage, type ListParams } from '../store/paging.ts';
 import { findUser, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { MAX_SETTLE_ACCOUNTS_PER_USER, settleAccountToWire } from './settle_accounts_view.ts';
 

@@ -14,10 +14,29 @@ export const MAX_SETTLE_ACCOUNTS_PER_USER = 20;
 export function maskRecipient(recipient: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...recipient };
   if (typeof out.account === 'string') out.account = maskAccount(out.account);
-  if (typeof out.name === 'string' && out.name.length > 0) out.name = '***' + [...out.name].slice(-1).join('');
+  if (typeof out.name === 'string' && out.name.length > 0) out.name = maskName(out.name);
   if (typeof out.mobile === 'string' && out.mobile.length >= 7) out.mobile = out.mobile.slice(0, 3) + '****' + out.mobile.slice(-4);
   if (typeof out.sender_card_number === 'string') out.sender_card_number = maskAccount(out.sender_card_number);
   return out;
+}
+
+/**
+ * The `extra` a withdrawal paid to a settle account shows: masked like the settle account itself,
+ * or the withdrawal would give away what the settle account hides. `extra` names the recipient's
+ * account `open_id` on WeChat channels, and may carry the aliases `card_number` and `user_name`.
+ * The full extra stays in the database: the channel needs it to pay.
+ */
+export function maskSettleAccountExtra(extra: Record<string, unknown>): Record<string, unknown> {
+  const out = maskRecipient(extra);
+  for (const key of ['open_id', 'openid', 'card_number'] as const) {
+    if (typeof out[key] === 'string') out[key] = maskAccount(out[key]);
+  }
+  if (typeof out.user_name === 'string' && out.user_name.length > 0) out.user_name = maskName(out.user_name);
+  return out;
+}
+
+function maskName(name: string): string {
+  return '***' + [...name].slice(-1).join('');
 }
 
 function maskAccount(account: string): string {

@@ -5,7 +5,7 @@ import { errors } from '../domain/errors.ts';
 import { newUserPk } from '../domain/ids.ts';
 import { isUniqueViolation } from '../store/db.ts';
 import { seconds } from '../clock.ts';
-import { listPage, type ListParams } from '../http/lists.ts';
+import { listPage, type ListParams } from '../store/paging.ts';
 import { findUser, metadataText, mode, parseJsonObject, type Scope } from './common.ts';
 import { settleAccountsOfUser, settleAccountsOfUsers } from './settle_accounts_view.ts';
 

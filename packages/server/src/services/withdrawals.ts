@@ -16,11 +16,12 @@ import {
   WITHDRAWAL_CHANNELS,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
-import { listPage, whereCreated, type AnyQuery, type ListParams } from '../http/lists.ts';
-import { validationError, paramName } from '../http/validation.ts';
+import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
+import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
+import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 
 export interface WithdrawalCreateParams {
@@ -52,7 +53,8 @@ export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
     channel: row.channel as WithdrawalChannel,
     created: row.created,
     description: row.description,
-    extra: parseJsonObject(row.extra),
+    // A settle account's recipient is shown masked wherever it appears (API objects and events).
+    extra: row.settle_account ? maskSettleAccountExtra(parseJsonObject(row.extra)) : parseJsonObject(row.extra),
     failure_msg: row.failure_msg,
     fee: row.fee,
     livemode: row.livemode === 1,
@@ -81,8 +83,7 @@ function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>
   const extra = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
   const validate = extraValidators[channel];
   if (!validate(extra)) {
-    const e = validate.errors?.[0];
-    throw validationError(e ? { ...e, instancePath: '/extra' + e.instancePath } : undefined);
+    throw validationError(validate.errors?.map((e) => ({ ...e, instancePath: '/extra' + e.instancePath })));
   }
   const missing = missingExtraKey(channel, extra);
   if (missing) throw errors.missingParam(paramName('/extra', missing));
@@ -230,6 +231,9 @@ export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowM
     .where('app', '=', scope.app)
     .where('livemode', '=', mode(scope))
     .where('status', '=', 'created')
+    // A withdrawal joins one batch for life, checked in the statement that moves it: a check
+    // before the transaction could be overtaken by another batch taking it in between.
+    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
     .returningAll()
     .execute();
 }
@@ -263,6 +267,7 @@ export async function markCanceled(
     .where('app', '=', scope.app)
     .where('livemode', '=', mode(scope))
     .where('status', '=', 'created')
+    .$if(batch !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
     .returningAll()
     .executeTakeFirst();
   if (!row) return undefined;

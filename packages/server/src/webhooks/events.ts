@@ -4,7 +4,7 @@ import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
 import { mode, type EventRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
-import { listPage, type AnyQuery, type ListParams } from '../http/lists.ts';
+import { listPage, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { insertDeliveries, subscribedEndpoints } from './outbox.ts';
 
 /**

@@ -23,10 +23,51 @@ export function extractKey(req: FastifyRequest): string | null {
   return null;
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Set by the auth plugin on every route under /v1: its handler runs only for a secret key's principal. */
+    needsPrincipal?: boolean;
+  }
+}
+
+export interface RouteRef {
+  method: string;
+  url: string;
+}
+
+const isV1 = (url: string) => url === '/v1' || url.startsWith('/v1/');
+
+const guardedRoutes = new WeakMap<FastifyInstance, RouteRef[]>();
+
+/** Every route registered on `app` that answers only with a principal (tests check each one). */
+export function routesNeedingPrincipal(app: FastifyInstance): readonly RouteRef[] {
+  return guardedRoutes.get(app) ?? [];
+}
+
+/**
+ * Whether this request's handler needs a principal, decided by the route the router matched, never
+ * by the raw target: the router decodes `%76` to `v` and accepts absolute-form targets
+ * (`GET http://host/v1/...`), so a prefix test on `req.url` can be walked around.
+ */
+export function needsPrincipal(req: FastifyRequest): boolean {
+  // The pattern test also covers a /v1 route registered before this plugin's onRoute hook: fail closed.
+  return req.routeOptions.config.needsPrincipal === true || isV1(req.routeOptions.url ?? '');
+}
+
 export function registerAuth(app: FastifyInstance, auth: Authenticator): void {
+  const guarded: RouteRef[] = [];
+  guardedRoutes.set(app, guarded);
+  // Runs for every route added after this point, including those of encapsulated plugins.
+  app.addHook('onRoute', (route) => {
+    if (!isV1(route.url)) return;
+    route.config = { ...route.config, needsPrincipal: true };
+    for (const method of [route.method].flat()) guarded.push({ method, url: route.url });
+  });
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
+    // A target no route matched runs no handler; under /v1 it still asks for a key first, as before.
+    const required = needsPrincipal(req) || (req.is404 && isV1(req.url));
+    if (!required) return;
     const key = extractKey(req);
     if (!key) throw errors.missingApiKey();
     const principal = await auth.principalFor(key);

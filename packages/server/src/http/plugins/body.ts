@@ -35,23 +35,55 @@ export function registerBodyParsing(app: FastifyInstance): void {
       return done(errors.badJson());
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return done(errors.badJson());
-    const nul = findNul(parsed, '');
-    if (nul !== null) return done(nulError(nul || 'body'));
+    const problem = inspect(parsed);
+    if (problem?.kind === 'depth') return done(tooDeepError());
+    if (problem?.kind === 'nul') return done(nulError(problem.name || 'body'));
     done(null, parsed);
   });
 }
 
 const nulError = (param: string) => errors.invalidParam(param, 'must not contain U+0000', '不能包含 U+0000');
 
-/** The bracketed name of the first string (or key) holding U+0000, or null; bounded by the body size. */
-function findNul(v: unknown, name: string): string | null {
-  if (typeof v === 'string') return v.includes('\u0000') ? name : null;
-  if (v === null || typeof v !== 'object') return null;
-  for (const [k, child] of Object.entries(v)) {
-    const childName = name ? `${name}[${k}]` : k;
-    if (k.includes('\u0000')) return name || 'body';
-    const found = findNul(child, childName);
-    if (found !== null) return found;
+/**
+ * No request of the API nests deeper than 4 (a batch's recipients' extra); 32 leaves room. The cap
+ * keeps every later walk of the body (schema validation, serialisation, logging) shallow.
+ */
+const MAX_BODY_DEPTH = 32;
+
+const tooDeepError = () =>
+  errors.invalidParam('body', `must not nest objects or arrays more than ${MAX_BODY_DEPTH} levels deep`, `对象或数组嵌套不能超过 ${MAX_BODY_DEPTH} 层`);
+
+type Problem = { kind: 'depth' } | { kind: 'nul'; name: string };
+
+/**
+ * One iterative walk (a recursive one overflows the stack on 40,000 levels, which fit in a small
+ * body): the first of nesting deeper than MAX_BODY_DEPTH, or a string or key holding U+0000 (with
+ * its bracketed name, `extra[account]`), in document order; null when the body is clean.
+ * Linear in the body's size, which the body limit bounds.
+ */
+function inspect(root: unknown): Problem | null {
+  interface Item {
+    value: unknown;
+    name: string;
+    depth: number;
+    /** The name to report when the key leading here holds U+0000: the enclosing object's. */
+    badKeyName: string | null;
+  }
+  const stack: Item[] = [{ value: root, name: '', depth: 1, badKeyName: null }];
+  while (stack.length > 0) {
+    const { value, name, depth, badKeyName } = stack.pop()!;
+    if (badKeyName !== null) return { kind: 'nul', name: badKeyName };
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) return { kind: 'nul', name };
+      continue;
+    }
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > MAX_BODY_DEPTH) return { kind: 'depth' };
+    const entries = Object.entries(value);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [k, child] = entries[i]!;
+      stack.push({ value: child, name: name ? `${name}[${k}]` : k, depth: depth + 1, badKeyName: k.includes('\u0000') ? name || 'body' : null });
+    }
   }
   return null;
 }

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, errors } from '../../domain/errors.ts';
 import { language } from '../context.ts';
-import { validationError } from '../validation.ts';
+import { validationError } from '../../domain/validation-errors.ts';
 
 /**
  * The only place errors become JSON. Known errors keep their status; anything unexpected is a
@@ -11,7 +11,7 @@ import { validationError } from '../validation.ts';
 function toApiError(err: FastifyError | ApiError | Error, requestId: string, bodyLimitBytes: number): ApiError {
   if (err instanceof ApiError) return err;
   const fe = err as FastifyError;
-  if (fe.validation) return validationError(fe.validation[0] as Parameters<typeof validationError>[0]);
+  if (fe.validation) return validationError(fe.validation as Parameters<typeof validationError>[0]);
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return errors.bodyTooLarge(bodyLimitBytes);

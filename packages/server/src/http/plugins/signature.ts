@@ -7,6 +7,7 @@ import { signaturePolicy } from '../../services/app_settings.ts';
 import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
 import { signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
+import { needsPrincipal } from './auth.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
 const TIMESTAMP_HEADER = 'pingplusplus-request-timestamp';
@@ -30,8 +31,9 @@ const EMPTY = Buffer.alloc(0);
  */
 export function registerRequestSignature(app: FastifyInstance, rt: Runtime): void {
   app.addHook('preValidation', async (req) => {
+    if (!needsPrincipal(req)) return;
     const principal = req.principal;
-    if (!principal) return;
+    if (!principal) throw errors.missingApiKey(); // the auth hook answers first; never skip the check
     const appId = (req.params as { app?: string } | undefined)?.app;
     if (appId === undefined) return;
     const mutating = req.method === 'POST' || req.method === 'PUT';

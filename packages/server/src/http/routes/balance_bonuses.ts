@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
 import { scopeOf } from '../context.ts';
-import { listObject } from '../lists.ts';
+import { listObject } from '../../store/paging.ts';
 import { Amount, Description, ListQuery, Metadata, OrderNo, UserId } from '../schemas.ts';
 import { createBalanceBonus, listBalanceBonuses, retrieveBalanceBonus } from '../../services/balance_bonuses.ts';
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
 import { scopeOf } from '../context.ts';
-import { listObject } from '../lists.ts';
+import { listObject } from '../../store/paging.ts';
 import { AppIdParams, AppParams, CreditCreate, UserListQuery } from './balance_bonuses.ts';
 import { createBalanceSettlement, listBalanceSettlements, retrieveBalanceSettlement } from '../../services/balance_settlements.ts';
 

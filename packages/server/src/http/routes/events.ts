@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
 import { accountScopeOf } from '../context.ts';
-import { listObject } from '../lists.ts';
+import { listObject } from '../../store/paging.ts';
 import { ListQuery } from '../schemas.ts';
 import { listEvents, resendEvent, retrieveEvent } from '../../webhooks/events.ts';
 

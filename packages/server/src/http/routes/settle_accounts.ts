@@ -3,7 +3,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { SettleAccountChannel } from '@tixian/sdk';
 import type { Runtime } from '../../runtime.ts';
 import { scopeOf } from '../context.ts';
-import { listObject } from '../lists.ts';
+import { listObject } from '../../store/paging.ts';
 import { ListQuery } from '../schemas.ts';
 import {
   createSettleAccount,

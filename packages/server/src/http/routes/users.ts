@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
 import { scopeOf } from '../context.ts';
-import { listObject } from '../lists.ts';
+import { listObject } from '../../store/paging.ts';
 import { ListQuery, Metadata, ShortText, UserId, UserIdPattern } from '../schemas.ts';
 import { createUser, listUsers, retrieveUser, updateUser } from '../../services/users.ts';
 

@@ -1,6 +1,6 @@
 import { sql, type SelectQueryBuilder } from 'kysely';
-import type { Db } from '../store/db.ts';
-import type { Database } from '../store/schema.ts';
+import type { Db } from './db.ts';
+import type { Database } from './schema.ts';
 import { errors } from '../domain/errors.ts';
 import type { List } from '@tixian/sdk';
 
