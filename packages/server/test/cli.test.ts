@@ -203,18 +203,39 @@ describeEngines('tixian CLI', (engine) => {
       expect(first.secret_key_live).toMatch(/^sk_live_[0-9A-Za-z]{24}$/);
     });
 
-    it('gives a second app of the same account the same keys, and another account other keys', async () => {
+    it('shows keys once: a second app of the same account prints none; another account gets other keys', async () => {
       const second = await appsCreate(s, 'Second app');
       expect(second.id).not.toBe(first.id);
       expect(second.account).toBe(first.account);
-      expect([second.secret_key_test, second.secret_key_live]).toEqual([first.secret_key_test, first.secret_key_live]);
+      expect(second).not.toHaveProperty('secret_key_test');
+      expect(second).not.toHaveProperty('secret_key_live');
+      const text = await run(['apps', 'create', '--name', 'Third app', ...storageFlags(s)], s.dataDir);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).not.toMatch(/sk_(test|live)_/);
 
       const acme1 = await appsCreate(s, 'Acme shop', 'acme');
       const acme2 = await appsCreate(s, 'Acme games', 'acme');
       expect(acme1.account).not.toBe(first.account);
       expect(acme1.secret_key_test).not.toBe(first.secret_key_test);
       expect(acme1.secret_key_live).not.toBe(first.secret_key_live);
-      expect([acme2.account, acme2.secret_key_test, acme2.secret_key_live]).toEqual([acme1.account, acme1.secret_key_test, acme1.secret_key_live]);
+      expect(acme2.account).toBe(acme1.account);
+      expect(acme2).not.toHaveProperty('secret_key_test');
+    });
+
+    it('apps keys roll prints a new key once; apps keys list never prints a key', async () => {
+      const acme = await appsCreate(s, 'Roll shop', 'roll-acme');
+      const rolled = await run(['apps', 'keys', 'roll', acme.id, '--mode', 'test', '--expire-old-in', '24h', '--json', ...storageFlags(s)], s.dataDir);
+      expect(rolled.code, rolled.stderr).toBe(0);
+      const key = (JSON.parse(rolled.stdout) as { secret_key: string }).secret_key;
+      expect(key).toMatch(/^sk_test_[0-9A-Za-z]{24}$/);
+      const list = await run(['apps', 'keys', 'list', acme.id, ...storageFlags(s)], s.dataDir);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toContain(`sk_test_…${key.slice(-4)}`);
+      expect(list.stdout).toMatch(/expiring/);
+      for (const k of [key, acme.secret_key_test, acme.secret_key_live]) expect(list.stdout.includes(k.slice(8, -4))).toBe(false);
+      const refused = await run(['apps', 'keys', 'roll', acme.id, '--mode', 'test', '--expire-old-in', '30d', ...storageFlags(s)], s.dataDir);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/at most 7d/);
     });
 
     it('refuses a bad account name with a usage error', async () => {

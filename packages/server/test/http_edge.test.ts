@@ -87,6 +87,7 @@ describeEngines('HTTP edge', (engine) => {
 
     it('a disguised target still needs the request signature its app requires', async () => {
       const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      // In the harness's account, so the harness's keys reach it (an existing account's keys are not shown again).
       const signed = await createApp(h.rt, { name: 'edge signed' });
       await updateSignatureSettings(h.rt, signed.id, {
         rsa_public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
@@ -94,11 +95,11 @@ describeEngines('HTTP edge', (engine) => {
       });
       const before = await h.snapshot();
       for (const url of [`/v1/apps/${signed.id}/users`, `/%761/apps/${signed.id}/users`, `http://x/v1/apps/${signed.id}/users`]) {
-        const res = await h.request('POST', url, { key: signed.secret_key_test, body: { id: 'edge_unsigned' } });
+        const res = await h.request('POST', url, { key: h.testKey, body: { id: 'edge_unsigned' } });
         expect(res.status, url).toBe(400);
         expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'signature_missing' });
       }
-      const wire = await rawRequest(port, `POST http://x/v1/apps/${signed.id}/users HTTP/1.1`, { authorization: `Bearer ${signed.secret_key_test}`, 'content-type': 'application/json' }, '{"id":"edge_unsigned"}');
+      const wire = await rawRequest(port, `POST http://x/v1/apps/${signed.id}/users HTTP/1.1`, { authorization: `Bearer ${h.testKey}`, 'content-type': 'application/json' }, '{"id":"edge_unsigned"}');
       expect(wire.status).toBe(400);
       expect(JSON.parse(wire.body)).toMatchObject({ error: { code: 'signature_missing' } });
       expect(await h.snapshot()).toEqual(before);

@@ -95,7 +95,7 @@ describeEngines('the seed guide\'s withdrawal requests, in all seven SDK languag
         // Python, Go and C# send a fixed order number, unique per app: each of those requests gets an app of its own.
         const app = ['python', 'go', 'csharp'].includes(lang) ? await createApp(h.rt, { name: `seed-${lang}-${channel}` }) : h.merchant;
         const user = `seed_${lang}_${channel}`;
-        const headers = { authorization: `Bearer ${app.secret_key_test}`, 'content-type': CONTENT_TYPES[lang] ?? 'application/json' };
+        const headers = { authorization: `Bearer ${app.secret_key_test ?? h.testKey}`, 'content-type': CONTENT_TYPES[lang] ?? 'application/json' };
         const created = await h.app.inject({ method: 'POST', url: `/v1/apps/${app.id}/users`, headers, payload: JSON.stringify({ id: user }) });
         expect(created.statusCode, created.body).toBe(200);
         const funded = await h.app.inject({

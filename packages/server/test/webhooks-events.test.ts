@@ -65,7 +65,7 @@ describeEngines('events and webhook endpoints', (engine) => {
       expect(after.status).toBe(200);
       expect(after.json.pending_webhooks).toBe(0);
       // Through the official SDK over a real socket.
-      const sdk = Pingpp(m.secret_key_test);
+      const sdk = Pingpp(m.secret_key_test!);
       sdk.setHost('127.0.0.1', port, 'http');
       expect(await sdk.events.retrieve(id)).toMatchObject({ id, object: 'event', pending_webhooks: 0 });
     });

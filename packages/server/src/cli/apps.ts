@@ -5,6 +5,7 @@ import { createApp } from '../services/accounts.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 import { signatureUpdate } from './apps-signature.ts';
 import { webhookUpdate, registerWebhookCommands } from './apps-webhooks.ts';
+import { registerAppsKeysCommands } from './apps-keys.ts';
 
 /**
  * One group of `tixian apps update` options (request signatures, webhook endpoints …): its flags,
@@ -30,11 +31,19 @@ export function registerAppsCommands(program: Command): void {
   ).action(async (opts: ConfigFlags & { name: string; account: string; json?: boolean }) => {
     await withRuntime(opts, async (rt) => {
       const app = await createApp(rt, { name: opts.name, account: opts.account });
-      if (opts.json) console.log(JSON.stringify(app, null, 2));
+      // Keys are shown once, when the account is made; an app joining an account prints none.
+      const { secret_key_test, secret_key_live, ...rest } = app;
+      const shown = secret_key_test !== null && secret_key_live !== null;
+      if (opts.json) console.log(JSON.stringify(shown ? app : rest, null, 2));
       else {
         console.log(`app ${app.id} (${app.name}) in account ${app.account_name} (${app.account})`);
-        console.log(`  test secret key: ${app.secret_key_test}`);
-        console.log(`  live secret key: ${app.secret_key_live}`);
+        if (shown) {
+          console.log(`  test secret key: ${secret_key_test}`);
+          console.log(`  live secret key: ${secret_key_live}`);
+          console.log('  (shown once: tixian keeps only their hashes)');
+        } else {
+          console.log(`  uses the account's secret keys (shown when the account was created; \`tixian apps keys roll ${app.id} --mode test|live\` makes new ones)`);
+        }
       }
     });
   });
@@ -68,4 +77,5 @@ export function registerAppsCommands(program: Command): void {
   });
 
   registerWebhookCommands(apps);
+  registerAppsKeysCommands(apps);
 }

@@ -7,6 +7,7 @@ import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
 import { registerWithdrawalCommands } from './withdrawals.ts';
 import { asUsageError, storageOptions, withRuntime } from './shared.ts';
+import { signingPublicKey } from './apps-keys.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -60,9 +61,12 @@ export async function main(argv: string[]): Promise<void> {
 
   const keys = program.command('keys').description('platform keys');
   storageOptions(
-    keys.command('platform-public-key').description('print the platform RSA public key (verifies webhooks and response signatures)'),
-  ).action(async (opts: ConfigFlags) => {
-    process.stdout.write(await withRuntime(opts, async (rt) => rt.platformKey.publicKeyPem));
+    keys
+      .command('platform-public-key')
+      .description('print the platform RSA public key (verifies webhooks and response signatures)')
+      .option('--app <app_id>', "print the key that signs for this app: its account's own key, if it has one (tixian apps signing-key create)"),
+  ).action(async (opts: ConfigFlags & { app?: string }) => {
+    process.stdout.write(await withRuntime(opts, (rt) => signingPublicKey(rt, opts.app)));
   });
 
   program.exitOverride();

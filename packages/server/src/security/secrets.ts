@@ -3,8 +3,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The master key encrypts secrets at rest (merchant secret keys, the platform private key), so a
- * copy of the database alone reveals no usable key. It lives outside the database: the
+ * The master key encrypts secrets at rest (the platform private key, accounts' own signing keys,
+ * webhook endpoint secrets), so a copy of the database alone reveals no usable key. Merchant secret
+ * keys are not among them: they are kept only as hashes (services/accounts.ts). It lives outside the database: the
  * TIXIAN_MASTER_KEY environment variable (64 hex chars) or `<data-dir>/master.key`, made on first use.
  * Every server process sharing one PostgreSQL must be given the same master key.
  */

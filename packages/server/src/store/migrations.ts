@@ -1,5 +1,5 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
-import { sql } from 'kysely';
+import { sql, SqliteAdapter } from 'kysely';
 
 /**
  * Versioned migrations. Each is applied once, in name order, by `tixian migrate` and at start-up.
@@ -284,8 +284,84 @@ const m0001_initial: Migration = {
   },
 };
 
+/**
+ * Secret keys move to a table of their own (several per account and mode while a roll lets the old
+ * one run out), stored as SHA-256 only: the sealed copies that let the CLI print a key again are
+ * dropped, as are the hash columns of `accounts`. Existing keys keep working (their hashes are
+ * copied; they have no display hint since only their hash is known). Accounts gain an optional
+ * signing key of their own (a PKCS#8 RSA private key sealed with the master key).
+ *
+ * SQLite cannot drop a UNIQUE column, so there `accounts` is rebuilt the documented way (foreign
+ * keys off, new table, copy, drop, rename, foreign_key_check) in one transaction. Kysely runs
+ * SQLite migrations outside a transaction, which is what lets the pragma take effect.
+ */
+const m0003_secret_keys: Migration = {
+  async up(db: Kysely<unknown>) {
+    const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+    const createSecretKeys = async (q: Kysely<unknown>) => {
+      await q.schema
+        .createTable('secret_keys')
+        .addColumn('hash', 'text', (c) => c.primaryKey())
+        .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+        .addColumn('livemode', 'integer', (c) => c.notNull())
+        .addColumn('hint', 'text')
+        .addColumn('created', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('revoked', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await q.schema.createIndex('secret_keys_account').on('secret_keys').columns(['account_id', 'livemode', 'created']).execute();
+      await sql`INSERT INTO secret_keys (hash, account_id, livemode, hint, created, expires_at, revoked)
+        SELECT key_test_hash, id, 0, NULL, created, NULL, 0 FROM accounts`.execute(q);
+      await sql`INSERT INTO secret_keys (hash, account_id, livemode, hint, created, expires_at, revoked)
+        SELECT key_live_hash, id, 1, NULL, created, NULL, 0 FROM accounts`.execute(q);
+    };
+    if (!sqlite) {
+      await createSecretKeys(db);
+      await db.schema
+        .alterTable('accounts')
+        .dropColumn('key_test_hash')
+        .dropColumn('key_live_hash')
+        .dropColumn('key_test_enc')
+        .dropColumn('key_live_enc')
+        .addColumn('signing_key_sealed', 'text')
+        .execute();
+      return;
+    }
+    // Kysely records a SQLite migration after it ran, outside its transaction: a crash in between
+    // leaves it done but unrecorded, so a second run finds the work done and only lets it be recorded.
+    const done = await sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'secret_keys'`.execute(db);
+    if (done.rows.length > 0) return;
+    await sql`PRAGMA foreign_keys = OFF`.execute(db);
+    try {
+      await sql`BEGIN IMMEDIATE`.execute(db);
+      try {
+        await createSecretKeys(db);
+        await db.schema
+          .createTable('accounts_0003')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('created', 'bigint', (c) => c.notNull())
+          .addColumn('signing_key_sealed', 'text')
+          .execute();
+        await sql`INSERT INTO accounts_0003 (id, name, created) SELECT id, name, created FROM accounts`.execute(db);
+        await db.schema.dropTable('accounts').execute();
+        await db.schema.alterTable('accounts_0003').renameTo('accounts').execute();
+        const broken = await sql`PRAGMA foreign_key_check`.execute(db);
+        if (broken.rows.length > 0) throw new Error(`0003_secret_keys: foreign key check failed: ${JSON.stringify(broken.rows.slice(0, 5))}`);
+        await sql`COMMIT`.execute(db);
+      } catch (err) {
+        await sql`ROLLBACK`.execute(db);
+        throw err;
+      }
+    } finally {
+      await sql`PRAGMA foreign_keys = ON`.execute(db);
+    }
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
+  '0003_secret_keys': m0003_secret_keys,
 };
 
 export const migrationProvider: MigrationProvider = {

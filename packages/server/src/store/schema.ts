@@ -14,10 +14,21 @@ export interface AccountRow {
   id: string;
   name: string;
   created: number;
-  key_test_hash: string;
-  key_live_hash: string;
-  key_test_enc: string;
-  key_live_enc: string;
+  /** The account's own response/webhook signing key (PKCS#8 PEM sealed with the master key); null: the platform key signs. */
+  signing_key_sealed: string | null;
+}
+
+/** A merchant secret key, known only by its SHA-256 (shown once, at creation or roll). */
+export interface SecretKeyRow {
+  hash: string;
+  account_id: string;
+  livemode: Bool;
+  /** `sk_test_…abcd`, enough to tell keys apart, never to use one; null for keys migrated from hashes. */
+  hint: string | null;
+  created: number;
+  /** Unix seconds from which the key no longer authenticates; null: until rolled. */
+  expires_at: number | null;
+  revoked: Bool;
 }
 
 export interface AppRow {
@@ -259,5 +270,6 @@ export interface Database {
   webhook_attempts: WebhookAttemptRow;
   sandbox_payouts: SandboxPayoutRow;
   settings: SettingRow;
+  secret_keys: SecretKeyRow;
 }
 

@@ -8,6 +8,7 @@ import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
 import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
+import { signingKeyForEvent } from '../security/signing-keys.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 
@@ -348,7 +349,7 @@ export class WebhookDispatcher implements Worker {
     let signature = c.signature;
     let headers: Record<string, string>;
     try {
-      signature ??= this.signatureFor(c.event_id, c.body);
+      signature ??= await this.signatureFor(c.event_id, c.body);
       headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, [PLATFORM_SIGNATURE_HEADER]: signature };
       if (c.secret !== null) Object.assign(headers, standardWebhookHeaders(this.keyFor(c.secret), c.event_id, Math.floor(attemptedMs / 1000), c.body));
     } catch (err) {
@@ -471,8 +472,12 @@ export class WebhookDispatcher implements Worker {
   }
 
   /** Each event body is signed once (per process; the first record stores it for every other). */
-  private signatureFor(eventId: string, body: string): string {
-    return this.signatures.getOrSet(eventId, () => this.rt.platformKey.sign(body));
+  private async signatureFor(eventId: string, body: string): Promise<string> {
+    const hit = this.signatures.get(eventId);
+    if (hit !== undefined) return hit;
+    // The event's account's own key when it has one, else the platform key (signing-keys.ts).
+    const key = await signingKeyForEvent(this.rt, eventId);
+    return this.signatures.getOrSet(eventId, () => key.sign(body));
   }
 
   /** Standard Webhooks keys are stored sealed with the master key; opened once per process. */

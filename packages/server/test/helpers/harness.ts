@@ -71,6 +71,12 @@ export interface RequestOptions {
   rawBody?: string | Buffer;
 }
 
+/** A key createApp showed (it shows keys only for a new account, once). */
+export function shownKey(key: string | null): string {
+  if (key === null) throw new Error('no key shown: the app joined an existing account (keys are shown once, at creation or roll)');
+  return key;
+}
+
 /** One server (in-process, via inject) on fresh storage, with one app ready to use. */
 export class Harness {
   private constructor(
@@ -103,10 +109,10 @@ export class Harness {
     return this.merchant.id;
   }
   get testKey(): string {
-    return this.merchant.secret_key_test;
+    return shownKey(this.merchant.secret_key_test);
   }
   get liveKey(): string {
-    return this.merchant.secret_key_live;
+    return shownKey(this.merchant.secret_key_live);
   }
 
   async request(method: InjectOptions['method'], url: string, options: RequestOptions = {}) {

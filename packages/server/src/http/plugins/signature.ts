@@ -6,6 +6,7 @@ import { errors } from '../../domain/errors.ts';
 import { signaturePolicy } from '../../services/app_settings.ts';
 import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
+import { signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
 import { needsPrincipal } from './auth.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
@@ -99,14 +100,16 @@ const SIGNED_MEMO_MAX = 1024;
 export function registerResponseSignature(app: FastifyInstance, rt: Runtime): void {
   if (!rt.config.signResponses) return;
   const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
-  const signBody = (bytes: Buffer): string =>
-    memo.getOrSet(createHash('sha256').update(bytes).digest('base64'), () => rt.platformKey.sign(bytes));
+  // The account's own key when it has one (signing-keys.ts), else the platform key; the memo is per key.
+  const signBody = (key: SigningKey, bytes: Buffer): string =>
+    memo.getOrSet(key.kid + ':' + createHash('sha256').update(bytes).digest('base64'), () => key.sign(bytes));
 
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', async (req, reply, payload) => {
+    const key = await signingKeyFor(rt, req.principal?.accountId ?? null);
     // JSON answers reach onSend as strings; a stream (none in this API) could not be signed up front.
-    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, signBody(Buffer.from(payload, 'utf8')));
-    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(payload));
-    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(EMPTY));
+    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, Buffer.from(payload, 'utf8')));
+    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, payload));
+    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, EMPTY));
     return payload;
   });
 }
