@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults, loadConfig } from '../src/config.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
+import { describeEngines, Harness, shownKey } from './helpers/harness.ts';
 import { officialSdk } from './helpers/pingpp.ts';
 
 const require = createRequire(import.meta.url);
@@ -48,7 +48,7 @@ describeEngines('limits: per-key rate limit and body size', (engine) => {
 
   it('counts per key: another account\'s key and the same account\'s live key are unaffected', async () => {
     expect((await h.request('GET', h.appPath('/users'))).status).toBe(403);
-    const otherRes = await h.request('GET', `/v1/apps/${other.id}/users`, { key: other.secret_key_test });
+    const otherRes = await h.request('GET', `/v1/apps/${other.id}/users`, { key: shownKey(other.secret_key_test) });
     expect(otherRes.status).toBe(200);
     expect((await h.request('GET', h.appPath('/users'), { key: h.liveKey })).status).toBe(200);
   });
@@ -62,7 +62,7 @@ describeEngines('limits: per-key rate limit and body size', (engine) => {
   });
 
   it('surfaces as RateLimitError in the official Node SDK', async () => {
-    const pingpp = await officialSdk(h, sdkApp.secret_key_test);
+    const pingpp = await officialSdk(h, shownKey(sdkApp.secret_key_test));
     for (let i = 0; i < LIMIT; i++) await pingpp.users.list(sdkApp.id, {});
     const err = await pingpp.users.list(sdkApp.id, {}).then(
       () => null,
@@ -75,14 +75,14 @@ describeEngines('limits: per-key rate limit and body size', (engine) => {
   it('answers a body over the limit with 413 and Ping++ error JSON, changing nothing', async () => {
     const before = await h.snapshot();
     const res = await h.request('POST', `/v1/apps/${bodyApp.id}/users`, {
-      key: bodyApp.secret_key_test,
+      key: shownKey(bodyApp.secret_key_test),
       rawBody: JSON.stringify({ id: 'big', description: 'x'.repeat(BODY_LIMIT) }),
       headers: { 'content-type': 'application/json' },
     });
     expect(res.status).toBe(413);
     expect(res.json).toEqual({ error: { type: 'invalid_request_error', code: 'request_too_large', message: `请求体超过 ${BODY_LIMIT} 字节。` } });
     expect(await h.snapshot()).toEqual(before);
-    const small = await h.request('POST', `/v1/apps/${bodyApp.id}/users`, { key: bodyApp.secret_key_test, body: { id: 'small' } });
+    const small = await h.request('POST', `/v1/apps/${bodyApp.id}/users`, { key: shownKey(bodyApp.secret_key_test), body: { id: 'small' } });
     expect(small.status).toBe(200);
   });
 });

@@ -7,7 +7,7 @@ import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { findStuckWithdrawals } from '../src/services/withdrawals_stuck.ts';
 import { formatStuck, stuckWithdrawals } from '../src/cli/withdrawals.ts';
 import { UsageError } from '../src/cli/shared.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
+import { describeEngines, Harness, shownKey } from './helpers/harness.ts';
 import { orderNo, seedExtra } from './helpers/withdrawals.ts';
 
 const MINUTE = 60_000;
@@ -40,12 +40,12 @@ describeEngines('tixian withdrawals stuck', (engine) => {
     other = await createApp(h.rt, { name: 'other', account: 'other' });
     await h.createUser('u1');
     await h.fund('u1', 10_000);
-    await h.request('POST', `/v1/apps/${other.id}/users`, { key: other.secret_key_test, body: { id: 'u1' } });
-    await h.request('POST', `/v1/apps/${other.id}/balance_settlements`, { key: other.secret_key_test, body: { user: 'u1', amount: 10_000, order_no: 'fundother' } });
+    await h.request('POST', `/v1/apps/${other.id}/users`, { key: shownKey(other.secret_key_test), body: { id: 'u1' } });
+    await h.request('POST', `/v1/apps/${other.id}/balance_settlements`, { key: shownKey(other.secret_key_test), body: { user: 'u1', amount: 10_000, order_no: 'fundother' } });
     // t0: one confirmed here, one only created, one confirmed in the other app.
     ids.old = await withdrawal(h.appId, h.testKey, 'u1', true);
     ids.unconfirmed = await withdrawal(h.appId, h.testKey, 'u1', false);
-    ids.otherApp = await withdrawal(other.id, other.secret_key_test, 'u1', true);
+    ids.otherApp = await withdrawal(other.id, shownKey(other.secret_key_test), 'u1', true);
     clock.advance(20 * MINUTE);
     ids.young = await withdrawal(h.appId, h.testKey, 'u1', true);
   });
