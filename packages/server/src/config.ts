@@ -43,6 +43,18 @@ export interface Config {
    * 25-hour Ping++ schedule in seconds. Production leaves it at 1.
    */
   webhookRetryScale: number;
+  /**
+   * Live-mode webhook endpoints may resolve to loopback, private, link-local, unique-local,
+   * multicast or unspecified addresses (refused by default: SSRF). Test mode always may.
+   */
+  allowPrivateWebhooks: boolean;
+  /**
+   * Auto-disable: an endpoint is disabled once every try has failed for this long AND at least
+   * webhookDisableAfterFailures tries in a row failed (both, so neither a burst of failures in a
+   * short outage nor one old failure disables it).
+   */
+  webhookDisableAfterMs: number;
+  webhookDisableAfterFailures: number;
 }
 
 export const defaults: Config = {
@@ -66,6 +78,9 @@ export const defaults: Config = {
   sqliteSynchronous: 'FULL',
   webhookLeaseMs: 60_000,
   webhookRetryScale: 1,
+  allowPrivateWebhooks: false,
+  webhookDisableAfterMs: 3 * 86_400_000,
+  webhookDisableAfterFailures: 20,
 };
 
 type Env = Record<string, string | undefined>;
@@ -99,6 +114,7 @@ export interface ConfigFlags {
   sandboxDelayMs?: string;
   workers?: boolean;
   logLevel?: string;
+  allowPrivateWebhooks?: boolean;
 }
 
 export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
@@ -130,5 +146,12 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
       defaults.webhookPerEndpointConcurrency,
     webhookLeaseMs: intFrom(env.TIXIAN_WEBHOOK_LEASE_MS, 'TIXIAN_WEBHOOK_LEASE_MS', 1_000, 3_600_000) ?? defaults.webhookLeaseMs,
     webhookRetryScale: fractionFrom(env.TIXIAN_WEBHOOK_RETRY_SCALE, 'TIXIAN_WEBHOOK_RETRY_SCALE') ?? defaults.webhookRetryScale,
+    allowPrivateWebhooks:
+      flags.allowPrivateWebhooks ?? (env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS ? env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS !== '0' : defaults.allowPrivateWebhooks),
+    webhookDisableAfterMs:
+      (intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_S, 'TIXIAN_WEBHOOK_DISABLE_AFTER_S', 60, 90 * 86_400) ?? defaults.webhookDisableAfterMs / 1000) * 1000,
+    webhookDisableAfterFailures:
+      intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES, 'TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES', 1, 1_000_000) ??
+      defaults.webhookDisableAfterFailures,
   };
 }

@@ -81,7 +81,7 @@ export async function listEvents(rt: Runtime, scope: EventScope, p: EventListPar
  * Puts deliveries back in the queue, due now, with a fresh Ping++ schedule (their earlier tries stay
  * in webhook_attempts). A delivery being sent right now (leased) is left alone: it is already
  * going out. Finished deliveries count again in their event's pending_webhooks. Deliveries of
- * removed endpoints are not revived. Returns how many deliveries were re-queued.
+ * removed or auto-disabled endpoints are not revived (re-enable the endpoint first). Returns how many deliveries were re-queued.
  */
 async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<number> {
   if (ids.length === 0) return 0;
@@ -90,7 +90,7 @@ async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<
       .updateTable('webhook_deliveries')
       .set({ status: 'pending', attempts: 0, next_attempt_ms: nowMs, lease_ms: null })
       .where('id', 'in', ids)
-      .where('endpoint_id', 'in', (eb) => eb.selectFrom('webhook_endpoints').select('id').where('disabled', '=', 0));
+      .where('endpoint_id', 'in', (eb) => eb.selectFrom('webhook_endpoints').select('id').where('disabled', '=', 0).where('auto_disabled_ms', 'is', null));
   // Pending ones first (the revived would match otherwise): not leased, or the lease ran out (the
   // sender crashed). Checked in the UPDATE itself so a dispatcher claiming the row at this moment on
   // PostgreSQL is not overtaken.
