@@ -64,3 +64,13 @@ export function publicOnlyLookup(hostname: string, options: LookupOptions, callb
     callback(null, first.address, first.family);
   });
 }
+
+/** A URL fit for logs: scheme, host, port and path; no credentials, query or fragment (they may hold secrets). */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}

@@ -10,7 +10,7 @@ import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
-import { privateDestinationError, publicOnlyLookup, refusedLiteral, urlHost } from './destination.ts';
+import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
 
 /**
@@ -656,16 +656,6 @@ async function readPrefix(body: Dispatcher.ResponseData['body']): Promise<string
   }
   // PostgreSQL text cannot hold NUL; a cut multi-byte character decodes as U+FFFD.
   return Buffer.concat(kept).toString('utf8').replaceAll('\u0000', '\uFFFD');
-}
-
-/** A URL fit for logs: scheme, host, port and path; no credentials, query or fragment (they may hold secrets). */
-export function redactedUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return '(invalid url)';
-  }
 }
 
 function describeError(err: unknown, timeoutMs: number): string {
