@@ -5,6 +5,7 @@ import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
+import { registerTriggerCommand } from './trigger.ts';
 import { asUsageError, storageOptions, withRuntime } from './shared.ts';
 
 export async function main(argv: string[]): Promise<void> {
@@ -20,7 +21,8 @@ export async function main(argv: string[]): Promise<void> {
       .addOption(new Option('--host <host>', 'address to listen on').env('TIXIAN_HOST'))
       .addOption(new Option('--sandbox-delay-ms <ms>', 'delay before a test-mode payout gets its outcome').env('TIXIAN_SANDBOX_DELAY_MS'))
       .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('TIXIAN_LOG_LEVEL'))
-      .option('--no-workers', 'serve the API only; run workers in other processes'),
+      .option('--no-workers', 'serve the API only; run workers in other processes')
+      .addOption(new Option('--allow-private-webhooks', 'let live-mode webhook endpoints use http and private addresses (or TIXIAN_ALLOW_PRIVATE_WEBHOOKS=1)')),
   ).action(async (opts: ConfigFlags) => {
     await serve(loadConfig(opts));
   });
@@ -39,6 +41,7 @@ export async function main(argv: string[]): Promise<void> {
 
   registerAppsCommands(program);
   registerEventCommands(program);
+  registerTriggerCommand(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(
