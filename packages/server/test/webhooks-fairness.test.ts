@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { createApp } from '../src/services/accounts.ts';
 import { enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { BREAKER_OPEN_AFTER_FAILURES, WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { recoverEndpoint } from '../src/webhooks/events.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
@@ -68,16 +68,20 @@ describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) =
     await emitTestEvents(h.rt, { app, accountId }, 20);
     const d = dispatcher({ concurrency: 64, perEndpointConcurrency: 8 });
 
-    // Closed: up to the per-endpoint bound at once.
+    // Closed: up to the per-endpoint bound at once, also after fewer than BREAKER_OPEN_AFTER_FAILURES failures.
+    const t0 = clock.nowMs();
     expect(await d.runOnce()).toBe(8);
-    expect(await endpointRow(endpoint.id)).toMatchObject({ failure_streak: 8, failing_since_ms: clock.nowMs() });
+    expect(await endpointRow(endpoint.id)).toMatchObject({ failure_streak: 8, failing_since_ms: t0 });
+    expect(await d.runOnce()).toBe(8);
+    expect((await endpointRow(endpoint.id)).failure_streak).toBe(16);
+    expect(16).toBeGreaterThanOrEqual(BREAKER_OPEN_AFTER_FAILURES);
     clock.advance(5_000);
-    // Open: 20 deliveries are due (8 retries, 12 first tries), but only one goes at a time.
+    // Open: all 20 deliveries are due again, but only one goes at a time.
     expect(await d.runOnce()).toBe(1);
     expect(await d.runOnce()).toBe(1);
-    expect((await endpointRow(endpoint.id)).failure_streak).toBe(10);
+    expect((await endpointRow(endpoint.id)).failure_streak).toBe(18);
     const listed = (await listEndpoints(h.rt, app))[0]!;
-    expect(listed).toMatchObject({ status: 'enabled', consecutive_failures: 10, failing_since: Math.floor((clock.nowMs() - 5_000) / 1000) });
+    expect(listed).toMatchObject({ status: 'enabled', consecutive_failures: 18, failing_since: Math.floor(t0 / 1000) });
 
     // The receiver recovers: the one try in flight succeeds and closes the breaker.
     failing = false;

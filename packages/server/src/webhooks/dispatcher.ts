@@ -29,9 +29,9 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * backlog never fills a claim. The last quarter of the slots (the reserve) only goes to endpoints
  * with nothing in flight: receivers that accept and never answer can hold at most three quarters of
  * the slots until their tries time out, and an endpoint that answers keeps getting slots meanwhile.
- * Circuit breaker: an endpoint whose last try failed (failure_streak > 0, kept in the database so
- * every process and a restart see it) gets one try in flight at a time; its next success closes the
- * breaker. Dead receivers therefore settle at one slot each.
+ * Circuit breaker: an endpoint whose last BREAKER_OPEN_AFTER_FAILURES tries failed (failure_streak,
+ * kept in the database so every process and a restart see it) gets one try in flight at a time; its
+ * next success closes the breaker. Dead receivers therefore settle at one slot each.
  * Auto-disable: when every try to an endpoint has failed for webhookDisableAfterMs and at least
  * webhookDisableAfterFailures tries in a row, the endpoint is disabled (auto_disabled_ms, shown by
  * `tixian apps webhooks list`, logged at error), its waiting deliveries fail and it gets no new
@@ -81,8 +81,13 @@ const KEY_CACHE_MAX = 1024;
 const ERROR_BACKOFF_MS = 1000;
 /** Share of the slots kept for endpoints with nothing in flight (see Fairness above). */
 const RESERVE_SHARE = 4;
-/** Failed tries in a row that open an endpoint's circuit breaker (one try in flight until a success). */
-export const BREAKER_OPEN_AFTER_FAILURES = 1;
+/**
+ * Failed tries in a row that open an endpoint's circuit breaker (one try in flight until a success).
+ * Not 1: a live receiver that fails often but not always (a flapping deploy, some bad events) keeps
+ * its pace; ten in a row from a live one are rare (0.4^10 ≈ 1e-4), while a dead one gets there
+ * within two rounds of its in-flight bound.
+ */
+export const BREAKER_OPEN_AFTER_FAILURES = 10;
 const USER_AGENT = 'tixian-webhooks/1 (Ping++ compatible)';
 
 function dispatcherOptions(rt: Runtime, overrides: Partial<DispatcherOptions> = {}): DispatcherOptions {
@@ -292,7 +297,7 @@ export class WebhookDispatcher implements Worker {
 
   private launch(c: Claimed, cap: number): Promise<void> {
     this.perEndpoint.set(c.endpoint_id, (this.perEndpoint.get(c.endpoint_id) ?? 0) + 1);
-    this.caps.set(c.endpoint_id, Math.min(cap, this.caps.get(c.endpoint_id) ?? cap));
+    if (!this.caps.has(c.endpoint_id)) this.caps.set(c.endpoint_id, cap);
     const task: Promise<void> = this.deliver(c)
       .catch((err: unknown) => this.rt.log.error({ err, delivery: c.id }, 'webhook delivery could not be recorded; it is retried after its lease'))
       .finally(() => {
@@ -309,6 +314,11 @@ export class WebhookDispatcher implements Worker {
     return task;
   }
 
+  /** The in-flight bound of an endpoint with this many failed tries in a row: 1 while its breaker is open. */
+  private capForStreak(failureStreak: number): number {
+    return failureStreak >= BREAKER_OPEN_AFTER_FAILURES ? 1 : this.options.perEndpointConcurrency;
+  }
+
   /** In-flight tries per endpoint that this claim may not exceed for endpoints already busy. */
   private capOf(endpointId: string): number {
     return this.caps.get(endpointId) ?? this.options.perEndpointConcurrency;
@@ -317,7 +327,6 @@ export class WebhookDispatcher implements Worker {
   private async claim(free: number): Promise<{ c: Claimed; cap: number }[]> {
     const { db, engine } = this.rt.store;
     const nowMs = this.rt.clock.nowMs();
-    const per = this.options.perEndpointConcurrency;
     const reserve = Math.floor(this.options.concurrency / RESERVE_SHARE);
     // Bounded: at most `concurrency` endpoints are busy. Within the reserve only idle endpoints claim.
     const busy = [...this.perEndpoint.keys()];
@@ -348,7 +357,7 @@ export class WebhookDispatcher implements Worker {
       const states = await trx.selectFrom('webhook_endpoints').select(['id', 'failure_streak']).where('id', 'in', [...queues.keys()]).execute();
       // An endpoint row that is gone still gets one pick, so its delivery is canceled below.
       const capOf = new Map<string, number>([...queues.keys()].map((id) => [id, 1]));
-      for (const st of states) capOf.set(st.id, Math.min(st.failure_streak >= BREAKER_OPEN_AFTER_FAILURES ? 1 : per, this.capOf(st.id)));
+      for (const st of states) capOf.set(st.id, Math.min(this.capForStreak(st.failure_streak), this.capOf(st.id)));
       const picked = this.pickRoundRobin(queues, capOf, free, reserve);
       if (picked.size > 0) {
         await trx.updateTable('webhook_deliveries').set({ next_attempt_ms: leaseUntil, lease_ms: leaseUntil }).where('id', 'in', [...picked.keys()]).execute();
@@ -501,8 +510,6 @@ export class WebhookDispatcher implements Worker {
       this.records.push({ c, attemptedMs, durationMs, o, signature, sent, made, status, nextMs, resolve, reject });
       this.flushRecords();
     });
-    // The breaker of an endpoint with tries still in flight follows its latest answer.
-    if (sent && this.caps.has(c.endpoint_id)) this.caps.set(c.endpoint_id, success ? this.options.perEndpointConcurrency : 1);
     const log = {
       delivery: c.id, event: c.event_id, endpoint: c.endpoint_id, url: redactedUrl(c.url), attempt: made, status_code: o.statusCode, error: o.error,
     };
@@ -520,7 +527,9 @@ export class WebhookDispatcher implements Worker {
       while (this.records.length > 0) {
         const batch = this.records.splice(0, RECORD_BATCH);
         try {
-          const fenced = await this.writeRecords(batch);
+          const { fenced, streaks } = await this.writeRecords(batch);
+          // The breaker of an endpoint with tries still in flight follows its latest recorded run.
+          for (const [endpointId, streak] of streaks) if (this.caps.has(endpointId)) this.caps.set(endpointId, this.capForStreak(streak));
           batch.forEach((r, i) => r.resolve(fenced[i]!));
         } catch (err) {
           for (const r of batch) r.reject(err);
@@ -533,7 +542,7 @@ export class WebhookDispatcher implements Worker {
   }
 
   /** One transaction: the tries, the first signature of each event, the deliveries (fenced), pending_webhooks. */
-  private writeRecords(batch: readonly TryRecord[]): Promise<boolean[]> {
+  private writeRecords(batch: readonly TryRecord[]): Promise<{ fenced: boolean[]; streaks: Map<string, number> }> {
     return this.rt.store.transaction(async (trx) => {
       await trx
         .insertInto('webhook_attempts')
@@ -563,8 +572,8 @@ export class WebhookDispatcher implements Worker {
         if (ok && r.status !== 'pending') finished.push(r.c.event_id);
       }
       await decrementPending(trx, finished);
-      await this.updateHealth(trx, batch);
-      return fenced;
+      const streaks = await this.updateHealth(trx, batch);
+      return { fenced, streaks };
     });
   }
 
@@ -573,7 +582,8 @@ export class WebhookDispatcher implements Worker {
    * the breaker); failures lengthen it. An endpoint whose run is long enough, in tries and in time,
    * is disabled in the same transaction.
    */
-  private async updateHealth(trx: Db, batch: readonly TryRecord[]): Promise<void> {
+  private async updateHealth(trx: Db, batch: readonly TryRecord[]): Promise<Map<string, number>> {
+    const streaks = new Map<string, number>();
     const perEndpoint = new Map<string, { succeeded: boolean; failures: number; firstFailureMs: number | null }>();
     for (const r of batch) {
       if (!r.sent) continue;
@@ -590,6 +600,7 @@ export class WebhookDispatcher implements Worker {
       const q = trx.updateTable('webhook_endpoints').where('id', '=', endpointId);
       if (h.succeeded) {
         await q.set({ failure_streak: h.failures, failing_since_ms: h.firstFailureMs }).execute();
+        streaks.set(endpointId, h.failures);
         continue;
       }
       const row = await q
@@ -599,6 +610,7 @@ export class WebhookDispatcher implements Worker {
         }))
         .returning(['failure_streak', 'failing_since_ms', 'auto_disabled_ms', 'disabled', 'url', 'app'])
         .executeTakeFirst();
+      if (row) streaks.set(endpointId, row.failure_streak);
       if (!row || row.disabled || row.auto_disabled_ms !== null) continue;
       const failingForMs = nowMs - Number(row.failing_since_ms);
       if (row.failure_streak < this.options.disableAfterFailures || failingForMs < this.options.disableAfterMs) continue;
@@ -613,6 +625,7 @@ export class WebhookDispatcher implements Worker {
         'webhook endpoint disabled after a long run of failures; re-enable with `tixian apps webhooks enable`',
       );
     }
+    return streaks;
   }
 
   /** Each event body is signed once (per process; the first record stores it for every other). */
