@@ -357,7 +357,12 @@ export class WebhookDispatcher implements Worker {
       const states = await trx.selectFrom('webhook_endpoints').select(['id', 'failure_streak']).where('id', 'in', [...queues.keys()]).execute();
       // An endpoint row that is gone still gets one pick, so its delivery is canceled below.
       const capOf = new Map<string, number>([...queues.keys()].map((id) => [id, 1]));
-      for (const st of states) capOf.set(st.id, Math.min(this.capForStreak(st.failure_streak), this.capOf(st.id)));
+      for (const st of states) {
+        const cap = Math.min(this.capForStreak(st.failure_streak), this.capOf(st.id));
+        capOf.set(st.id, cap);
+        // Another process's failures may have opened the breaker: the next claim's exclusions follow.
+        if (this.caps.has(st.id)) this.caps.set(st.id, cap);
+      }
       const picked = this.pickRoundRobin(queues, capOf, free, reserve);
       if (picked.size > 0) {
         await trx.updateTable('webhook_deliveries').set({ next_attempt_ms: leaseUntil, lease_ms: leaseUntil }).where('id', 'in', [...picked.keys()]).execute();
