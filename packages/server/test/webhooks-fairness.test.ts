@@ -1,4 +1,5 @@
-import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../src/config.ts';
 import { ManualClock } from '../src/clock.ts';
 import { createApp } from '../src/services/accounts.ts';
 import { enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
@@ -7,6 +8,18 @@ import { recoverEndpoint } from '../src/webhooks/events.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { emitTestEvent, emitTestEvents, Receiver } from './helpers/receiver.ts';
+
+describe('auto-disable settings', () => {
+  it('default to 3 days and 20 failures, and are bounded', () => {
+    expect(loadConfig({}, {})).toMatchObject({ webhookDisableAfterMs: 3 * 86_400_000, webhookDisableAfterFailures: 20 });
+    expect(loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_S: '3600', TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES: '5' })).toMatchObject({
+      webhookDisableAfterMs: 3_600_000,
+      webhookDisableAfterFailures: 5,
+    });
+    expect(() => loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_S: '59' })).toThrow(/TIXIAN_WEBHOOK_DISABLE_AFTER_S must be an integer in 60\.\.7776000/);
+    expect(() => loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES: '0' })).toThrow(/TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES/);
+  });
+});
 
 describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) => {
   let h: Harness;

@@ -113,6 +113,30 @@ describeEngines('webhook tooling', (engine) => {
     });
   });
 
+  it('tixian apps webhooks list shows a disabled or failing endpoint; enable turns it back on', async () => {
+    const m = await newMerchant('enable');
+    const { endpoint } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/enable') });
+    const since = Date.UTC(2026, 0, 1);
+    await h.rt.store.db
+      .updateTable('webhook_endpoints')
+      .set({ failure_streak: 42, failing_since_ms: since, auto_disabled_ms: since + 3 * 86_400_000, auto_disabled_reason: 'every try failed for 72 h (42 in a row)' })
+      .where('id', '=', endpoint.id)
+      .execute();
+    const listed = await cli('apps', 'webhooks', 'list', m.id);
+    expect(listed.out.join('\n')).toContain(`DISABLED since 2026-01-04T00:00:00.000Z: every try failed for 72 h (42 in a row) (tixian apps webhooks enable ${m.id} ${endpoint.id})`);
+
+    const enabled = await cli('apps', 'webhooks', 'enable', m.id, endpoint.id);
+    expect(enabled.code).toBe(0);
+    expect(enabled.out[0]).toMatch(new RegExp(`^webhook endpoint enabled: ${endpoint.id} `));
+    expect(enabled.out[0]).not.toContain('DISABLED');
+    expect(await h.rt.store.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', endpoint.id).executeTakeFirstOrThrow()).toMatchObject({
+      failure_streak: 0, failing_since_ms: null, auto_disabled_ms: null, auto_disabled_reason: null,
+    });
+    await h.rt.store.db.updateTable('webhook_endpoints').set({ failure_streak: 3, failing_since_ms: since }).where('id', '=', endpoint.id).execute();
+    expect((await cli('apps', 'webhooks', 'list', m.id)).out.join('\n')).toContain('failing: 3 tries in a row since 2026-01-01T00:00:00.000Z');
+    expect((await cli('apps', 'webhooks', 'enable', m.id, 'we_missing')).code).toBe(2);
+  });
+
   describe('tixian trigger', () => {
     it.each([
       ['balance.withdrawal.succeeded', 'succeeded', 'balance.withdrawal.succeeded'],
