@@ -46,6 +46,18 @@ export interface Config {
   /** Requests per rateLimitWindowMs per secret key (403 rate_limit_exceeded beyond); 0 turns it off. */
   rateLimit: number;
   rateLimitWindowMs: number;
+  /**
+   * Live-mode webhook endpoints may resolve to loopback, private, link-local, unique-local,
+   * multicast or unspecified addresses (refused by default: SSRF). Test mode always may.
+   */
+  allowPrivateWebhooks: boolean;
+  /**
+   * Auto-disable: an endpoint is disabled once every try has failed for this long AND at least
+   * webhookDisableAfterFailures tries in a row failed (both, so neither a burst of failures in a
+   * short outage nor one old failure disables it).
+   */
+  webhookDisableAfterMs: number;
+  webhookDisableAfterFailures: number;
 }
 
 export const defaults: Config = {
@@ -71,6 +83,9 @@ export const defaults: Config = {
   webhookRetryScale: 1,
   rateLimit: 1000,
   rateLimitWindowMs: 1000,
+  allowPrivateWebhooks: false,
+  webhookDisableAfterMs: 3 * 86_400_000,
+  webhookDisableAfterFailures: 20,
 };
 
 type Env = Record<string, string | undefined>;
@@ -107,6 +122,7 @@ export interface ConfigFlags {
   rateLimit?: string;
   rateLimitWindow?: string;
   bodyLimit?: string;
+  allowPrivateWebhooks?: boolean;
 }
 
 export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
@@ -143,6 +159,13 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
       durationMsFrom(pick(flags.rateLimitWindow, 'TIXIAN_RATE_LIMIT_WINDOW'), 'TIXIAN_RATE_LIMIT_WINDOW (--rate-limit-window)', 100, 3_600_000) ??
       defaults.rateLimitWindowMs,
     bodyLimitBytes: bytesFrom(pick(flags.bodyLimit, 'TIXIAN_BODY_LIMIT'), 'TIXIAN_BODY_LIMIT (--body-limit)', 1024, 64 * 1024 * 1024) ?? defaults.bodyLimitBytes,
+    allowPrivateWebhooks:
+      flags.allowPrivateWebhooks ?? (env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS ? env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS !== '0' : defaults.allowPrivateWebhooks),
+    webhookDisableAfterMs:
+      (intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_S, 'TIXIAN_WEBHOOK_DISABLE_AFTER_S', 60, 90 * 86_400) ?? defaults.webhookDisableAfterMs / 1000) * 1000,
+    webhookDisableAfterFailures:
+      intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES, 'TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES', 1, 1_000_000) ??
+      defaults.webhookDisableAfterFailures,
   };
 }
 

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { ApiError } from '../src/domain/errors.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
@@ -28,7 +28,8 @@ describeEngines('events and webhook endpoints', (engine) => {
 
   beforeAll(async () => {
     clock = new ManualClock(Date.UTC(2026, 2, 1, 0, 0, 0));
-    h = await Harness.start(engine, { clock, config: { webhookTimeoutMs: 2_000, sandboxDelayMs: 0 } });
+    // Live endpoints here are loopback receivers over http: the operator allows that (webhooks-ssrf.test.ts checks the default).
+    h = await Harness.start(engine, { clock, config: { webhookTimeoutMs: 2_000, sandboxDelayMs: 0, allowPrivateWebhooks: true } });
     receiver = await Receiver.start();
     port = Number(new URL(await h.app.listen({ port: 0, host: '127.0.0.1' })).port);
     d = new WebhookDispatcher(h.rt);
@@ -362,6 +363,8 @@ describeEngines('events and webhook endpoints', (engine) => {
     }
 
     it('apps update --webhook-url, apps webhooks list/remove, events resend/recover', async () => {
+      vi.stubEnv('TIXIAN_ALLOW_PRIVATE_WEBHOOKS', '1');
+      onTestFinished(() => void vi.unstubAllEnvs());
       const m = await newMerchant('cli');
       const added = await cli('apps', 'update', m.id, '--webhook-url', receiver.urlFor('/cli'), '--mode', 'live', '--events', 'balance.withdrawal.failed', '--standard-webhooks');
       expect(added.code, added.err.join('')).toBe(0);

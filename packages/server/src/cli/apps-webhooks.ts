@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import type { Runtime } from '../runtime.ts';
 import { DEFAULT_ENDPOINT_EVENTS } from '../webhooks/outbox.ts';
-import { listEndpoints, removeEndpoint, upsertEndpoint, type WebhookEndpoint } from '../webhooks/endpoints.ts';
+import { enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint, type WebhookEndpoint } from '../webhooks/endpoints.ts';
 import type { AppsUpdateGroup } from './apps.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
@@ -21,8 +21,17 @@ interface WebhookFlags {
 
 function describe(ep: WebhookEndpoint): string {
   const mode = ep.livemode ? 'live' : 'test';
-  return `${ep.id}  ${mode}  ${ep.url}  events: ${ep.events.join(',')}${ep.standard_webhooks ? '  standard-webhooks' : ''}`;
+  return `${ep.id}  ${mode}  ${ep.url}  events: ${ep.events.join(',')}${ep.standard_webhooks ? '  standard-webhooks' : ''}${health(ep)}`;
 }
+
+/** Nothing for a healthy endpoint; the breaker or the automatic disable otherwise. */
+function health(ep: WebhookEndpoint): string {
+  if (ep.status === 'disabled') return `  DISABLED since ${isoTime(ep.disabled_at!)}: ${ep.disabled_reason ?? ''} (tixian apps webhooks enable ${ep.app} ${ep.id})`;
+  if (ep.consecutive_failures > 0) return `  failing: ${ep.consecutive_failures} tries in a row since ${isoTime(ep.failing_since!)}`;
+  return '';
+}
+
+const isoTime = (s: number) => new Date(s * 1000).toISOString();
 
 export const webhookUpdate: AppsUpdateGroup = {
   options: [
@@ -84,6 +93,23 @@ export function registerWebhookCommands(apps: Command): void {
       // removeEndpoint refuses an unknown app itself.
       const { canceledDeliveries } = await removeEndpoint(rt, appId, endpointId);
       console.log(`removed webhook endpoint ${endpointId}; ${canceledDeliveries} waiting deliveries canceled`);
+    });
+  });
+
+  storageOptions(
+    webhooks
+      .command('enable')
+      .description('turn an endpoint that was disabled after a long run of failures back on')
+      .argument('<app_id>', 'app id')
+      .argument('<endpoint_id>', 'endpoint id (we_…)'),
+  ).action(async (appId: string, endpointId: string, opts: ConfigFlags) => {
+    await withRuntime(opts, async (rt) => {
+      const { endpoint, wasDisabled } = await enableEndpoint(rt, appId, endpointId);
+      if (!wasDisabled) console.log(`webhook endpoint ${endpointId} was not disabled; its failure count is reset`);
+      else {
+        console.log(`webhook endpoint enabled: ${describe(endpoint)}`);
+        console.log(`  deliveries that failed meanwhile: tixian events recover --endpoint ${endpointId} --since UNIX_SECONDS`);
+      }
     });
   });
 }

@@ -6,6 +6,7 @@ import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
 import { registerWithdrawalCommands } from './withdrawals.ts';
+import { registerTriggerCommand } from './trigger.ts';
 import { asUsageError, storageOptions, withRuntime } from './shared.ts';
 import { signingPublicKey } from './apps-keys.ts';
 
@@ -25,7 +26,8 @@ export async function main(argv: string[]): Promise<void> {
       .addOption(new Option('--rate-limit <n>', 'requests per window per secret key (0: no limit; default 1000)').env('TIXIAN_RATE_LIMIT'))
       .addOption(new Option('--rate-limit-window <duration>', 'rate limit window, e.g. 1s, 1m (default 1s)').env('TIXIAN_RATE_LIMIT_WINDOW'))
       .addOption(new Option('--body-limit <size>', 'largest request body, e.g. 262144, 256kb, 1mb (default 256kb)').env('TIXIAN_BODY_LIMIT'))
-      .option('--no-workers', 'serve the API only; run workers in other processes'),
+      .option('--no-workers', 'serve the API only; run workers in other processes')
+      .addOption(new Option('--allow-private-webhooks', 'let live-mode webhook endpoints use http and private addresses (or TIXIAN_ALLOW_PRIVATE_WEBHOOKS=1)')),
   ).action(async (opts: ConfigFlags) => {
     await serve(loadConfig(opts));
   });
@@ -45,6 +47,7 @@ export async function main(argv: string[]): Promise<void> {
   registerAppsCommands(program);
   registerEventCommands(program);
   registerWithdrawalCommands(program);
+  registerTriggerCommand(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

@@ -359,8 +359,25 @@ const m0003_secret_keys: Migration = {
   },
 };
 
+/**
+ * Webhook endpoint health: the run of failed tries (drives the circuit breaker and auto-disable)
+ * and the automatic disable, kept apart from `disabled` (which means removed by the operator).
+ */
+const m0002_webhook_endpoint_health: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('webhook_endpoints')
+      .addColumn('failure_streak', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.alterTable('webhook_endpoints').addColumn('failing_since_ms', 'bigint').execute();
+    await db.schema.alterTable('webhook_endpoints').addColumn('auto_disabled_ms', 'bigint').execute();
+    await db.schema.alterTable('webhook_endpoints').addColumn('auto_disabled_reason', 'text').execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
+  '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
   '0003_secret_keys': m0003_secret_keys,
 };
 

@@ -220,6 +220,13 @@ export interface WebhookEndpointRow {
   secret: string | null;
   created: number;
   disabled: Bool;
+  /** Consecutive failed tries (0 after any success); above 0 the circuit breaker allows one try in flight. */
+  failure_streak: number;
+  /** When the current run of failures began; null while the endpoint answers 2xx. */
+  failing_since_ms: number | null;
+  /** Set when the dispatcher disabled the endpoint after a long run of failures; cleared on re-enable. */
+  auto_disabled_ms: number | null;
+  auto_disabled_reason: string | null;
 }
 
 export interface WebhookDeliveryRow {

@@ -6,6 +6,7 @@ import { newInternalId } from '../domain/ids.ts';
 import { seconds } from '../clock.ts';
 import { DEFAULT_ENDPOINT_EVENTS, MAX_ENDPOINTS_PER_APP_MODE } from './outbox.ts';
 import { newStandardWebhookSecret } from './signing.ts';
+import { refusedLiteral, urlHost } from './destination.ts';
 
 /**
  * Webhook endpoints: per app and per mode, any number of URLs (up to a bound), each with the event
@@ -26,6 +27,14 @@ export interface WebhookEndpoint {
   /** The `whsec_…` secret; only present where the caller asked to reveal it. */
   secret?: string;
   created: number;
+  /** 'disabled': turned off by the dispatcher after a long run of failures (re-enable it to resume). */
+  status: 'enabled' | 'disabled';
+  /** When and why it was disabled (Unix seconds); null while enabled. */
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  /** Tries that failed in a row, and since when (Unix seconds; null while it answers 2xx). */
+  consecutive_failures: number;
+  failing_since: number | null;
 }
 
 export interface EndpointInput {
@@ -40,7 +49,13 @@ export interface EndpointInput {
 
 const notHttpUrl = () => errors.invalidParam('url', 'must be an absolute http:// or https:// URL', '必须是以 http:// 或 https:// 开头的完整地址');
 
-function validateEndpointUrl(raw: string): string {
+/**
+ * A live endpoint must use https (the body carries money movements) and must not name a non-public
+ * IP address (SSRF; names are checked again on every try, at connect time, by the dispatcher).
+ * An operator who allows private destinations (receivers inside their own network, which often
+ * speak plain http) lifts both. Test mode keeps http and loopback for development.
+ */
+function validateEndpointUrl(raw: string, livemode: boolean, allowPrivate: boolean): string {
   const url = raw.trim();
   if (url.length === 0) throw errors.missingParam('url');
   if (url.length > MAX_URL_LENGTH) throw errors.invalidParam('url', `must be at most ${MAX_URL_LENGTH} characters`, `长度不能超过 ${MAX_URL_LENGTH}`);
@@ -53,6 +68,19 @@ function validateEndpointUrl(raw: string): string {
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.hostname) throw notHttpUrl();
   // Credentials in the URL would be stored and shown in clear; receivers authenticate us by signature.
   if (parsed.username || parsed.password) throw errors.invalidParam('url', 'must not contain credentials', '不能包含用户名或密码');
+  if (livemode && !allowPrivate) {
+    if (parsed.protocol !== 'https:') {
+      throw errors.invalidParam('url', 'a live-mode endpoint must use https:// (the operator may allow http with --allow-private-webhooks)', '正式模式的地址必须使用 https://');
+    }
+    const host = urlHost(parsed).toLowerCase();
+    if (refusedLiteral(parsed) !== null || host === 'localhost' || host.endsWith('.localhost')) {
+      throw errors.invalidParam(
+        'url',
+        'a live-mode endpoint must not point to a loopback, private, link-local or otherwise non-public address (the operator may allow it with --allow-private-webhooks)',
+        '正式模式的地址不能指向本机、内网或其他非公网地址',
+      );
+    }
+  }
   return url;
 }
 
@@ -77,6 +105,11 @@ function toEndpoint(rt: Runtime, row: WebhookEndpointRow, reveal: boolean): Webh
     events: JSON.parse(row.events) as string[],
     standard_webhooks: row.secret !== null,
     created: row.created,
+    status: row.auto_disabled_ms === null ? 'enabled' : 'disabled',
+    disabled_at: row.auto_disabled_ms === null ? null : Math.floor(row.auto_disabled_ms / 1000),
+    disabled_reason: row.auto_disabled_reason,
+    consecutive_failures: row.failure_streak,
+    failing_since: row.failing_since_ms === null ? null : Math.floor(row.failing_since_ms / 1000),
   };
   if (reveal && row.secret !== null) out.secret = rt.box.open(row.secret);
   return out;
@@ -96,7 +129,7 @@ async function lockApp(rt: Runtime, trx: Db, app: string): Promise<void> {
  * since this is the moment an operator needs to copy it.
  */
 export async function upsertEndpoint(rt: Runtime, input: EndpointInput): Promise<{ endpoint: WebhookEndpoint; created: boolean }> {
-  const url = validateEndpointUrl(input.url);
+  const url = validateEndpointUrl(input.url, input.livemode, rt.config.allowPrivateWebhooks);
   const events = input.events === undefined ? undefined : validateEventTypes(input.events);
   const livemode = mode(input);
   return rt.store.transaction(async (trx) => {
@@ -129,6 +162,10 @@ export async function upsertEndpoint(rt: Runtime, input: EndpointInput): Promise
       secret: input.standardWebhooks ? rt.box.seal(newStandardWebhookSecret()) : null,
       created: seconds(rt.clock),
       disabled: 0,
+      failure_streak: 0,
+      failing_since_ms: null,
+      auto_disabled_ms: null,
+      auto_disabled_reason: null,
     };
     await trx.insertInto('webhook_endpoints').values(row).execute();
     return { endpoint: toEndpoint(rt, row, true), created: true };
@@ -158,19 +195,44 @@ export async function removeEndpoint(rt: Runtime, app: string, id: string): Prom
     const row = await trx.selectFrom('webhook_endpoints').select('id').where('id', '=', id).where('app', '=', app).where('disabled', '=', 0).executeTakeFirst();
     if (!row) throw errors.notFound('webhook_endpoint', id);
     await trx.updateTable('webhook_endpoints').set({ disabled: 1 }).where('id', '=', id).execute();
-    // One statement each, not a loop: the number of waiting deliveries is not bounded by us.
-    await trx
-      .updateTable('events')
-      .set((eb) => ({ pending_webhooks: eb('pending_webhooks', '-', 1) }))
-      .where('id', 'in', (eb) => eb.selectFrom('webhook_deliveries').select('event_id').where('endpoint_id', '=', id).where('status', '=', 'pending'))
-      .where('pending_webhooks', '>', 0)
-      .execute();
-    const res = await trx
-      .updateTable('webhook_deliveries')
-      .set({ status: 'canceled', next_attempt_ms: null, lease_ms: null })
-      .where('endpoint_id', '=', id)
-      .where('status', '=', 'pending')
-      .executeTakeFirst();
-    return { canceledDeliveries: Number(res.numUpdatedRows) };
+    return { canceledDeliveries: await endWaitingDeliveries(trx, id, 'canceled') };
+  });
+}
+
+/**
+ * Ends every delivery still waiting for an endpoint: 'canceled' (removed; nothing will be sent) or
+ * 'failed' (auto-disabled; `tixian events recover --endpoint` sends them again after re-enabling).
+ * Their events' pending_webhooks drop. Returns how many deliveries ended.
+ */
+export async function endWaitingDeliveries(trx: Db, endpointId: string, status: 'canceled' | 'failed'): Promise<number> {
+  // One statement each, not a loop: the number of waiting deliveries is not bounded by us.
+  await trx
+    .updateTable('events')
+    .set((eb) => ({ pending_webhooks: eb('pending_webhooks', '-', 1) }))
+    .where('id', 'in', (eb) => eb.selectFrom('webhook_deliveries').select('event_id').where('endpoint_id', '=', endpointId).where('status', '=', 'pending'))
+    .where('pending_webhooks', '>', 0)
+    .execute();
+  const res = await trx
+    .updateTable('webhook_deliveries')
+    .set({ status, next_attempt_ms: null, lease_ms: null })
+    .where('endpoint_id', '=', endpointId)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows);
+}
+
+/**
+ * `tixian apps webhooks enable APP WE`: turns an auto-disabled endpoint back on with a clean
+ * record (breaker closed). Deliveries that failed while it was down are not re-sent by this;
+ * `tixian events recover --endpoint WE --since S` does that. Returns the endpoint and whether it was disabled.
+ */
+export async function enableEndpoint(rt: Runtime, app: string, id: string): Promise<{ endpoint: WebhookEndpoint; wasDisabled: boolean }> {
+  return rt.store.transaction(async (trx) => {
+    await lockApp(rt, trx, app);
+    const row = await trx.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).where('app', '=', app).where('disabled', '=', 0).executeTakeFirst();
+    if (!row) throw errors.notFound('webhook_endpoint', id);
+    const fresh = { failure_streak: 0, failing_since_ms: null, auto_disabled_ms: null, auto_disabled_reason: null };
+    await trx.updateTable('webhook_endpoints').set(fresh).where('id', '=', id).execute();
+    return { endpoint: toEndpoint(rt, { ...row, ...fresh }, false), wasDisabled: row.auto_disabled_ms !== null };
   });
 }

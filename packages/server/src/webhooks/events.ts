@@ -6,6 +6,7 @@ import { mode, type EventRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { listPage, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { insertDeliveries, subscribedEndpoints } from './outbox.ts';
+import { redactedUrl } from './destination.ts';
 
 /**
  * Events (§13) as merchants see them, and the operator's levers on their deliveries: resend one
@@ -81,7 +82,7 @@ export async function listEvents(rt: Runtime, scope: EventScope, p: EventListPar
  * Puts deliveries back in the queue, due now, with a fresh Ping++ schedule (their earlier tries stay
  * in webhook_attempts). A delivery being sent right now (leased) is left alone: it is already
  * going out. Finished deliveries count again in their event's pending_webhooks. Deliveries of
- * removed endpoints are not revived. Returns how many deliveries were re-queued.
+ * removed or auto-disabled endpoints are not revived (re-enable the endpoint first). Returns how many deliveries were re-queued.
  */
 async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<number> {
   if (ids.length === 0) return 0;
@@ -90,7 +91,7 @@ async function requeue(trx: Db, ids: readonly string[], nowMs: number): Promise<
       .updateTable('webhook_deliveries')
       .set({ status: 'pending', attempts: 0, next_attempt_ms: nowMs, lease_ms: null })
       .where('id', 'in', ids)
-      .where('endpoint_id', 'in', (eb) => eb.selectFrom('webhook_endpoints').select('id').where('disabled', '=', 0));
+      .where('endpoint_id', 'in', (eb) => eb.selectFrom('webhook_endpoints').select('id').where('disabled', '=', 0).where('auto_disabled_ms', 'is', null));
   // Pending ones first (the revived would match otherwise): not leased, or the lease ran out (the
   // sender crashed). Checked in the UPDATE itself so a dispatcher claiming the row at this moment on
   // PostgreSQL is not overtaken.
@@ -181,4 +182,93 @@ export async function recoverEndpoint(rt: Runtime, endpointId: string, sinceS: n
 /** Tells a dispatcher in this process that work is due (other processes find it at their next poll). */
 export function wakeDispatcher(rt: Runtime): void {
   rt.bus.emit('webhook');
+}
+
+/** A delivery of an event to one endpoint, with its latest tries (GET /v1/events/{id}/deliveries). */
+export interface WebhookDeliveryView {
+  id: string;
+  object: 'webhook_delivery';
+  event: string;
+  endpoint: string;
+  /** The endpoint's URL without query or fragment (they may hold a receiver's secret). */
+  url: string | null;
+  /** pending (tries left), succeeded, failed (schedule exhausted or endpoint disabled), canceled (endpoint removed). */
+  status: string;
+  attempt_count: number;
+  /** When the next try is due (Unix seconds); null when none is. */
+  next_attempt: number | null;
+  created: number;
+  attempts: WebhookAttemptView[];
+}
+
+export interface WebhookAttemptView {
+  id: string;
+  object: 'webhook_attempt';
+  /** Unix seconds, and the exact time in ms (tries of one second keep their order). */
+  created: number;
+  attempted_ms: number;
+  /** null when no answer came (timeout, refused connection, refused destination). */
+  status_code: number | null;
+  /** The first KiB of the answer. */
+  response_body: string | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+/** Bounds of the deliveries view: an event fans out to at most 16 endpoints per mode; resends add tries. */
+const MAX_DELIVERIES_SHOWN = 64;
+const MAX_ATTEMPTS_SHOWN = 50;
+
+/**
+ * Every delivery of an event and its latest MAX_ATTEMPTS_SHOWN tries, oldest first: what each
+ * receiver answered and when. `scope` null is the operator (CLI).
+ */
+export async function listEventDeliveries(rt: Runtime, scope: EventScope | null, id: string): Promise<WebhookDeliveryView[]> {
+  const db = rt.store.db;
+  await findEvent(db, scope, id);
+  const deliveries = await db
+    .selectFrom('webhook_deliveries as d')
+    .leftJoin('webhook_endpoints as ep', 'ep.id', 'd.endpoint_id')
+    .select(['d.id', 'd.endpoint_id', 'd.status', 'd.attempts', 'd.next_attempt_ms', 'd.lease_ms', 'd.created', 'ep.url'])
+    .where('d.event_id', '=', id)
+    .orderBy('d.created')
+    .orderBy('d.id')
+    .limit(MAX_DELIVERIES_SHOWN)
+    .execute();
+  const out: WebhookDeliveryView[] = [];
+  for (const d of deliveries) {
+    const attempts = await db
+      .selectFrom('webhook_attempts')
+      .selectAll()
+      .where('delivery_id', '=', d.id)
+      .orderBy('attempted_ms', 'desc')
+      .orderBy('id', 'desc')
+      .limit(MAX_ATTEMPTS_SHOWN)
+      .execute();
+    attempts.reverse();
+    // A leased delivery is being sent: its next_attempt_ms is the lease end, not a scheduled try.
+    const dueMs = d.lease_ms !== null ? null : d.next_attempt_ms;
+    out.push({
+      id: d.id,
+      object: 'webhook_delivery',
+      event: id,
+      endpoint: d.endpoint_id,
+      url: d.url === null ? null : redactedUrl(d.url),
+      status: d.status,
+      attempt_count: d.attempts,
+      next_attempt: dueMs === null ? null : Math.ceil(Number(dueMs) / 1000),
+      created: Number(d.created),
+      attempts: attempts.map((a) => ({
+        id: a.id,
+        object: 'webhook_attempt',
+        created: Math.floor(Number(a.attempted_ms) / 1000),
+        attempted_ms: Number(a.attempted_ms),
+        status_code: a.status_code,
+        response_body: a.response_body,
+        error: a.error,
+        duration_ms: a.duration_ms,
+      })),
+    });
+  }
+  return out;
 }

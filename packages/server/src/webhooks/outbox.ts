@@ -57,7 +57,7 @@ export async function emitEvent(trx: Db, e: EmitEvent): Promise<string> {
   return id;
 }
 
-/** The active endpoints of an app and mode that want this event type. */
+/** The active (not removed, not auto-disabled) endpoints of an app and mode that want this event type. */
 export async function subscribedEndpoints(trx: Db, app: string, livemode: number, type: string): Promise<{ id: string }[]> {
   const endpoints = await trx
     .selectFrom('webhook_endpoints')
@@ -65,6 +65,8 @@ export async function subscribedEndpoints(trx: Db, app: string, livemode: number
     .where('app', '=', app)
     .where('livemode', '=', livemode)
     .where('disabled', '=', 0)
+    // An auto-disabled endpoint gets nothing new until it is re-enabled.
+    .where('auto_disabled_ms', 'is', null)
     .limit(MAX_ENDPOINTS_PER_APP_MODE)
     .execute();
   return endpoints.filter((ep) => (JSON.parse(ep.events) as string[]).includes(type));

@@ -4,7 +4,7 @@ import type { Runtime } from '../../runtime.ts';
 import { accountScopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { ListQuery } from '../schemas.ts';
-import { listEvents, resendEvent, retrieveEvent } from '../../webhooks/events.ts';
+import { listEventDeliveries, listEvents, resendEvent, retrieveEvent } from '../../webhooks/events.ts';
 
 /**
  * /v1/events — events (§13). Not app-scoped: the key's account and mode must own the event, and
@@ -27,6 +27,12 @@ export async function eventsRoutes(app: FastifyInstance, rt: Runtime): Promise<v
   app.get<{ Querystring: Static<typeof EventsQuery> }>('/events', { schema: { querystring: EventsQuery } }, async (req) => {
     const { data, hasMore } = await listEvents(rt, accountScopeOf(req), req.query);
     return listObject('/v1/events', data, hasMore);
+  });
+
+  // Extension: every webhook delivery of the event, each with its tries (status code, answer excerpt, time).
+  app.get<{ Params: Static<typeof IdParams> }>('/events/:id/deliveries', { schema: { params: IdParams } }, async (req) => {
+    const data = await listEventDeliveries(rt, accountScopeOf(req), req.params.id);
+    return listObject(`/v1/events/${req.params.id}/deliveries`, data, false);
   });
 
   app.post<{ Params: Static<typeof IdParams> }>('/events/:id/resend', { schema: { params: IdParams } }, async (req) => {

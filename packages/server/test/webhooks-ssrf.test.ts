@@ -1,0 +1,121 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.ts';
+import { loadConfig } from '../src/config.ts';
+import { createApp } from '../src/services/accounts.ts';
+import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { isPublicAddress, PRIVATE_DESTINATION, publicOnlyLookup, redactedUrl } from '../src/webhooks/destination.ts';
+import { describeEngines, Harness } from './helpers/harness.ts';
+import { emitTestEvent, Receiver } from './helpers/receiver.ts';
+
+describe('isPublicAddress', () => {
+  it.each([
+    ['8.8.8.8', true], ['1.1.1.1', true], ['2001:4860:4860::8888', true], ['::ffff:8.8.8.8', true],
+    ['127.0.0.1', false], ['127.1.2.3', false], ['10.0.0.1', false], ['172.16.5.4', false], ['192.168.1.1', false],
+    ['169.254.169.254', false], ['100.64.0.1', false], ['0.0.0.0', false], ['224.0.0.1', false], ['255.255.255.255', false],
+    ['::1', false], ['::', false], ['fe80::1', false], ['fc00::1', false], ['fd12:3456::1', false], ['ff02::1', false],
+    ['::ffff:127.0.0.1', false], ['::ffff:169.254.169.254', false], ['::ffff:10.0.0.1', false],
+    ['64:ff9b::7f00:1', false], ['2002:7f00:1::1', false], ['2001:db8::1', false], ['not an ip', false], ['', false],
+  ])('%s → %s', (address, expected) => {
+    expect(isPublicAddress(address)).toBe(expected);
+  });
+
+  it('the lookup hook refuses a name that resolves to loopback, for one address and for all', async () => {
+    const one = await new Promise<NodeJS.ErrnoException | null>((resolve) => publicOnlyLookup('localhost', {}, (err) => resolve(err)));
+    expect(one?.code).toBe(PRIVATE_DESTINATION);
+    const all = await new Promise<NodeJS.ErrnoException | null>((resolve) => publicOnlyLookup('localhost', { all: true }, (err) => resolve(err)));
+    expect(all?.code).toBe(PRIVATE_DESTINATION);
+  });
+
+  it('logs URLs without credentials, query or fragment', () => {
+    expect(redactedUrl('https://u:p@example.com:8443/hooks/x?token=s3cret#frag')).toBe('https://example.com:8443/hooks/x');
+  });
+
+  it('reads --allow-private-webhooks and TIXIAN_ALLOW_PRIVATE_WEBHOOKS (off by default)', () => {
+    expect(loadConfig({}, {}).allowPrivateWebhooks).toBe(false);
+    expect(loadConfig({}, { TIXIAN_ALLOW_PRIVATE_WEBHOOKS: '1' }).allowPrivateWebhooks).toBe(true);
+    expect(loadConfig({}, { TIXIAN_ALLOW_PRIVATE_WEBHOOKS: '0' }).allowPrivateWebhooks).toBe(false);
+    expect(loadConfig({ allowPrivateWebhooks: true }, {}).allowPrivateWebhooks).toBe(true);
+  });
+});
+
+describeEngines('webhook destinations (SSRF)', (engine) => {
+  let h: Harness;
+  let receiver: Receiver;
+  const dispatchers: WebhookDispatcher[] = [];
+
+  beforeAll(async () => {
+    h = await Harness.start(engine, { clock: new ManualClock(Date.UTC(2026, 4, 1)), config: { webhookTimeoutMs: 2_000 } });
+    receiver = await Receiver.start();
+  });
+  afterEach(async () => {
+    for (const d of dispatchers.splice(0)) await d.stop();
+    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
+    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
+  });
+  afterAll(async () => {
+    await receiver?.close();
+    await h?.close();
+  });
+  const dispatcher = (options: ConstructorParameters<typeof WebhookDispatcher>[1] = {}) => {
+    const d = new WebhookDispatcher(h.rt, options);
+    dispatchers.push(d);
+    return d;
+  };
+  const freshApp = async (name: string) => {
+    const app = await createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
+    return { app: app.id, accountId: app.account };
+  };
+
+  it('refuses live endpoints over http or to non-public addresses when they are configured; test mode keeps them', async () => {
+    const { app } = await freshApp('configure');
+    const live = (url: string) => upsertEndpoint(h.rt, { app, livemode: true, url });
+    for (const url of [
+      'http://example.com/hooks', 'https://127.0.0.1/hooks', 'https://10.1.2.3/hooks', 'https://169.254.169.254/latest/meta-data',
+      'https://[::1]:8443/hooks', 'https://[::ffff:127.0.0.1]/hooks', 'https://[fd00::1]/hooks', 'https://localhost/hooks', 'https://0.0.0.0/',
+    ]) {
+      await expect(live(url), url).rejects.toMatchObject({ status: 400, param: 'url', type: 'invalid_request_error' });
+    }
+    const before = await h.rt.store.db.selectFrom('webhook_endpoints').select('id').where('app', '=', app).execute();
+    expect(before).toHaveLength(0);
+    expect((await live('https://example.com/hooks')).created).toBe(true);
+    expect((await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/test') })).created).toBe(true);
+  });
+
+  it('refuses at delivery time a live endpoint whose name resolves to loopback, or an IP literal; test mode and an allowing operator deliver', async () => {
+    const { app, accountId } = await freshApp('deliver');
+    receiver.behaviour = () => ({ status: 200, body: 'secret internal answer' });
+    const port = new URL(receiver.url).port;
+    // Endpoints that passed configuration before their name pointed inward (or written before the rule).
+    const byName = await upsertEndpoint(h.rt, { app, livemode: false, url: `http://localhost:${port}/by-name` });
+    const byLiteral = await upsertEndpoint(h.rt, { app, livemode: false, url: `http://127.0.0.1:${port}/by-literal` });
+    await h.rt.store.db.updateTable('webhook_endpoints').set({ livemode: 1 }).where('id', 'in', [byName.endpoint.id, byLiteral.endpoint.id]).execute();
+    await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/test-mode') });
+
+    const liveEvent = await emitTestEvent(h.rt, { app, accountId, livemode: true });
+    const testEvent = await emitTestEvent(h.rt, { app, accountId, livemode: false });
+    expect(await dispatcher().drain()).toBe(3);
+    expect(receiver.to('/by-name')).toHaveLength(0);
+    expect(receiver.to('/by-literal')).toHaveLength(0);
+    expect(receiver.to('/test-mode').map((r) => r.event!.id)).toEqual([testEvent]);
+
+    const attempts = await h.rt.store.db
+      .selectFrom('webhook_attempts as a')
+      .innerJoin('webhook_deliveries as d', 'd.id', 'a.delivery_id')
+      .select(['d.endpoint_id', 'a.status_code', 'a.response_body', 'a.error'])
+      .where('d.event_id', '=', liveEvent)
+      .execute();
+    expect(attempts).toHaveLength(2);
+    for (const a of attempts) {
+      expect(a).toMatchObject({ status_code: null, response_body: null });
+      expect(a.error).toContain(PRIVATE_DESTINATION);
+    }
+
+    // The operator allows private destinations: the same deliveries go out.
+    const { clock } = h.rt as unknown as { clock: ManualClock };
+    clock.advance(5_000);
+    expect(await dispatcher({ allowPrivate: true }).drain()).toBe(2);
+    expect(receiver.to('/by-name')).toHaveLength(1);
+    expect(receiver.to('/by-literal')).toHaveLength(1);
+  });
+});
