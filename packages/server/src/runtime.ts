@@ -44,6 +44,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     poolSize: config.poolSize,
     sqliteSynchronous: config.sqliteSynchronous,
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
+    onClientError: (err) => log.warn({ err }, 'database connection lost while in use'),
   });
   try {
     if (options.migrate !== false) await store.migrate();

@@ -16,6 +16,7 @@ import { settleAccountsRoutes } from './routes/settle_accounts.ts';
 import { balanceTransfersRoutes } from './routes/balance_transfers.ts';
 import { eventsRoutes } from './routes/events.ts';
 import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
+import { registerHealth } from './health.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -67,10 +68,7 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     return payload;
   });
 
-  app.get('/healthz', async () => {
-    await rt.store.db.selectFrom('settings').select('key').limit(1).execute();
-    return { status: 'ok' };
-  });
+  registerHealth(app, rt);
 
   await app.register(
     async (v1) => {

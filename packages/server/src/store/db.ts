@@ -105,6 +105,8 @@ export interface StoreOptions {
   dataDir: string;
   poolSize?: number;
   onIdleError?: (err: Error) => void;
+  /** A connection in use failed (its backend was terminated); the request using it fails. */
+  onClientError?: (err: Error) => void;
   /** FULL (default): a commit survives a power cut. NORMAL: ~2× the write rate; survives a crash, not a power cut. */
   sqliteSynchronous?: 'FULL' | 'NORMAL';
 }
@@ -130,7 +132,14 @@ export class Store {
       // An idle client's error (a database restart, a terminated backend) is emitted on the pool;
       // unhandled it would crash the process. The pool drops that client and connects anew.
       pool.on('error', (err) => options.onIdleError?.(err));
-      pool.on('connect', namePreparedStatements);
+      pool.on('connect', (client) => {
+        // A checked-out client's error (its backend terminated mid-transaction, 57P01) is emitted
+        // on the client alone, where the pool does not listen: unhandled, Node exits and every
+        // request in flight is lost. The query in progress fails on its own (the request answers
+        // 500) and the pool discards the broken client on release, so logging is all that is left.
+        client.on('error', (err) => options.onClientError?.(err));
+        namePreparedStatements(client);
+      });
       return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
