@@ -20,7 +20,7 @@ export function loadMasterKey(dataDir: string, fromEnv: string | undefined): Buf
     if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte hex key`);
     return key;
   }
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const key = randomBytes(32);
   writeFileSync(file, key.toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
   return key;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -27,19 +27,38 @@ export type Db = Kysely<Database>;
  * waits up to busy_timeout instead.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly inTransaction: () => boolean,
+  ) {
+    super(config);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /**
+   * Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM…) make SQLite roll the transaction back
+   * itself; a ROLLBACK after that fails with "no transaction is active", and that error would be
+   * what Kysely throws, hiding the real cause (a full disk). Only roll back what is still open.
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.inTransaction()) await super.rollbackTransaction(connection);
   }
 }
 
 class ImmediateSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
-  constructor(config: SqliteDialectConfig) {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly inTransaction: () => boolean,
+  ) {
     super(config);
     this.#config = config;
   }
   override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#config);
+    return new ImmediateSqliteDriver(this.#config, this.inTransaction);
   }
 }
 
@@ -99,6 +118,39 @@ function namePreparedStatements(client: pg.PoolClient): void {
   };
 }
 
+const SQLITE_FILE_SUFFIXES = ['', '-wal', '-shm', '-journal'];
+
+/**
+ * The database holds every balance and the sealed secrets, so it is the owner's alone, like
+ * master.key: the data directory 0700, the files 0600 whatever the umask. The file is created
+ * 0600 before SQLite opens it, because SQLite gives -wal and -shm the database file's mode.
+ * A `sqlite:` URL may point into a shared directory; only a directory it had to create is touched.
+ */
+function prepareSqliteFile(file: string, options: { ownDirectory: boolean }): void {
+  const dir = path.dirname(path.resolve(file));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (options.ownDirectory) {
+    try {
+      chmodSync(dir, 0o700);
+    } catch (err) {
+      // A directory someone else owns (made for us by an operator) keeps the mode they chose.
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    }
+  }
+  closeSync(openSync(file, 'a', 0o600));
+  restrictSqliteFiles(file);
+}
+
+function restrictSqliteFiles(file: string): void {
+  for (const suffix of SQLITE_FILE_SUFFIXES) {
+    try {
+      chmodSync(file + suffix, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
 export interface StoreOptions {
   /** postgres://… to use PostgreSQL; otherwise SQLite in dataDir. */
   databaseUrl?: string | undefined;
@@ -144,14 +196,15 @@ export class Store {
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
     const file = url ? url.slice('sqlite:'.length) : path.join(options.dataDir, 'tixian.db');
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ':memory:') prepareSqliteFile(file, { ownDirectory: !url });
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
+    if (file !== ':memory:') restrictSqliteFiles(file);
     // FULL by default: a 200 answered for a money movement survives a power cut, not only a crash.
     sqlite.pragma(`synchronous = ${options.sqliteSynchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }) }), 'sqlite');
+    return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) }), 'sqlite');
   }
 
   /**
