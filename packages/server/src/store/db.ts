@@ -16,6 +16,7 @@ import {
   type SqliteDialectConfig,
 } from 'kysely';
 import type { Database } from './schema.ts';
+import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -248,4 +249,55 @@ export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | null;
   if (!e) return false;
   return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/** Opens the configured store; a data directory or SQLite file that cannot be used is a ConfigError. */
+export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError'> = {}): Store {
+  try {
+    return Store.open({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      poolSize: config.poolSize,
+      sqliteSynchronous: config.sqliteSynchronous,
+      ...options,
+    });
+  } catch (err) {
+    throw describeStorageError(err, config) ?? err;
+  }
+}
+
+const FS_ERRORS = new Set(['EACCES', 'EPERM', 'EEXIST', 'ENOTDIR', 'EISDIR', 'EROFS', 'ENOSPC', 'ELOOP', 'ENAMETOOLONG']);
+const SQLITE_OPEN_ERRORS = new Set(['SQLITE_CANTOPEN', 'SQLITE_NOTADB', 'SQLITE_READONLY', 'SQLITE_PERM', 'SQLITE_AUTH', 'SQLITE_CORRUPT']);
+
+/** The ConfigError a failure to open SQLite storage stands for, or null for anything else. */
+function describeStorageError(err: unknown, config: Config): ConfigError | null {
+  const e = err as NodeJS.ErrnoException | null;
+  if (!e?.code || !(FS_ERRORS.has(e.code) || SQLITE_OPEN_ERRORS.has(e.code))) return null;
+  const where = config.databaseUrl?.startsWith('sqlite:')
+    ? `the SQLite file of --database-url / TIXIAN_DATABASE_URL (${config.databaseUrl})`
+    : `the data directory ${path.resolve(config.dataDir)} (--data-dir / TIXIAN_DATA_DIR)`;
+  const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'a file is in the way of a directory' : `${e.code}: ${e.message.split('\n')[0]}`;
+  return new ConfigError(`cannot use ${where}: ${why}; point it at a directory this user can write (it is created if missing)`);
+}
+
+/** Error codes and messages of a PostgreSQL server that cannot be reached or will not let us in. */
+const PG_CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28P01', '28000', '3D000', '57P03']);
+
+/**
+ * Runs the first database work of a start-up; a PostgreSQL server that cannot be reached (or
+ * refuses us) becomes one ConfigError naming the setting, with the password masked.
+ */
+export async function describeDatabaseErrors<T>(config: Config, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const e = err as { code?: string; message?: string; errors?: { code?: string }[] } | null;
+    const code = e?.code ?? e?.errors?.[0]?.code;
+    const unreachable = (code && PG_CONNECT_CODES.has(code)) || /timeout exceeded when trying to connect|Connection terminated/i.test(e?.message ?? '');
+    if (!config.databaseUrl || config.databaseUrl.startsWith('sqlite:') || !unreachable) throw err;
+    const reason = (e?.message || code || 'unknown error').split('\n')[0];
+    throw new ConfigError(
+      `cannot reach PostgreSQL at ${maskDatabaseUrl(config.databaseUrl)} (--database-url / TIXIAN_DATABASE_URL): ${reason}; check that the server is running and the URL, user, password and database are right`,
+    );
+  }
 }
