@@ -124,6 +124,7 @@ describe('tixian start-up', () => {
       /cannot reach PostgreSQL at postgres:\/\/tixian:\*\*\*@127\.0\.0\.1:1\/tixian \(--database-url \/ TIXIAN_DATABASE_URL\): connect ECONNREFUSED/,
     );
     expect(line).not.toContain('hunter2');
+    await expectRefused(['migrate', '--database-url', 'postgres://tixian:hunter2@127.0.0.1:1/tixian'], /^tixian: cannot reach PostgreSQL at postgres:\/\/tixian:\*\*\*@127\.0\.0\.1:1\/tixian \(--database-url/);
   });
 
   it('refuses a port that is in use', async () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { loadConfig, settings, type ConfigFlags } from '../config.ts';
-import { Store } from '../store/db.ts';
+import { describeDatabaseErrors, openStore } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
@@ -26,9 +26,9 @@ export async function main(argv: string[]): Promise<void> {
   storageOptions(program.command('migrate').description('apply database migrations')).action(async (opts: ConfigFlags) => {
     // The store alone: the full runtime reads tables (the platform key) that migrating creates.
     const config = loadConfig(opts);
-    const store = Store.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const store = openStore(config);
     try {
-      const applied = await store.migrate();
+      const applied = await describeDatabaseErrors(config, () => store.migrate());
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
     } finally {
       await store.close();
