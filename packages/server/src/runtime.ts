@@ -40,7 +40,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
   const log = options.log ?? pino({ level: config.logLevel });
   const store = openStore(config, {
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
-    onClientError: (err) => log.warn({ err }, 'database connection lost while in use'),
+    onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
   });
   try {
     const box = await describeDatabaseErrors(config, async () => {

@@ -24,6 +24,8 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
   let server: ServerProcess | undefined;
   let admin: pg.Client;
   let dbName: string;
+  /** Called on each answer during the outage. */
+  let onAnswer: () => void = () => {};
 
   beforeAll(async () => {
     storage = await freshStorage('postgres');
@@ -81,6 +83,7 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
       for (let attempt = 0; attempt < 50; attempt++) {
         const res = await call(method, path, body);
         statuses.push(res.status);
+        onAnswer();
         if (res.status === 200) return res.json;
         // A confirm whose commit reached the database before the connection died answers 500,
         // and its retry finds the withdrawal no longer `created`.
@@ -90,12 +93,24 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
       throw new Error(`${method} ${path}: no success in 50 tries`);
     }
 
+    // The outage strikes again after every few answers (not on a timer), so requests are always in
+    // flight when it does and every request still gets its chance between strikes, however slow
+    // the machine.
     let chaos = true;
     let terminated = 0;
+    let strikes = 0;
+    let nextStrike: (() => void) | null = null;
+    let answeredSinceStrike = 0;
+    onAnswer = () => {
+      if (++answeredSinceStrike >= 3) nextStrike?.();
+    };
     const killer = (async () => {
       while (chaos) {
+        await new Promise<void>((resolve) => (nextStrike = resolve));
+        answeredSinceStrike = 0;
+        if (!chaos) break;
         terminated += await terminateBackends();
-        await new Promise((r) => setTimeout(r, 25)); // the cadence of the outage, not a wait for an event
+        strikes++;
       }
     })();
 
@@ -116,11 +131,14 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
       await Promise.all(Array.from({ length: 8 }, flow));
     } finally {
       chaos = false;
+      (nextStrike as (() => void) | null)?.(); // assigned inside the killer, which TypeScript cannot see
       await killer;
+      onAnswer = () => {};
     }
 
     expect(server.child.exitCode, server.output()).toBeNull();
     expect(failures).toEqual([]);
+    expect(strikes).toBeGreaterThan(10);
     expect(terminated).toBeGreaterThan(0);
     // The outage must have hit requests, or this test proves nothing.
     expect(statuses.filter((s) => s === 500).length).toBeGreaterThan(0);
