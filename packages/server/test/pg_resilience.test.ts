@@ -1,10 +1,12 @@
 import pg from 'pg';
+import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults } from '../src/config.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { verifyLedger } from '../src/ledger/verify.ts';
+import { Store } from '../src/store/db.ts';
 import { freshStorage } from './helpers/harness.ts';
 import { startServer, type ServerProcess } from './helpers/process.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
@@ -40,6 +42,26 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
     await server?.kill();
     await admin?.end();
     await storage?.drop();
+  });
+
+  it('a transaction whose backend dies fails with the cause (57P01), not the failed ROLLBACK; the store carries on', async () => {
+    const store = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir, poolSize: 2 });
+    try {
+      const err = await store
+        .transaction(async (trx) => {
+          await trx.insertInto('settings').values({ key: 'doomed', value: 'x' }).execute();
+          await sql`select pg_terminate_backend(pg_backend_pid())`.execute(trx);
+        })
+        .then(() => null, (e: unknown) => e as { code?: string; message?: string });
+      expect(err).not.toBeNull();
+      expect({ code: err!.code, message: err!.message }).toEqual({ code: '57P01', message: expect.stringMatching(/terminating connection/) });
+      // The dead connection is not handed out again; the next transaction works and the first left nothing.
+      await store.transaction((trx) => trx.insertInto('settings').values({ key: 'after', value: 'y' }).execute());
+      const keys = await store.db.selectFrom('settings').select('key').where('key', 'in', ['doomed', 'after']).execute();
+      expect(keys).toEqual([{ key: 'after' }]);
+    } finally {
+      await store.close();
+    }
   });
 
   function open(): Promise<Runtime> {

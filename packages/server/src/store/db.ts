@@ -8,10 +8,12 @@ import {
   Kysely,
   Migrator,
   PostgresDialect,
+  PostgresDriver,
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
   type Driver,
+  type PostgresDialectConfig,
   type SqliteDatabase,
   type SqliteDialectConfig,
 } from 'kysely';
@@ -60,6 +62,34 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
   override createDriver(): Driver {
     return new ImmediateSqliteDriver(this.#config, this.inTransaction);
+  }
+}
+
+/**
+ * A PostgreSQL transaction whose connection died (its backend terminated, 57P01; the network gone)
+ * cannot be rolled back: the server has already discarded it. Kysely would then throw the failed
+ * ROLLBACK's "Connection terminated" instead of the cause. Kysely's driver marks a connection whose
+ * rollback failed for discard (the pool destroys it on release, never hands it out again), so
+ * swallowing the rollback's error loses nothing, and Kysely rethrows the cause.
+ */
+class CausePreservingPostgresDriver extends PostgresDriver {
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await super.rollbackTransaction(connection as Parameters<PostgresDriver['rollbackTransaction']>[0]);
+    } catch {
+      // Discarded by super; the transaction's own error is the one worth reporting.
+    }
+  }
+}
+
+class CausePreservingPostgresDialect extends PostgresDialect {
+  readonly #config: PostgresDialectConfig;
+  constructor(config: PostgresDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new CausePreservingPostgresDriver(this.#config);
   }
 }
 
@@ -193,7 +223,7 @@ export class Store {
         client.on('error', (err) => options.onClientError?.(err));
         namePreparedStatements(client);
       });
-      return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+      return new Store(new Kysely<Database>({ dialect: new CausePreservingPostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
     const file = url ? url.slice('sqlite:'.length) : path.join(options.dataDir, 'tixian.db');
