@@ -106,6 +106,13 @@ describe('tixian start-up', () => {
     expect(readFileSync(file, 'utf8')).toBe('not a directory');
   });
 
+  it('refuses a data directory whose database is not a database', async () => {
+    const data = path.join(dir, 'not-a-db');
+    mkdirSync(data);
+    writeFileSync(path.join(data, 'tixian.db'), 'x'.repeat(4096));
+    await expectRefused(['serve', '--port', '0', '--data-dir', data], /cannot open the SQLite database in the data directory .*not-a-db \(--data-dir \/ TIXIAN_DATA_DIR\): SQLITE_NOTADB/);
+  });
+
   it('refuses a master key file it cannot read', async () => {
     const keyDir = path.join(dir, 'key-is-a-directory');
     mkdirSync(keyDir);

@@ -306,6 +306,9 @@ function describeStorageError(err: unknown, config: Config): ConfigError | null 
   const where = config.databaseUrl?.startsWith('sqlite:')
     ? `the SQLite file of --database-url / TIXIAN_DATABASE_URL (${config.databaseUrl})`
     : `the data directory ${path.resolve(config.dataDir)} (--data-dir / TIXIAN_DATA_DIR)`;
+  if (SQLITE_OPEN_ERRORS.has(e.code)) {
+    return new ConfigError(`cannot open the SQLite database in ${where}: ${e.code}: ${e.message.split('\n')[0]}; point it at tixian's own data (or restore the database from a backup)`);
+  }
   const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'a file is in the way of a directory' : `${e.code}: ${e.message.split('\n')[0]}`;
   return new ConfigError(`cannot use ${where}: ${why}; point it at a directory this user can write (it is created if missing)`);
 }
