@@ -7,7 +7,10 @@ export interface Config {
   port: number;
   dataDir: string;
   databaseUrl: string | undefined;
+  /** The master key itself (64 hex chars); environment only, never a flag (ps would show it). */
   masterKeyHex: string | undefined;
+  /** Where the master key file is; `<dataDir>/master.key` when unset. */
+  masterKeyFile: string | undefined;
   logLevel: string;
   bodyLimitBytes: number;
   /** Tolerated distance between a signed request's timestamp and our clock. */
@@ -66,6 +69,7 @@ export const defaults: Config = {
   dataDir: './data',
   databaseUrl: undefined,
   masterKeyHex: undefined,
+  masterKeyFile: undefined,
   logLevel: 'info',
   bodyLimitBytes: 256 * 1024,
   signatureToleranceS: 300,
@@ -90,104 +94,148 @@ export const defaults: Config = {
 
 type Env = Record<string, string | undefined>;
 
-function intFrom(value: string | undefined, name: string, min: number, max: number): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${value}`);
-  return n;
+/**
+ * A setting that stops start-up: its message names the setting (the flag or the variable it came
+ * from) and what is allowed, in one line, and never repeats a secret.
+ */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
 }
 
-function fractionFrom(value: string | undefined, name: string): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const n = Number(value);
-  if (!(n > 0 && n <= 1)) throw new Error(`${name} must be a number in (0, 1], got ${value}`);
-  return n;
+type Kind =
+  | { type: 'string' }
+  | { type: 'int'; min: number; max: number }
+  | { type: 'fraction' }
+  | { type: 'bool' }
+  | { type: 'enum'; values: readonly string[]; upper?: boolean }
+  | { type: 'database_url' }
+  | { type: 'master_key' };
+
+/** One configuration setting: its flag (none for secrets), its TIXIAN_* variable, unit and meaning. */
+export interface Setting {
+  key: keyof Config;
+  /** `--port`; null when it may only come from the environment. */
+  flag: string | null;
+  env: string;
+  kind: Kind;
+  unit: string;
+  help: string;
+  /** The default as the README shows it, when the value alone does not say it. */
+  defaultText?: string;
 }
 
-function sqliteSynchronousFrom(value: string | undefined): 'FULL' | 'NORMAL' {
-  if (value === undefined || value === '') return defaults.sqliteSynchronous;
-  const v = value.toUpperCase();
-  if (v !== 'FULL' && v !== 'NORMAL') throw new Error(`TIXIAN_SQLITE_SYNCHRONOUS must be FULL or NORMAL, got ${value}`);
-  return v;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/**
+ * Every setting, in the order the README's Configuration table lists them. The flag is the
+ * setting's name in kebab-case, the variable TIXIAN_ + its name in upper snake case.
+ */
+export const settings: readonly Setting[] = [
+  { key: 'host', flag: '--host', env: 'TIXIAN_HOST', kind: { type: 'string' }, unit: 'address', help: 'address to listen on; `0.0.0.0` serves other hosts (put TLS in front)' },
+  { key: 'port', flag: '--port', env: 'TIXIAN_PORT', kind: { type: 'int', min: 0, max: 65535 }, unit: 'port', help: 'port to listen on (0: any free port)' },
+  { key: 'dataDir', flag: '--data-dir', env: 'TIXIAN_DATA_DIR', kind: { type: 'string' }, unit: 'path', help: 'data directory: the SQLite database and master.key (kept 0700)' },
+  { key: 'databaseUrl', flag: '--database-url', env: 'TIXIAN_DATABASE_URL', kind: { type: 'database_url' }, unit: 'URL', help: '`postgres://user:pass@host:5432/db` to use PostgreSQL (or `sqlite:/path/file.db`)', defaultText: 'SQLite in the data directory' },
+  { key: 'masterKeyFile', flag: '--master-key-file', env: 'TIXIAN_MASTER_KEY_FILE', kind: { type: 'string' }, unit: 'path', help: 'file holding the master key (64 hex chars); made on first start of an empty database', defaultText: '`<data-dir>/master.key`' },
+  { key: 'masterKeyHex', flag: null, env: 'TIXIAN_MASTER_KEY', kind: { type: 'master_key' }, unit: '64 hex chars', help: 'the master key itself, instead of a file (environment only: a flag would show in `ps`)' },
+  { key: 'logLevel', flag: '--log-level', env: 'TIXIAN_LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, unit: 'level', help: `how much to log: ${LOG_LEVELS.join(', ')}` },
+  { key: 'workers', flag: '--no-workers', env: 'TIXIAN_WORKERS', kind: { type: 'bool' }, unit: 'on/off', help: 'run the payout worker and webhook dispatcher in this process; off: API only, workers elsewhere' },
+  { key: 'sandboxDelayMs', flag: '--sandbox-delay-ms', env: 'TIXIAN_SANDBOX_DELAY_MS', kind: { type: 'int', min: 0, max: 3_600_000 }, unit: 'ms', help: 'delay before a test-mode payout gets its outcome' },
+  { key: 'bodyLimitBytes', flag: '--body-limit-bytes', env: 'TIXIAN_BODY_LIMIT_BYTES', kind: { type: 'int', min: 1024, max: 16 * 1024 * 1024 }, unit: 'bytes', help: 'largest request body (413 above it)' },
+  { key: 'signatureToleranceS', flag: '--signature-tolerance-s', env: 'TIXIAN_SIGNATURE_TOLERANCE_S', kind: { type: 'int', min: 1, max: 86_400 }, unit: 's', help: 'how far a signed request\'s timestamp may be from our clock' },
+  { key: 'signResponses', flag: '--no-sign-responses', env: 'TIXIAN_SIGN_RESPONSES', kind: { type: 'bool' }, unit: 'on/off', help: 'sign every response body (`X-Pingplusplus-Signature`); off saves one RSA signature per response' },
+  { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'TIXIAN_SHUTDOWN_GRACE_MS', kind: { type: 'int', min: 0, max: 600_000 }, unit: 'ms', help: 'on SIGTERM/SIGINT, how long in-flight requests get before the process exits anyway' },
+  { key: 'poolSize', flag: '--pool-size', env: 'TIXIAN_POOL_SIZE', kind: { type: 'int', min: 1, max: 200 }, unit: 'connections', help: 'PostgreSQL connections per process' },
+  { key: 'sqliteSynchronous', flag: '--sqlite-synchronous', env: 'TIXIAN_SQLITE_SYNCHRONOUS', kind: { type: 'enum', values: ['FULL', 'NORMAL'], upper: true }, unit: 'mode', help: '`FULL`: a commit survives a power cut; `NORMAL`: survives a crash only, about twice the write rate' },
+  { key: 'payoutLeaseMs', flag: '--payout-lease-ms', env: 'TIXIAN_PAYOUT_LEASE_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'how long a crashed payout worker\'s claim blocks others from a withdrawal' },
+  { key: 'webhookTimeoutMs', flag: '--webhook-timeout-ms', env: 'TIXIAN_WEBHOOK_TIMEOUT_MS', kind: { type: 'int', min: 100, max: 120_000 }, unit: 'ms', help: 'a webhook delivery not answered within this is retried' },
+  { key: 'webhookConcurrency', flag: '--webhook-concurrency', env: 'TIXIAN_WEBHOOK_CONCURRENCY', kind: { type: 'int', min: 1, max: 1024 }, unit: 'requests', help: 'webhook deliveries in flight per process' },
+  { key: 'webhookPerEndpointConcurrency', flag: '--webhook-per-endpoint-concurrency', env: 'TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY', kind: { type: 'int', min: 1, max: 256 }, unit: 'requests', help: 'webhook deliveries in flight per endpoint' },
+  { key: 'webhookLeaseMs', flag: '--webhook-lease-ms', env: 'TIXIAN_WEBHOOK_LEASE_MS', kind: { type: 'int', min: 1_000, max: 3_600_000 }, unit: 'ms', help: 'a claimed delivery is not claimed again for this long (at least the timeout + 1 s)' },
+  { key: 'webhookRetryScale', flag: '--webhook-retry-scale', env: 'TIXIAN_WEBHOOK_RETRY_SCALE', kind: { type: 'fraction' }, unit: 'factor', help: 'tests only: multiplies every webhook retry delay, (0, 1]' },
+  { key: 'webhookDisableAfterMs', flag: '--webhook-disable-after-ms', env: 'TIXIAN_WEBHOOK_DISABLE_AFTER_MS', kind: { type: 'int', min: 60_000, max: 90 * 86_400_000 }, unit: 'ms', help: 'an endpoint whose every try has failed this long (and at least the next setting\'s count in a row) is disabled', defaultText: '259200000 (3 days)' },
+  { key: 'webhookDisableAfterFailures', flag: '--webhook-disable-after-failures', env: 'TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES', kind: { type: 'int', min: 1, max: 1_000_000 }, unit: 'tries', help: 'failed tries in a row before an endpoint may be disabled' },
+  { key: 'allowPrivateWebhooks', flag: '--allow-private-webhooks', env: 'TIXIAN_ALLOW_PRIVATE_WEBHOOKS', kind: { type: 'bool' }, unit: 'on/off', help: 'let live-mode webhook endpoints use http and loopback, private or link-local addresses (off: refused, against SSRF)' },
+  { key: 'rateLimit', flag: '--rate-limit', env: 'TIXIAN_RATE_LIMIT', kind: { type: 'int', min: 0, max: 1_000_000 }, unit: 'requests', help: 'requests per window per secret key (403 `rate_limit_exceeded` beyond); 0 turns the limit off' },
+  { key: 'rateLimitWindowMs', flag: '--rate-limit-window-ms', env: 'TIXIAN_RATE_LIMIT_WINDOW_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'the rate limit\'s window' },
+];
+
+/** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */
+export type ConfigFlags = { [K in keyof Config]?: string | boolean | undefined };
+
+/** A database URL with its password replaced, fit for a message or a log line. */
+export function maskDatabaseUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
 }
 
-export interface ConfigFlags {
-  host?: string;
-  port?: string;
-  dataDir?: string;
-  databaseUrl?: string;
-  sandboxDelayMs?: string;
-  workers?: boolean;
-  logLevel?: string;
-  rateLimit?: string;
-  rateLimitWindow?: string;
-  bodyLimit?: string;
-  allowPrivateWebhooks?: boolean;
-}
+const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off'];
 
-export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
-  const pick = (flag: string | undefined, envName: string) => flag ?? env[envName] ?? undefined;
-  return {
-    ...defaults,
-    host: pick(flags.host, 'TIXIAN_HOST') ?? defaults.host,
-    port: intFrom(pick(flags.port, 'TIXIAN_PORT'), 'port', 0, 65535) ?? defaults.port,
-    dataDir: pick(flags.dataDir, 'TIXIAN_DATA_DIR') ?? defaults.dataDir,
-    databaseUrl: pick(flags.databaseUrl, 'TIXIAN_DATABASE_URL'),
-    masterKeyHex: env.TIXIAN_MASTER_KEY,
-    logLevel: pick(flags.logLevel, 'TIXIAN_LOG_LEVEL') ?? defaults.logLevel,
-    sandboxDelayMs:
-      intFrom(pick(flags.sandboxDelayMs, 'TIXIAN_SANDBOX_DELAY_MS'), 'sandbox delay', 0, 3_600_000) ??
-      defaults.sandboxDelayMs,
-    workers: flags.workers ?? (env.TIXIAN_WORKERS ? env.TIXIAN_WORKERS !== '0' : defaults.workers),
-    signatureToleranceS:
-      intFrom(env.TIXIAN_SIGNATURE_TOLERANCE_S, 'TIXIAN_SIGNATURE_TOLERANCE_S', 1, 86_400) ?? defaults.signatureToleranceS,
-    webhookTimeoutMs:
-      intFrom(env.TIXIAN_WEBHOOK_TIMEOUT_MS, 'TIXIAN_WEBHOOK_TIMEOUT_MS', 100, 120_000) ?? defaults.webhookTimeoutMs,
-    poolSize: intFrom(env.TIXIAN_POOL_SIZE, 'TIXIAN_POOL_SIZE', 1, 200) ?? defaults.poolSize,
-    sqliteSynchronous: sqliteSynchronousFrom(env.TIXIAN_SQLITE_SYNCHRONOUS),
-    signResponses: env.TIXIAN_SIGN_RESPONSES ? env.TIXIAN_SIGN_RESPONSES !== '0' : defaults.signResponses,
-    payoutLeaseMs: intFrom(env.TIXIAN_PAYOUT_LEASE_MS, 'TIXIAN_PAYOUT_LEASE_MS', 100, 3_600_000) ?? defaults.payoutLeaseMs,
-    webhookConcurrency:
-      intFrom(env.TIXIAN_WEBHOOK_CONCURRENCY, 'TIXIAN_WEBHOOK_CONCURRENCY', 1, 1024) ?? defaults.webhookConcurrency,
-    webhookPerEndpointConcurrency:
-      intFrom(env.TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY, 'TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY', 1, 256) ??
-      defaults.webhookPerEndpointConcurrency,
-    webhookLeaseMs: intFrom(env.TIXIAN_WEBHOOK_LEASE_MS, 'TIXIAN_WEBHOOK_LEASE_MS', 1_000, 3_600_000) ?? defaults.webhookLeaseMs,
-    webhookRetryScale: fractionFrom(env.TIXIAN_WEBHOOK_RETRY_SCALE, 'TIXIAN_WEBHOOK_RETRY_SCALE') ?? defaults.webhookRetryScale,
-    rateLimit: intFrom(pick(flags.rateLimit, 'TIXIAN_RATE_LIMIT'), 'TIXIAN_RATE_LIMIT (--rate-limit)', 0, 1_000_000) ?? defaults.rateLimit,
-    rateLimitWindowMs:
-      durationMsFrom(pick(flags.rateLimitWindow, 'TIXIAN_RATE_LIMIT_WINDOW'), 'TIXIAN_RATE_LIMIT_WINDOW (--rate-limit-window)', 100, 3_600_000) ??
-      defaults.rateLimitWindowMs,
-    bodyLimitBytes: bytesFrom(pick(flags.bodyLimit, 'TIXIAN_BODY_LIMIT'), 'TIXIAN_BODY_LIMIT (--body-limit)', 1024, 64 * 1024 * 1024) ?? defaults.bodyLimitBytes,
-    allowPrivateWebhooks:
-      flags.allowPrivateWebhooks ?? (env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS ? env.TIXIAN_ALLOW_PRIVATE_WEBHOOKS !== '0' : defaults.allowPrivateWebhooks),
-    webhookDisableAfterMs:
-      (intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_S, 'TIXIAN_WEBHOOK_DISABLE_AFTER_S', 60, 90 * 86_400) ?? defaults.webhookDisableAfterMs / 1000) * 1000,
-    webhookDisableAfterFailures:
-      intFrom(env.TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES, 'TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES', 1, 1_000_000) ??
-      defaults.webhookDisableAfterFailures,
+/** Parses one setting's text, or throws a ConfigError naming where it came from (`--port`, `TIXIAN_PORT`). */
+function parse(setting: Setting, raw: string | boolean, source: string): Config[keyof Config] {
+  const fail = (what: string, shown: string = JSON.stringify(raw)): never => {
+    throw new ConfigError(`${source} must be ${what}, got ${shown}`);
   };
+  const kind = setting.kind;
+  if (typeof raw === 'boolean') {
+    if (kind.type !== 'bool') fail('a value');
+    return raw;
+  }
+  const text = raw.trim();
+  switch (kind.type) {
+    case 'string':
+      if (text === '') fail('non-empty');
+      return text;
+    case 'int': {
+      const n = /^[+-]?\d+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(n) || n < kind.min || n > kind.max) fail(`an integer from ${kind.min} to ${kind.max}${setting.unit === 'port' ? '' : ` (${setting.unit})`}`);
+      return n;
+    }
+    case 'fraction': {
+      const n = text === '' ? NaN : Number(text);
+      if (!(n > 0 && n <= 1)) fail('a number in (0, 1]');
+      return n;
+    }
+    case 'bool': {
+      const v = text.toLowerCase();
+      if (TRUE_WORDS.includes(v)) return true;
+      if (FALSE_WORDS.includes(v)) return false;
+      return fail(`one of ${[...TRUE_WORDS, ...FALSE_WORDS].join(', ')}`);
+    }
+    case 'enum': {
+      const v = kind.upper ? text.toUpperCase() : text.toLowerCase();
+      if (!kind.values.includes(v)) fail(`one of ${kind.values.join(', ')}`);
+      return v;
+    }
+    case 'database_url':
+      if (!/^(postgres(ql)?:\/\/[^\s]+|sqlite:[^\s]+)$/i.test(text)) {
+        fail('postgres://user:password@host:5432/database (or sqlite:/path/to/file.db)', JSON.stringify(maskDatabaseUrl(text)));
+      }
+      return text;
+    case 'master_key':
+      // The value is a secret: the message says what is wrong, never what was given.
+      if (!/^[0-9a-fA-F]{64}$/.test(text)) fail('64 hex characters (32 bytes)', `${text.length} characters`);
+      return text.toLowerCase();
+  }
 }
 
-const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** A duration with its unit, e.g. `500ms`, `1s`, `30m`, `2h`, `1d`; the unit is required. */
-export function durationMsFrom(value: string | undefined, name: string, minMs: number, maxMs: number): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(value.trim());
-  const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2]!]! : NaN;
-  if (!(ms >= minMs && ms <= maxMs)) throw new Error(`${name} must be a duration like 1s or 30m, from ${minMs} ms to ${maxMs} ms, got ${value}`);
-  return ms;
+/**
+ * All configuration, read once: flags win over TIXIAN_* environment variables, which win over
+ * defaults. An empty variable counts as unset. Any invalid value stops start-up with a ConfigError.
+ */
+export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
+  const config: Config = { ...defaults };
+  const values = config as unknown as Record<string, unknown>;
+  for (const setting of settings) {
+    const flagValue = flags[setting.key];
+    if (flagValue !== undefined) {
+      const name = setting.flag ?? setting.env;
+      const shownFlag = typeof flagValue === 'boolean' ? name : name.replace(/^--no-/, '--');
+      values[setting.key] = parse(setting, flagValue, shownFlag);
+      continue;
+    }
+    const envValue = env[setting.env];
+    if (envValue !== undefined && envValue !== '') values[setting.key] = parse(setting, envValue, setting.env);
+  }
+  return config;
 }
 
-const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, kib: 1024, mb: 1024 * 1024, mib: 1024 * 1024 };
-
-/** A size in bytes, e.g. `262144`, `256kb`, `1mb` (k and m are 1024-based). */
-export function bytesFrom(value: string | undefined, name: string, min: number, max: number): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const m = /^(\d{1,12})\s*([a-z]*)$/i.exec(value.trim());
-  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
-  const n = m && unit ? Number(m[1]) * unit : NaN;
-  if (!(n >= min && n <= max)) throw new Error(`${name} must be a size like 262144, 256kb or 1mb, from ${min} to ${max} bytes, got ${value}`);
-  return n;
-}

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { createLogger } from './logging.ts';
 import type { Config } from './config.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { Store } from './store/db.ts';
-import { loadMasterKey, SecretBox } from './security/secrets.ts';
+import { describeDatabaseErrors, openStore, type Store } from './store/db.ts';
+import { openMasterKey, SecretBox } from './security/secrets.ts';
 import { PlatformKey } from './security/platform-key.ts';
 import { EventEmitter } from 'node:events';
 import type { DriverRegistry } from './channels/driver.ts';
@@ -39,16 +39,15 @@ export interface RuntimeOptions {
 
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store = Store.open({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolSize: config.poolSize,
-    sqliteSynchronous: config.sqliteSynchronous,
+  const store = openStore(config, {
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
+    onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
   });
   try {
-    if (options.migrate !== false) await store.migrate();
-    const box = new SecretBox(loadMasterKey(config.dataDir, config.masterKeyHex));
+    const box = await describeDatabaseErrors(config, async () => {
+      if (options.migrate !== false) await store.migrate();
+      return new SecretBox(await openMasterKey(store.db, { dataDir: config.dataDir, keyFile: config.masterKeyFile, keyHex: config.masterKeyHex }));
+    });
     const platformKey = await PlatformKey.load(store.db, box);
     const clock = options.clock ?? systemClock;
     const bus = new EventEmitter();

@@ -88,26 +88,26 @@ describeEngines('limits: per-key rate limit and body size', (engine) => {
 });
 
 describe('limit settings', () => {
-  it('reads --rate-limit, --rate-limit-window and --body-limit, flags over TIXIAN_* over defaults', () => {
+  it('reads --rate-limit, --rate-limit-window-ms and --body-limit-bytes, flags over TIXIAN_* over defaults', () => {
     expect(loadConfig({}, {})).toMatchObject({ rateLimit: 1000, rateLimitWindowMs: 1000, bodyLimitBytes: 256 * 1024 });
-    expect(loadConfig({ rateLimit: '0', rateLimitWindow: '1m', bodyLimit: '1mb' }, {})).toMatchObject({
+    expect(loadConfig({ rateLimit: '0', rateLimitWindowMs: '60000', bodyLimitBytes: '1048576' }, {})).toMatchObject({
       rateLimit: 0, rateLimitWindowMs: 60_000, bodyLimitBytes: 1024 * 1024,
     });
-    const env = { TIXIAN_RATE_LIMIT: '50', TIXIAN_RATE_LIMIT_WINDOW: '500ms', TIXIAN_BODY_LIMIT: '65536' };
+    const env = { TIXIAN_RATE_LIMIT: '50', TIXIAN_RATE_LIMIT_WINDOW_MS: '500', TIXIAN_BODY_LIMIT_BYTES: '65536' };
     expect(loadConfig({}, env)).toMatchObject({ rateLimit: 50, rateLimitWindowMs: 500, bodyLimitBytes: 65536 });
-    expect(loadConfig({ rateLimit: '7', bodyLimit: '8kb' }, env)).toMatchObject({ rateLimit: 7, bodyLimitBytes: 8192 });
+    expect(loadConfig({ rateLimit: '7', bodyLimitBytes: '8192' }, env)).toMatchObject({ rateLimit: 7, bodyLimitBytes: 8192 });
     expect(defaults.rateLimit).toBe(1000);
   });
 
   it.each([
-    [{ rateLimit: '-1' }, /TIXIAN_RATE_LIMIT/],
-    [{ rateLimit: '1.5' }, /TIXIAN_RATE_LIMIT/],
-    [{ rateLimitWindow: '1000' }, /TIXIAN_RATE_LIMIT_WINDOW/],
-    [{ rateLimitWindow: '2d' }, /TIXIAN_RATE_LIMIT_WINDOW/],
-    [{ rateLimitWindow: '10ms' }, /TIXIAN_RATE_LIMIT_WINDOW/],
-    [{ bodyLimit: '1gb' }, /TIXIAN_BODY_LIMIT/],
-    [{ bodyLimit: '100' }, /TIXIAN_BODY_LIMIT/],
-    [{ bodyLimit: '1e6' }, /TIXIAN_BODY_LIMIT/],
+    [{ rateLimit: '-1' }, /--rate-limit must be/],
+    [{ rateLimit: '1.5' }, /--rate-limit must be/],
+    [{ rateLimitWindowMs: '1s' }, /--rate-limit-window-ms must be/],
+    [{ rateLimitWindowMs: '7200000' }, /--rate-limit-window-ms must be/],
+    [{ rateLimitWindowMs: '10' }, /--rate-limit-window-ms must be/],
+    [{ bodyLimitBytes: '1gb' }, /--body-limit-bytes must be/],
+    [{ bodyLimitBytes: '100' }, /--body-limit-bytes must be/],
+    [{ bodyLimitBytes: '1e6' }, /--body-limit-bytes must be/],
   ])('refuses %o', (flags, message) => {
     expect(() => loadConfig(flags, {})).toThrow(message);
   });

@@ -12,11 +12,11 @@ import { emitTestEvent, emitTestEvents, Receiver } from './helpers/receiver.ts';
 describe('auto-disable settings', () => {
   it('default to 3 days and 20 failures, and are bounded', () => {
     expect(loadConfig({}, {})).toMatchObject({ webhookDisableAfterMs: 3 * 86_400_000, webhookDisableAfterFailures: 20 });
-    expect(loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_S: '3600', TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES: '5' })).toMatchObject({
+    expect(loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_MS: '3600000', TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES: '5' })).toMatchObject({
       webhookDisableAfterMs: 3_600_000,
       webhookDisableAfterFailures: 5,
     });
-    expect(() => loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_S: '59' })).toThrow(/TIXIAN_WEBHOOK_DISABLE_AFTER_S must be an integer in 60\.\.7776000/);
+    expect(() => loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_MS: '59999' })).toThrow(/TIXIAN_WEBHOOK_DISABLE_AFTER_MS must be an integer from 60000 to 7776000000/);
     expect(() => loadConfig({}, { TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES: '0' })).toThrow(/TIXIAN_WEBHOOK_DISABLE_AFTER_FAILURES/);
   });
 });

@@ -1,43 +1,37 @@
-import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type ConfigFlags } from '../config.ts';
-import { Store } from '../store/db.ts';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { loadConfig, settings, type ConfigFlags } from '../config.ts';
+import { describeDatabaseErrors, openStore } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
 import { registerWithdrawalCommands } from './withdrawals.ts';
 import { registerTriggerCommand } from './trigger.ts';
-import { asUsageError, storageOptions, withRuntime } from './shared.ts';
+import { asUsageError, cliFlags, settingOption, storageOptions, withRuntime } from './shared.ts';
 import { signingPublicKey } from './apps-keys.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
     .description('Self-hosted, Ping++-compatible user balance and withdrawal service')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError();
 
-  storageOptions(
-    program
-      .command('serve')
-      .description('run the API server (and, unless --no-workers, the payout worker and webhook dispatcher)')
-      .addOption(new Option('--port <port>', 'port to listen on').env('TIXIAN_PORT'))
-      .addOption(new Option('--host <host>', 'address to listen on').env('TIXIAN_HOST'))
-      .addOption(new Option('--sandbox-delay-ms <ms>', 'delay before a test-mode payout gets its outcome').env('TIXIAN_SANDBOX_DELAY_MS'))
-      .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('TIXIAN_LOG_LEVEL'))
-      .addOption(new Option('--rate-limit <n>', 'requests per window per secret key (0: no limit; default 1000)').env('TIXIAN_RATE_LIMIT'))
-      .addOption(new Option('--rate-limit-window <duration>', 'rate limit window, e.g. 1s, 1m (default 1s)').env('TIXIAN_RATE_LIMIT_WINDOW'))
-      .addOption(new Option('--body-limit <size>', 'largest request body, e.g. 262144, 256kb, 1mb (default 256kb)').env('TIXIAN_BODY_LIMIT'))
-      .option('--no-workers', 'serve the API only; run workers in other processes')
-      .addOption(new Option('--allow-private-webhooks', 'let live-mode webhook endpoints use http and private addresses (or TIXIAN_ALLOW_PRIVATE_WEBHOOKS=1)')),
-  ).action(async (opts: ConfigFlags) => {
-    await serve(loadConfig(opts));
+  const serveCommand = program
+    .command('serve')
+    .description('run the API server (and, unless --no-workers, the payout worker and webhook dispatcher)');
+  // Every setting is a flag of serve, with its TIXIAN_* twin (README: Configuration).
+  for (const setting of settings) if (setting.flag) serveCommand.addOption(settingOption(setting));
+  serveCommand.action(async (_opts: ConfigFlags, cmd: Command) => {
+    await serve(loadConfig(cliFlags(cmd)));
   });
 
   storageOptions(program.command('migrate').description('apply database migrations')).action(async (opts: ConfigFlags) => {
     // The store alone: the full runtime reads tables (the platform key) that migrating creates.
     const config = loadConfig(opts);
-    const store = Store.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const store = openStore(config);
     try {
-      const applied = await store.migrate();
+      const applied = await describeDatabaseErrors(config, () => store.migrate());
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
     } finally {
       await store.close();
@@ -85,4 +79,10 @@ export async function main(argv: string[]): Promise<void> {
     console.error(`tixian: ${usage.message}`);
     process.exitCode = 2;
   }
+}
+
+/** The version in packages/server/package.json (the CLI runs from source, so it is read, not bundled). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
 }

@@ -1,4 +1,5 @@
-import type { Config } from '../config.ts';
+import path from 'node:path';
+import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { openRuntime } from '../runtime.ts';
 import { buildApp } from '../http/app.ts';
 import { startWorkers, type Worker } from '../workers.ts';
@@ -37,13 +38,49 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
 
-  const address = await app.listen({ host: config.host, port: config.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await workers.stop();
+    await rt.close();
+    throw listenError(err, config) ?? err;
+  }
   const engine = rt.store.engine === 'sqlite' ? `SQLite in ${config.dataDir}` : 'PostgreSQL';
   console.log(`tixian listening on ${address} (${engine})`);
   const apps = await rt.store.db.selectFrom('apps').select('id').limit(1).execute();
   if (apps.length === 0) {
-    const storage = config.databaseUrl ? ` --database-url '${config.databaseUrl.replace(/:[^:@/]*@/, ':***@')}'` : ` --data-dir ${config.dataDir}`;
-    console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storage} --json`);
+    console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storageHint(config)} --json`);
   }
   if (config.workers && !stopping) workers = startWorkers(rt);
+}
+
+/**
+ * The storage flags another command needs to reach this server's data from any directory: the
+ * database and the master key that opens its secrets (absolute paths; the password masked).
+ */
+export function storageHint(config: Config): string {
+  const quote = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  let hint = ` --data-dir ${quote(path.resolve(config.dataDir))}`;
+  if (config.databaseUrl) hint = ` --database-url ${quote(maskDatabaseUrl(config.databaseUrl))}` + hint;
+  if (config.masterKeyFile) hint += ` --master-key-file ${quote(path.resolve(config.masterKeyFile))}`;
+  return hint;
+}
+
+/** A listen failure the operator can fix (the port taken, a privileged port, a foreign address). */
+function listenError(err: unknown, config: Config): ConfigError | null {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const at = `${config.host}:${config.port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new ConfigError(`cannot listen on ${at}: the address is already in use; stop the other process or choose another --port / TIXIAN_PORT`);
+    case 'EACCES':
+      return new ConfigError(`cannot listen on ${at}: permission denied (ports below 1024 need privileges); choose another --port / TIXIAN_PORT`);
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError(`cannot listen on ${at}: no such local address; set --host / TIXIAN_HOST to an address of this machine (127.0.0.1, 0.0.0.0)`);
+    default:
+      return null;
+  }
 }

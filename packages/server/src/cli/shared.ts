@@ -1,14 +1,42 @@
 import { Option, type Command } from 'commander';
 import pino from 'pino';
-import { loadConfig, type ConfigFlags } from '../config.ts';
+import { ConfigError, defaults, loadConfig, settings, type Config, type ConfigFlags, type Setting } from '../config.ts';
 import { openRuntime, type Runtime } from '../runtime.ts';
 import { ApiError } from '../domain/errors.ts';
 
+/** Settings every command shares: where the data is and the master key that opens its secrets. */
+export const STORAGE_SETTINGS: readonly (keyof Config)[] = ['dataDir', 'databaseUrl', 'masterKeyFile'];
+
+/**
+ * The flag of one setting. Its TIXIAN_* twin is read by loadConfig, not by commander, so an
+ * error names what the user actually set (`--port abc` or `TIXIAN_PORT=abc`), and a --no-…
+ * switch left out does not hide the variable (commander would default it to true).
+ */
+export function settingOption(setting: Setting): Option {
+  const flag = setting.flag!;
+  const placeholder = setting.kind.type === 'bool' ? '' : ` <${setting.unit.replace(/\s+/g, '-')}>`;
+  const fallback = setting.defaultText ?? (setting.kind.type === 'bool' ? null : JSON.stringify(defaults[setting.key]));
+  const help =
+    setting.kind.type === 'bool'
+      ? `${setting.help.replace(/`/g, '')}; ${flag.startsWith('--no-') ? 'on by default, this flag turns it off' : 'off by default, this flag turns it on'} (env ${setting.env}=0|1)`
+      : `${setting.help.replace(/`/g, '')} (env ${setting.env}${fallback ? `; default ${fallback.replace(/`/g, '')}` : ''})`;
+  return new Option(flag + placeholder, help);
+}
+
 /** Storage flags every command shares, with their TIXIAN_* environment twins. */
 export function storageOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--data-dir <dir>', 'data directory (SQLite file, master key)').env('TIXIAN_DATA_DIR'))
-    .addOption(new Option('--database-url <url>', 'postgres://… to use PostgreSQL instead of SQLite').env('TIXIAN_DATABASE_URL'));
+  for (const key of STORAGE_SETTINGS) cmd.addOption(settingOption(settings.find((s) => s.key === key)!));
+  return cmd;
+}
+
+/** The settings given on the command line (not commander's defaults for --no-… switches). */
+export function cliFlags(cmd: Command): ConfigFlags {
+  const flags: ConfigFlags = {};
+  const opts = cmd.opts() as Record<string, string | boolean | undefined>;
+  for (const setting of settings) {
+    if (cmd.getOptionValueSource(setting.key) === 'cli') flags[setting.key] = opts[setting.key];
+  }
+  return flags;
 }
 
 /** Opens the runtime for one CLI command (quiet logs) and always closes it. */
@@ -31,6 +59,7 @@ export class UsageError extends Error {}
  */
 export function asUsageError(err: unknown): UsageError | null {
   if (err instanceof UsageError) return err;
+  if (err instanceof ConfigError) return new UsageError(err.message);
   if (err instanceof ApiError && err.status < 500) return new UsageError(err.en);
   if (err instanceof Error && /^(account name|app name|port|TIXIAN_)/.test(err.message)) return new UsageError(err.message);
   return null;

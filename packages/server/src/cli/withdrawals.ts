@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { durationMsFrom, type ConfigFlags } from '../config.ts';
+import type { ConfigFlags } from '../config.ts';
 import { findStuckWithdrawals, STUCK_LIMIT_MAX, type StuckReport } from '../services/withdrawals_stuck.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
@@ -58,4 +58,15 @@ export function formatStuck(report: StuckReport): string {
   }
   if (report.has_more) lines.push('  … more: raise --limit or narrow with --app');
   return lines.join('\n');
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration with its unit, e.g. `500ms`, `1s`, `30m`, `2h`, `1d`; the unit is required. */
+export function durationMsFrom(value: string | undefined, name: string, minMs: number, maxMs: number): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(value.trim());
+  const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2]!]! : NaN;
+  if (!(ms >= minMs && ms <= maxMs)) throw new Error(`${name} must be a duration like 1s or 30m, from ${minMs} ms to ${maxMs} ms, got ${value}`);
+  return ms;
 }

@@ -17,6 +17,7 @@ import { eventsRoutes } from './routes/events.ts';
 import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
 import { registerRequestLog, requestIdFor } from './plugins/request-log.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
+import { registerHealth } from './health.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -70,10 +71,7 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     return payload;
   });
 
-  app.get('/healthz', async () => {
-    await rt.store.db.selectFrom('settings').select('key').limit(1).execute();
-    return { status: 'ok' };
-  });
+  registerHealth(app, rt);
 
   await app.register(
     async (v1) => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -8,14 +8,17 @@ import {
   Kysely,
   Migrator,
   PostgresDialect,
+  PostgresDriver,
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
   type Driver,
+  type PostgresDialectConfig,
   type SqliteDatabase,
   type SqliteDialectConfig,
 } from 'kysely';
 import type { Database } from './schema.ts';
+import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -27,19 +30,66 @@ export type Db = Kysely<Database>;
  * waits up to busy_timeout instead.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly inTransaction: () => boolean,
+  ) {
+    super(config);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /**
+   * Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM…) make SQLite roll the transaction back
+   * itself; a ROLLBACK after that fails with "no transaction is active", and that error would be
+   * what Kysely throws, hiding the real cause (a full disk). Only roll back what is still open.
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.inTransaction()) await super.rollbackTransaction(connection);
   }
 }
 
 class ImmediateSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
-  constructor(config: SqliteDialectConfig) {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly inTransaction: () => boolean,
+  ) {
     super(config);
     this.#config = config;
   }
   override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#config);
+    return new ImmediateSqliteDriver(this.#config, this.inTransaction);
+  }
+}
+
+/**
+ * A PostgreSQL transaction whose connection died (its backend terminated, 57P01; the network gone)
+ * cannot be rolled back: the server has already discarded it. Kysely would then throw the failed
+ * ROLLBACK's "Connection terminated" instead of the cause. Kysely's driver marks a connection whose
+ * rollback failed for discard (the pool destroys it on release, never hands it out again), so
+ * swallowing the rollback's error loses nothing, and Kysely rethrows the cause.
+ */
+class CausePreservingPostgresDriver extends PostgresDriver {
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await super.rollbackTransaction(connection as Parameters<PostgresDriver['rollbackTransaction']>[0]);
+    } catch {
+      // Discarded by super; the transaction's own error is the one worth reporting.
+    }
+  }
+}
+
+class CausePreservingPostgresDialect extends PostgresDialect {
+  readonly #config: PostgresDialectConfig;
+  constructor(config: PostgresDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new CausePreservingPostgresDriver(this.#config);
   }
 }
 
@@ -99,12 +149,47 @@ function namePreparedStatements(client: pg.PoolClient): void {
   };
 }
 
+const SQLITE_FILE_SUFFIXES = ['', '-wal', '-shm', '-journal'];
+
+/**
+ * The database holds every balance and the sealed secrets, so it is the owner's alone, like
+ * master.key: the data directory 0700, the files 0600 whatever the umask. The file is created
+ * 0600 before SQLite opens it, because SQLite gives -wal and -shm the database file's mode.
+ * A `sqlite:` URL may point into a shared directory; only a directory it had to create is touched.
+ */
+function prepareSqliteFile(file: string, options: { ownDirectory: boolean }): void {
+  const dir = path.dirname(path.resolve(file));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (options.ownDirectory) {
+    try {
+      chmodSync(dir, 0o700);
+    } catch (err) {
+      // A directory someone else owns (made for us by an operator) keeps the mode they chose.
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    }
+  }
+  closeSync(openSync(file, 'a', 0o600));
+  restrictSqliteFiles(file);
+}
+
+function restrictSqliteFiles(file: string): void {
+  for (const suffix of SQLITE_FILE_SUFFIXES) {
+    try {
+      chmodSync(file + suffix, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
 export interface StoreOptions {
   /** postgres://… to use PostgreSQL; otherwise SQLite in dataDir. */
   databaseUrl?: string | undefined;
   dataDir: string;
   poolSize?: number;
   onIdleError?: (err: Error) => void;
+  /** A connection in use failed (its backend was terminated); the request using it fails. */
+  onClientError?: (err: Error) => void;
   /** FULL (default): a commit survives a power cut. NORMAL: ~2× the write rate; survives a crash, not a power cut. */
   sqliteSynchronous?: 'FULL' | 'NORMAL';
 }
@@ -130,19 +215,27 @@ export class Store {
       // An idle client's error (a database restart, a terminated backend) is emitted on the pool;
       // unhandled it would crash the process. The pool drops that client and connects anew.
       pool.on('error', (err) => options.onIdleError?.(err));
-      pool.on('connect', namePreparedStatements);
-      return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+      pool.on('connect', (client) => {
+        // A checked-out client's error (its backend terminated mid-transaction, 57P01) is emitted
+        // on the client alone, where the pool does not listen: unhandled, Node exits and every
+        // request in flight is lost. The query in progress fails on its own (the request answers
+        // 500) and the pool discards the broken client on release, so logging is all that is left.
+        client.on('error', (err) => options.onClientError?.(err));
+        namePreparedStatements(client);
+      });
+      return new Store(new Kysely<Database>({ dialect: new CausePreservingPostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
     const file = url ? url.slice('sqlite:'.length) : path.join(options.dataDir, 'tixian.db');
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ':memory:') prepareSqliteFile(file, { ownDirectory: !url });
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
+    if (file !== ':memory:') restrictSqliteFiles(file);
     // FULL by default: a 200 answered for a money movement survives a power cut, not only a crash.
     sqlite.pragma(`synchronous = ${options.sqliteSynchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }) }), 'sqlite');
+    return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) }), 'sqlite');
   }
 
   /**
@@ -186,4 +279,58 @@ export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | null;
   if (!e) return false;
   return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/** Opens the configured store; a data directory or SQLite file that cannot be used is a ConfigError. */
+export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError'> = {}): Store {
+  try {
+    return Store.open({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      poolSize: config.poolSize,
+      sqliteSynchronous: config.sqliteSynchronous,
+      ...options,
+    });
+  } catch (err) {
+    throw describeStorageError(err, config) ?? err;
+  }
+}
+
+const FS_ERRORS = new Set(['EACCES', 'EPERM', 'EEXIST', 'ENOTDIR', 'EISDIR', 'EROFS', 'ENOSPC', 'ELOOP', 'ENAMETOOLONG']);
+const SQLITE_OPEN_ERRORS = new Set(['SQLITE_CANTOPEN', 'SQLITE_NOTADB', 'SQLITE_READONLY', 'SQLITE_PERM', 'SQLITE_AUTH', 'SQLITE_CORRUPT']);
+
+/** The ConfigError a failure to open SQLite storage stands for, or null for anything else. */
+function describeStorageError(err: unknown, config: Config): ConfigError | null {
+  const e = err as NodeJS.ErrnoException | null;
+  if (!e?.code || !(FS_ERRORS.has(e.code) || SQLITE_OPEN_ERRORS.has(e.code))) return null;
+  const where = config.databaseUrl?.startsWith('sqlite:')
+    ? `the SQLite file of --database-url / TIXIAN_DATABASE_URL (${config.databaseUrl})`
+    : `the data directory ${path.resolve(config.dataDir)} (--data-dir / TIXIAN_DATA_DIR)`;
+  if (SQLITE_OPEN_ERRORS.has(e.code)) {
+    return new ConfigError(`cannot open the SQLite database in ${where}: ${e.code}: ${e.message.split('\n')[0]}; point it at tixian's own data (or restore the database from a backup)`);
+  }
+  const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'a file is in the way of a directory' : `${e.code}: ${e.message.split('\n')[0]}`;
+  return new ConfigError(`cannot use ${where}: ${why}; point it at a directory this user can write (it is created if missing)`);
+}
+
+/** Error codes and messages of a PostgreSQL server that cannot be reached or will not let us in. */
+const PG_CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28P01', '28000', '3D000', '57P03']);
+
+/**
+ * Runs the first database work of a start-up; a PostgreSQL server that cannot be reached (or
+ * refuses us) becomes one ConfigError naming the setting, with the password masked.
+ */
+export async function describeDatabaseErrors<T>(config: Config, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const e = err as { code?: string; message?: string; errors?: { code?: string }[] } | null;
+    const code = e?.code ?? e?.errors?.[0]?.code;
+    const unreachable = (code && PG_CONNECT_CODES.has(code)) || /timeout exceeded when trying to connect|Connection terminated/i.test(e?.message ?? '');
+    if (!config.databaseUrl || config.databaseUrl.startsWith('sqlite:') || !unreachable) throw err;
+    const reason = (e?.message || code || 'unknown error').split('\n')[0];
+    throw new ConfigError(
+      `cannot reach PostgreSQL at ${maskDatabaseUrl(config.databaseUrl)} (--database-url / TIXIAN_DATABASE_URL): ${reason}; check that the server is running and the URL, user, password and database are right`,
+    );
+  }
 }
