@@ -43,6 +43,10 @@ export interface Config {
    * 25-hour Ping++ schedule in seconds. Production leaves it at 1.
    */
   webhookRetryScale: number;
+  /** Serve GET /metrics (Prometheus) and count requests; off with --no-metrics / TIXIAN_METRICS=0. */
+  metrics: boolean;
+  /** When set, /metrics answers only `Authorization: Bearer <token>` (TIXIAN_METRICS_TOKEN). */
+  metricsToken: string | undefined;
 }
 
 export const defaults: Config = {
@@ -66,6 +70,8 @@ export const defaults: Config = {
   sqliteSynchronous: 'FULL',
   webhookLeaseMs: 60_000,
   webhookRetryScale: 1,
+  metrics: true,
+  metricsToken: undefined,
 };
 
 type Env = Record<string, string | undefined>;
@@ -99,6 +105,9 @@ export interface ConfigFlags {
   sandboxDelayMs?: string;
   workers?: boolean;
   logLevel?: string;
+  /** Commander's --no-metrics gives false; true (its default) defers to TIXIAN_METRICS. */
+  metrics?: boolean;
+  metricsToken?: string;
 }
 
 export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Config {
@@ -130,5 +139,16 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
       defaults.webhookPerEndpointConcurrency,
     webhookLeaseMs: intFrom(env.TIXIAN_WEBHOOK_LEASE_MS, 'TIXIAN_WEBHOOK_LEASE_MS', 1_000, 3_600_000) ?? defaults.webhookLeaseMs,
     webhookRetryScale: fractionFrom(env.TIXIAN_WEBHOOK_RETRY_SCALE, 'TIXIAN_WEBHOOK_RETRY_SCALE') ?? defaults.webhookRetryScale,
+    metrics: flags.metrics === false ? false : env.TIXIAN_METRICS ? env.TIXIAN_METRICS !== '0' : defaults.metrics,
+    metricsToken: metricsTokenFrom(pick(flags.metricsToken, 'TIXIAN_METRICS_TOKEN')),
   };
+}
+
+/** A metrics token guards an endpoint reachable from the network: long enough not to be guessed. */
+function metricsTokenFrom(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value.length < 16 || value.length > 256 || !/^[\x21-\x7e]+$/.test(value)) {
+    throw new Error('the metrics token must be 16..256 printable ASCII characters without spaces');
+  }
+  return value;
 }

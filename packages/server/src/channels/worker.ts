@@ -6,6 +6,7 @@ import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
 import type { PayoutOrder, PayoutOutcome } from './driver.ts';
+import { observePayoutClaim } from '../observability/metrics.ts';
 
 export interface PayoutWorkerOptions {
   /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */
@@ -92,6 +93,7 @@ export class PayoutWorker implements Worker {
   /** One round: claim what is due and process it. Returns how many withdrawals were handled. */
   async runOnce(): Promise<number> {
     const claimed = await this.claim();
+    observePayoutClaim(claimed.length);
     await Promise.all(claimed.map((row) => this.process(row)));
     return claimed.length;
   }

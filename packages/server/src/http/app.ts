@@ -16,6 +16,8 @@ import { settleAccountsRoutes } from './routes/settle_accounts.ts';
 import { balanceTransfersRoutes } from './routes/balance_transfers.ts';
 import { eventsRoutes } from './routes/events.ts';
 import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
+import { registerMetrics } from './plugins/metrics.ts';
+import { registerOpenApi } from './plugins/openapi.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -56,6 +58,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);
   registerResponseSignature(app, rt);
+  registerMetrics(app, rt);
+  await registerOpenApi(app);
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);

@@ -17,6 +17,7 @@ import {
 } from 'kysely';
 import type { Database } from './schema.ts';
 import { migrationProvider } from './migrations.ts';
+import { observePool } from '../observability/metrics.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -131,6 +132,7 @@ export class Store {
       // unhandled it would crash the process. The pool drops that client and connects anew.
       pool.on('error', (err) => options.onIdleError?.(err));
       pool.on('connect', namePreparedStatements);
+      observePool(pool);
       return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);

@@ -10,6 +10,7 @@ import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
+import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -409,6 +410,7 @@ export class WebhookDispatcher implements Worker {
       this.records.push({ c, attemptedMs, durationMs, o, signature, made, status, nextMs, resolve, reject });
       this.flushRecords();
     });
+    if (fenced) observeWebhookTry(status, made, durationMs);
     const log = { delivery: c.id, event: c.event_id, endpoint: c.endpoint_id, attempt: made, status_code: o.statusCode, error: o.error };
     if (!fenced) this.rt.log.warn(log, 'webhook try recorded, but the delivery was re-queued or canceled meanwhile');
     else if (status === 'failed') this.rt.log.warn(log, 'webhook delivery failed for good after the last scheduled try');
@@ -422,6 +424,7 @@ export class WebhookDispatcher implements Worker {
       await nextTurn();
       while (this.records.length > 0) {
         const batch = this.records.splice(0, RECORD_BATCH);
+        observeWebhookRecordBatch(batch.length);
         try {
           const fenced = await this.writeRecords(batch);
           batch.forEach((r, i) => r.resolve(fenced[i]!));
