@@ -187,6 +187,18 @@ describe('/metrics access', () => {
     expect(ok.body).toContain('# TYPE tixian_http_requests_total counter');
   });
 
+  it('counts a request no route matched as route "unmatched", never under its URL', async () => {
+    const scrapeGuarded = async () =>
+      parseExposition((await guarded.request('GET', '/metrics', { key: null, headers: { authorization: `Bearer ${TOKEN}` } })).body);
+    const labels = { route: 'unmatched', method: 'GET', status: '404' };
+    const before = valueOf(await scrapeGuarded(), 'tixian_http_requests_total', labels);
+    const junk = `/no/such/path/${Math.random().toString(36).slice(2)}`;
+    expect((await guarded.request('GET', junk, { key: null })).status).toBe(404);
+    const res = await guarded.request('GET', '/metrics', { key: null, headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(valueOf(parseExposition(res.body), 'tixian_http_requests_total', labels) - before).toBe(1);
+    expect(res.body).not.toContain(junk);
+  });
+
   it('switched off, there is no /metrics (404) and the API still answers', async () => {
     expect((await off.request('GET', '/metrics', { key: null })).status).toBe(404);
     expect((await off.request('GET', off.appPath('/users'))).status).toBe(200);

@@ -260,7 +260,7 @@ const payoutsOverdue = new Gauge({
 });
 const payoutsMaxTries = new Gauge({
   name: 'tixian_payouts_max_query_tries',
-  help: 'Most channel queries any pending withdrawal has had without a final answer (about 25 is 2.5 hours of tries).',
+  help: 'Most tries any pending withdrawal has had without a final answer (unknown or processing; 25 unknown answers are about 2.5 hours).',
   registers: [registry],
 });
 

@@ -76,10 +76,18 @@ type Schema = Record<string, unknown> & { response?: Record<string | number, unk
 /** Adds what all v1 routes share to one route's schema; whatever the route file set wins. */
 export function documentRoute(route: RouteOptions): void {
   const url = route.url;
-  if (!url.startsWith('/v1/')) return;
   const schema = ((route.schema as Schema | undefined) ?? {}) as Schema;
-  route.schema = schema;
   const method = (Array.isArray(route.method) ? route.method[0] : route.method) ?? 'GET';
+  if (!url.startsWith('/v1/')) {
+    // Operational routes (/healthz …): listed apart, without the API key.
+    if (schema.hide) return;
+    schema.tags ??= ['operations'];
+    schema.summary ??= `${method} ${url}`;
+    schema.security ??= [];
+    route.schema = schema;
+    return;
+  }
+  route.schema = schema;
   const tag = tagOf(url);
   schema.tags ??= [tag];
   schema.summary ??= summaryOf(method, url, tag);
