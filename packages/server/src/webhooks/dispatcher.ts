@@ -406,11 +406,11 @@ export class WebhookDispatcher implements Worker {
     const status: TryRecord['status'] = success ? 'succeeded' : delayMs === null ? 'failed' : 'pending';
     // The next try is counted from the end of this one, so a receiver that timed out still gets its full pause.
     const nextMs = delayMs === null ? null : this.rt.clock.nowMs() + delayMs;
+    observeWebhookTry(status, made, durationMs);
     const fenced = await new Promise<boolean>((resolve, reject) => {
       this.records.push({ c, attemptedMs, durationMs, o, signature, made, status, nextMs, resolve, reject });
       this.flushRecords();
     });
-    if (fenced) observeWebhookTry(status, made, durationMs);
     const log = { delivery: c.id, event: c.event_id, endpoint: c.endpoint_id, attempt: made, status_code: o.statusCode, error: o.error };
     if (!fenced) this.rt.log.warn(log, 'webhook try recorded, but the delivery was re-queued or canceled meanwhile');
     else if (status === 'failed') this.rt.log.warn(log, 'webhook delivery failed for good after the last scheduled try');
