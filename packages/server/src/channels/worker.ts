@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
 import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
+import { observePayoutClaim } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
 import type { PayoutOrder, PayoutOutcome } from './driver.ts';
-import { observePayoutClaim } from '../observability/metrics.ts';
 
 export interface PayoutWorkerOptions {
   /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */

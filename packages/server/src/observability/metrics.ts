@@ -88,17 +88,20 @@ export function observePayoutClaim(size: number): void {
   if (size > 0) payoutClaimSize.observe(size);
 }
 
-/** A driver that counts its calls; the worker's own timeout still bounds them. */
+/**
+ * A driver that counts its calls; the worker's own timeout still bounds them. Arguments pass
+ * through whole, so the wrapper follows the driver interface if calls gain parameters.
+ */
 class InstrumentedDriver implements ChannelDriver {
   constructor(private readonly inner: ChannelDriver) {}
   get name(): string {
     return this.inner.name;
   }
-  submit(order: PayoutOrder): Promise<PayoutOutcome> {
-    return this.timed('submit', order, () => this.inner.submit(order));
+  submit(...args: Parameters<ChannelDriver['submit']>): Promise<PayoutOutcome> {
+    return this.timed('submit', args[0], () => this.inner.submit(...args));
   }
-  query(order: PayoutOrder): Promise<PayoutOutcome> {
-    return this.timed('query', order, () => this.inner.query(order));
+  query(...args: Parameters<ChannelDriver['query']>): Promise<PayoutOutcome> {
+    return this.timed('query', args[0], () => this.inner.query(...args));
   }
   private async timed(call: 'submit' | 'query', order: PayoutOrder, fn: () => Promise<PayoutOutcome>): Promise<PayoutOutcome> {
     const labels = { channel: order.channel, driver: this.inner.name, call };
