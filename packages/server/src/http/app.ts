@@ -3,6 +3,8 @@ import type { Runtime } from '../runtime.ts';
 import { newRequestId } from '../domain/ids.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { validatorCompiler } from './validation.ts';
+import { registerMetrics } from './plugins/metrics.ts';
+import { registerOpenApi } from './plugins/openapi.ts';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
 import { registerBodyParsing } from './plugins/body.ts';
 import { registerAuth } from './plugins/auth.ts';
@@ -16,8 +18,6 @@ import { settleAccountsRoutes } from './routes/settle_accounts.ts';
 import { balanceTransfersRoutes } from './routes/balance_transfers.ts';
 import { eventsRoutes } from './routes/events.ts';
 import { registerRequestSignature, registerResponseSignature } from './plugins/signature.ts';
-import { registerMetrics } from './plugins/metrics.ts';
-import { registerOpenApi } from './plugins/openapi.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;

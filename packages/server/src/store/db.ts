@@ -128,11 +128,11 @@ export class Store {
         statement_timeout: 30_000,
         idleTimeoutMillis: 30_000,
       });
+      observePool(pool);
       // An idle client's error (a database restart, a terminated backend) is emitted on the pool;
       // unhandled it would crash the process. The pool drops that client and connects anew.
       pool.on('error', (err) => options.onIdleError?.(err));
       pool.on('connect', namePreparedStatements);
-      observePool(pool);
       return new Store(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);

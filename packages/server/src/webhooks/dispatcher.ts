@@ -3,6 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { sql } from 'kysely';
 import type { Runtime } from '../runtime.ts';
+import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
 import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
@@ -10,7 +11,6 @@ import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
-import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
