@@ -17,11 +17,11 @@ export async function main(argv: string[]): Promise<void> {
       .command('serve')
       .description('run the API server (and, unless --no-workers, the payout worker and webhook dispatcher)')
       .addOption(new Option('--port <port>', 'port to listen on').env('TIXIAN_PORT'))
+      .option('--no-metrics', 'do not serve /metrics (or set TIXIAN_METRICS=0)')
+      .addOption(new Option('--metrics-token <token>', 'require Authorization: Bearer <token> on /metrics (prefer the env var: flags show in ps)').env('TIXIAN_METRICS_TOKEN'))
       .addOption(new Option('--host <host>', 'address to listen on').env('TIXIAN_HOST'))
       .addOption(new Option('--sandbox-delay-ms <ms>', 'delay before a test-mode payout gets its outcome').env('TIXIAN_SANDBOX_DELAY_MS'))
       .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('TIXIAN_LOG_LEVEL'))
-      .option('--no-metrics', 'do not serve /metrics (or set TIXIAN_METRICS=0)')
-      .addOption(new Option('--metrics-token <token>', 'require Authorization: Bearer <token> on /metrics (prefer the env var: flags show in ps)').env('TIXIAN_METRICS_TOKEN'))
       .option('--no-workers', 'serve the API only; run workers in other processes'),
   ).action(async (opts: ConfigFlags) => {
     await serve(loadConfig(opts));

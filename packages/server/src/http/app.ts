@@ -53,13 +53,13 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
+  registerMetrics(app, rt);
+  await registerOpenApi(app);
   registerErrorHandling(app, rt.config.bodyLimitBytes);
   registerBodyParsing(app);
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);
   registerResponseSignature(app, rt);
-  registerMetrics(app, rt);
-  await registerOpenApi(app);
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);
