@@ -4,6 +4,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { routeModules, type RouteModule } from '../src/http/app.ts';
 import { Harness } from './helpers/harness.ts';
+import { orderNo, seedExtra } from './helpers/withdrawals.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- walking an untyped JSON document */
 
@@ -112,6 +113,52 @@ describe('OpenAPI reference', () => {
     expect(validate(withdrawal, { ...withdrawal.examples[0], amount: '1000' })).toMatch(/amount/);
   });
 
+  it('describes what the API really answers: real answers validate against the documented response schemas', async () => {
+    const deref: any = await SwaggerParser.dereference(structuredClone(spec));
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    const checked: string[] = [];
+    /** Sends the request and checks its answer against what the document says `template` answers with that status. */
+    const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', template: string, url: string, options: Parameters<Harness['request']>[2] = {}) => {
+      const res = await h.request(method, url, options);
+      const documented = deref.paths[template]?.[method.toLowerCase()]?.responses?.[String(res.status)]?.content?.['application/json']?.schema;
+      expect(documented, `${method} ${template} ${res.status} is documented`).toBeDefined();
+      const validate = ajv.compile(documented);
+      expect(validate(res.json) ? null : ajv.errorsText(validate.errors), `${method} ${template} ${res.status}`).toBeNull();
+      checked.push(`${method} ${template} ${res.status}`);
+      return res.json;
+    };
+    const app = (rest: string) => h.appPath(rest);
+    const A = '/v1/apps/{app}';
+
+    await call('POST', `${A}/users`, app('/users'), { body: { id: 'doc_u1', name: '张三' } });
+    await call('POST', `${A}/users`, app('/users'), { body: { id: 'doc_u2' } });
+    await call('GET', `${A}/users/{id}`, app('/users/doc_u1'));
+    await call('PUT', `${A}/users/{id}`, app('/users/doc_u1'), { body: { mobile: '13800000000' } });
+    await call('GET', `${A}/users`, app('/users?per_page=5'));
+    await call('POST', `${A}/balance_settlements`, app('/balance_settlements'), { body: { user: 'doc_u1', amount: 10_000, order_no: 'docsettle1' } });
+    await call('POST', `${A}/balance_bonuses`, app('/balance_bonuses'), { body: { user: 'doc_u1', amount: 500, order_no: 'docbonus1' } });
+    await call('POST', `${A}/balance_transfers`, app('/balance_transfers'), { body: { user: 'doc_u1', recipient: 'doc_u2', amount: 100, order_no: 'doctransfer1' } });
+    await call('GET', `${A}/balance_transactions`, app('/balance_transactions?user=doc_u1'));
+    const account = await call('POST', `${A}/users/{user}/settle_accounts`, app('/users/doc_u1/settle_accounts'), { body: { channel: 'alipay', recipient: { account: 'payee@example.com', name: '张三', type: 'b2c' } } });
+    await call('GET', `${A}/users/{user}/settle_accounts`, app('/users/doc_u1/settle_accounts'));
+    await call('DELETE', `${A}/users/{user}/settle_accounts/{id}`, app(`/users/doc_u1/settle_accounts/${account.id}`));
+    const w = await call('POST', `${A}/withdrawals`, app('/withdrawals'), { body: { user: 'doc_u1', amount: 1000, channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay') } });
+    await call('GET', `${A}/withdrawals/{id}`, app(`/withdrawals/${w.id}`));
+    await call('GET', `${A}/withdrawals`, app('/withdrawals'));
+    const w2 = await call('POST', `${A}/withdrawals`, app('/withdrawals'), { body: { user: 'doc_u1', amount: 1000, channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay') } });
+    await call('POST', `${A}/batch_withdrawals`, app('/batch_withdrawals'), { body: { withdrawals: [w2.id], status: 'canceled' } });
+    await call('PUT', `${A}/withdrawals/{id}`, app(`/withdrawals/${w.id}`), { body: { status: 'canceled' } });
+    await call('GET', '/v1/events', '/v1/events');
+    // Error answers, in Ping++'s shape.
+    await call('POST', `${A}/withdrawals`, app('/withdrawals'), { body: { user: 'doc_u1', amount: 'x', channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay') } });
+    await call('GET', `${A}/withdrawals/{id}`, app('/withdrawals/1234567890123456789'));
+    await call('GET', `${A}/users`, app('/users'), { key: null });
+    expect(checked).toEqual(expect.arrayContaining([
+      'POST /v1/apps/{app}/withdrawals 200', 'POST /v1/apps/{app}/withdrawals 400', 'GET /v1/apps/{app}/withdrawals/{id} 404', 'GET /v1/apps/{app}/users 401',
+      'DELETE /v1/apps/{app}/users/{user}/settle_accounts/{id} 200', 'POST /v1/apps/{app}/batch_withdrawals 200',
+    ]));
+  });
+
   it('serves the reference page at /docs without an API key', async () => {
     const res = await h.request('GET', '/docs', { key: null });
     expect(res.status).toBe(200);
@@ -119,8 +166,9 @@ describe('OpenAPI reference', () => {
     expect(res.body).toContain('swagger-ui');
   });
 
-  it('documents answers without changing them: a list still carries total_withdrawals_amount', async () => {
+  it('documents answers without changing them: a withdrawal list still carries total_withdrawals_amount', async () => {
     const res = await h.request('GET', h.appPath('/withdrawals'));
-    expect(res.json).toEqual({ object: 'list', url: h.appPath('/withdrawals'), has_more: false, data: [], total_withdrawals_amount: 0 });
+    expect(Object.keys(res.json).sort()).toEqual(['data', 'has_more', 'object', 'total_withdrawals_amount', 'url']);
+    expect(res.json.total_withdrawals_amount).toEqual(expect.any(Number));
   });
 });
