@@ -133,6 +133,18 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           'sk_test_ keys see only test-mode objects, sk_live_ only live ones. Every error answers `{"error":{"type","message","code","param"}}`.',
       },
       servers: [{ url: '/' }],
+      tags: [
+        { name: 'users', description: '用户: the wallet holders of an app, with their available and withdrawable balances.' },
+        { name: 'settle_accounts', description: '结算账户: where a user\'s withdrawals are paid (alipay, wx, bank_account).' },
+        { name: 'balance_settlements', description: '余额结算: credit a user\'s earnings as withdrawable money (tixian extension).' },
+        { name: 'balance_bonuses', description: '余额赠送: give a user balance they may spend but not withdraw.' },
+        { name: 'balance_transfers', description: '余额转账: move balance from one user to another.' },
+        { name: 'balance_transactions', description: '余额明细: every change of a user\'s balance, one line each.' },
+        { name: 'withdrawals', description: '余额提现: create (holds the amount), then confirm (pays out) or cancel (returns it).' },
+        { name: 'batch_withdrawals', description: '批量提现: confirm or cancel up to 200 withdrawals at once, all or nothing.' },
+        { name: 'events', description: 'Events: withdrawal results, also sent as signed webhooks.' },
+        { name: 'operations', description: 'Health checks (no API key).' },
+      ],
       components: {
         securitySchemes: {
           basicAuth: { type: 'http', scheme: 'basic', description: 'User name: the secret key; password: empty.' },
