@@ -53,9 +53,10 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
+  registerErrorHandling(app, rt.config.bodyLimitBytes);
+  // After the error handler (a route keeps the handler set when it was added), before every route.
   registerMetrics(app, rt);
   await registerOpenApi(app);
-  registerErrorHandling(app, rt.config.bodyLimitBytes);
   registerBodyParsing(app);
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);
