@@ -148,7 +148,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
 function metricsTokenFrom(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
   if (value.length < 16 || value.length > 256 || !/^[\x21-\x7e]+$/.test(value)) {
-    throw new Error('the metrics token must be 16..256 printable ASCII characters without spaces');
+    throw new Error('TIXIAN_METRICS_TOKEN (--metrics-token) must be 16..256 printable ASCII characters without spaces');
   }
   return value;
 }
