@@ -61,6 +61,10 @@ export interface Config {
    */
   webhookDisableAfterMs: number;
   webhookDisableAfterFailures: number;
+  /** Serve GET /metrics (Prometheus) and count requests; off with --no-metrics / TIXIAN_METRICS=0. */
+  metrics: boolean;
+  /** When set, /metrics answers only `Authorization: Bearer <token>` (TIXIAN_METRICS_TOKEN). */
+  metricsToken: string | undefined;
 }
 
 export const defaults: Config = {
@@ -90,6 +94,8 @@ export const defaults: Config = {
   allowPrivateWebhooks: false,
   webhookDisableAfterMs: 3 * 86_400_000,
   webhookDisableAfterFailures: 20,
+  metrics: true,
+  metricsToken: undefined,
 };
 
 type Env = Record<string, string | undefined>;
@@ -109,7 +115,8 @@ type Kind =
   | { type: 'bool' }
   | { type: 'enum'; values: readonly string[]; upper?: boolean }
   | { type: 'database_url' }
-  | { type: 'master_key' };
+  | { type: 'master_key' }
+  | { type: 'token'; min: number; max: number };
 
 /** One configuration setting: its flag (none for secrets), its TIXIAN_* variable, unit and meaning. */
 export interface Setting {
@@ -157,6 +164,8 @@ export const settings: readonly Setting[] = [
   { key: 'allowPrivateWebhooks', flag: '--allow-private-webhooks', env: 'TIXIAN_ALLOW_PRIVATE_WEBHOOKS', kind: { type: 'bool' }, unit: 'on/off', help: 'let live-mode webhook endpoints use http and loopback, private or link-local addresses (off: refused, against SSRF)' },
   { key: 'rateLimit', flag: '--rate-limit', env: 'TIXIAN_RATE_LIMIT', kind: { type: 'int', min: 0, max: 1_000_000 }, unit: 'requests', help: 'requests per window per secret key (403 `rate_limit_exceeded` beyond); 0 turns the limit off' },
   { key: 'rateLimitWindowMs', flag: '--rate-limit-window-ms', env: 'TIXIAN_RATE_LIMIT_WINDOW_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'the rate limit\'s window' },
+  { key: 'metrics', flag: '--no-metrics', env: 'TIXIAN_METRICS', kind: { type: 'bool' }, unit: 'on/off', help: 'serve `/metrics` (Prometheus) and count requests' },
+  { key: 'metricsToken', flag: null, env: 'TIXIAN_METRICS_TOKEN', kind: { type: 'token', min: 16, max: 256 }, unit: 'text', help: '`/metrics` answers only `Authorization: Bearer <token>` (environment only: a flag would show in `ps`)', defaultText: 'none (open)' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */
@@ -215,6 +224,12 @@ function parse(setting: Setting, raw: string | boolean, source: string): Config[
       // The value is a secret: the message says what is wrong, never what was given.
       if (!/^[0-9a-fA-F]{64}$/.test(text)) fail('64 hex characters (32 bytes)', `${text.length} characters`);
       return text.toLowerCase();
+    case 'token':
+      // A secret too: guessable if short; never echoed.
+      if (text.length < kind.min || text.length > kind.max || !/^[\x21-\x7e]+$/.test(text)) {
+        fail(`${kind.min}..${kind.max} printable ASCII characters without spaces`, `${text.length} characters`);
+      }
+      return text;
   }
 }
 

@@ -8,6 +8,7 @@ import { PlatformKey } from './security/platform-key.ts';
 import { EventEmitter } from 'node:events';
 import type { DriverRegistry } from './channels/driver.ts';
 import { DefaultDrivers } from './channels/sandbox.ts';
+import { instrumentDrivers } from './observability/metrics.ts';
 
 /**
  * Everything a service needs, opened once: storage (migrated), the master-key box, the platform
@@ -59,7 +60,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       platformKey,
       clock,
       log,
-      drivers: options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs),
+      drivers: instrumentDrivers(options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs)),
       bus,
       close: () => store.close(),
     };

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
+import { observePayoutClaim } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
@@ -101,6 +102,7 @@ export class PayoutWorker implements Worker {
   /** One round: claim what is due and process it. Returns how many withdrawals were handled. */
   async runOnce(): Promise<number> {
     const claimed = await this.claim();
+    observePayoutClaim(claimed.length);
     await Promise.all(claimed.map((row) => this.process(row)));
     return claimed.length;
   }

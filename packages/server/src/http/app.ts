@@ -2,6 +2,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Runtime } from '../runtime.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { validatorCompiler } from './validation.ts';
+import { registerMetrics } from './plugins/metrics.ts';
+import { registerOpenApi } from './plugins/openapi.ts';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
 import { registerBodyParsing } from './plugins/body.ts';
 import { registerAuth } from './plugins/auth.ts';
@@ -54,6 +56,9 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, rt.config.bodyLimitBytes);
+  // After the error handler (a route keeps the handler set when it was added), before every route.
+  registerMetrics(app, rt);
+  await registerOpenApi(app);
   registerBodyParsing(app);
   registerAuth(app, new Authenticator(rt));
   registerRequestSignature(app, rt);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
+import { observeLedgerVerification } from '../observability/metrics.ts';
 
 export interface Drift {
   kind: 'entry_unbalanced' | 'user_balance' | 'negative_balance' | 'withdrawable_above_available' | 'line_mismatch' | 'hold_mismatch';
@@ -133,5 +134,6 @@ async function verifySnapshot(db: Db): Promise<VerifyReport> {
     if (held !== owed) add({ kind: 'hold_mismatch', subject: account, detail: `holds ${held} but open withdrawals total ${owed}` });
   }
 
+  observeLedgerVerification(drift.length);
   return { ok: drift.length === 0, entries: Number(entryCount.n), postings: Number(counts.postings), users, drift };
 }

@@ -8,6 +8,7 @@ import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
 import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
+import { observeWithdrawalTransition } from '../observability/metrics.ts';
 
 export const MAX_BATCH_SIZE = 200;
 
@@ -67,6 +68,7 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     }
   });
   if (status === 'pending') rt.bus.emit('payout');
+  for (const id of ids) observeWithdrawalTransition(byId.get(id)!.channel, 'created', status);
   return batchToWire(rt.store.db, batch);
 }
 

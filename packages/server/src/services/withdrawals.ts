@@ -22,6 +22,7 @@ import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHas
 import { usableSettleAccount } from './settle_accounts.ts';
 import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
+import { observeWithdrawalTransition } from '../observability/metrics.ts';
 
 export interface WithdrawalCreateParams {
   user: string;
@@ -150,6 +151,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
       return row;
     }),
   );
+  if (row.request_id === scope.requestId) observeWithdrawalTransition(row.channel, 'none', 'created'); // not an idempotent replay
   return withdrawalToWire(row);
 }
 
@@ -199,6 +201,7 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string): 
     return updated;
   });
   rt.bus.emit('payout');
+  observeWithdrawalTransition(row.channel, 'created', 'pending');
   return withdrawalToWire(row);
 }
 
@@ -250,6 +253,7 @@ export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string): P
     if (!canceled) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
     return canceled;
   });
+  observeWithdrawalTransition(row.channel, 'created', 'canceled');
   return withdrawalToWire(row);
 }
 
@@ -314,6 +318,7 @@ export interface PayoutFence {
 export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result: PayoutResult, accountId: string): Promise<boolean> {
   const nowMs = rt.clock.nowMs();
   const nowS = Math.floor(nowMs / 1000);
+  let settled: WithdrawalRow | undefined; // the row of the attempt that committed (a retried transaction runs again)
   const applied = await rt.store.transaction(async (trx) => {
     const base = trx
       .updateTable('withdrawals')
@@ -331,6 +336,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
     if (result.kind === 'failed_merchant') {
       // Not the user's fault: back to `created`, the hold stays, the merchant may confirm again.
       const row = await base.set({ ...done, status: 'created', failure_msg: result.message.slice(0, 255) }).returningAll().executeTakeFirst();
+      settled = row;
       return row !== undefined;
     }
     const row =
@@ -338,6 +344,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
         ? await base.set({ ...done, status: 'succeeded', time_succeeded: nowS, failure_msg: null }).returningAll().executeTakeFirst()
         : await base.set({ ...done, status: 'failed', failure_msg: result.message.slice(0, 255) }).returningAll().executeTakeFirst();
     if (!row) return false;
+    settled = row;
     if (result.kind === 'succeeded') {
       // The hold leaves for the payee (amount − user_fee) and the merchant's fee income (user_fee).
       const apps: { account: AppAccount; amount: number }[] = [
@@ -358,5 +365,6 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
     return true;
   });
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
+  if (applied && settled) observeWithdrawalTransition(settled.channel, 'pending', settled.status);
   return applied;
 }

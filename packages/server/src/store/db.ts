@@ -20,6 +20,7 @@ import {
 import type { Database } from './schema.ts';
 import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
+import { observePool } from '../observability/metrics.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -212,6 +213,7 @@ export class Store {
         statement_timeout: 30_000,
         idleTimeoutMillis: 30_000,
       });
+      observePool(pool);
       // An idle client's error (a database restart, a terminated backend) is emitted on the pool;
       // unhandled it would crash the process. The pool drops that client and connects anew.
       pool.on('error', (err) => options.onIdleError?.(err));

@@ -3,6 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { sql } from 'kysely';
 import type { Runtime } from '../runtime.ts';
+import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
 import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
@@ -512,6 +513,7 @@ export class WebhookDispatcher implements Worker {
     const status: TryRecord['status'] = success ? 'succeeded' : delayMs === null ? 'failed' : 'pending';
     // The next try is counted from the end of this one, so a receiver that timed out still gets its full pause.
     const nextMs = delayMs === null ? null : this.rt.clock.nowMs() + delayMs;
+    observeWebhookTry(status, made, durationMs);
     const fenced = await new Promise<boolean>((resolve, reject) => {
       this.records.push({ c, attemptedMs, durationMs, o, signature, sent, made, status, nextMs, resolve, reject });
       this.flushRecords();
@@ -532,6 +534,7 @@ export class WebhookDispatcher implements Worker {
       await nextTurn();
       while (this.records.length > 0) {
         const batch = this.records.splice(0, RECORD_BATCH);
+        observeWebhookRecordBatch(batch.length);
         try {
           const { fenced, streaks } = await this.writeRecords(batch);
           // The breaker of an endpoint with tries still in flight follows its latest recorded run.

@@ -16,7 +16,7 @@ export const CreditCreate = Type.Object(
     description: Type.Optional(Description),
     metadata: Type.Optional(Metadata),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ user: 'user_001', amount: 500, order_no: 'bonus20170921', description: '注册奖励' }] },
 );
 export const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) });
 export const AppIdParams = Type.Object({ app: Type.String({ maxLength: 64 }), id: Type.String({ maxLength: 64 }) });

@@ -19,7 +19,7 @@ const BalanceTransferCreate = Type.Object(
     description: Type.Optional(Description),
     metadata: Type.Optional(Metadata),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ user: 'user_001', recipient: 'user_002', amount: 100, user_fee: 0, order_no: 'transfer20170921', description: '转账' }] },
 );
 
 /** `user` matches the sender or the recipient; `recipient` only the recipient. */

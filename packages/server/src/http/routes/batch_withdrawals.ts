@@ -15,7 +15,7 @@ const BatchCreate = Type.Object(
     status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('canceled')])),
     metadata: Type.Optional(Metadata),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ withdrawals: ['1701709011052380697', '1701709011052380698'], status: 'pending' }] },
 );
 // Each batch embeds up to 200 withdrawals: a page holds at most 20 batches (4,000 items).
 const MAX_BATCHES_PER_PAGE = 20;

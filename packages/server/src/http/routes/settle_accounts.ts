@@ -96,6 +96,10 @@ const SettleAccountCreate = Type.Unsafe<{ channel: SettleAccountChannel; recipie
     whenChannel(['wx', 'wx_pub', 'wx_lite'], WxRecipient),
     whenChannel(['bank_account'], BankAccountRecipient),
   ],
+  examples: [
+    { channel: 'alipay', recipient: { account: 'payee@example.com', name: '张三', type: 'b2c' } },
+    { channel: 'bank_account', recipient: { account: '6214850288888888', name: '张三', type: 'b2c', open_bank_code: '0308', open_bank: '招商银行' } },
+  ],
 });
 
 const Id = Type.String({ minLength: 1, maxLength: 64 });

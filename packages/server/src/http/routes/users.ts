@@ -18,8 +18,8 @@ const Profile = {
   metadata: Type.Optional(Metadata),
   parent_user_id: Type.Optional(Type.Union([Type.String({ maxLength: 64, pattern: UserIdPattern }), Type.Null()])),
 };
-const UserCreate = Type.Object({ id: UserId, ...Profile }, { additionalProperties: false });
-const UserUpdate = Type.Object({ ...Profile, disabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+const UserCreate = Type.Object({ id: UserId, ...Profile }, { additionalProperties: false, examples: [{ id: 'user_001', name: '张三', email: 'user@example.com', metadata: { level: 'gold' } }] });
+const UserUpdate = Type.Object({ ...Profile, disabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false, examples: [{ mobile: '13800000000' }, { disabled: true }] });
 const Params = Type.Object({ app: Type.String({ maxLength: 64 }) });
 const IdParams = Type.Object({ app: Type.String({ maxLength: 64 }), id: Type.String({ maxLength: 64 }) });
 const UsersQuery = Type.Object({ ...ListQuery, type: Type.Optional(Type.Union([Type.Literal('customer'), Type.Literal('business')])) });

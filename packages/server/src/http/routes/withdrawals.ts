@@ -31,11 +31,14 @@ const WithdrawalCreate = Type.Object(
     settle_account: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
     metadata: Type.Optional(Metadata),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [{ user: 'user_001', amount: 1000, user_fee: 10, channel: 'alipay', order_no: '2017092100001', description: '用户提现', extra: { account: 'payee@example.com', name: '张三' } }],
+  },
 );
 const WithdrawalUpdate = Type.Object(
   { status: Type.Union([Type.Literal('pending'), Type.Literal('canceled')]) },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ status: 'pending' }, { status: 'canceled' }] },
 );
 const WithdrawalsQuery = Type.Object({
   ...ListQuery,
@@ -67,7 +70,7 @@ export async function withdrawalsRoutes(app: FastifyInstance, rt: Runtime): Prom
   // Confirm (`pending`) or cancel (`canceled`): what every SDK's confirm/cancel sends.
   app.put<{ Params: Static<typeof AppIdParams>; Body: Static<typeof WithdrawalUpdate> }>(
     '/apps/:app/withdrawals/:id',
-    { schema: { params: AppIdParams, body: WithdrawalUpdate } },
+    { schema: { params: AppIdParams, body: WithdrawalUpdate, summary: 'Confirm (status pending) or cancel (status canceled) a withdrawal' } },
     (req) =>
       req.body.status === 'pending'
         ? confirmWithdrawal(rt, scopeOf(req), req.params.id)
