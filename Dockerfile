@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # tixian: the API server, payout worker and webhook dispatcher in one image (`tixian serve`).
-# It runs its TypeScript through tsx (a production dependency): there is no compile step, so the
-# build stage typechecks and runs any workspace build script (the dashboard's, once it has one).
+# The build stage typechecks and compiles (`npm run build`: tsc -b for the SDK and the server, and
+# any workspace build such as the dashboard's); the runtime stage holds the compiled JavaScript and
+# the production dependencies only, and runs no TypeScript loader.
 #
 #   docker build -t tixian:0.1.0 .
 #   docker run -p 8080:8080 -v tixian-data:/data tixian:0.1.0
@@ -20,12 +21,17 @@ COPY package.json package-lock.json tsconfig.base.json ./
 COPY packages/server/package.json packages/server/
 COPY packages/sdk/package.json packages/sdk/
 COPY packages/dashboard/package.json packages/dashboard/
-RUN npm ci
+# --ignore-scripts: `prepare` would build before the sources are here; nothing built needs the addon.
+RUN npm ci --ignore-scripts
+COPY scripts/ scripts/
 COPY packages/ packages/
-RUN npm run typecheck && npm run build --workspaces --if-present
-# What the runtime needs of the sources: no tests, benchmarks or nested node_modules.
-RUN mkdir /out && cp -r package.json package-lock.json packages /out/ \
-  && rm -rf /out/packages/*/node_modules /out/packages/*/test /out/packages/server/bench
+RUN npm run typecheck && npm run build
+# What the runtime needs: the manifests, the server's bin and compiled output (and any built dashboard).
+RUN mkdir -p /out/packages/server /out/packages/sdk /out/packages/dashboard \
+  && cp package.json package-lock.json /out/ \
+  && cp -r packages/server/package.json packages/server/bin packages/server/dist /out/packages/server/ \
+  && cp packages/sdk/package.json /out/packages/sdk/ \
+  && cp -r packages/dashboard/. /out/packages/dashboard/ && rm -rf /out/packages/dashboard/node_modules /out/packages/dashboard/src
 
 # --- deps: production dependencies only -----------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -36,7 +42,8 @@ COPY package.json package-lock.json ./
 COPY packages/server/package.json packages/server/
 COPY packages/sdk/package.json packages/sdk/
 COPY packages/dashboard/package.json packages/dashboard/
-RUN npm ci --omit=dev && npm cache clean --force
+# --ignore-scripts skips the root `prepare` (it builds, with dev tools); the one addon is rebuilt.
+RUN npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3 && npm cache clean --force
 
 # --- runtime -----------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
