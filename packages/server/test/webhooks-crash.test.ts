@@ -24,8 +24,10 @@ describeEngines('webhook delivery survives SIGKILL', (engine) => {
   const env = (): Record<string, string> => ({
     TIXIAN_DATA_DIR: storage.dataDir, // the master key lives there for both engines
     TIXIAN_WEBHOOK_RETRY_SCALE: '0.001',
-    TIXIAN_WEBHOOK_TIMEOUT_MS: '1000',
-    TIXIAN_WEBHOOK_LEASE_MS: '1000',
+    // A hanging try stays open this long: three of them (every 50th event's first try) must be open
+    // at once at the kill, which a loaded machine reaches only if the window is not too short.
+    TIXIAN_WEBHOOK_TIMEOUT_MS: '3000',
+    TIXIAN_WEBHOOK_LEASE_MS: '4000',
     TIXIAN_LOG_LEVEL: 'error',
   });
 
