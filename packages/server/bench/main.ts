@@ -5,6 +5,7 @@ import { runScenario, type Row } from './lib/run.ts';
 import { canPin, pinSelf, type Engine } from './lib/server.ts';
 import { describeFsync } from './lib/machine.ts';
 import { scenarios } from './scenarios/index.ts';
+import { composite, measureCeilings, type Ceilings } from './lib/ceilings.ts';
 import type { BenchOptions } from './scenario.ts';
 
 /**
@@ -21,7 +22,7 @@ import type { BenchOptions } from './scenario.ts';
  */
 
 const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
-       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
         'server-node-options': { type: 'string' },
         repeat: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
+        ceilings: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -106,9 +108,16 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
 
+  // The machine's ceilings, measured in this run on the same core (issue #12): each figure as a ratio.
+  let ceilings: Ceilings | null = null;
+  if (args.ceilings) {
+    console.error(`… ceilings (load average ${loadAverage()})`);
+    ceilings = await measureCeilings({ pin, connections, durationS, warmupS, pgUrl: engines.includes('postgres') ? pgUrl : undefined });
+  }
+
   // Other work on the machine skews every figure: say how busy it was.
   const after = `load average at end ${loadAverage()} · ${describeFsync()}`;
-  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows) }, null, 2));
+  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows), ceilings }, null, 2));
   else {
     console.log(machine);
     console.log(table(rows, repeat > 1));
@@ -116,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     if (more) console.log(`\n${more}`);
     const versus = comparisons(rows).map((c) => c.text);
     if (versus.length) console.log(`\n${versus.join('\n')}`);
+    if (ceilings) console.log(`\n${ceilingTable(rows, ceilings)}`);
     console.log(`\n${after}`);
   }
   const bad = rows.filter((r) => r.outcome.problems.length > 0 || !r.ledgerOk);
@@ -247,3 +257,33 @@ const num = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : Ma
 
 const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+
+/** Reads (user_retrieve*) touch no write transaction: their composite has no storage term. */
+const READ_SCENARIOS = /^user_retrieve/;
+
+/**
+ * Each request/response figure against the composite ceiling 1 / (1/http + 1/storage [+ 1/sign]),
+ * storage being the create transaction on the row's engine and sign counted when the scenario
+ * signs its responses (the default; TIXIAN_SIGN_RESPONSES=0 turns it off).
+ */
+function ceilingTable(rows: Row[], c: Ceilings): string {
+  const lines = [
+    `ceilings on core 0, this run: http (Fastify + schema, canned reply) ${int(c.httpPerS)}/s · SQLite create transaction (NORMAL) ${int(c.sqlitePerS)}/s` +
+      (c.postgresPerS ? ` · PostgreSQL one-statement create ${int(c.postgresPerS)}/s` : '') +
+      ` · RSA-2048 sign ${int(c.signPerS)}/s`,
+    '| scenario | engine | req/s | p99 ms | ceiling/s | ratio |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    const l = r.outcome.load;
+    if (!l) continue;
+    const scenario = scenarios.find((s) => s.name === r.scenario);
+    const signed = !(scenario && 'serveEnv' in scenario && scenario.serveEnv?.TIXIAN_SIGN_RESPONSES === '0');
+    const ceiling = READ_SCENARIOS.test(r.scenario)
+      ? 1 / (1 / c.httpPerS + (signed ? 1 / c.signPerS : 0))
+      : composite(c, r.engine, signed);
+    if (!ceiling) continue;
+    lines.push(`| ${r.scenario}${r.round > 1 ? ` (${r.round})` : ''} | ${r.engine} | ${int(l.requestsPerS)} | ${fmt(l.p99Ms)} | ${int(ceiling)} | ${(l.requestsPerS / ceiling).toFixed(2)} |`);
+  }
+  return lines.join('\n');
+}

@@ -106,6 +106,17 @@ describe('SQLite group commit', () => {
     expect((await sql<{ n: number }>`select count(*) as n from probe`.execute(store.db)).rows[0]!.n).toBe(n);
   });
 
+  it('with --sqlite-group-commit-max 1 every transaction commits on its own', async () => {
+    const single = Store.open({ databaseUrl: `sqlite:${storage.dataDir}/single.db`, dataDir: storage.dataDir, sqliteGroupCommitMax: 1 });
+    try {
+      await sql`create table probe (id integer primary key)`.execute(single.db);
+      await Promise.all(Array.from({ length: 10 }, (_, i) => single.transaction((trx) => sql`insert into probe (id) values (${i})`.execute(trx))));
+      expect(single.groupCommit!.stats).toEqual({ batches: 10, transactions: 10, largestBatch: 1 });
+    } finally {
+      await single.close();
+    }
+  });
+
   it('answers nobody before the shared COMMIT: a COMMIT that fails fails the whole batch', async () => {
     // A deferred foreign key is checked at COMMIT, so the batch's COMMIT itself is what fails.
     await sql`create table child (id integer primary key, parent integer references probe(id) deferrable initially deferred)`.execute(store.db);

@@ -194,6 +194,8 @@ export interface StoreOptions {
   onClientError?: (err: Error) => void;
   /** FULL (default): a commit survives a power cut. NORMAL: ~2× the write rate; survives a crash, not a power cut. */
   sqliteSynchronous?: 'FULL' | 'NORMAL';
+  /** SQLite group commit: the most write transactions one COMMIT carries (1: a commit each). */
+  sqliteGroupCommitMax?: number;
 }
 
 export class Store {
@@ -241,7 +243,7 @@ export class Store {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) });
-    return new Store(db, 'sqlite', new GroupCommitter(db, sqlite));
+    return new Store(db, 'sqlite', new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax));
   }
 
   /**
@@ -300,6 +302,7 @@ export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleErr
       dataDir: config.dataDir,
       poolSize: config.poolSize,
       sqliteSynchronous: config.sqliteSynchronous,
+      sqliteGroupCommitMax: config.sqliteGroupCommitMax,
       ...options,
     });
   } catch (err) {
