@@ -1,6 +1,6 @@
 import type { AnyScenario } from '../scenario.ts';
 import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
-import { userRetrieve, userRetrievePlain } from './user_retrieve.ts';
+import { userRetrieve, userRetrieveDistinct, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
@@ -27,4 +27,5 @@ export const scenarios = [
   withdrawalCreate1kPlain,
   withdrawalCreateHot,
   withdrawalCreate1kOneCommitEach,
+  userRetrieveDistinct,
 ] as AnyScenario[];
