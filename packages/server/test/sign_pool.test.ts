@@ -32,6 +32,21 @@ describe('SignPool', () => {
     expect(last).toHaveLength(16);
   });
 
+  it('a signing thread that dies fails what it had and takes no more work', async () => {
+    const fragile = new SignPool(1);
+    try {
+      await fragile.sign(a.privateKey, Buffer.from('warm'));
+      const waiting = fragile.sign(a.privateKey, Buffer.from('in flight'));
+      await fragile.workers[0]!.terminate();
+      expect(fragile.workers).toHaveLength(0);
+      await expect(waiting).rejects.toThrow(/signing thread exited|closed/);
+      const body = Buffer.from('after');
+      expect(await fragile.sign(a.privateKey, body)).toBe(sign('sha256', body, a.privateKey).toString('base64'));
+    } finally {
+      await fragile.close();
+    }
+  });
+
   it('without a spare core it signs inline (no threads)', async () => {
     const inline = new SignPool(0);
     try {

@@ -49,11 +49,23 @@ export class SignPool {
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (m: { id: number; signature: string | null; error: string | null }) => this.#settle(m));
+      const slot: Slot = { worker, keys: new WeakMap(), inFlight: 0 };
       worker.on('error', (err) => this.#failAll(err));
+      // A thread that died takes no more work (the next signatures go to the others, or inline);
+      // what it had is failed, never left waiting forever.
+      worker.on('exit', () => {
+        this.#slots = this.#slots.filter((s) => s !== slot);
+        this.#failAll(new Error('a signing thread exited'));
+      });
       // A worker must not keep the process alive on shutdown (after the listeners: adding one refs it again).
       worker.unref();
-      this.#slots.push({ worker, keys: new WeakMap(), inFlight: 0 });
+      this.#slots.push(slot);
     }
+  }
+
+  /** The live signing threads (tests stop one to see the pool survive it). */
+  get workers(): readonly Worker[] {
+    return this.#slots.map((s) => s.worker);
   }
 
   /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. */
