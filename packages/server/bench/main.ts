@@ -5,7 +5,7 @@ import { runScenario, type Row } from './lib/run.ts';
 import { canPin, pinSelf, type Engine } from './lib/server.ts';
 import { describeFsync } from './lib/machine.ts';
 import { scenarios } from './scenarios/index.ts';
-import { composite, measureCeilings, type Ceilings } from './lib/ceilings.ts';
+import { composite, meanCeilings, measureCeilings, type Ceilings } from './lib/ceilings.ts';
 import type { BenchOptions } from './scenario.ts';
 
 /**
@@ -97,6 +97,12 @@ export async function main(argv: string[]): Promise<number> {
   console.error(machine);
 
   const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs };
+  const ceilingOptions = { pin, connections, durationS, warmupS, pgUrl: engines.includes('postgres') ? pgUrl : undefined };
+  let ceilingsBefore: Ceilings | null = null;
+  if (args.ceilings) {
+    console.error(`… ceilings, before the scenarios (load average ${loadAverage()})`);
+    ceilingsBefore = await measureCeilings(ceilingOptions);
+  }
   // With --repeat, rounds interleave (A B A B …), so a pair's runs see the same machine.
   const rows: Row[] = [];
   for (let round = 1; round <= repeat; round++) {
@@ -108,11 +114,12 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
 
-  // The machine's ceilings, measured in this run on the same core (issue #12): each figure as a ratio.
+  // The machine's ceilings, measured in this run on the same core (issue #12), before and after the
+  // scenarios (their mean, since a shared machine's load drifts during a run): each figure as a ratio.
   let ceilings: Ceilings | null = null;
-  if (args.ceilings) {
-    console.error(`… ceilings (load average ${loadAverage()})`);
-    ceilings = await measureCeilings({ pin, connections, durationS, warmupS, pgUrl: engines.includes('postgres') ? pgUrl : undefined });
+  if (ceilingsBefore) {
+    console.error(`… ceilings, after the scenarios (load average ${loadAverage()})`);
+    ceilings = meanCeilings(ceilingsBefore, await measureCeilings(ceilingOptions));
   }
 
   // Other work on the machine skews every figure: say how busy it was.
@@ -268,7 +275,7 @@ const READ_SCENARIOS = /^user_retrieve/;
  */
 function ceilingTable(rows: Row[], c: Ceilings): string {
   const lines = [
-    `ceilings on core 0, this run: http (Fastify + schema, canned reply) ${int(c.httpPerS)}/s · SQLite create transaction (NORMAL) ${int(c.sqlitePerS)}/s` +
+    `ceilings on core 0, this run (mean of before and after the scenarios): http (Fastify + schema, canned reply) ${int(c.httpPerS)}/s · SQLite create transaction (NORMAL) ${int(c.sqlitePerS)}/s` +
       (c.postgresPerS ? ` · PostgreSQL one-statement create ${int(c.postgresPerS)}/s` : '') +
       ` · RSA-2048 sign ${int(c.signPerS)}/s`,
     '| scenario | engine | req/s | p99 ms | ceiling/s | ratio |',

@@ -118,3 +118,13 @@ export function composite(c: Ceilings, engine: 'sqlite' | 'postgres', signed: bo
   if (!storage) return null;
   return 1 / (1 / c.httpPerS + 1 / storage + (signed ? 1 / c.signPerS : 0));
 }
+
+export function meanCeilings(a: Ceilings, b: Ceilings): Ceilings {
+  const mean = (x: number, y: number) => (x + y) / 2;
+  return {
+    httpPerS: mean(a.httpPerS, b.httpPerS),
+    sqlitePerS: mean(a.sqlitePerS, b.sqlitePerS),
+    postgresPerS: a.postgresPerS !== null && b.postgresPerS !== null ? mean(a.postgresPerS, b.postgresPerS) : null,
+    signPerS: mean(a.signPerS, b.signPerS),
+  };
+}
