@@ -5,6 +5,7 @@ import { runScenario, type Row } from './lib/run.ts';
 import { canPin, pinSelf, type Engine } from './lib/server.ts';
 import { describeFsync } from './lib/machine.ts';
 import { scenarios } from './scenarios/index.ts';
+import { composite, meanCeilings, measureCeilings, type Ceilings } from './lib/ceilings.ts';
 import type { BenchOptions } from './scenario.ts';
 
 /**
@@ -21,7 +22,7 @@ import type { BenchOptions } from './scenario.ts';
  */
 
 const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
-       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
         'server-node-options': { type: 'string' },
         repeat: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
+        ceilings: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -95,6 +97,12 @@ export async function main(argv: string[]): Promise<number> {
   console.error(machine);
 
   const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs };
+  const ceilingOptions = { pin, connections, durationS, warmupS, pgUrl: engines.includes('postgres') ? pgUrl : undefined };
+  let ceilingsBefore: Ceilings | null = null;
+  if (args.ceilings) {
+    console.error(`… ceilings, before the scenarios (load average ${loadAverage()})`);
+    ceilingsBefore = await measureCeilings(ceilingOptions);
+  }
   // With --repeat, rounds interleave (A B A B …), so a pair's runs see the same machine.
   const rows: Row[] = [];
   for (let round = 1; round <= repeat; round++) {
@@ -106,9 +114,17 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
 
+  // The machine's ceilings, measured in this run on the same core (issue #12), before and after the
+  // scenarios (their mean, since a shared machine's load drifts during a run): each figure as a ratio.
+  let ceilings: Ceilings | null = null;
+  if (ceilingsBefore) {
+    console.error(`… ceilings, after the scenarios (load average ${loadAverage()})`);
+    ceilings = meanCeilings(ceilingsBefore, await measureCeilings(ceilingOptions));
+  }
+
   // Other work on the machine skews every figure: say how busy it was.
   const after = `load average at end ${loadAverage()} · ${describeFsync()}`;
-  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows) }, null, 2));
+  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows), ceilings }, null, 2));
   else {
     console.log(machine);
     console.log(table(rows, repeat > 1));
@@ -116,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
     if (more) console.log(`\n${more}`);
     const versus = comparisons(rows).map((c) => c.text);
     if (versus.length) console.log(`\n${versus.join('\n')}`);
+    if (ceilings) console.log(`\n${ceilingTable(rows, ceilings)}`);
     console.log(`\n${after}`);
   }
   const bad = rows.filter((r) => r.outcome.problems.length > 0 || !r.ledgerOk);
@@ -247,3 +264,33 @@ const num = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : Ma
 
 const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+
+/** Reads (user_retrieve*) touch no write transaction: their composite has no storage term. */
+const READ_SCENARIOS = /^user_retrieve/;
+
+/**
+ * Each request/response figure against the composite ceiling 1 / (1/http + 1/storage [+ 1/sign]),
+ * storage being the create transaction on the row's engine and sign counted when the scenario
+ * signs its responses (the default; TIXIAN_SIGN_RESPONSES=0 turns it off).
+ */
+function ceilingTable(rows: Row[], c: Ceilings): string {
+  const lines = [
+    `ceilings on core 0, this run (mean of before and after the scenarios): http (Fastify + schema, canned reply) ${int(c.httpPerS)}/s · SQLite create transaction (NORMAL) ${int(c.sqlitePerS)}/s` +
+      (c.postgresPerS ? ` · PostgreSQL one-statement create ${int(c.postgresPerS)}/s` : '') +
+      ` · RSA-2048 sign ${int(c.signPerS)}/s`,
+    '| scenario | engine | req/s | p99 ms | ceiling/s | ratio |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    const l = r.outcome.load;
+    if (!l) continue;
+    const scenario = scenarios.find((s) => s.name === r.scenario);
+    const signed = !(scenario && 'serveEnv' in scenario && scenario.serveEnv?.TIXIAN_SIGN_RESPONSES === '0');
+    const ceiling = READ_SCENARIOS.test(r.scenario)
+      ? 1 / (1 / c.httpPerS + (signed ? 1 / c.signPerS : 0))
+      : composite(c, r.engine, signed);
+    if (!ceiling) continue;
+    lines.push(`| ${r.scenario}${r.round > 1 ? ` (${r.round})` : ''} | ${r.engine} | ${int(l.requestsPerS)} | ${fmt(l.p99Ms)} | ${int(ceiling)} | ${(l.requestsPerS / ceiling).toFixed(2)} |`);
+  }
+  return lines.join('\n');
+}

@@ -65,6 +65,8 @@ export interface Config {
   metrics: boolean;
   /** When set, /metrics answers only `Authorization: Bearer <token>` (TIXIAN_METRICS_TOKEN). */
   metricsToken: string | undefined;
+  /** SQLite group commit: at most this many write transactions share one COMMIT (1 = one commit each). */
+  sqliteGroupCommitMax: number;
 }
 
 export const defaults: Config = {
@@ -96,6 +98,7 @@ export const defaults: Config = {
   webhookDisableAfterFailures: 20,
   metrics: true,
   metricsToken: undefined,
+  sqliteGroupCommitMax: 64,
 };
 
 type Env = Record<string, string | undefined>;
@@ -166,6 +169,7 @@ export const settings: readonly Setting[] = [
   { key: 'rateLimitWindowMs', flag: '--rate-limit-window-ms', env: 'TIXIAN_RATE_LIMIT_WINDOW_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'the rate limit\'s window' },
   { key: 'metrics', flag: '--no-metrics', env: 'TIXIAN_METRICS', kind: { type: 'bool' }, unit: 'on/off', help: 'serve `/metrics` (Prometheus) and count requests' },
   { key: 'metricsToken', flag: null, env: 'TIXIAN_METRICS_TOKEN', kind: { type: 'token', min: 16, max: 256 }, unit: 'text', help: '`/metrics` answers only `Authorization: Bearer <token>` (environment only: a flag would show in `ps`)', defaultText: 'none (open)' },
+  { key: 'sqliteGroupCommitMax', flag: '--sqlite-group-commit-max', env: 'TIXIAN_SQLITE_GROUP_COMMIT_MAX', kind: { type: 'int', min: 1, max: 1024 }, unit: 'transactions', help: 'SQLite: write transactions arriving together share one COMMIT (one fsync), each in its own savepoint; at most this many (1: a commit each)' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */

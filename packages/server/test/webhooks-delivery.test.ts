@@ -10,6 +10,7 @@ import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { attemptOffsetsMs, MAX_ATTEMPTS } from '../src/webhooks/schedule.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { closedPort, emitTestEvent, failFirst, Receiver, verifyPingppSignature, type ReceivedRequest } from './helpers/receiver.ts';
+import { SignPool } from '../src/security/sign-pool.ts';
 
 // Long enough that a loaded CI machine answers every healthy request in time; the hang test waits it out once.
 const TIMEOUT_MS = 2_000;
@@ -316,10 +317,13 @@ describeEngines('webhook delivery', (engine) => {
     const sign = vi.spyOn(h.rt.platformKey, 'sign').mockImplementation(() => {
       throw new Error('signing key unavailable');
     });
+    // With a spare core the signature is made by a signing thread (sign-pool.ts): fail that too.
+    const threadSign = vi.spyOn(SignPool.prototype, 'sign').mockRejectedValue(new Error('signing key unavailable'));
     try {
       expect(await d.drain()).toBe(1);
     } finally {
       sign.mockRestore();
+      threadSign.mockRestore();
     }
     const [delivery] = await deliveriesOf(eventId);
     expect(delivery).toMatchObject({ status: 'pending', attempts: 1, lease_ms: null, next_attempt_ms: clock.nowMs() + 5_000 });

@@ -1,9 +1,10 @@
 import type { AnyScenario } from '../scenario.ts';
 import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
-import { userRetrieve, userRetrievePlain } from './user_retrieve.ts';
+import { userRetrieve, userRetrieveDistinct, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
+import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreateHot } from './withdrawal_limits.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -22,4 +23,9 @@ export const scenarios = [
   webhookDeliveryWide,
   withdrawalCreateNoMetrics,
   withdrawalCreateLogInfo,
+  withdrawalCreate1k,
+  withdrawalCreate1kPlain,
+  withdrawalCreateHot,
+  withdrawalCreate1kOneCommitEach,
+  userRetrieveDistinct,
 ] as AnyScenario[];

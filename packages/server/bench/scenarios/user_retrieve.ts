@@ -41,3 +41,15 @@ export const userRetrievePlain: Scenario<string[]> = {
   baseline: undefined,
   serveEnv: { TIXIAN_SIGN_RESPONSES: '0' },
 };
+
+/**
+ * The same reads over 3,000 users: more distinct bodies than the response-signature memo holds
+ * (1,024), so every answer costs a real RSA signature (issue #12 judges retrieves this way).
+ */
+export const userRetrieveDistinct: Scenario<string[]> = {
+  ...userRetrieve,
+  name: 'user_retrieve_distinct',
+  description: 'GET users/:id over 3,000 users (no signature memo hits)',
+  baseline: undefined,
+  setup: (t) => createUsers(t, 'bench_distinct_', 3_000),
+};

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { PostgresAdapter, sql } from 'kysely';
 import type { Db } from '../store/db.ts';
 import { numericId } from '../domain/ids.ts';
 
@@ -100,6 +100,8 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
   for (const u of m.users) assertAmount(u.amount);
   for (const a of m.apps) assertAmount(a.amount);
 
+  if (m.users.length === 1 && isPostgres(trx)) return [await applyOneUserMovementPg(trx, m, m.users[0]!)];
+
   // Touch user rows in one global order so concurrent transfers A→B and B→A cannot deadlock.
   const order = m.users.map((u, i) => i).sort((a, b) => (m.users[a]!.userPk < m.users[b]!.userPk ? -1 : 1));
   const after: number[] = new Array(m.users.length);
@@ -172,4 +174,64 @@ async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
   assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
   assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
   return row.available_balance;
+}
+
+function isPostgres(trx: Db): boolean {
+  return trx.getExecutor().adapter instanceof PostgresAdapter;
+}
+
+/**
+ * PostgreSQL: a one-user movement (a withdrawal, a bonus, a settlement) as ONE statement, with
+ * data-modifying CTEs: the conditional balance UPDATE, the journal entry, its postings and the
+ * balance_transaction. Each statement is a network round trip, and the user's row lock is held
+ * from the UPDATE until COMMIT, so four round trips under the lock become one (issue #12).
+ * Same rules as the general path: the inserts select FROM the UPDATE's RETURNING, so when the
+ * conditional UPDATE matches no row (insufficient funds, the balance cap) nothing is written and
+ * the caller's transaction rolls back on the error thrown here.
+ */
+async function applyOneUserMovementPg(trx: Db, m: Movement, u: UserChange): Promise<string> {
+  const entryId = numericId('journal_entry', m.nowMs);
+  const lineId = numericId('balance_transaction', m.nowMs);
+  const livemode = m.livemode ? 1 : 0;
+  const withdrawableDelta = u.bucket === 'withdrawable' ? u.amount : 0;
+  const condition =
+    u.amount < 0
+      ? u.bucket === 'withdrawable'
+        ? sql`and withdrawable_balance >= ${-u.amount}::bigint`
+        : sql`and available_balance - withdrawable_balance >= ${-u.amount}::bigint`
+      : u.capped
+        ? sql`and available_balance <= ${MAX_BALANCE - u.amount}::bigint`
+        : sql``;
+  const postings = [
+    { account: userAccount(u.userPk, u.bucket), amount: u.amount },
+    ...m.apps.map((a) => ({ account: appAccount(m.app, m.livemode, a.account), amount: a.amount })),
+  ];
+  const values = sql.join(postings.map((p, seq) => sql`(${seq}::integer, ${p.account}::text, ${p.amount}::bigint)`));
+  const { rows } = await sql<{ available_balance: number; withdrawable_balance: number }>`
+    with u as (
+      update users
+      set available_balance = available_balance + ${u.amount}::bigint,
+          withdrawable_balance = withdrawable_balance + ${withdrawableDelta}::bigint
+      where pk = ${u.userPk}::text ${condition}
+      returning available_balance, withdrawable_balance
+    ), e as (
+      insert into journal_entries (id, app, livemode, type, source, created)
+      select ${entryId}::text, ${m.app}::text, ${livemode}::integer, ${m.type}::text, ${m.source}::text, ${m.createdS}::bigint from u
+      returning id
+    ), p as (
+      insert into postings (entry_id, seq, app, livemode, account, amount)
+      select e.id, v.seq, ${m.app}::text, ${livemode}::integer, v.account, v.amount
+      from e cross join (values ${values}) as v (seq, account, amount)
+    ), b as (
+      insert into balance_transactions (id, app, livemode, "user", user_pk, entry_id, amount, available_balance, type, source, description, created)
+      select ${lineId}::text, ${m.app}::text, ${livemode}::integer, ${u.userId}::text, ${u.userPk}::text, e.id, ${u.amount}::bigint,
+             u.available_balance, ${u.line.type}::text, ${m.source}::text, ${u.line.description}::text, ${m.createdS}::bigint
+      from u cross join e
+    )
+    select available_balance, withdrawable_balance from u`.execute(trx);
+  const row = rows[0];
+  if (!row) throw u.amount < 0 ? new InsufficientFunds(u.userId) : new BalanceLimitExceeded(u.userId);
+  assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
+  assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
+  return lineId;
 }

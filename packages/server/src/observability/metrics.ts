@@ -315,3 +315,16 @@ export function setBacklogGauges(b: Backlog, nowMs: number): void {
   payoutsOverdue.set(b.payoutOldestDueMs === null ? 0 : Math.max(0, nowMs - b.payoutOldestDueMs) / 1000);
   payoutsMaxTries.set(b.payoutMaxTries);
 }
+
+// ---- SQLite group commit ----------------------------------------------------------------------
+
+const groupCommitSize = new Histogram({
+  name: 'tixian_sqlite_group_commit_transactions',
+  help: 'Write transactions (requests) committed together by one SQLite COMMIT (one fsync).',
+  buckets: [1, 2, 4, 8, 16, 32, 64],
+  registers: [registry],
+});
+
+export function observeGroupCommit(size: number): void {
+  groupCommitSize.observe(size);
+}

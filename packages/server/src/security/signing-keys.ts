@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
 import { PlatformKey } from './platform-key.ts';
@@ -19,6 +19,8 @@ export interface SigningKey {
   readonly publicKeyPem: string;
   /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes. */
   sign(body: string | Buffer): string;
+  /** The parsed private key, so a signing thread (sign-pool.ts) can sign with it off the event loop. */
+  readonly privateKey?: KeyObject;
 }
 
 export const SIGNING_KEY_TTL_MS = 10_000;
@@ -40,7 +42,7 @@ function keysOf(rt: Runtime): Keys {
   if (!keys) {
     keys = {
       // Signs through rt.platformKey on every call (not a copy), so there is one platform key object.
-      platform: { kid: 'platform', publicKeyPem: rt.platformKey.publicKeyPem, sign: (body) => rt.platformKey.sign(body) },
+      platform: { kid: 'platform', publicKeyPem: rt.platformKey.publicKeyPem, sign: (body) => rt.platformKey.sign(body), privateKey: rt.platformKey.privateKey },
       accounts: new BoundedCache(ACCOUNTS_CACHED_MAX),
       parsed: new BoundedCache(PARSED_KEYS_MAX),
     };
@@ -53,7 +55,7 @@ function accountKey(rt: Runtime, sealed: string): SigningKey {
   return keysOf(rt).parsed.getOrSet(sealed, () => {
     const key = PlatformKey.fromPem(rt.box.open(sealed));
     const kid = 'acct:' + createHash('sha256').update(key.publicKeyPem).digest('hex').slice(0, 16);
-    return { kid, publicKeyPem: key.publicKeyPem, sign: (body) => key.sign(body) };
+    return { kid, publicKeyPem: key.publicKeyPem, sign: (body) => key.sign(body), privateKey: key.privateKey };
   });
 }
 

@@ -21,6 +21,7 @@ import type { Database } from './schema.ts';
 import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 import { observePool } from '../observability/metrics.ts';
+import { GroupCommitter } from './group-commit.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -193,12 +194,16 @@ export interface StoreOptions {
   onClientError?: (err: Error) => void;
   /** FULL (default): a commit survives a power cut. NORMAL: ~2× the write rate; survives a crash, not a power cut. */
   sqliteSynchronous?: 'FULL' | 'NORMAL';
+  /** SQLite group commit: the most write transactions one COMMIT carries (1: a commit each). */
+  sqliteGroupCommitMax?: number;
 }
 
 export class Store {
   private constructor(
     readonly db: Db,
     readonly engine: Engine,
+    /** SQLite only: write transactions that arrive together share one COMMIT (group-commit.ts). */
+    readonly groupCommit: GroupCommitter | null = null,
   ) {}
 
   static open(options: StoreOptions): Store {
@@ -237,15 +242,21 @@ export class Store {
     sqlite.pragma(`synchronous = ${options.sqliteSynchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    return new Store(new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) }), 'sqlite');
+    const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) });
+    return new Store(db, 'sqlite', new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax));
   }
 
   /**
    * One database transaction. On PostgreSQL a deadlock or serialization failure aborts one of
    * the transactions involved; nothing of it was committed, so it is run again (a bounded number
    * of times). Callbacks therefore do database work only, never outside side effects.
+   *
+   * On SQLite each call is still its own unit of work, in its own SAVEPOINT of a transaction it
+   * may share with the calls that arrived with it (group commit), and it resolves only after
+   * that transaction's COMMIT; a callback that throws is rolled back alone.
    */
   async transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+    if (this.groupCommit) return this.groupCommit.run(fn);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.db.transaction().execute(fn);
@@ -291,6 +302,7 @@ export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleErr
       dataDir: config.dataDir,
       poolSize: config.poolSize,
       sqliteSynchronous: config.sqliteSynchronous,
+      sqliteGroupCommitMax: config.sqliteGroupCommitMax,
       ...options,
     });
   } catch (err) {

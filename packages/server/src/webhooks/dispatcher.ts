@@ -10,6 +10,7 @@ import { BoundedCache } from '../domain/bounded-cache.ts';
 import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { signingKeyForEvent } from '../security/signing-keys.ts';
+import { sharedSignPool } from '../security/sign-pool.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
@@ -643,7 +644,10 @@ export class WebhookDispatcher implements Worker {
     if (hit !== undefined) return hit;
     // The event's account's own key when it has one, else the platform key (signing-keys.ts).
     const key = await signingKeyForEvent(this.rt, eventId);
-    return this.signatures.getOrSet(eventId, () => key.sign(body));
+    // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
+    // event loop's other work go on while it signs.
+    const signature = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8')) : key.sign(body);
+    return this.signatures.getOrSet(eventId, () => signature);
   }
 
   /** Standard Webhooks keys are stored sealed with the master key; opened once per process. */

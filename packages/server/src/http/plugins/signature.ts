@@ -7,6 +7,7 @@ import { signaturePolicy } from '../../services/app_settings.ts';
 import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
 import { signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
+import { sharedSignPool } from '../../security/sign-pool.ts';
 import { needsPrincipal } from './auth.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
@@ -101,15 +102,23 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
   if (!rt.config.signResponses) return;
   const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
   // The account's own key when it has one (signing-keys.ts), else the platform key; the memo is per key.
-  const signBody = (key: SigningKey, bytes: Buffer): string =>
-    memo.getOrSet(key.kid + ':' + createHash('sha256').update(bytes).digest('base64'), () => key.sign(bytes));
+  // Signatures are made by worker threads when the process has a spare core (sign-pool.ts).
+  const pool = sharedSignPool();
+  const signBody = async (key: SigningKey, bytes: Buffer): Promise<string> => {
+    const memoKey = key.kid + ':' + createHash('sha256').update(bytes).digest('base64');
+    const known = memo.get(memoKey);
+    if (known !== undefined) return known;
+    const signature = key.privateKey ? await pool.sign(key.privateKey, bytes) : key.sign(bytes);
+    memo.set(memoKey, signature);
+    return signature;
+  };
 
   app.addHook('onSend', async (req, reply, payload) => {
     const key = await signingKeyFor(rt, req.principal?.accountId ?? null);
     // JSON answers reach onSend as strings; a stream (none in this API) could not be signed up front.
-    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, Buffer.from(payload, 'utf8')));
-    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, payload));
-    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, signBody(key, EMPTY));
+    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, Buffer.from(payload, 'utf8')));
+    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, payload));
+    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, EMPTY));
     return payload;
   });
 }

@@ -1,0 +1,136 @@
+import { sign, type KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * RSA-2048 signatures off the event loop (issue #12). One signature costs ~250 µs of CPU, the
+ * largest single cost of a signed response; on a machine with a spare core a few worker threads
+ * sign while the event loop serves requests. A process limited to one core (taskset, a 1-vCPU
+ * container) gains nothing from threads and would pay the message passing, so there the pool has
+ * no threads and signs inline, as before.
+ *
+ * Keys travel to each worker once (KeyObjects can be posted between threads), then only the body
+ * bytes and a key number go per signature. Bounded: at most MAX_IN_FLIGHT signatures wait in the
+ * workers; beyond that the caller signs inline (back-pressure without a queue that grows).
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { sign } = require('node:crypto');
+const keys = new Map();
+parentPort.on('message', (m) => {
+  if (m.key) { keys.set(m.keyId, m.key); return; }
+  let signature = null, error = null;
+  try { signature = sign('sha256', m.bytes, keys.get(m.keyId)).toString('base64'); } catch (e) { error = String(e && e.message || e); }
+  parentPort.postMessage({ id: m.id, signature, error });
+});
+`;
+
+export const MAX_SIGN_THREADS = 4;
+const MAX_IN_FLIGHT = 1024;
+
+interface Slot {
+  worker: Worker;
+  keys: WeakMap<KeyObject, number>;
+  inFlight: number;
+}
+
+export class SignPool {
+  readonly threads: number;
+  #slots: Slot[] = [];
+  #pending = new Map<number, { resolve: (s: string) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #keyIds = new WeakMap<KeyObject, number>();
+  #nextKeyId = 1;
+  #closed = false;
+
+  /** `threads` defaults to the cores this process may use, minus the event loop's, at most MAX_SIGN_THREADS. */
+  constructor(threads = Math.min(MAX_SIGN_THREADS, availableParallelism() - 1)) {
+    this.threads = Math.max(0, threads);
+    for (let i = 0; i < this.threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      worker.on('message', (m: { id: number; signature: string | null; error: string | null }) => this.#settle(m));
+      const slot: Slot = { worker, keys: new WeakMap(), inFlight: 0 };
+      worker.on('error', (err) => this.#failAll(err));
+      // A thread that died takes no more work (the next signatures go to the others, or inline);
+      // what it had is failed, never left waiting forever.
+      worker.on('exit', () => {
+        this.#slots = this.#slots.filter((s) => s !== slot);
+        this.#failAll(new Error('a signing thread exited'));
+      });
+      // A worker must not keep the process alive on shutdown (after the listeners: adding one refs it again).
+      worker.unref();
+      this.#slots.push(slot);
+    }
+  }
+
+  /** The live signing threads (tests stop one to see the pool survive it). */
+  get workers(): readonly Worker[] {
+    return this.#slots.map((s) => s.worker);
+  }
+
+  /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. */
+  async sign(key: KeyObject, bytes: Buffer): Promise<string> {
+    const slot = this.#pick();
+    if (!slot) return sign('sha256', bytes, key).toString('base64');
+    let keyId = this.#keyIds.get(key);
+    if (keyId === undefined) this.#keyIds.set(key, (keyId = this.#nextKeyId++));
+    if (!slot.keys.has(key)) {
+      slot.worker.postMessage({ keyId, key });
+      slot.keys.set(key, keyId);
+    }
+    const id = this.#nextId++;
+    // Referenced only while it has work: a signature awaited keeps the process alive, an idle pool does not.
+    if (slot.inFlight++ === 0) slot.worker.ref();
+    const done = () => {
+      if (--slot.inFlight === 0) slot.worker.unref();
+    };
+    return new Promise<string>((resolve, reject) => {
+      this.#pending.set(id, {
+        resolve: (s) => {
+          done();
+          resolve(s);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
+      slot.worker.postMessage({ id, keyId, bytes });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#failAll(new Error('the signing pool is closed'));
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    this.#slots = [];
+  }
+
+  #pick(): Slot | null {
+    if (this.#closed || this.#slots.length === 0 || this.#pending.size >= MAX_IN_FLIGHT) return null;
+    let best = this.#slots[0]!;
+    for (const s of this.#slots) if (s.inFlight < best.inFlight) best = s;
+    return best;
+  }
+
+  #settle(m: { id: number; signature: string | null; error: string | null }): void {
+    const p = this.#pending.get(m.id);
+    if (!p) return;
+    this.#pending.delete(m.id);
+    if (m.signature !== null) p.resolve(m.signature);
+    else p.reject(new Error(`signing failed: ${m.error}`));
+  }
+
+  #failAll(err: Error): void {
+    const waiting = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of waiting) p.reject(err);
+  }
+}
+
+let shared: SignPool | null = null;
+/** The process's pool, made on first use: threads are a per-process resource, like the cores. */
+export function sharedSignPool(): SignPool {
+  shared ??= new SignPool();
+  return shared;
+}

@@ -1,0 +1,233 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { sql } from 'kysely';
+import { request } from 'undici';
+import { defaults } from '../src/config.ts';
+import { Store } from '../src/store/db.ts';
+import { GROUP_COMMIT_MAX_BATCH } from '../src/store/group-commit.ts';
+import { openRuntime, type Runtime } from '../src/runtime.ts';
+import { createApp, type CreatedApp } from '../src/services/accounts.ts';
+import { verifyLedger } from '../src/ledger/verify.ts';
+import { describeEngines, freshStorage, Harness } from './helpers/harness.ts';
+import { startServer, type ServerProcess } from './helpers/process.ts';
+import { seedExtra } from './helpers/withdrawals.ts';
+
+class Refused extends Error {}
+
+/**
+ * Store.transaction keeps "one state change, one unit of work" whatever the engine: a callback
+ * that throws undoes exactly its own writes; the others commit. On SQLite the calls that arrive
+ * together share one COMMIT (group commit), each in its own SAVEPOINT.
+ */
+describeEngines('Store.transaction: each state change commits or rolls back alone', (engine) => {
+  let storage: Awaited<ReturnType<typeof freshStorage>>;
+  let store: Store;
+  beforeEach(async () => {
+    storage = await freshStorage(engine);
+    store = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir });
+    await sql`create table probe (id integer primary key, who text not null)`.execute(store.db);
+  });
+  afterEach(async () => {
+    await store?.close();
+    await storage?.drop();
+  });
+
+  const ids = async () => (await sql<{ id: number }>`select id from probe order by id`.execute(store.db)).rows.map((r) => Number(r.id));
+
+  it('refused transactions among concurrent ones roll back alone (a thrown error and a constraint violation)', async () => {
+    const n = 40;
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) =>
+        store.transaction(async (trx) => {
+          await sql`insert into probe (id, who) values (${i + 1}, ${'t' + i})`.execute(trx);
+          if (i % 5 === 1) throw new Refused(`refused ${i}`);
+          // A statement the database refuses, after this transaction already wrote: its own row must go too.
+          if (i % 5 === 3) await sql`insert into probe (id, who) values (${1}, ${'dup'})`.execute(trx);
+          return i;
+        }),
+      ),
+    );
+    const kept: number[] = [];
+    results.forEach((r, i) => {
+      if (i % 5 === 1) expect(r.status === 'rejected' && r.reason instanceof Refused && r.reason.message === `refused ${i}`).toBe(true);
+      else if (i % 5 === 3) expect(r.status).toBe('rejected');
+      else {
+        expect(r).toEqual({ status: 'fulfilled', value: i });
+        kept.push(i + 1);
+      }
+    });
+    expect(await ids()).toEqual(kept);
+    if (engine === 'sqlite') {
+      // They arrived together, so they shared commits: fewer batches than transactions.
+      const stats = store.groupCommit!.stats;
+      expect(stats.transactions).toBe(n);
+      expect(stats.batches).toBeLessThan(n);
+      expect(stats.largestBatch).toBeGreaterThan(1);
+    }
+  });
+
+  it('a transaction that reads what it wrote sees its own writes, not a refused neighbour\'s', async () => {
+    const [a, b] = await Promise.allSettled([
+      store.transaction(async (trx) => {
+        await sql`insert into probe (id, who) values (7, 'refused')`.execute(trx);
+        throw new Refused('no');
+      }),
+      store.transaction(async (trx) => {
+        const before = (await sql<{ n: number }>`select count(*) as n from probe where id = 7`.execute(trx)).rows[0]!;
+        await sql`insert into probe (id, who) values (7, 'kept')`.execute(trx);
+        return Number(before.n);
+      }),
+    ]);
+    expect(a.status).toBe('rejected');
+    expect(b).toEqual({ status: 'fulfilled', value: 0 });
+    expect((await sql<{ who: string }>`select who from probe`.execute(store.db)).rows).toEqual([{ who: 'kept' }]);
+  });
+});
+
+describe('SQLite group commit', () => {
+  let storage: Awaited<ReturnType<typeof freshStorage>>;
+  let store: Store;
+  beforeEach(async () => {
+    storage = await freshStorage('sqlite');
+    store = Store.open({ dataDir: storage.dataDir });
+    await sql`create table probe (id integer primary key, who text not null)`.execute(store.db);
+  });
+  afterEach(async () => {
+    await store?.close();
+    await storage?.drop();
+  });
+
+  it('bounds each batch and still runs every transaction', async () => {
+    const n = GROUP_COMMIT_MAX_BATCH * 2 + 10;
+    await Promise.all(Array.from({ length: n }, (_, i) => store.transaction((trx) => sql`insert into probe (id, who) values (${i}, 'x')`.execute(trx))));
+    const stats = store.groupCommit!.stats;
+    expect(stats.largestBatch).toBe(GROUP_COMMIT_MAX_BATCH);
+    expect(stats.batches).toBe(3);
+    expect((await sql<{ n: number }>`select count(*) as n from probe`.execute(store.db)).rows[0]!.n).toBe(n);
+  });
+
+  it('with --sqlite-group-commit-max 1 every transaction commits on its own', async () => {
+    const single = Store.open({ databaseUrl: `sqlite:${storage.dataDir}/single.db`, dataDir: storage.dataDir, sqliteGroupCommitMax: 1 });
+    try {
+      await sql`create table probe (id integer primary key)`.execute(single.db);
+      await Promise.all(Array.from({ length: 10 }, (_, i) => single.transaction((trx) => sql`insert into probe (id) values (${i})`.execute(trx))));
+      expect(single.groupCommit!.stats).toEqual({ batches: 10, transactions: 10, largestBatch: 1 });
+    } finally {
+      await single.close();
+    }
+  });
+
+  it('answers nobody before the shared COMMIT: a COMMIT that fails fails the whole batch', async () => {
+    // A deferred foreign key is checked at COMMIT, so the batch's COMMIT itself is what fails.
+    await sql`create table child (id integer primary key, parent integer references probe(id) deferrable initially deferred)`.execute(store.db);
+    const results = await Promise.allSettled([
+      store.transaction((trx) => sql`insert into probe (id, who) values (1, 'innocent')`.execute(trx).then(() => 'done')),
+      store.transaction((trx) => sql`insert into child (id, parent) values (1, 999)`.execute(trx).then(() => 'done')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/FOREIGN KEY/);
+    expect((await sql`select id from probe`.execute(store.db)).rows).toEqual([]);
+    // The connection is usable afterwards: the failed transaction was rolled back.
+    await store.transaction((trx) => sql`insert into probe (id, who) values (2, 'after')`.execute(trx));
+    expect((await sql`select id from probe`.execute(store.db)).rows).toEqual([{ id: 2 }]);
+  });
+
+  it('parallel withdrawal creates share commits and cannot overdraw', async () => {
+    const h = await Harness.start('sqlite');
+    try {
+      await h.createUser('racer');
+      await h.fund('racer', 1_000 * 30);
+      const before = h.rt.store.groupCommit!.stats.batches;
+      const results = await Promise.all(
+        Array.from({ length: 80 }, (_, i) =>
+          h.request('POST', h.appPath('/withdrawals'), { body: { user: 'racer', amount: 1_000, channel: 'alipay', order_no: `gc${i}`, extra: seedExtra('alipay') } }),
+        ),
+      );
+      expect(results.filter((r) => r.status === 200)).toHaveLength(30);
+      expect(results.filter((r) => r.status === 400 && r.json.error.code === 'insufficient_balance')).toHaveLength(50);
+      expect(h.rt.store.groupCommit!.stats.batches - before).toBeLessThan(80);
+      expect((await h.verify()).ok).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+/**
+ * SIGKILL while batches of creates are in flight: every create that was answered is in the
+ * database after the restart (it was answered only after its batch's fsync'd COMMIT), and
+ * nothing is half-applied (the ledger verifies: every debit has its withdrawal and vice versa).
+ */
+describeEngines('withdrawal creates survive SIGKILL under concurrent load', (engine) => {
+  let storage: Awaited<ReturnType<typeof freshStorage>>;
+  let merchant: CreatedApp;
+  let server: ServerProcess | undefined;
+  const args = () => (storage.databaseUrl ? ['--database-url', storage.databaseUrl] : ['--data-dir', storage.dataDir]);
+  const env = { TIXIAN_DATA_DIR: '' };
+  const open = (): Promise<Runtime> =>
+    openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false }, { log: pino({ level: 'silent' }) });
+
+  beforeAll(async () => {
+    storage = await freshStorage(engine);
+    const rt = await open();
+    merchant = await createApp(rt, { name: 'crash' });
+    await rt.close();
+    env.TIXIAN_DATA_DIR = storage.dataDir;
+  });
+  afterAll(async () => {
+    await server?.kill();
+    await storage?.drop();
+  });
+
+  async function post(path: string, body: unknown) {
+    const res = await request(`${server!.url}/v1/apps/${merchant.id}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${merchant.secret_key_test}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: res.statusCode, json: (await res.body.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  }
+
+  it('no answered create is lost, no unanswered one is half-applied', async () => {
+    server = await startServer([...args(), '--no-workers'], env);
+    const users = 5;
+    for (let u = 0; u < users; u++) {
+      expect((await post('/users', { id: `u${u}` })).status).toBe(200);
+      expect((await post('/balance_settlements', { user: `u${u}`, amount: 100_000_000, order_no: `fund${u}` })).status).toBe(200);
+    }
+    const answered: string[] = [];
+    let killed = false;
+    let seq = 0;
+    let kill: Promise<unknown> | undefined;
+    const worker = async () => {
+      while (!killed) {
+        const i = seq++;
+        try {
+          const r = await post('/withdrawals', { user: `u${i % users}`, amount: 100 + (i % 7), channel: 'alipay', order_no: `k${i}`, extra: seedExtra('alipay') });
+          if (r.status === 200) answered.push(r.json.id as string);
+          else throw new Error(`create answered ${r.status}: ${JSON.stringify(r.json)}`);
+        } catch (err) {
+          if (!killed) throw err;
+        }
+        if (answered.length >= 150 && !killed) {
+          killed = true; // kill with the other workers' requests still in flight
+          kill = server!.kill('SIGKILL');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 24 }, worker));
+    await kill;
+
+    const rt = await open();
+    try {
+      const found = new Set((await rt.store.db.selectFrom('withdrawals').select('id').execute()).map((r) => r.id));
+      for (const id of answered) expect(found.has(id)).toBe(true);
+      expect(found.size).toBeGreaterThanOrEqual(answered.length);
+      const report = await verifyLedger(rt.store);
+      expect(report.drift).toEqual([]);
+      expect(report.ok).toBe(true);
+    } finally {
+      await rt.close();
+    }
+  });
+});
