@@ -13,6 +13,7 @@ import { csrfMatches, csrfTokenFor, login, LoginThrottle, logout, sessionOperato
 import { PASSWORD_MAX } from './passwords.ts';
 import { withdrawalDetail } from './views.ts';
 import { auditLines } from './audit.ts';
+import { overview } from './overview.ts';
 
 /**
  * The management API of the console (/admin/…): operator sessions, not secret keys. A session is
@@ -211,6 +212,12 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
       });
       return { data: rows.map(withdrawalToWire), has_more: hasMore };
     },
+  );
+
+  app.get<{ Params: Static<typeof AppParams>; Querystring: Static<typeof ModeQuery> }>(
+    '/admin/apps/:app/overview',
+    { schema: { ...hidden, params: AppParams, querystring: ModeQuery } },
+    async (req) => overview(rt, await scopeFor(req, req.params.app, req.query.mode)),
   );
 
   app.get<{ Params: Static<typeof AppIdParams>; Querystring: Static<typeof ModeQuery> }>(

@@ -1,0 +1,71 @@
+import i18n from 'i18next';
+import { initReactI18next } from 'react-i18next';
+
+/** Chinese first (the console's users); English one click away, remembered in localStorage. */
+const zh = {
+  brand: 'tixian 管理平台',
+  login: { title: '登录管理平台', email: '邮箱', password: '密码', submit: '登录', required: '必填' },
+  menu: { overview: '概览', withdrawals: '提现', audit: '操作日志' },
+  header: { app: '应用', test: '测试模式', live: '生产模式', logout: '退出登录', language: 'English' },
+  status: { created: '待审核', pending: '处理中', succeeded: '成功', failed: '失败', canceled: '已取消' },
+  withdrawals: {
+    queue: '待审核队列', all: '全部提现', id: '提现 ID', order_no: '商户订单号', user: '用户', amount: '金额', fee: '手续费',
+    channel: '渠道', status: '状态', created: '创建时间', actions: '操作', confirm: '确认', cancel: '取消',
+    confirmAsk: '确认这笔提现？资金将通过渠道打款。', cancelAsk: '取消这笔提现？冻结金额将退回用户余额。',
+    batchConfirm: '批量确认', batchCancel: '批量取消', selected: '已选 {{n}} 笔（最多 {{max}} 笔）',
+    batchConfirmAsk: '确认选中的 {{n}} 笔提现？', batchCancelAsk: '取消选中的 {{n}} 笔提现？',
+    batchResult: '成功 {{ok}} 笔，失败 {{failed}} 笔', search: '查询', reset: '重置', dateRange: '创建日期',
+    next: '下一页', prev: '上一页', first: '第一页', detail: '详情', done: '操作成功', failure: '失败原因',
+    recipient: '收款方', timeline: '状态时间线', ledger: '账务流水', events: '事件与 Webhook', attempts: '推送记录',
+    noEvents: '暂无事件', eventCreated: '创建提现', description: '描述', balance: '余额',
+  },
+  audit: { title: '操作日志', time: '时间', operator: '操作员', action: '操作', target: '对象', ip: 'IP', more: '加载更多' },
+  overview: {
+    today: '今日提现', week: '本周提现', waiting: '待审核', count: '笔数', amount: '金额', daily: '每日提现金额与成功率',
+    successRate: '成功率', failing: '异常的 Webhook 地址', none: '无', streak: '连续失败', disabled: '已自动停用',
+  },
+  common: { ok: '确定', cancel: '取消', loading: '加载中…' },
+};
+
+const en: typeof zh = {
+  brand: 'tixian console',
+  login: { title: 'Log in to the console', email: 'E-mail', password: 'Password', submit: 'Log in', required: 'Required' },
+  menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log' },
+  header: { app: 'App', test: 'Test mode', live: 'Live mode', logout: 'Log out', language: '中文' },
+  status: { created: 'Awaiting review', pending: 'Pending', succeeded: 'Succeeded', failed: 'Failed', canceled: 'Canceled' },
+  withdrawals: {
+    queue: 'Review queue', all: 'All withdrawals', id: 'Withdrawal ID', order_no: 'Order no.', user: 'User', amount: 'Amount', fee: 'User fee',
+    channel: 'Channel', status: 'Status', created: 'Created', actions: 'Actions', confirm: 'Confirm', cancel: 'Cancel',
+    confirmAsk: 'Confirm this withdrawal? The money is paid out through the channel.', cancelAsk: "Cancel this withdrawal? The held amount goes back to the user's balance.",
+    batchConfirm: 'Confirm selected', batchCancel: 'Cancel selected', selected: '{{n}} selected (at most {{max}})',
+    batchConfirmAsk: 'Confirm the {{n}} selected withdrawals?', batchCancelAsk: 'Cancel the {{n}} selected withdrawals?',
+    batchResult: '{{ok}} done, {{failed}} failed', search: 'Search', reset: 'Reset', dateRange: 'Created between',
+    next: 'Next page', prev: 'Previous page', first: 'First page', detail: 'Details', done: 'Done', failure: 'Failure',
+    recipient: 'Recipient', timeline: 'Timeline', ledger: 'Ledger lines', events: 'Events and webhooks', attempts: 'Attempts',
+    noEvents: 'No events yet', eventCreated: 'Withdrawal created', description: 'Description', balance: 'Balance',
+  },
+  audit: { title: 'Audit log', time: 'Time', operator: 'Operator', action: 'Action', target: 'Object', ip: 'IP', more: 'Load more' },
+  overview: {
+    today: 'Today', week: 'This week', waiting: 'Awaiting review', count: 'Count', amount: 'Amount', daily: 'Daily withdrawal volume and success rate',
+    successRate: 'Success rate', failing: 'Failing webhook endpoints', none: 'None', streak: 'failures in a row', disabled: 'auto-disabled',
+  },
+  common: { ok: 'OK', cancel: 'Cancel', loading: 'Loading…' },
+};
+
+export const savedLanguage = (): 'zh-CN' | 'en' => (localStorage.getItem('tixian.lang') === 'en' ? 'en' : 'zh-CN');
+
+void i18n.use(initReactI18next).init({
+  resources: { 'zh-CN': { translation: zh }, en: { translation: en } },
+  lng: savedLanguage(),
+  fallbackLng: 'zh-CN',
+  interpolation: { escapeValue: false },
+});
+document.documentElement.lang = savedLanguage();
+
+export function setLanguage(lang: 'zh-CN' | 'en'): void {
+  localStorage.setItem('tixian.lang', lang);
+  document.documentElement.lang = lang;
+  void i18n.changeLanguage(lang);
+}
+
+export default i18n;
