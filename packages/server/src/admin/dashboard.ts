@@ -36,7 +36,7 @@ export async function dashboardRoutes(app: FastifyInstance, dist = DASHBOARD_DIS
       .header('content-security-policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
       .header('x-frame-options', 'DENY')
       .sendFile('index.html');
-  app.get('/dashboard', { schema: { hide: true } }, (_req, reply) => reply.redirect('/dashboard/'));
+  // The router ignores trailing slashes: this also answers /dashboard.
   app.get('/dashboard/', { schema: { hide: true } }, sendIndex);
   app.get('/dashboard/*', { schema: { hide: true } }, async (req, reply) => {
     const rest = (req.params as { '*': string })['*'];
