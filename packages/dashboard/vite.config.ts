@@ -14,6 +14,7 @@ export default defineConfig({
         // antd and React change rarely: their own chunk stays cached across console releases.
         manualChunks(id: string) {
           if (id.includes('node_modules/echarts') || id.includes('node_modules/zrender')) return 'charts';
+          if (/node_modules\/(antd|@ant-design|@rc-component|rc-[a-z-]+)\//.test(id)) return 'antd';
           if (id.includes('node_modules/')) return 'vendor';
           return undefined;
         },

@@ -13,6 +13,8 @@ import { setLanguage } from './i18n.ts';
 import { LoginPage } from './pages/Login.tsx';
 import { WithdrawalsPage } from './pages/Withdrawals.tsx';
 import { AuditPage } from './pages/Audit.tsx';
+import { WebhooksPage } from './pages/Webhooks.tsx';
+import { DevelopersPage } from './pages/Developers.tsx';
 
 // The chart library is loaded only when the overview is shown (its own chunk).
 const OverviewPage = lazy(() => import('./pages/Overview.tsx').then((m) => ({ default: m.OverviewPage })));
@@ -67,6 +69,8 @@ function ConsoleLayout() {
           items={[
             { key: 'overview', label: t('menu.overview') },
             { key: 'withdrawals', label: t('menu.withdrawals') },
+            { key: 'webhooks', label: t('menu.webhooks') },
+            { key: 'developers', label: t('menu.developers') },
             { key: 'audit', label: t('menu.audit') },
           ]}
         />
@@ -123,6 +127,8 @@ function ConsoleLayout() {
                   <Route path="/overview" element={<OverviewPage />} />
                   <Route path="/withdrawals" element={<WithdrawalsPage />} />
                   <Route path="/audit" element={<AuditPage />} />
+                  <Route path="/webhooks" element={<WebhooksPage />} />
+                  <Route path="/developers" element={<DevelopersPage />} />
                   <Route path="*" element={<Navigate to="/withdrawals" replace />} />
                 </Routes>
               </Suspense>

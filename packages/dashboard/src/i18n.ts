@@ -5,7 +5,13 @@ import { initReactI18next } from 'react-i18next';
 const zh = {
   brand: 'tixian 管理平台',
   login: { title: '登录管理平台', email: '邮箱', password: '密码', submit: '登录', required: '必填' },
-  menu: { overview: '概览', withdrawals: '提现', audit: '操作日志' },
+  menu: { overview: '概览', withdrawals: '提现', audit: '操作日志', webhooks: 'Webhooks', developers: '开发者' },
+  webhooks: { add: '添加地址', events: '事件', remove: '删除', removeAsk: '删除这个 Webhook 地址？等待推送的通知将被取消。', test: '发送测试事件', sent: '已发送测试事件' },
+  developers: {
+    base: 'API 地址（Ping++ 兼容）', baseHint: '把官方 Ping++ SDK 的 API 地址指向这里，例如 pingpp.setHost(…)。', signature: '请求签名',
+    merchantKey: '商户 RSA 公钥', noKey: '未上传', requireTest: '测试模式要求签名', requireLive: '生产模式要求签名', upload: '上传公钥',
+    requireAsk: '{{mode}}下未签名的 POST/PUT 请求将被拒绝，确定开启？', unrequireAsk: '关闭{{mode}}的签名要求？', platformKey: '平台公钥（验证 Webhook 签名）',
+  },
   header: { app: '应用', test: '测试模式', live: '生产模式', logout: '退出登录', language: 'English' },
   status: { created: '待审核', pending: '处理中', succeeded: '成功', failed: '失败', canceled: '已取消' },
   withdrawals: {
@@ -30,7 +36,13 @@ const zh = {
 const en: typeof zh = {
   brand: 'tixian console',
   login: { title: 'Log in to the console', email: 'E-mail', password: 'Password', submit: 'Log in', required: 'Required' },
-  menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log' },
+  menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log', webhooks: 'Webhooks', developers: 'Developers' },
+  webhooks: { add: 'Add endpoint', events: 'Events', remove: 'Remove', removeAsk: 'Remove this endpoint? Deliveries still waiting for it are canceled.', test: 'Send test event', sent: 'Test event sent:' },
+  developers: {
+    base: 'API base URL (Ping++-compatible)', baseHint: "Point the official Ping++ SDKs here, e.g. pingpp.setHost(…).", signature: 'Request signatures',
+    merchantKey: 'Merchant RSA public key', noKey: 'Not uploaded', requireTest: 'Require signatures in test mode', requireLive: 'Require signatures in live mode', upload: 'Upload public key',
+    requireAsk: 'Unsigned POST/PUT requests in {{mode}} will be refused. Turn this on?', unrequireAsk: 'Stop requiring signatures in {{mode}}?', platformKey: 'Platform public key (verifies webhook signatures)',
+  },
   header: { app: 'App', test: 'Test mode', live: 'Live mode', logout: 'Log out', language: '中文' },
   status: { created: 'Awaiting review', pending: 'Pending', succeeded: 'Succeeded', failed: 'Failed', canceled: 'Canceled' },
   withdrawals: {

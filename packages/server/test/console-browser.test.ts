@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,5 +140,38 @@ describe.skipIf(!hasChromium)('console in Chromium', () => {
     expect(html).not.toContain(h.liveKey);
     // The session cookie is not readable by the page.
     expect(await page.evaluate('document.cookie')).not.toContain('tixian_session');
+  });
+
+  it('adds a webhook endpoint and sends a test event to it', async () => {
+    await page.getByRole('button', { name: '中文' }).click(); // back to Chinese
+    await page.goto(base + '/dashboard/webhooks');
+    const url = receiver.urlFor('/console-hook');
+    await page.getByTestId('endpoint-url').fill(url);
+    await page.getByTestId('endpoint-add').click();
+    await page.getByTestId(`endpoint-${url}`).waitFor();
+    await page.getByTestId('send-test-event').click();
+    await receiver.waitFor((reqs) => reqs.some((r) => r.path === '/console-hook' && r.event?.type === 'balance.withdrawal.succeeded'), 20_000);
+    await shot('08-webhooks');
+  });
+
+  it('uploads the merchant public key and requires signatures in test mode: an unsigned API call is then refused', async () => {
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const before = await h.request('POST', h.appPath('/users'), { body: { id: 'unsigned_ok' } });
+    expect(before.status).toBe(200);
+    await page.goto(base + '/dashboard/developers');
+    await page.getByTestId('api-base').filter({ hasText: base }).waitFor();
+    await page.getByTestId('platform-key').filter({ hasText: 'BEGIN PUBLIC KEY' }).waitFor();
+    await page.getByTestId('public-key-input').fill(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+    await page.getByTestId('public-key-upload').click();
+    await page.getByTestId('key-fingerprint').filter({ hasText: 'SHA-256' }).waitFor();
+    await page.getByTestId('require-test').click();
+    await page.getByTestId('switch-ok').click();
+    await page.locator('[data-testid=require-test][aria-checked=true]').waitFor();
+    await shot('09-developers');
+    const unsigned = await h.request('POST', h.appPath('/users'), { body: { id: 'unsigned_refused' } });
+    expect(unsigned.status).toBe(400);
+    expect(unsigned.json.error.code).toBe('signature_missing');
+    const audit = await h.rt.store.db.selectFrom('audit_log').select(['action', 'detail']).where('action', '=', 'signature.update').execute();
+    expect(audit.map((a) => JSON.parse(a.detail).require_signature_test)).toContain(true);
   });
 });

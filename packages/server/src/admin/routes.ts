@@ -14,6 +14,7 @@ import { PASSWORD_MAX } from './passwords.ts';
 import { withdrawalDetail } from './views.ts';
 import { auditLines } from './audit.ts';
 import { overview } from './overview.ts';
+import { settingsRoutes } from './routes-settings.ts';
 
 /**
  * The management API of the console (/admin/…): operator sessions, not secret keys. A session is
@@ -261,6 +262,8 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
       return { data: results, succeeded: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length };
     },
   );
+
+  await settingsRoutes(app, rt, { scopeFor, operatorOf, ipOf });
 
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/admin/audit', { schema: { ...hidden, querystring: AuditQuery } }, async (req) =>
     auditLines(rt, { accountId: operatorOf(req).account_id, target: req.query.target, limit: req.query.limit ?? 50, startingAfter: req.query.starting_after }),

@@ -1,0 +1,84 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { App, Button, Card, Descriptions, Input, Space, Switch, Typography } from 'antd';
+import { useState } from 'react';
+import { useTranslation } from 'react-i18next';
+import { api } from '../api.ts';
+import { useScope } from '../context.ts';
+
+interface SignatureSettings {
+  rsa_public_key: string | null;
+  rsa_public_key_bits: number | null;
+  rsa_public_key_fingerprint: string | null;
+  require_signature_test: boolean;
+  require_signature_live: boolean;
+}
+interface Developers {
+  signature: SignatureSettings;
+  platform_public_key: string;
+  api_base: string;
+}
+
+export function DevelopersPage() {
+  const { t } = useTranslation();
+  const { app } = useScope();
+  const { message, modal } = App.useApp();
+  const queryClient = useQueryClient();
+  const [pem, setPem] = useState('');
+  const q = useQuery({ queryKey: ['developers', app], queryFn: () => api<Developers>('GET', `/admin/apps/${app}/developers`) });
+  const update = useMutation({
+    mutationFn: (body: Partial<SignatureSettings>) => api<SignatureSettings>('POST', `/admin/apps/${app}/signature`, body),
+    onSuccess: () => {
+      void message.success(t('withdrawals.done'));
+      setPem('');
+      void queryClient.invalidateQueries({ queryKey: ['developers', app] });
+    },
+    onError: (err) => void message.error(err.message),
+  });
+  const s = q.data?.signature;
+  const toggle = (field: 'require_signature_test' | 'require_signature_live', on: boolean) =>
+    modal.confirm({
+      title: t(on ? 'developers.requireAsk' : 'developers.unrequireAsk', { mode: t(field === 'require_signature_test' ? 'header.test' : 'header.live') }),
+      okText: t('common.ok'),
+      cancelText: t('common.cancel'),
+      okButtonProps: { 'data-testid': 'switch-ok' },
+      onOk: () => update.mutateAsync({ [field]: on }),
+    });
+  return (
+    <Space direction="vertical" size="large" style={{ width: '100%' }} data-testid="developers">
+      <Card title={t('developers.base')}>
+        <Typography.Paragraph copyable={{ text: q.data?.api_base ?? '' }} code data-testid="api-base">{q.data?.api_base}</Typography.Paragraph>
+        <Typography.Text type="secondary">{t('developers.baseHint')}</Typography.Text>
+      </Card>
+      <Card title={t('developers.signature')} loading={q.isPending}>
+        <Descriptions column={1} bordered size="small">
+          <Descriptions.Item label={t('developers.merchantKey')}>
+            <span data-testid="key-fingerprint">{s?.rsa_public_key_fingerprint ? `RSA ${s.rsa_public_key_bits} · SHA-256 ${s.rsa_public_key_fingerprint}` : t('developers.noKey')}</span>
+          </Descriptions.Item>
+          <Descriptions.Item label={t('developers.requireTest')}>
+            <Switch checked={s?.require_signature_test ?? false} disabled={!s?.rsa_public_key} onChange={(on) => toggle('require_signature_test', on)} data-testid="require-test" />
+          </Descriptions.Item>
+          <Descriptions.Item label={t('developers.requireLive')}>
+            <Switch checked={s?.require_signature_live ?? false} disabled={!s?.rsa_public_key} onChange={(on) => toggle('require_signature_live', on)} data-testid="require-live" />
+          </Descriptions.Item>
+        </Descriptions>
+        <Input.TextArea
+          style={{ marginTop: 16, fontFamily: 'monospace' }}
+          rows={6}
+          maxLength={16384}
+          placeholder="-----BEGIN PUBLIC KEY-----"
+          value={pem}
+          onChange={(e) => setPem(e.target.value)}
+          data-testid="public-key-input"
+        />
+        <Button style={{ marginTop: 8 }} type="primary" disabled={!pem.trim()} loading={update.isPending} onClick={() => update.mutate({ rsa_public_key: pem })} data-testid="public-key-upload">
+          {t('developers.upload')}
+        </Button>
+      </Card>
+      <Card title={t('developers.platformKey')} loading={q.isPending}>
+        <Typography.Paragraph copyable={{ text: q.data?.platform_public_key ?? '' }}>
+          <pre style={{ fontSize: 12 }} data-testid="platform-key">{q.data?.platform_public_key}</pre>
+        </Typography.Paragraph>
+      </Card>
+    </Space>
+  );
+}

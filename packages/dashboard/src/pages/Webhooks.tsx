@@ -1,0 +1,92 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { App, Button, Card, Form, Input, Popconfirm, Select, Space, Table, Tag } from 'antd';
+import { useState } from 'react';
+import { useTranslation } from 'react-i18next';
+import { api, dateTime } from '../api.ts';
+import { useScope } from '../context.ts';
+
+interface Endpoint {
+  id: string;
+  url: string;
+  events: string[];
+  status: 'enabled' | 'disabled';
+  consecutive_failures: number;
+  created: number;
+}
+
+export function WebhooksPage() {
+  const { t } = useTranslation();
+  const { app, mode } = useScope();
+  const { message } = App.useApp();
+  const queryClient = useQueryClient();
+  const [form] = Form.useForm<{ url: string }>();
+  const [testType, setTestType] = useState('balance.withdrawal.succeeded');
+  const q = useQuery({ queryKey: ['endpoints', app, mode], queryFn: () => api<{ data: Endpoint[] }>('GET', `/admin/apps/${app}/webhook_endpoints?mode=${mode}`) });
+  const refresh = () => queryClient.invalidateQueries({ queryKey: ['endpoints', app, mode] });
+  const onError = (err: Error) => void message.error(err.message);
+  const add = useMutation({
+    mutationFn: (url: string) => api<Endpoint>('POST', `/admin/apps/${app}/webhook_endpoints`, { mode, url }),
+    onSuccess: () => {
+      form.resetFields();
+      void message.success(t('withdrawals.done'));
+      void refresh();
+    },
+    onError,
+  });
+  const remove = useMutation({
+    mutationFn: (id: string) => api('DELETE', `/admin/apps/${app}/webhook_endpoints/${id}?mode=${mode}`),
+    onSuccess: () => void refresh(),
+    onError,
+  });
+  const test = useMutation({
+    mutationFn: (event: string) => api<{ event: { id: string; type: string } }>('POST', `/admin/apps/${app}/webhook_endpoints/test`, { event }),
+    onSuccess: (r) => void message.success(`${t('webhooks.sent')} ${r.event.type} ${r.event.id}`),
+    onError,
+  });
+  return (
+    <Card title={t('menu.webhooks')} data-testid="webhooks">
+      <Form form={form} layout="inline" onFinish={(v) => add.mutate(v.url)} style={{ marginBottom: 16 }}>
+        <Form.Item name="url" rules={[{ required: true, message: t('login.required') }]}>
+          <Input style={{ width: 420 }} placeholder="https://example.com/webhooks/tixian" maxLength={2048} data-testid="endpoint-url" />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" loading={add.isPending} data-testid="endpoint-add">{t('webhooks.add')}</Button>
+      </Form>
+      <Table<Endpoint>
+        rowKey="id"
+        size="middle"
+        loading={q.isFetching}
+        dataSource={q.data?.data ?? []}
+        pagination={false}
+        onRow={(e) => ({ 'data-testid': `endpoint-${e.url}` }) as object}
+        columns={[
+          { title: 'URL', dataIndex: 'url' },
+          { title: t('webhooks.events'), dataIndex: 'events', render: (ev: string[]) => ev.map((e) => <Tag key={e}>{e}</Tag>) },
+          { title: t('withdrawals.status'), dataIndex: 'status', render: (s: string, e) => <Tag color={s === 'enabled' && e.consecutive_failures === 0 ? 'green' : 'red'}>{s}{e.consecutive_failures ? ` · ${e.consecutive_failures}` : ''}</Tag> },
+          { title: t('withdrawals.created'), dataIndex: 'created', render: dateTime },
+          {
+            title: t('withdrawals.actions'),
+            key: 'a',
+            render: (_: unknown, e) => (
+              <Popconfirm title={t('webhooks.removeAsk')} okText={t('common.ok')} cancelText={t('common.cancel')} onConfirm={() => remove.mutateAsync(e.id)}>
+                <a style={{ color: '#ff4d4f' }}>{t('webhooks.remove')}</a>
+              </Popconfirm>
+            ),
+          },
+        ]}
+      />
+      {mode === 'test' && (
+        <Space style={{ marginTop: 16 }}>
+          <Select
+            value={testType}
+            style={{ width: 260 }}
+            options={[{ value: 'balance.withdrawal.succeeded' }, { value: 'balance.withdrawal.failed' }]}
+            onChange={(v: string) => setTestType(v)}
+          />
+          <Button onClick={() => test.mutate(testType)} loading={test.isPending} data-testid="send-test-event">
+            {t('webhooks.test')}
+          </Button>
+        </Space>
+      )}
+    </Card>
+  );
+}
