@@ -14,6 +14,7 @@ import { LoginPage } from './pages/Login.tsx';
 import { WithdrawalsPage } from './pages/Withdrawals.tsx';
 import { AuditPage } from './pages/Audit.tsx';
 import { WebhooksPage } from './pages/Webhooks.tsx';
+import { UsersPage } from './pages/Users.tsx';
 import { DevelopersPage } from './pages/Developers.tsx';
 
 // The chart library is loaded only when the overview is shown (its own chunk).
@@ -69,6 +70,7 @@ function ConsoleLayout() {
           items={[
             { key: 'overview', label: t('menu.overview') },
             { key: 'withdrawals', label: t('menu.withdrawals') },
+            { key: 'users', label: t('menu.users') },
             { key: 'webhooks', label: t('menu.webhooks') },
             { key: 'developers', label: t('menu.developers') },
             { key: 'audit', label: t('menu.audit') },
@@ -127,6 +129,7 @@ function ConsoleLayout() {
                   <Route path="/overview" element={<OverviewPage />} />
                   <Route path="/withdrawals" element={<WithdrawalsPage />} />
                   <Route path="/audit" element={<AuditPage />} />
+                  <Route path="/users" element={<UsersPage />} />
                   <Route path="/webhooks" element={<WebhooksPage />} />
                   <Route path="/developers" element={<DevelopersPage />} />
                   <Route path="*" element={<Navigate to="/withdrawals" replace />} />

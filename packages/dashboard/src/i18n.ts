@@ -5,7 +5,8 @@ import { initReactI18next } from 'react-i18next';
 const zh = {
   brand: 'tixian 管理平台',
   login: { title: '登录管理平台', email: '邮箱', password: '密码', submit: '登录', required: '必填' },
-  menu: { overview: '概览', withdrawals: '提现', audit: '操作日志', webhooks: 'Webhooks', developers: '开发者' },
+  menu: { overview: '概览', withdrawals: '提现', audit: '操作日志', webhooks: 'Webhooks', developers: '开发者', users: '用户' },
+  users: { search: '按用户 ID 查找', name: '姓名', available: '可用余额', withdrawable: '可提现余额', disabled: '已禁用', active: '正常', disable: '禁用', enable: '启用', disableAsk: '禁用该用户？禁用后不能提现和转账。', enableAsk: '启用该用户？', settleAccounts: '结算账户' },
   webhooks: { add: '添加地址', events: '事件', remove: '删除', removeAsk: '删除这个 Webhook 地址？等待推送的通知将被取消。', test: '发送测试事件', sent: '已发送测试事件' },
   developers: {
     base: 'API 地址（Ping++ 兼容）', baseHint: '把官方 Ping++ SDK 的 API 地址指向这里，例如 pingpp.setHost(…)。', signature: '请求签名',
@@ -36,7 +37,8 @@ const zh = {
 const en: typeof zh = {
   brand: 'tixian console',
   login: { title: 'Log in to the console', email: 'E-mail', password: 'Password', submit: 'Log in', required: 'Required' },
-  menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log', webhooks: 'Webhooks', developers: 'Developers' },
+  menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log', webhooks: 'Webhooks', developers: 'Developers', users: 'Users' },
+  users: { search: 'Find a user by ID', name: 'Name', available: 'Available', withdrawable: 'Withdrawable', disabled: 'Disabled', active: 'Active', disable: 'Disable', enable: 'Enable', disableAsk: 'Disable this user? They can no longer withdraw or transfer.', enableAsk: 'Enable this user?', settleAccounts: 'Settle accounts' },
   webhooks: { add: 'Add endpoint', events: 'Events', remove: 'Remove', removeAsk: 'Remove this endpoint? Deliveries still waiting for it are canceled.', test: 'Send test event', sent: 'Test event sent:' },
   developers: {
     base: 'API base URL (Ping++-compatible)', baseHint: "Point the official Ping++ SDKs here, e.g. pingpp.setHost(…).", signature: 'Request signatures',

@@ -178,4 +178,21 @@ describeEngines('console admin API', (engine) => {
     expect((await call(s, 'DELETE', '/admin/session')).status).toBe(200);
     expect((await call(s, 'GET', '/admin/session')).status).toBe(401);
   });
+
+  it('disables and enables a user through the v1 service, audited, and shows balances and lines', async () => {
+    const s = await session();
+    const off = await call(s, 'POST', `/admin/apps/${h.appId}/users/cu1/disabled`, { mode: 'test', disabled: true });
+    expect(off.status, off.body).toBe(200);
+    expect(off.json.disabled).toBe(true);
+    const refused = await h.request('POST', h.appPath('/withdrawals'), { body: { user: 'cu1', amount: 100, channel: 'alipay', order_no: orderNo(), extra: seedExtra('alipay') } });
+    expect(refused.status).toBe(400);
+    await call(s, 'POST', `/admin/apps/${h.appId}/users/cu1/disabled`, { mode: 'test', disabled: false });
+    const detail = await call(s, 'GET', `/admin/apps/${h.appId}/users/cu1?mode=test`);
+    expect(detail.json.user.withdrawable_balance).toBeGreaterThan(0);
+    expect(detail.json.balance_transactions.length).toBeGreaterThan(0);
+    const audit = await call(s, 'GET', '/admin/audit?target=cu1');
+    expect(audit.json.data.map((l: { action: string }) => l.action)).toEqual(['user.enable', 'user.disable']);
+    const list = await call(s, 'GET', `/admin/apps/${h.appId}/users?mode=test&limit=1`);
+    expect(list.json.data).toHaveLength(1);
+  });
 });

@@ -152,6 +152,9 @@ describe.skipIf(!hasChromium)('console in Chromium', () => {
     await page.getByTestId('send-test-event').click();
     await receiver.waitFor((reqs) => reqs.some((r) => r.path === '/console-hook' && r.event?.type === 'balance.withdrawal.succeeded'), 20_000);
     await shot('08-webhooks');
+    await page.goto(base + '/dashboard/users');
+    await page.getByTestId('users').getByText('bu1').first().waitFor();
+    await shot('10-users');
   });
 
   it('uploads the merchant public key and requires signatures in test mode: an unsigned API call is then refused', async () => {

@@ -160,11 +160,21 @@ export interface AuditInput {
   accountId?: string | null;
 }
 
+/**
+ * Audit ids sort like the lines were written (the list pages by created, id): the time in ms, then
+ * a per-process sequence for lines of the same millisecond (a batch), then randomness.
+ */
+let auditSeq = 0;
+function auditId(nowMs: number): string {
+  auditSeq = (auditSeq + 1) % 36 ** 4;
+  return newInternalId(`aud_${nowMs.toString(36).padStart(9, '0')}${auditSeq.toString(36).padStart(4, '0')}`);
+}
+
 /** Writes one audit line, in the caller's transaction: the change and its record commit together. */
 export async function writeAudit(trx: Db, rt: Runtime, a: AuditInput): Promise<void> {
   const nowMs = rt.clock.nowMs();
   const row: AuditLogRow = {
-    id: newInternalId('aud_' + nowMs.toString(36).padStart(9, '0')),
+    id: auditId(nowMs),
     created: Math.floor(nowMs / 1000),
     operator_id: a.operator.id,
     operator_email: a.operator.email,
