@@ -6,6 +6,8 @@ import { createOperator } from '../src/admin/operators.ts';
 import { adminRouteList, BATCH_MAX } from '../src/admin/routes.ts';
 import { hashPassword, verifyPassword } from '../src/admin/passwords.ts';
 import { ManualClock } from '../src/clock.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { trigger } from '../src/cli/trigger.ts';
 
 const PASSWORD = 'correct horse battery';
 
@@ -194,5 +196,26 @@ describeEngines('console admin API', (engine) => {
     expect(audit.json.data.map((l: { action: string }) => l.action)).toEqual(['user.enable', 'user.disable']);
     const list = await call(s, 'GET', `/admin/apps/${h.appId}/users?mode=test&limit=1`);
     expect(list.json.data).toHaveLength(1);
+  });
+
+  it('lists an endpoint\'s deliveries, resends an event and recovers failed deliveries, audited; another app\'s event is 404', async () => {
+    const s = await session();
+    const { endpoint } = await upsertEndpoint(h.rt, { app: h.appId, livemode: false, url: 'http://127.0.0.1:9/hook' });
+    const { event } = await trigger(h.rt, h.appId, 'balance.withdrawal.succeeded', 100);
+    const eventId = event!.id;
+    await h.rt.store.db.updateTable('webhook_deliveries').set({ status: 'failed', next_attempt_ms: null }).where('event_id', '=', eventId).execute();
+    const failed = await call(s, 'GET', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/deliveries?mode=test&status=failed`);
+    expect(failed.json.data.map((d: { event_id: string }) => d.event_id)).toContain(eventId);
+    const recovered = await call(s, 'POST', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/recover`, { mode: 'test', since: 0 });
+    expect(recovered.json).toMatchObject({ requeued: 1, complete: true });
+    const resent = await call(s, 'POST', `/admin/apps/${h.appId}/events/${eventId}/resend`, { mode: 'test' });
+    expect(resent.json.requeued).toBe(1);
+    const pending = await call(s, 'GET', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/deliveries?mode=test&status=pending`);
+    expect(pending.json.data.filter((d: { event_id: string }) => d.event_id === eventId)).toHaveLength(1);
+    const audit = await call(s, 'GET', `/admin/audit?target=${eventId}`);
+    expect(audit.json.data.map((l: { action: string }) => l.action)).toEqual(['event.resend']);
+    const other = await createApp(h.rt, { name: 'third', account: 'default' });
+    expect((await call(s, 'POST', `/admin/apps/${other.id}/events/${eventId}/resend`, { mode: 'test' })).status).toBe(404);
+    expect((await call(s, 'GET', `/admin/apps/${other.id}/webhook_endpoints/${endpoint.id}/deliveries?mode=test`)).status).toBe(404);
   });
 });

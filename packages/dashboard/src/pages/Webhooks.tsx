@@ -1,5 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { App, Button, Card, Form, Input, Popconfirm, Select, Space, Table, Tag } from 'antd';
+import { App, Button, Card, DatePicker, Form, Input, Popconfirm, Segmented, Select, Space, Table, Tag } from 'antd';
+import type { Dayjs } from 'dayjs';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api, dateTime } from '../api.ts';
@@ -58,6 +59,7 @@ export function WebhooksPage() {
         dataSource={q.data?.data ?? []}
         pagination={false}
         onRow={(e) => ({ 'data-testid': `endpoint-${e.url}` }) as object}
+        expandable={{ expandedRowRender: (e) => <Deliveries endpoint={e.id} /> }}
         columns={[
           { title: 'URL', dataIndex: 'url' },
           { title: t('webhooks.events'), dataIndex: 'events', render: (ev: string[]) => ev.map((e) => <Tag key={e}>{e}</Tag>) },
@@ -88,5 +90,68 @@ export function WebhooksPage() {
         </Space>
       )}
     </Card>
+  );
+}
+
+interface Delivery {
+  id: string;
+  event_id: string;
+  type: string;
+  status: string;
+  attempts: number;
+  last_status_code: number | null;
+  created: number;
+  last_answer: string | null;
+}
+
+/** One endpoint's deliveries in one status; resend one, or recover every failed one since a time. */
+function Deliveries({ endpoint }: { endpoint: string }) {
+  const { t } = useTranslation();
+  const { app, mode } = useScope();
+  const { message } = App.useApp();
+  const queryClient = useQueryClient();
+  const [status, setStatus] = useState('failed');
+  const [since, setSince] = useState<Dayjs | null>(null);
+  const q = useQuery({
+    queryKey: ['deliveries', app, mode, endpoint, status],
+    queryFn: () => api<{ data: Delivery[] }>('GET', `/admin/apps/${app}/webhook_endpoints/${endpoint}/deliveries?mode=${mode}&status=${status}`),
+  });
+  const refresh = () => queryClient.invalidateQueries({ queryKey: ['deliveries', app, mode, endpoint] });
+  const resend = useMutation({
+    mutationFn: (event: string) => api<{ requeued: number }>('POST', `/admin/apps/${app}/events/${event}/resend`, { mode }),
+    onSuccess: (r) => { void message.success(`${t('webhooks.requeued')} ${r.requeued}`); void refresh(); },
+    onError: (err) => void message.error(err.message),
+  });
+  const recover = useMutation({
+    mutationFn: () => api<{ requeued: number }>('POST', `/admin/apps/${app}/webhook_endpoints/${endpoint}/recover`, { mode, since: since!.unix() }),
+    onSuccess: (r) => { void message.success(`${t('webhooks.requeued')} ${r.requeued}`); void refresh(); },
+    onError: (err) => void message.error(err.message),
+  });
+  return (
+    <Space direction="vertical" style={{ width: '100%' }}>
+      <Space>
+        <Segmented value={status} onChange={(v) => setStatus(v as string)} options={['failed', 'pending', 'succeeded', 'canceled']} />
+        <DatePicker showTime value={since} onChange={setSince} placeholder={t('webhooks.since')} />
+        <Popconfirm title={t('webhooks.recoverAsk')} okText={t('common.ok')} cancelText={t('common.cancel')} onConfirm={() => recover.mutateAsync()} disabled={!since}>
+          <Button disabled={!since} loading={recover.isPending}>{t('webhooks.recover')}</Button>
+        </Popconfirm>
+      </Space>
+      <Table<Delivery>
+        rowKey="id"
+        size="small"
+        pagination={false}
+        loading={q.isFetching}
+        dataSource={q.data?.data ?? []}
+        columns={[
+          { title: t('withdrawals.created'), dataIndex: 'created', render: dateTime },
+          { title: t('webhooks.events'), dataIndex: 'type' },
+          { title: 'event', dataIndex: 'event_id' },
+          { title: t('webhooks.attempts'), dataIndex: 'attempts' },
+          { title: 'HTTP', dataIndex: 'last_status_code', render: (c: number | null) => c ?? '—' },
+          { title: t('webhooks.answer'), dataIndex: 'last_answer', render: (a: string | null) => (a ?? '').slice(0, 80) },
+          { title: t('withdrawals.actions'), key: 'r', render: (_: unknown, d) => <a onClick={() => resend.mutate(d.event_id)}>{t('webhooks.resend')}</a> },
+        ]}
+      />
+    </Space>
   );
 }

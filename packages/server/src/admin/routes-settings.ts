@@ -6,6 +6,7 @@ import { getSignatureSettings, updateSignatureSettings } from '../services/app_s
 import { listEndpoints, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint } from '../webhooks/endpoints.ts';
 import { signingKeyForApp } from '../security/signing-keys.ts';
 import { trigger } from '../cli/trigger.ts';
+import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { errors } from '../domain/errors.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
@@ -19,6 +20,7 @@ const Mode = Type.Union([Type.Literal('test'), Type.Literal('live')]);
 const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) });
 const AppIdParams = Type.Object({ app: Type.String({ maxLength: 64 }), id: Type.String({ maxLength: 64 }) });
 const ModeQuery = Type.Object({ mode: Type.Optional(Mode) });
+const ModeBody = Type.Object({ mode: Mode }, { additionalProperties: false });
 const SignatureBody = Type.Object(
   {
     // A PEM public key is under 2 KiB even at 8192 bits.
@@ -41,6 +43,12 @@ const TestEventBody = Type.Object(
   { additionalProperties: false },
 );
 
+const DeliveriesQuery = Type.Object({
+  mode: Type.Optional(Mode),
+  status: Type.Optional(Type.Union(['pending', 'succeeded', 'failed', 'canceled'].map((x) => Type.Literal(x)))),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+});
+const RecoverBody = Type.Object({ mode: Mode, since: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
 const hidden = { hide: true };
 
 /**
@@ -122,6 +130,65 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
       if (!result.event) throw errors.invalidParam('event', 'no event was produced', '未产生事件');
       await audit(req, { ...scope, livemode: false }, 'webhook.test_event', result.event.id, { type: result.event.type, withdrawal: result.withdrawal.id });
       return { event: result.event, withdrawal: result.withdrawal.id };
+    },
+  );
+
+  /** The endpoint if it belongs to the app and mode the operator may see. */
+  async function endpointOf(scope: Scope, id: string) {
+    const row = await rt.store.db.selectFrom('webhook_endpoints').select(['id', 'url']).where('id', '=', id)
+      .where('app', '=', scope.app).where('livemode', '=', scope.livemode ? 1 : 0).executeTakeFirst();
+    if (!row) throw errors.notFound('webhook_endpoint', id);
+    return row;
+  }
+
+  // Newest deliveries to one endpoint in one status (the (endpoint_id, status, created) index), with each one's latest answer.
+  app.get<{ Params: Static<typeof AppIdParams>; Querystring: Static<typeof DeliveriesQuery> }>(
+    '/admin/apps/:app/webhook_endpoints/:id/deliveries',
+    { schema: { ...hidden, params: AppIdParams, querystring: DeliveriesQuery } },
+    async (req) => {
+      const scope = await ctx.scopeFor(req, req.params.app, req.query.mode);
+      await endpointOf(scope, req.params.id);
+      const rows = await rt.store.db.selectFrom('webhook_deliveries as d').innerJoin('events as e', 'e.id', 'd.event_id')
+        .select(['d.id', 'd.event_id', 'e.type', 'd.status', 'd.attempts', 'd.last_status_code', 'd.created', 'd.last_attempt_ms', 'd.next_attempt_ms'])
+        .where('d.endpoint_id', '=', req.params.id).where('d.status', '=', req.query.status ?? 'failed')
+        .orderBy('d.created', 'desc').limit(req.query.limit ?? 50).execute();
+      const last = rows.length === 0 ? [] : await rt.store.db.selectFrom('webhook_attempts').select(['delivery_id', 'response_body', 'error', 'attempted_ms'])
+        .where('delivery_id', 'in', rows.map((r) => r.id)).orderBy('attempted_ms', 'desc').limit(500).execute();
+      return {
+        data: rows.map((r) => {
+          const a = last.find((x) => x.delivery_id === r.id);
+          return {
+            ...r, created: Number(r.created), last_attempt_ms: r.last_attempt_ms === null ? null : Number(r.last_attempt_ms),
+            next_attempt_ms: r.next_attempt_ms === null ? null : Number(r.next_attempt_ms),
+            last_answer: a ? (a.error ?? a.response_body ?? '').slice(0, 300) : null,
+          };
+        }),
+      };
+    },
+  );
+
+  app.post<{ Params: Static<typeof AppIdParams>; Body: Static<typeof ModeBody> }>(
+    '/admin/apps/:app/events/:id/resend',
+    { schema: { ...hidden, params: AppIdParams, body: ModeBody } },
+    async (req) => {
+      const scope = await ctx.scopeFor(req, req.params.app, req.body.mode);
+      const event = await rt.store.db.selectFrom('events').select('app').where('id', '=', req.params.id).executeTakeFirst();
+      if (!event || event.app !== scope.app) throw errors.notFound('event', req.params.id);
+      const result = await resendEvent(rt, { accountId: scope.accountId, livemode: scope.livemode }, req.params.id);
+      await audit(req, scope, 'event.resend', req.params.id, { requeued: result.requeued });
+      return { id: req.params.id, requeued: result.requeued };
+    },
+  );
+
+  app.post<{ Params: Static<typeof AppIdParams>; Body: Static<typeof RecoverBody> }>(
+    '/admin/apps/:app/webhook_endpoints/:id/recover',
+    { schema: { ...hidden, params: AppIdParams, body: RecoverBody } },
+    async (req) => {
+      const scope = await ctx.scopeFor(req, req.params.app, req.body.mode);
+      await endpointOf(scope, req.params.id);
+      const result = await recoverEndpoint(rt, req.params.id, req.body.since);
+      await audit(req, scope, 'webhook_endpoint.recover', req.params.id, { since: req.body.since, requeued: result.requeued, complete: result.complete });
+      return result;
     },
   );
 }
