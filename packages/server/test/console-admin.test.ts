@@ -218,4 +218,24 @@ describeEngines('console admin API', (engine) => {
     expect((await call(s, 'POST', `/admin/apps/${other.id}/events/${eventId}/resend`, { mode: 'test' })).status).toBe(404);
     expect((await call(s, 'GET', `/admin/apps/${other.id}/webhook_endpoints/${endpoint.id}/deliveries?mode=test`)).status).toBe(404);
   });
+
+  it('rolls a secret key: shown once in the roll answer, never in the key list or the audit log', async () => {
+    const other = await createApp(h.rt, { name: 'roll shop', account: 'roller' });
+    await createOperator(h.rt, { email: 'roller@example.com', password: PASSWORD, account: 'roller' });
+    const s = await session('roller@example.com');
+    const rolled = await call(s, 'POST', `/admin/apps/${other.id}/keys/roll`, { mode: 'test', expire_old_in_s: 0 });
+    expect(rolled.status, rolled.body).toBe(200);
+    const key = rolled.json.secret_key as string;
+    expect(key).toMatch(/^sk_test_/);
+    expect((await h.request('GET', `/v1/apps/${other.id}/users`, { key })).status).toBe(200);
+    expect((await h.request('GET', `/v1/apps/${other.id}/users`, { key: other.secret_key_test! })).status).toBe(401);
+    const keys = await call(s, 'GET', `/admin/apps/${other.id}/keys`);
+    expect(keys.json.data.length).toBeGreaterThan(0);
+    expect(keys.body).not.toContain(key);
+    const audit = await call(s, 'GET', '/admin/audit');
+    expect(audit.json.data[0].action).toBe('secret_key.roll');
+    expect(audit.body).not.toContain(key);
+    const tooLong = await call(s, 'POST', `/admin/apps/${other.id}/keys/roll`, { mode: 'test', expire_old_in_s: 8 * 86_400 });
+    expect(tooLong.status).toBe(400);
+  });
 });

@@ -1,5 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { App, Button, Card, Descriptions, Input, Space, Switch, Typography } from 'antd';
+import { App, Button, Card, Descriptions, Input, Space, Switch, Table, Tag, Typography } from 'antd';
+import { dateTime } from '../api.ts';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api } from '../api.ts';
@@ -74,11 +75,76 @@ export function DevelopersPage() {
           {t('developers.upload')}
         </Button>
       </Card>
+      <SecretKeys />
       <Card title={t('developers.platformKey')} loading={q.isPending}>
         <Typography.Paragraph copyable={{ text: q.data?.platform_public_key ?? '' }}>
           <pre style={{ fontSize: 12 }} data-testid="platform-key">{q.data?.platform_public_key}</pre>
         </Typography.Paragraph>
       </Card>
     </Space>
+  );
+}
+
+interface KeyInfo {
+  hint: string;
+  livemode: boolean;
+  created: number;
+  expires_at: number | null;
+  status: string;
+}
+
+/** Secret keys: hints only; a roll asks first and shows the new key once. */
+function SecretKeys() {
+  const { t } = useTranslation();
+  const { app } = useScope();
+  const { modal, message } = App.useApp();
+  const queryClient = useQueryClient();
+  const q = useQuery({ queryKey: ['keys', app], queryFn: () => api<{ data: KeyInfo[] }>('GET', `/admin/apps/${app}/keys`) });
+  const roll = (mode: 'test' | 'live') =>
+    modal.confirm({
+      title: t('developers.rollAsk', { mode: t(mode === 'test' ? 'header.test' : 'header.live') }),
+      okText: t('common.ok'),
+      cancelText: t('common.cancel'),
+      okButtonProps: { danger: true },
+      onOk: async () => {
+        try {
+          const r = await api<{ secret_key: string }>('POST', `/admin/apps/${app}/keys/roll`, { mode, expire_old_in_s: 86_400 });
+          void queryClient.invalidateQueries({ queryKey: ['keys', app] });
+          modal.success({
+            title: t('developers.rolled'),
+            width: 640,
+            content: <Typography.Paragraph copyable code>{r.secret_key}</Typography.Paragraph>,
+          });
+        } catch (err) {
+          void message.error((err as Error).message);
+        }
+      },
+    });
+  return (
+    <Card
+      title={t('developers.keys')}
+      extra={
+        <Space>
+          <Button onClick={() => roll('test')}>{t('developers.roll')} ({t('header.test')})</Button>
+          <Button danger onClick={() => roll('live')}>{t('developers.roll')} ({t('header.live')})</Button>
+        </Space>
+      }
+    >
+      <Table<KeyInfo>
+        rowKey={(k) => `${k.hint}-${k.created}`}
+        size="small"
+        pagination={false}
+        loading={q.isFetching}
+        dataSource={q.data?.data ?? []}
+        columns={[
+          { title: t('developers.key'), dataIndex: 'hint' },
+          { title: t('developers.mode'), dataIndex: 'livemode', render: (l: boolean) => t(l ? 'header.live' : 'header.test') },
+          { title: t('withdrawals.status'), dataIndex: 'status', render: (s: string) => <Tag color={s === 'active' ? 'green' : s === 'expiring' ? 'orange' : 'default'}>{s}</Tag> },
+          { title: t('withdrawals.created'), dataIndex: 'created', render: dateTime },
+          { title: t('developers.expires'), dataIndex: 'expires_at', render: (e: number | null) => (e ? dateTime(e) : '—') },
+        ]}
+      />
+      <Typography.Text type="secondary">{t('developers.keysHint')}</Typography.Text>
+    </Card>
   );
 }

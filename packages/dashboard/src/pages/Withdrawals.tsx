@@ -216,11 +216,20 @@ function WithdrawalTable({ queue }: { queue: boolean }) {
 function WithdrawalDetailView({ id }: { id: string }) {
   const { t } = useTranslation();
   const { app, mode } = useScope();
+  const { message } = App.useApp();
   const q = useQuery({
     queryKey: ['withdrawal', app, mode, id],
     queryFn: () => api<WithdrawalDetail>('GET', `/admin/apps/${app}/withdrawals/${id}?mode=${mode}`),
     // A payout in flight settles in seconds: watch it until it does.
     refetchInterval: (query) => (query.state.data?.withdrawal.status === 'pending' || query.state.data?.webhook_deliveries.some((d) => d.status !== 'succeeded') ? 2000 : false),
+  });
+  const resend = useMutation({
+    mutationFn: (event: string) => api<{ requeued: number }>('POST', `/admin/apps/${app}/events/${event}/resend`, { mode }),
+    onSuccess: (r) => {
+      void message.success(`${t('webhooks.requeued')} ${r.requeued}`);
+      void q.refetch();
+    },
+    onError: (err) => void message.error(err.message),
   });
   if (!q.data) return <Typography.Text>{q.error ? q.error.message : t('common.loading')}</Typography.Text>;
   const { withdrawal: w, balance_transactions, events, webhook_deliveries, audit } = q.data;
@@ -268,7 +277,17 @@ function WithdrawalDetailView({ id }: { id: string }) {
         <Typography.Title level={5}>{t('withdrawals.events')}</Typography.Title>
         {events.length === 0 && <Typography.Text type="secondary">{t('withdrawals.noEvents')}</Typography.Text>}
         {events.map((e) => (
-          <Card key={e.id} size="small" title={`${e.type} · ${e.id}`} style={{ marginBottom: 8 }}>
+          <Card
+            key={e.id}
+            size="small"
+            title={`${e.type} · ${e.id}`}
+            style={{ marginBottom: 8 }}
+            extra={
+              <Popconfirm title={t('webhooks.resend') + '?'} okText={t('common.ok')} cancelText={t('common.cancel')} onConfirm={() => resend.mutateAsync(e.id)}>
+                <a>{t('webhooks.resend')}</a>
+              </Popconfirm>
+            }
+          >
             {webhook_deliveries.filter((d) => d.event_id === e.id).map((d) => (
               <div key={d.id} data-testid="webhook-delivery">
                 <Typography.Text strong>{d.url}</Typography.Text> <Tag>{d.status}</Tag>

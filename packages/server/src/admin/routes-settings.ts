@@ -8,6 +8,7 @@ import { signingKeyForApp } from '../security/signing-keys.ts';
 import { trigger } from '../cli/trigger.ts';
 import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { errors } from '../domain/errors.ts';
+import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S } from '../services/accounts.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
 export interface AdminContext {
@@ -49,6 +50,10 @@ const DeliveriesQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
 });
 const RecoverBody = Type.Object({ mode: Mode, since: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
+const RollBody = Type.Object(
+  { mode: Mode, expire_old_in_s: Type.Integer({ minimum: 0, maximum: ROLL_EXPIRY_MAX_S }) },
+  { additionalProperties: false },
+);
 const hidden = { hide: true };
 
 /**
@@ -189,6 +194,23 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
       const result = await recoverEndpoint(rt, req.params.id, req.body.since);
       await audit(req, scope, 'webhook_endpoint.recover', req.params.id, { since: req.body.since, requeued: result.requeued, complete: result.complete });
       return result;
+    },
+  );
+
+  // Secret keys: hints and dates only; a new key is shown once, in the answer to its roll.
+  app.get<{ Params: Static<typeof AppParams> }>('/admin/apps/:app/keys', { schema: { ...hidden, params: AppParams } }, async (req) => {
+    const scope = await ctx.scopeFor(req, req.params.app, 'test');
+    return { data: await listSecretKeys(rt, scope.app) };
+  });
+
+  app.post<{ Params: Static<typeof AppParams>; Body: Static<typeof RollBody> }>(
+    '/admin/apps/:app/keys/roll',
+    { schema: { ...hidden, params: AppParams, body: RollBody } },
+    async (req) => {
+      const scope = await ctx.scopeFor(req, req.params.app, req.body.mode);
+      const rolled = await rollSecretKey(rt, { appId: scope.app, livemode: scope.livemode, expireOldInS: req.body.expire_old_in_s });
+      await audit(req, scope, 'secret_key.roll', rolled.hint, { old_keys: rolled.old_keys, old_keys_expire_at: rolled.old_keys_expire_at });
+      return rolled;
     },
   );
 }
