@@ -7,7 +7,7 @@ const zh = {
   login: { title: '登录管理平台', email: '邮箱', password: '密码', submit: '登录', required: '必填' },
   menu: { overview: '概览', withdrawals: '提现', audit: '操作日志', webhooks: 'Webhooks', developers: '开发者', users: '用户' },
   users: { search: '按用户 ID 查找', name: '姓名', available: '可用余额', withdrawable: '可提现余额', disabled: '已禁用', active: '正常', disable: '禁用', enable: '启用', disableAsk: '禁用该用户？禁用后不能提现和转账。', enableAsk: '启用该用户？', settleAccounts: '结算账户' },
-  webhooks: { add: '添加地址', events: '事件', remove: '删除', removeAsk: '删除这个 Webhook 地址？等待推送的通知将被取消。', test: '发送测试事件', sent: '已发送测试事件', requeued: '已重新排队：', since: '起始时间', recover: '重发此后失败的通知', recoverAsk: '把该时间之后所有失败的通知重新发送？', attempts: '尝试次数', answer: '最后应答', resend: '重发' },
+  webhooks: { add: '添加地址', events: '事件', remove: '删除', removeAsk: '删除这个 Webhook 地址？等待推送的通知将被取消。', test: '发送测试事件', sent: '已发送测试事件', requeued: '已重新排队：', since: '起始时间', recover: '重发此后失败的通知', recoverAsk: '把该时间之后所有失败的通知重新发送？', attempts: '尝试次数', answer: '最后应答', resend: '重发', edit: '编辑事件' },
   developers: {
     base: 'API 地址（Ping++ 兼容）', baseHint: '把官方 Ping++ SDK 的 API 地址指向这里，例如 pingpp.setHost(…)。', signature: '请求签名',
     merchantKey: '商户 RSA 公钥', noKey: '未上传', requireTest: '测试模式要求签名', requireLive: '生产模式要求签名', upload: '上传公钥',
@@ -40,7 +40,7 @@ const en: typeof zh = {
   login: { title: 'Log in to the console', email: 'E-mail', password: 'Password', submit: 'Log in', required: 'Required' },
   menu: { overview: 'Overview', withdrawals: 'Withdrawals', audit: 'Audit log', webhooks: 'Webhooks', developers: 'Developers', users: 'Users' },
   users: { search: 'Find a user by ID', name: 'Name', available: 'Available', withdrawable: 'Withdrawable', disabled: 'Disabled', active: 'Active', disable: 'Disable', enable: 'Enable', disableAsk: 'Disable this user? They can no longer withdraw or transfer.', enableAsk: 'Enable this user?', settleAccounts: 'Settle accounts' },
-  webhooks: { add: 'Add endpoint', events: 'Events', remove: 'Remove', removeAsk: 'Remove this endpoint? Deliveries still waiting for it are canceled.', test: 'Send test event', sent: 'Test event sent:', requeued: 'Requeued:', since: 'Since', recover: 'Recover failed since', recoverAsk: 'Send every failed delivery since then again?', attempts: 'Attempts', answer: 'Last answer', resend: 'Resend' },
+  webhooks: { add: 'Add endpoint', events: 'Events', remove: 'Remove', removeAsk: 'Remove this endpoint? Deliveries still waiting for it are canceled.', test: 'Send test event', sent: 'Test event sent:', requeued: 'Requeued:', since: 'Since', recover: 'Recover failed since', recoverAsk: 'Send every failed delivery since then again?', attempts: 'Attempts', answer: 'Last answer', resend: 'Resend', edit: 'Edit events' },
   developers: {
     base: 'API base URL (Ping++-compatible)', baseHint: "Point the official Ping++ SDKs here, e.g. pingpp.setHost(…).", signature: 'Request signatures',
     merchantKey: 'Merchant RSA public key', noKey: 'Not uploaded', requireTest: 'Require signatures in test mode', requireLive: 'Require signatures in live mode', upload: 'Upload public key',

@@ -6,6 +6,8 @@ import { useTranslation } from 'react-i18next';
 import { api, dateTime } from '../api.ts';
 import { useScope } from '../context.ts';
 
+const EVENT_TYPES = ['balance.withdrawal.succeeded', 'balance.withdrawal.failed'];
+
 interface Endpoint {
   id: string;
   url: string;
@@ -20,13 +22,15 @@ export function WebhooksPage() {
   const { app, mode } = useScope();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
-  const [form] = Form.useForm<{ url: string }>();
+  const [form] = Form.useForm<{ url: string; events?: string[] }>();
   const [testType, setTestType] = useState('balance.withdrawal.succeeded');
   const q = useQuery({ queryKey: ['endpoints', app, mode], queryFn: () => api<{ data: Endpoint[] }>('GET', `/admin/apps/${app}/webhook_endpoints?mode=${mode}`) });
   const refresh = () => queryClient.invalidateQueries({ queryKey: ['endpoints', app, mode] });
   const onError = (err: Error) => void message.error(err.message);
   const add = useMutation({
-    mutationFn: (url: string) => api<Endpoint>('POST', `/admin/apps/${app}/webhook_endpoints`, { mode, url }),
+    // Adding a URL that is already there changes its events (the same upsert as `tixian apps update --webhook-url`).
+    mutationFn: (v: { url: string; events?: string[] }) =>
+      api<Endpoint>('POST', `/admin/apps/${app}/webhook_endpoints`, { mode, url: v.url, ...(v.events?.length ? { events: v.events } : {}) }),
     onSuccess: () => {
       form.resetFields();
       void message.success(t('withdrawals.done'));
@@ -46,9 +50,12 @@ export function WebhooksPage() {
   });
   return (
     <Card title={t('menu.webhooks')} data-testid="webhooks">
-      <Form form={form} layout="inline" onFinish={(v) => add.mutate(v.url)} style={{ marginBottom: 16 }}>
+      <Form form={form} layout="inline" onFinish={(v) => add.mutate(v)} style={{ marginBottom: 16 }}>
         <Form.Item name="url" rules={[{ required: true, message: t('login.required') }]}>
           <Input style={{ width: 420 }} placeholder="https://example.com/webhooks/tixian" maxLength={2048} data-testid="endpoint-url" />
+        </Form.Item>
+        <Form.Item name="events">
+          <Select mode="multiple" allowClear style={{ minWidth: 280 }} placeholder={t('webhooks.events')} options={EVENT_TYPES.map((e) => ({ value: e }))} />
         </Form.Item>
         <Button type="primary" htmlType="submit" loading={add.isPending} data-testid="endpoint-add">{t('webhooks.add')}</Button>
       </Form>
@@ -69,9 +76,12 @@ export function WebhooksPage() {
             title: t('withdrawals.actions'),
             key: 'a',
             render: (_: unknown, e) => (
+              <Space>
+              <a onClick={() => form.setFieldsValue({ url: e.url, events: e.events })}>{t('webhooks.edit')}</a>
               <Popconfirm title={t('webhooks.removeAsk')} okText={t('common.ok')} cancelText={t('common.cancel')} onConfirm={() => remove.mutateAsync(e.id)}>
                 <a style={{ color: '#ff4d4f' }}>{t('webhooks.remove')}</a>
               </Popconfirm>
+              </Space>
             ),
           },
         ]}
