@@ -175,6 +175,14 @@ describeEngines('console admin API', (engine) => {
     expect(all.json.data.map((a: { id: string }) => a.id).sort()).toEqual([h.appId, other.id].sort());
   });
 
+  it('ends a session 12 hours after login', async () => {
+    const s = await session();
+    clock.advance(12 * 3600_000 - 1_000);
+    expect((await call(s, 'GET', '/admin/session')).status).toBe(200);
+    clock.advance(1_000);
+    expect((await call(s, 'GET', '/admin/session')).status).toBe(401);
+  });
+
   it('logs out: the cookie stops working', async () => {
     const s = await session();
     expect((await call(s, 'DELETE', '/admin/session')).status).toBe(200);
