@@ -175,6 +175,12 @@ describeEngines('console admin API', (engine) => {
     expect(all.json.data.map((a: { id: string }) => a.id).sort()).toEqual([h.appId, other.id].sort());
   });
 
+  it('shows which payout channels can pay in each mode: the sandbox in test, none live without a driver', async () => {
+    const s = await session();
+    const res = await call(s, 'GET', `/admin/apps/${h.appId}/channels`);
+    expect(res.json.data.find((c: { channel: string }) => c.channel === 'alipay')).toEqual({ channel: 'alipay', test: true, live: false });
+  });
+
   it('ends a session 12 hours after login', async () => {
     const s = await session();
     clock.advance(12 * 3600_000 - 1_000);

@@ -76,6 +76,7 @@ export function DevelopersPage() {
         </Button>
       </Card>
       <SecretKeys />
+      <Channels />
       <Card title={t('developers.platformKey')} loading={q.isPending}>
         <Typography.Paragraph copyable={{ text: q.data?.platform_public_key ?? '' }}>
           <pre style={{ fontSize: 12 }} data-testid="platform-key">{q.data?.platform_public_key}</pre>
@@ -145,6 +146,30 @@ function SecretKeys() {
         ]}
       />
       <Typography.Text type="secondary">{t('developers.keysHint')}</Typography.Text>
+    </Card>
+  );
+}
+
+/** Payout channels per mode: configured or not (live drivers and their credentials are not in this release). */
+function Channels() {
+  const { t } = useTranslation();
+  const { app } = useScope();
+  const q = useQuery({ queryKey: ['channels', app], queryFn: () => api<{ data: { channel: string; test: boolean; live: boolean }[] }>('GET', `/admin/apps/${app}/channels`) });
+  const state = (on: boolean) => (on ? <Tag color="green">{t('developers.configured')}</Tag> : <Tag>{t('developers.notConfigured')}</Tag>);
+  return (
+    <Card title={t('developers.channels')}>
+      <Table
+        rowKey="channel"
+        size="small"
+        pagination={false}
+        loading={q.isFetching}
+        dataSource={q.data?.data ?? []}
+        columns={[
+          { title: t('withdrawals.channel'), dataIndex: 'channel' },
+          { title: t('header.test'), dataIndex: 'test', render: state },
+          { title: t('header.live'), dataIndex: 'live', render: state },
+        ]}
+      />
     </Card>
   );
 }

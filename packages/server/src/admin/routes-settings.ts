@@ -9,6 +9,7 @@ import { trigger } from '../cli/trigger.ts';
 import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { errors } from '../domain/errors.ts';
 import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S } from '../services/accounts.ts';
+import { WITHDRAWAL_CHANNELS } from '../domain/channels.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
 export interface AdminContext {
@@ -213,4 +214,16 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
       return rolled;
     },
   );
+
+  // Which payout channels can pay in each mode (test: the sandbox; live: a configured driver).
+  app.get<{ Params: Static<typeof AppParams> }>('/admin/apps/:app/channels', { schema: { ...hidden, params: AppParams } }, async (req) => {
+    await ctx.scopeFor(req, req.params.app, 'test');
+    return {
+      data: WITHDRAWAL_CHANNELS.map((channel) => ({
+        channel,
+        test: rt.drivers.driverFor(channel, false) !== null,
+        live: rt.drivers.driverFor(channel, true) !== null,
+      })),
+    };
+  });
 }
