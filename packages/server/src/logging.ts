@@ -25,6 +25,13 @@ const SENSITIVE_KEYS = [
   'recipient',
   // Node's clientError (a malformed or oversized request head) carries the raw bytes, headers included.
   'rawPacket',
+  // The console: operator passwords, session cookies and CSRF tokens.
+  'password',
+  'password_hash',
+  'cookie',
+  'set-cookie',
+  'x-csrf-token',
+  'csrf_token',
 ] as const;
 
 /** How deep below the top of a log object a sensitive key is still found (pino redact has no `**`). */

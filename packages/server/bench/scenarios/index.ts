@@ -5,6 +5,7 @@ import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } fro
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
 import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreateHot } from './withdrawal_limits.ts';
+import { consoleWithdrawalsList } from './console_list.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -28,4 +29,5 @@ export const scenarios = [
   withdrawalCreateHot,
   withdrawalCreate1kOneCommitEach,
   userRetrieveDistinct,
+  consoleWithdrawalsList,
 ] as AnyScenario[];

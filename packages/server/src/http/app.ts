@@ -20,6 +20,8 @@ import { registerRequestSignature, registerResponseSignature } from './plugins/s
 import { registerRequestLog, requestIdFor } from './plugins/request-log.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
 import { registerHealth } from './health.ts';
+import { adminRoutes } from '../admin/routes.ts';
+import { dashboardRoutes } from '../admin/dashboard.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -84,5 +86,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     },
     { prefix: '/v1' },
   );
+  // The management console: its API (operator sessions) and its static files.
+  await app.register(async (admin) => adminRoutes(admin, rt));
+  await app.register(async (console) => dashboardRoutes(console));
   return app;
 }

@@ -188,16 +188,22 @@ export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalLi
   return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: Number(total.total) };
 }
 
+export interface TransitionOptions {
+  /** Runs in the transaction of the change (the console writes its audit line here: both commit or neither). */
+  within?: (trx: Db, row: WithdrawalRow) => Promise<void>;
+}
+
 /**
  * Confirm (`status: pending`): hands the withdrawal to the payout worker. Only from `created`;
  * a live withdrawal without a configured channel driver is refused before anything changes.
  */
-export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
+export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
   const current = await findWithdrawal(rt.store.db, scope, id);
   if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
   const row = await rt.store.transaction(async (trx) => {
     const updated = await markPending(trx, scope, id, rt.clock.nowMs());
     if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    await options.within?.(trx, updated);
     return updated;
   });
   rt.bus.emit('payout');
@@ -247,10 +253,11 @@ export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowM
 export const payoutKey = (row: Pick<WithdrawalRow, 'id' | 'payout_round'>) => (row.payout_round <= 1 ? row.id : `${row.id}_${row.payout_round}`);
 
 /** Cancel (`status: canceled`): only from `created`; the hold goes back to the user (`withdrawal_revoked`). */
-export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
+export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
   const row = await rt.store.transaction(async (trx) => {
     const canceled = await markCanceled(trx, scope, id, rt.clock.nowMs());
     if (!canceled) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    await options.within?.(trx, canceled);
     return canceled;
   });
   observeWithdrawalTransition(row.channel, 'created', 'canceled');

@@ -375,10 +375,55 @@ const m0002_webhook_endpoint_health: Migration = {
   },
 };
 
+/**
+ * The management console: operator accounts (an operator belongs to one merchant account, or to
+ * none: a platform operator who sees every account), their sessions (known by the SHA-256 of the
+ * cookie value only) and the audit log of every operator action.
+ */
+const m0006_console: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('operators')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('email', 'text', (c) => c.notNull().unique())
+      .addColumn('password_hash', 'text', (c) => c.notNull())
+      .addColumn('account_id', 'text', (c) => c.references('accounts.id'))
+      .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('operator_sessions')
+      .addColumn('token_hash', 'text', (c) => c.primaryKey())
+      .addColumn('operator_id', 'text', (c) => c.notNull().references('operators.id'))
+      .addColumn('created_ms', 'bigint', (c) => c.notNull())
+      .addColumn('expires_ms', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('operator_sessions_operator').on('operator_sessions').columns(['operator_id', 'expires_ms']).execute();
+    await db.schema
+      .createTable('audit_log')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('operator_id', 'text')
+      .addColumn('operator_email', 'text', (c) => c.notNull())
+      .addColumn('account_id', 'text')
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('app', 'text')
+      .addColumn('livemode', 'integer')
+      .addColumn('target', 'text')
+      .addColumn('detail', 'text', (c) => c.notNull())
+      .addColumn('ip', 'text')
+      .execute();
+    await db.schema.createIndex('audit_log_list').on('audit_log').columns(['created', 'id']).execute();
+    await db.schema.createIndex('audit_log_account').on('audit_log').columns(['account_id', 'created', 'id']).execute();
+    await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'created']).execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
   '0003_secret_keys': m0003_secret_keys,
+  '0006_console': m0006_console,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -278,5 +278,44 @@ export interface Database {
   sandbox_payouts: SandboxPayoutRow;
   settings: SettingRow;
   secret_keys: SecretKeyRow;
+  operators: OperatorRow;
+  operator_sessions: OperatorSessionRow;
+  audit_log: AuditLogRow;
 }
 
+
+/** A console operator: of one merchant account, or (account_id null) of the platform, seeing all. */
+export interface OperatorRow {
+  id: string;
+  email: string;
+  /** `scrypt$N$r$p$salt$hash` (base64url parts). */
+  password_hash: string;
+  account_id: string | null;
+  disabled: Bool;
+  created: number;
+}
+
+/** A console session, known only by the SHA-256 of its cookie value. */
+export interface OperatorSessionRow {
+  token_hash: string;
+  operator_id: string;
+  created_ms: number;
+  expires_ms: number;
+}
+
+/** One operator action (or login attempt), written in the transaction of the change it records. */
+export interface AuditLogRow {
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  operator_id: string | null;
+  operator_email: string;
+  account_id: string | null;
+  action: string;
+  app: string | null;
+  livemode: Bool | null;
+  target: string | null;
+  /** JSON object. */
+  detail: string;
+  ip: string | null;
+}
