@@ -259,5 +259,17 @@ export interface Database {
   webhook_attempts: WebhookAttemptRow;
   sandbox_payouts: SandboxPayoutRow;
   settings: SettingRow;
+  withdrawal_totals: WithdrawalTotalRow;
 }
 
+
+/** Kept sums of withdrawals per app, mode, status, channel and UTC day (`day_s`: the day's first second). */
+export interface WithdrawalTotalRow {
+  app: string;
+  livemode: Bool;
+  status: string;
+  channel: string;
+  day_s: number;
+  count: number;
+  amount: number;
+}
