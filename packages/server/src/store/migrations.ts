@@ -317,6 +317,14 @@ const m0004_list_growth: Migration = {
     ] as const) {
       await db.schema.createIndex(name).on(table).columns([...cols]).execute();
     }
+    // events?delivery_success=…: walking events newest first, each event asks "has it a delivery
+    // not succeeded?" of this small index (only the unfinished ones), not of all its deliveries.
+    await db.schema
+      .createIndex('webhook_deliveries_unsucceeded')
+      .on('webhook_deliveries')
+      .column('event_id')
+      .where(sql.ref('status'), '<>', 'succeeded')
+      .execute();
   },
 };
 
