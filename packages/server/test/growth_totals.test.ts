@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import type { WithdrawalChannel, WithdrawalStatus } from '@tixian/sdk';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { ManualClock } from '../src/clock.ts';
@@ -8,8 +8,10 @@ import { ApiError } from '../src/domain/errors.ts';
 import { createBatchWithdrawal } from '../src/services/batch_withdrawals.ts';
 import { cancelWithdrawal, confirmWithdrawal, createWithdrawal, listWithdrawals, type WithdrawalListParams } from '../src/services/withdrawals.ts';
 import type { Scope } from '../src/services/common.ts';
-import { DAY_S } from '../src/store/withdrawal_totals.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
+import { DAY_S, verifyWithdrawalTotals, withdrawalTotal } from '../src/store/withdrawal_totals.ts';
+import { Store } from '../src/store/db.ts';
+import { migrationProvider } from '../src/store/migrations.ts';
+import { describeEngines, freshStorage, Harness } from './helpers/harness.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
 /**
@@ -161,5 +163,41 @@ describeEngines('growth: kept withdrawal totals', (engine) => {
     const report = await h.verify();
     expect(report.ok).toBe(false);
     expect(report.drift.some((d) => d.kind === 'withdrawal_totals')).toBe(true);
+  });
+});
+
+describeEngines('growth: migration 0004 backfills the kept totals', (engine) => {
+  it('sums withdrawals that existed before the migration, per status, channel and day', async () => {
+    const storage = await freshStorage(engine);
+    const store = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir });
+    try {
+      const migrator = new Migrator({ db: store.db, provider: migrationProvider });
+      expect((await migrator.migrateTo('0001_initial')).error).toBeUndefined();
+      const day = 20_000 * DAY_S;
+      const rows = [
+        { status: 'succeeded', channel: 'alipay', created: day + 5, amount: 100 },
+        { status: 'succeeded', channel: 'alipay', created: day + DAY_S - 1, amount: 250 },
+        { status: 'succeeded', channel: 'alipay', created: day + DAY_S, amount: 7 },
+        { status: 'created', channel: 'wx_pub', created: day + 10, amount: 40 },
+      ];
+      await store.db.insertInto('withdrawals').values(rows.map((r, i) => ({
+        id: `w${i}`, app: 'app_x', livemode: 0, order_no: `o${i}`, request_hash: 'h', description: null, metadata: '{}', created: r.created,
+        user: 'u', user_pk: 'upk', amount: r.amount, user_fee: 0, fee: 0, channel: r.channel, extra: '{}', status: r.status,
+        failure_msg: null, source: null, balance_transaction: null, settle_account: null, batch_withdrawal: null, time_canceled: null,
+        time_succeeded: null, request_id: null, payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
+      }))).execute();
+      await store.migrate();
+      const kept = await store.db.selectFrom('withdrawal_totals').select(['status', 'channel', 'day_s', 'count', 'amount']).orderBy('day_s').orderBy('status').execute();
+      expect(kept.map((k) => ({ ...k, day_s: Number(k.day_s), count: Number(k.count), amount: Number(k.amount) }))).toEqual([
+        { status: 'created', channel: 'wx_pub', day_s: day, count: 1, amount: 40 },
+        { status: 'succeeded', channel: 'alipay', day_s: day, count: 2, amount: 350 },
+        { status: 'succeeded', channel: 'alipay', day_s: day + DAY_S, count: 1, amount: 7 },
+      ]);
+      expect(await verifyWithdrawalTotals(store.db, 10)).toEqual([]);
+      expect(await withdrawalTotal(store.db, { app: 'app_x', livemode: 0, status: 'succeeded', fromS: day + 6, untilS: day + DAY_S + 1 })).toBe(257);
+    } finally {
+      await store.close();
+      await storage.drop();
+    }
   });
 });
