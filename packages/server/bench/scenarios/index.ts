@@ -3,6 +3,7 @@ import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
 import { userRetrieve, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
+import { growth } from './growth.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -19,4 +20,5 @@ export const scenarios = [
   withdrawalCreateConfirm,
   webhookDelivery,
   webhookDeliveryWide,
+  growth,
 ] as AnyScenario[];
