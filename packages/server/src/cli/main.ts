@@ -6,6 +6,7 @@ import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
 import { asUsageError, storageOptions, withRuntime } from './shared.ts';
+import { registerPruneCommand } from './prune.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -52,6 +53,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     process.exitCode = report.ok ? 0 : 1;
   });
+
+  registerPruneCommand(program);
 
   const keys = program.command('keys').description('platform keys');
   storageOptions(
