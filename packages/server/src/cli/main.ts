@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadConfig, type ConfigFlags } from '../config.ts';
 import { Store } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
+import { verifyLedgerIncremental } from '../ledger/verify_incremental.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
@@ -43,9 +44,13 @@ export async function main(argv: string[]): Promise<void> {
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(
-    ledger.command('verify').description('recompute every balance from the journal; exit 1 on any drift').option('--json', 'print JSON'),
-  ).action(async (opts: ConfigFlags & { json?: boolean }) => {
-    const report = await withRuntime(opts, (rt) => verifyLedger(rt.store));
+    ledger
+      .command('verify')
+      .description('recompute every balance from the journal; exit 1 on any drift')
+      .option('--json', 'print JSON')
+      .option('--incremental', 'check only entries since the last verified checkpoint (a full run, which sets the checkpoint, when there is none)'),
+  ).action(async (opts: ConfigFlags & { json?: boolean; incremental?: boolean }) => {
+    const report = await withRuntime(opts, (rt) => (opts.incremental ? verifyLedgerIncremental(rt.store, rt.clock.nowMs()) : verifyLedger(rt.store)));
     if (opts.json) console.log(JSON.stringify(report, null, 2));
     else {
       console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);

@@ -23,7 +23,7 @@ export interface VerifyReport {
   drift: Drift[];
 }
 
-const MAX_REPORTED = 100;
+export const MAX_REPORTED = 100;
 
 /**
  * Recomputes every balance from the journal: each entry sums to zero, each user's projection
@@ -36,17 +36,22 @@ const MAX_REPORTED = 100;
  * reporting the money that moved between two of its queries as drift.
  */
 export async function verifyLedger(store: { db: Db; engine: Engine }): Promise<VerifyReport> {
+  return inSnapshot(store, verifySnapshot);
+}
+
+/** Runs fn in one read-only snapshot of the database (what every verification reads). */
+export async function inSnapshot<T>(store: { db: Db; engine: Engine }, fn: (db: Db) => Promise<T>): Promise<T> {
   return store.db.connection().execute(async (conn) => {
     await sql.raw(store.engine === 'postgres' ? 'begin isolation level repeatable read read only' : 'begin deferred').execute(conn);
     try {
-      return await verifySnapshot(conn);
+      return await fn(conn);
     } finally {
       await sql.raw('commit').execute(conn);
     }
   });
 }
 
-async function verifySnapshot(db: Db): Promise<VerifyReport> {
+export async function verifySnapshot(db: Db): Promise<VerifyReport> {
   const drift: Drift[] = [];
   const add = (d: Drift) => {
     if (drift.length < MAX_REPORTED) drift.push(d);
