@@ -6,7 +6,7 @@ import { defaults } from '../../src/config.ts';
 import { openRuntime, type Runtime } from '../../src/runtime.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { createApp } from '../../src/services/accounts.ts';
-import { verifyLedger } from '../../src/ledger/verify.ts';
+import { SETTLE_MARGIN_MS, verifyLedgerIncremental } from '../../src/ledger/verify_incremental.ts';
 import { fillGrowth } from '../../test/helpers/growth_fill.ts';
 import { freshStorage, type Engine } from '../lib/server.ts';
 import type { CustomScenario, Metric, Outcome, RunContext } from '../scenario.ts';
@@ -19,7 +19,8 @@ import type { CustomScenario, Metric, Outcome, RunContext } from '../scenario.ts
  * process through Fastify's inject (no sockets: the figure is the server's own work per answer),
  * each list and filter is asked SAMPLES times for its first page and for a cursor page deep in the
  * table; the median is compared with the same at the smallest size. Also: withdrawal create p99 (a
- * user with money, one request at a time) and the time of a full `ledger verify`.
+ * user with money, one request at a time), the time of a full `ledger verify` and of an
+ * incremental one after the creates (`--incremental`).
  * Every withdrawal total is compared with a SUM recomputed from the rows (a mismatch fails the run).
  * Opt-in: `npm run bench -- --only growth` (the fill takes minutes at 1M rows).
  */
@@ -77,6 +78,7 @@ interface SizeResult {
   lists: Map<string, [number, number]>;
   createP99Ms: number;
   verifyMs: number;
+  incrementalMs: number;
   problems: string[];
 }
 
@@ -125,6 +127,12 @@ async function measureSize(engine: Engine, pgUrl: string | undefined, rows: numb
       }
     }
 
+    // A full verify, which also sets the checkpoint the incremental one starts from.
+    const v0 = performance.now();
+    const full = await verifyLedgerIncremental(rt.store, Date.now());
+    const verifyMs = performance.now() - v0;
+    if (!full.ok) problems.push(`${rows} rows: ledger verify found drift: ${full.drift.slice(0, 3).map((d) => d.kind).join(', ')}`);
+
     // Create p99: one user with money, one request at a time (the list indexes and kept totals are on this path).
     const post = (path: string, body: unknown) => app!.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers, payload: JSON.stringify(body) });
     await post('/users', { id: 'creator' });
@@ -139,11 +147,14 @@ async function measureSize(engine: Engine, pgUrl: string | undefined, rows: numb
     creates.sort((a, b) => a - b);
     const createP99Ms = creates[Math.floor(CREATES * 0.99) - 1]!;
 
-    const v0 = performance.now();
-    const report = await verifyLedger(rt.store);
-    const verifyMs = performance.now() - v0;
-    if (!report.ok) problems.push(`${rows} rows: ledger verify found drift: ${report.drift.slice(0, 3).map((d) => d.kind).join(', ')}`);
-    return { rows, fillS, lists, createP99Ms, verifyMs, problems };
+    // The incremental verify of what the creates added, as a run after the settle margin would see it.
+    const i0 = performance.now();
+    const incremental = await verifyLedgerIncremental(rt.store, Date.now() + SETTLE_MARGIN_MS + 60_000);
+    const incrementalMs = performance.now() - i0;
+    if (!incremental.ok || incremental.mode !== 'incremental' || incremental.entries < CREATES) {
+      problems.push(`${rows} rows: incremental verify ${incremental.mode}, ok ${incremental.ok}, ${incremental.entries} entries`);
+    }
+    return { rows, fillS, lists, createP99Ms, verifyMs, incrementalMs, problems };
   } finally {
     await app?.close();
     await rt?.close();
@@ -215,6 +226,7 @@ export const growth: CustomScenario = {
     }
     body.push(['withdrawal create p99', ...results.map((r) => f(r.createP99Ms)), ...results.slice(1).map((r) => (r.createP99Ms / small.createP99Ms).toFixed(2))]);
     body.push(['ledger verify (full)', ...results.map((r) => f(r.verifyMs)), ...results.slice(1).map((r) => (r.verifyMs / small.verifyMs).toFixed(2))]);
+    body.push([`ledger verify --incremental (${CREATES + 1} new entries)`, ...results.map((r) => f(r.incrementalMs)), ...results.slice(1).map((r) => (r.incrementalMs / small.incrementalMs).toFixed(2))]);
     body.push(['fill (s)', ...results.map((r) => r.fillS.toFixed(0)), ...results.slice(1).map(() => '')]);
     const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
     const line = (cells: string[]) => '| ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
@@ -224,6 +236,7 @@ export const growth: CustomScenario = {
     metrics.push({ name: 'worst list ratio', value: worst, unit: `× (${big.rows} vs ${small.rows} rows)` });
     metrics.push({ name: 'create p99 ratio', value: big.createP99Ms / small.createP99Ms, unit: '×' });
     metrics.push({ name: 'full verify', value: big.verifyMs, unit: `ms at ${big.rows} rows` });
+    metrics.push({ name: 'incremental verify', value: big.incrementalMs, unit: `ms at ${big.rows} rows` });
     const cpu = process.cpuUsage(cpu0);
     return {
       load: null,
