@@ -157,6 +157,26 @@ describeEngines('growth: kept withdrawal totals', (engine) => {
     expect([...seen].sort()).toEqual([...STATUSES].sort());
   });
 
+  it('concurrent creates, cancels, confirms and batch cancels share the total rows without deadlock or loss', async () => {
+    const users = ['g0', 'g1', 'g2'];
+    const create = (i: number) =>
+      h.request('POST', h.appPath('/withdrawals'), {
+        body: { user: users[i % 3], amount: 10 + i, channel: 'alipay', order_no: String(5_000_000 + seq++), extra: seedExtra('alipay') },
+      });
+    const first = await Promise.all(Array.from({ length: 12 }, (_, i) => create(i)));
+    const made = first.map((r) => r.json.id as string);
+    const results = await Promise.all([
+      ...Array.from({ length: 12 }, (_, i) => create(100 + i)),
+      ...made.slice(0, 4).map((id) => h.request('PUT', h.appPath(`/withdrawals/${id}`), { body: { status: 'canceled' } })),
+      ...made.slice(4, 6).map((id) => h.request('PUT', h.appPath(`/withdrawals/${id}`), { body: { status: 'pending' } })),
+      h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: made.slice(6, 9), status: 'canceled' } }),
+      h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: made.slice(9, 12), status: 'pending' } }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    expect((await h.verify()).drift).toEqual([]);
+    await expectExact({ status: 'canceled', channel: 'alipay' });
+  });
+
   it('verify names a kept total that no longer matches its withdrawals', async () => {
     await run({ kind: 'create', user: 0, channel: 'alipay', amount: 777, ending: '' });
     await h.rt.store.db.updateTable('withdrawal_totals').set((eb) => ({ amount: eb('amount', '+', 1) })).where('app', '=', h.appId).where('status', '=', 'created').execute();
