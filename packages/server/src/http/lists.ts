@@ -22,7 +22,8 @@ const DEFAULT_LIMIT = 10;
 /**
  * page/per_page reads and throws away every row before the page, so its cost grows with the
  * depth: it is kept for Ping++ compatibility, up to this many skipped rows (500 pages of 20).
- * Deeper answers 400 and points to starting_after, which costs the same at any depth.
+ * Deeper answers 400 and points to starting_after, which costs the same at any depth. The SDK's
+ * auto-pagination switches to the cursor at the same bound (MAX_PAGE_OFFSET in sdk/src/pagination.ts).
  */
 export const MAX_PAGE_OFFSET = 10_000;
 
