@@ -209,6 +209,8 @@ describeEngines('growth: migration 0004 backfills the kept totals', (engine) => 
       await store.migrate();
       const kept = await store.db.selectFrom('withdrawal_totals').select(['status', 'channel', 'day_s', 'count', 'amount']).orderBy('day_s').orderBy('status').execute();
       expect(kept.map((k) => ({ ...k, day_s: Number(k.day_s), count: Number(k.count), amount: Number(k.amount) }))).toEqual([
+        { status: 'created', channel: 'wx_pub', day_s: -1, count: 1, amount: 40 },
+        { status: 'succeeded', channel: 'alipay', day_s: -1, count: 3, amount: 357 },
         { status: 'created', channel: 'wx_pub', day_s: day, count: 1, amount: 40 },
         { status: 'succeeded', channel: 'alipay', day_s: day, count: 2, amount: 350 },
         { status: 'succeeded', channel: 'alipay', day_s: day + DAY_S, count: 1, amount: 7 },

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
 import { ID_EPOCH_MS } from '../domain/ids.ts';
+import { ALL_TIME } from '../store/withdrawal_totals.ts';
 import { inSnapshot, MAX_REPORTED, verifySnapshot, type Drift, type VerifyReport } from './verify.ts';
 
 /**
@@ -128,6 +129,7 @@ async function incremental(db: Db, cp: Checkpoint, bound: string): Promise<{ rep
     .selectFrom('withdrawal_totals')
     .select(['app', 'livemode', sql<number>`sum(amount)`.as('total')])
     .where('status', 'in', ['created', 'pending'])
+    .where('day_s', '=', ALL_TIME)
     .groupBy(['app', 'livemode'])
     .execute();
   const owed = new Map(open.map((o) => [`app:${o.app}:${Number(o.livemode) ? 'live' : 'test'}:withdrawal_hold`, Number(o.total)]));

@@ -288,7 +288,8 @@ const m0001_initial: Migration = {
  * Lists that answer in the time of a page, not of the table (issue #16).
  * - withdrawal_totals: `total_withdrawals_amount` read from sums kept in the transaction that
  *   inserts a withdrawal or changes its status, per app, mode, status, channel and UTC day (so a
- *   `created` range reads whole-day buckets plus at most two partial days). Backfilled here.
+ *   `created` range reads whole-day buckets plus at most two partial days), and all-time
+ *   (day_s = -1). Backfilled here.
  * - indexes for the filter combinations that had none, and for the users list ordered by pk.
  */
 const m0004_list_growth: Migration = {
@@ -307,6 +308,10 @@ const m0004_list_growth: Migration = {
     await sql`insert into withdrawal_totals (app, livemode, status, channel, day_s, count, amount)
       select app, livemode, status, channel, created - (created % 86400), count(*), sum(amount)
       from withdrawals group by app, livemode, status, channel, created - (created % 86400)`.execute(db);
+    // The all-time buckets (day_s = -1): a total without a created range reads these.
+    await sql`insert into withdrawal_totals (app, livemode, status, channel, day_s, count, amount)
+      select app, livemode, status, channel, -1, count(*), sum(amount)
+      from withdrawals group by app, livemode, status, channel`.execute(db);
     for (const [name, table, cols] of [
       ['withdrawals_status_channel', 'withdrawals', ['app', 'livemode', 'status', 'channel', 'created', 'id']],
       ['users_list_pk', 'users', ['app', 'livemode', 'created', 'pk']],

@@ -263,7 +263,7 @@ export interface Database {
 }
 
 
-/** Kept sums of withdrawals per app, mode, status, channel and UTC day (`day_s`: the day's first second). */
+/** Kept sums of withdrawals per app, mode, status, channel and UTC day (`day_s`: the day's first second; -1: all time). */
 export interface WithdrawalTotalRow {
   app: string;
   livemode: Bool;

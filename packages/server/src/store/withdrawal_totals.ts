@@ -18,6 +18,11 @@ import type { Bool, WithdrawalTotalRow } from './schema.ts';
 
 export const DAY_S = 86_400;
 const dayOf = (createdS: number) => createdS - (createdS % DAY_S);
+/**
+ * `day_s` of the all-time bucket of each app, mode, status and channel: a total without a
+ * `created` range reads ≤ 35 rows (5 statuses × 7 channels), not one per day of history.
+ */
+export const ALL_TIME = -1;
 
 /** One withdrawal entering (`from: null`), leaving (`to: null`) or moving between statuses. */
 export interface WithdrawalMove {
@@ -36,12 +41,14 @@ const CHUNK = 500;
 export async function moveWithdrawalTotals(trx: Db, moves: readonly WithdrawalMove[]): Promise<void> {
   const deltas = new Map<string, WithdrawalTotalRow>();
   const add = (m: WithdrawalMove, status: string, sign: 1 | -1) => {
-    const row: WithdrawalTotalRow = { app: m.app, livemode: m.livemode, status, channel: m.channel, day_s: dayOf(m.created), count: 0, amount: 0 };
-    const key = JSON.stringify([row.app, row.livemode, row.status, row.channel, row.day_s]);
-    const d = deltas.get(key) ?? row;
-    d.count += sign;
-    d.amount += sign * m.amount;
-    deltas.set(key, d);
+    for (const day_s of [dayOf(m.created), ALL_TIME]) {
+      const row: WithdrawalTotalRow = { app: m.app, livemode: m.livemode, status, channel: m.channel, day_s, count: 0, amount: 0 };
+      const key = JSON.stringify([row.app, row.livemode, row.status, row.channel, row.day_s]);
+      const d = deltas.get(key) ?? row;
+      d.count += sign;
+      d.amount += sign * m.amount;
+      deltas.set(key, d);
+    }
   };
   for (const m of moves) {
     if (m.from === m.to) continue;
@@ -97,7 +104,8 @@ export async function withdrawalTotal(db: Db, q: WithdrawalTotalQuery): Promise<
     .where('livemode', '=', q.livemode);
   if (q.status !== undefined) bucket = bucket.where('status', '=', q.status);
   if (q.channel !== undefined) bucket = bucket.where('channel', '=', q.channel);
-  if (firstWholeDay !== undefined) bucket = bucket.where('day_s', '>=', firstWholeDay);
+  if (fromS === undefined && untilS === undefined) bucket = bucket.where('day_s', '=', ALL_TIME);
+  else bucket = bucket.where('day_s', '>=', firstWholeDay ?? 0);
   if (endWholeDays !== undefined) bucket = bucket.where('day_s', '<', endWholeDays);
   let total = Number((await bucket.executeTakeFirstOrThrow()).total);
   if (fromS !== undefined && fromS < firstWholeDay!) total += await rowSum(db, q, fromS, firstWholeDay!);
@@ -124,16 +132,25 @@ export interface TotalsDrift {
 }
 
 /**
- * Recomputes every bucket from the withdrawal rows and names each one that differs (empty
- * buckets, left behind when their last withdrawal moved on, count as absent).
+ * Recomputes every bucket (per day and all-time) from the withdrawal rows and names each one that
+ * differs (empty buckets, left behind when their last withdrawal moved on, count as absent).
  */
 export async function verifyWithdrawalTotals(db: Db, limit: number): Promise<TotalsDrift[]> {
   const day = sql<number>`created - (created % ${sql.lit(DAY_S)})`;
-  const actual = await db
+  const perDay = await db
     .selectFrom('withdrawals')
     .select(['app', 'livemode', 'status', 'channel', day.as('day_s'), sql<number>`count(*)`.as('count'), sql<number>`sum(amount)`.as('amount')])
     .groupBy(['app', 'livemode', 'status', 'channel', day])
     .execute();
+  const allTime = new Map<string, { app: string; livemode: number; status: string; channel: string; day_s: number; count: number; amount: number }>();
+  for (const d of perDay) {
+    const k = JSON.stringify([d.app, d.livemode, d.status, d.channel]);
+    const a = allTime.get(k) ?? { app: d.app, livemode: d.livemode, status: d.status, channel: d.channel, day_s: ALL_TIME, count: 0, amount: 0 };
+    a.count += Number(d.count);
+    a.amount += Number(d.amount);
+    allTime.set(k, a);
+  }
+  const actual = [...perDay, ...allTime.values()];
   const kept = await db.selectFrom('withdrawal_totals').selectAll().where((eb) => eb.or([eb('count', '<>', 0), eb('amount', '<>', 0)])).execute();
   const key = (r: { app: string; livemode: number; status: string; channel: string; day_s: number }) =>
     `${r.app}/${Number(r.livemode) ? 'live' : 'test'}/${r.status}/${r.channel}/${Number(r.day_s)}`;
