@@ -9,7 +9,9 @@ import { fillGrowth } from './helpers/growth_fill.ts';
  * Every list and filter the API offers must be answered by an index that yields the page in
  * order: the engine's own plan for each page query a request issues shows no sort and no full
  * scan (SQLite: no `USE TEMP B-TREE`, no `SCAN`; PostgreSQL, on a few thousand rows after
- * ANALYZE: an Index Scan, no Sort, no Seq Scan). A new filter without its index fails here.
+ * ANALYZE, both the plan for the given values and the generic plan a named statement may switch
+ * to: an Index Scan, no Sort, no Seq Scan), and a cursor page's bound is part of the index range.
+ * A new filter without its index fails here.
  *
  * Two filters are knowingly answered through a narrower index instead of one of their own:
  * withdrawals and balance transactions filtered by `user` plus another field use the user index
@@ -59,6 +61,22 @@ describeEngines('growth: every list by index', (engine) => {
       const explain = engine === 'sqlite' ? 'explain query plan ' : 'explain ';
       const r = await original.executeQuery<Record<string, string>>(CompiledQuery.raw(explain + c.sql, [...c.parameters]));
       out.push({ sql: c.sql, plan: r.rows.map((row) => (engine === 'sqlite' ? row.detail! : row['QUERY PLAN']!)) });
+      if (engine === 'postgres') {
+        // The server's statements are named (prepared once per connection): after five runs
+        // PostgreSQL may switch to one generic plan for every parameter value. It must be indexed too.
+        const literal = (v: unknown) => (typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
+        const generic = await original.connection().execute(async (conn) => {
+          await conn.executeQuery(CompiledQuery.raw('set plan_cache_mode = force_generic_plan'));
+          await conn.executeQuery(CompiledQuery.raw(`prepare growth_plan as ${c.sql}`));
+          try {
+            return await conn.executeQuery<Record<string, string>>(CompiledQuery.raw(`explain execute growth_plan(${c.parameters.map(literal).join(', ')})`));
+          } finally {
+            await conn.executeQuery(CompiledQuery.raw('deallocate growth_plan'));
+            await conn.executeQuery(CompiledQuery.raw('reset plan_cache_mode'));
+          }
+        });
+        out.push({ sql: `${c.sql} [generic plan]`, plan: generic.rows.map((row) => row['QUERY PLAN']!) });
+      }
     }
     return out;
   }
