@@ -19,6 +19,8 @@ export interface GrowthFill {
   rows: number;
   endS: number;
   spanS: number;
+  /** default rows/100 (at least 100): each user has about 100 withdrawals and 10 transfers at any size */
+  users?: number;
   /** 1 in `undeliveredEvery` events has a delivery not (yet) succeeded */
   undeliveredEvery?: number;
 }
@@ -33,7 +35,7 @@ const EVENT_TYPES = ['balance.withdrawal.succeeded', 'balance.withdrawal.failed'
 const idAt = (createdS: number, n: number) => String(BigInt(createdS) * 1_000_000_000n + BigInt(n)).padStart(19, '1');
 
 export async function fillGrowth(db: Db, f: GrowthFill): Promise<void> {
-  const users = Math.max(1_000, Math.floor(f.rows / 100));
+  const users = f.users ?? Math.max(100, Math.floor(f.rows / 100));
   const createdOf = (i: number, n: number) => f.endS - f.spanS + Math.floor((i * f.spanS) / n);
   const userId = (i: number) => `gu${i % users}`;
   const userPk = (i: number) => `gpk${String(i % users).padStart(9, '0')}`;
@@ -89,7 +91,7 @@ export async function fillGrowth(db: Db, f: GrowthFill): Promise<void> {
     };
   });
 
-  const tenth = Math.max(1_000, Math.floor(f.rows / 10));
+  const tenth = Math.max(100, Math.floor(f.rows / 10));
   await insertChunks(db, 'batch_withdrawals', tenth, (i) => {
     const created = createdOf(i, tenth);
     return { ...base, id: idAt(created, i), status: i % 5 === 0 ? 'partially_succeeded' : 'succeeded', metadata: '{}', created, time_finished: created };
