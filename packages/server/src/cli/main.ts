@@ -53,7 +53,8 @@ export async function main(argv: string[]): Promise<void> {
     const report = await withRuntime(opts, (rt) => (opts.incremental ? verifyLedgerIncremental(rt.store, rt.clock.nowMs()) : verifyLedger(rt.store)));
     if (opts.json) console.log(JSON.stringify(report, null, 2));
     else {
-      console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);
+      const since = 'mode' in report && report.mode === 'incremental' ? ' since the last checkpoint' : '';
+      console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users${since}: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);
       for (const d of report.drift) console.log(`  ${d.kind} ${d.subject}: ${d.detail}`);
     }
     process.exitCode = report.ok ? 0 : 1;
