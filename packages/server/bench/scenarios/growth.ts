@@ -18,7 +18,7 @@ import type { CustomScenario, Metric, Outcome, RunContext } from '../scenario.ts
  * of that many rows each, users a hundredth, the other lists a tenth, over 365 days), then, in this
  * process through Fastify's inject (no sockets: the figure is the server's own work per answer),
  * each list and filter is asked SAMPLES times for its first page and for a cursor page deep in the
- * table; the median is compared with the same at the smallest size. Also: withdrawal create p99 (a
+ * table, in turns across the sizes; the median is compared with the same at the smallest size. Also: withdrawal create p99 (a
  * user with money, one request at a time), the time of a full `ledger verify` and of an
  * incremental one after the creates (`--incremental`).
  * Every withdrawal total is compared with a SUM recomputed from the rows (a mismatch fails the run).
@@ -79,12 +79,22 @@ interface SizeResult {
   createP99Ms: number;
   verifyMs: number;
   incrementalMs: number;
-  problems: string[];
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function measureSize(engine: Engine, pgUrl: string | undefined, rows: number, endS: number): Promise<SizeResult> {
+/** One size: its own storage, filled, with a runtime and the API in this process. */
+interface Sized {
+  rows: number;
+  fillS: number;
+  rt: Runtime;
+  merchant: { id: string; account: string };
+  get(url: string): Promise<{ ms: number; json: { data: { id: string }[]; total_withdrawals_amount?: number } }>;
+  post(path: string, body: unknown): Promise<{ ms: number; status: number; body: string }>;
+  close(): Promise<void>;
+}
+
+async function openSize(engine: Engine, pgUrl: string | undefined, rows: number, endS: number): Promise<Sized> {
   const storage = await freshStorage(engine, pgUrl);
   let rt: Runtime | undefined;
   let app: FastifyInstance | undefined;
@@ -98,68 +108,108 @@ async function measureSize(engine: Engine, pgUrl: string | undefined, rows: numb
     await fillGrowth(rt.store.db, { app: merchant.id, accountId: merchant.account, rows, endS, spanS: SPAN_S });
     await rt.store.db.executeQuery(CompiledQuery.raw('analyze'));
     const fillS = (performance.now() - fillStart) / 1000;
-    app = await buildApp(rt);
+    const api = await buildApp(rt);
+    app = api;
     const headers = { authorization: `Bearer ${merchant.secret_key_test}`, 'content-type': 'application/json' };
-    const get = async (url: string) => {
-      const t0 = performance.now();
-      const res = await app!.inject({ method: 'GET', url, headers });
-      const ms = performance.now() - t0;
-      if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
-      return { ms, json: res.json() as { data: { id: string }[]; total_withdrawals_amount?: number } };
+    const opened = rt;
+    return {
+      rows, fillS, rt: opened, merchant,
+      async get(url) {
+        const t0 = performance.now();
+        const res = await api.inject({ method: 'GET', url, headers });
+        const ms = performance.now() - t0;
+        if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body}`);
+        return { ms, json: res.json() };
+      },
+      async post(path, body) {
+        const t0 = performance.now();
+        const res = await api.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers, payload: JSON.stringify(body) });
+        return { ms: performance.now() - t0, status: res.statusCode, body: res.body };
+      },
+      async close() {
+        await api.close();
+        await opened.close();
+        await storage.drop();
+      },
     };
-    const problems: string[] = [];
-    const lists = new Map<string, [number, number]>();
-    for (const c of cases(endS)) {
-      const base = c.path === '/events' ? '/v1/events' : `/v1/apps/${merchant.id}${c.path}`;
-      const url = (extra: string) => `${base}?${[c.query, extra].filter(Boolean).join('&')}`;
-      const cursor = await deepCursor(rt, merchant, c);
-      const first: number[] = [];
-      const deep: number[] = [];
-      for (let i = 0; i < SAMPLES; i++) {
-        first.push((await get(url('per_page=20'))).ms);
-        if (cursor) deep.push((await get(url(`limit=20&starting_after=${cursor}`))).ms);
-      }
-      lists.set(c.name, [median(first), deep.length ? median(deep) : NaN]);
-      if (c.total) {
-        const listed = (await get(url('per_page=1'))).json.total_withdrawals_amount;
-        const want = await recomputedTotal(rt, merchant.id, c);
-        if (listed !== want) problems.push(`${rows} rows, ${c.name}: total_withdrawals_amount ${listed}, recomputed ${want}`);
-      }
-    }
-
-    // A full verify, which also sets the checkpoint the incremental one starts from.
-    const v0 = performance.now();
-    const full = await verifyLedgerIncremental(rt.store, Date.now());
-    const verifyMs = performance.now() - v0;
-    if (!full.ok) problems.push(`${rows} rows: ledger verify found drift: ${full.drift.slice(0, 3).map((d) => d.kind).join(', ')}`);
-
-    // Create p99: one user with money, one request at a time (the list indexes and kept totals are on this path).
-    const post = (path: string, body: unknown) => app!.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers, payload: JSON.stringify(body) });
-    await post('/users', { id: 'creator' });
-    await post('/balance_settlements', { user: 'creator', amount: 100_000_000, order_no: 'fundcreator' });
-    const creates: number[] = [];
-    for (let i = 0; i < CREATES; i++) {
-      const t0 = performance.now();
-      const res = await post('/withdrawals', { user: 'creator', amount: 100, channel: 'alipay', order_no: String(9_000_000 + i), extra: { account: 'a@example.com', name: '张三' } });
-      creates.push(performance.now() - t0);
-      if (res.statusCode !== 200) throw new Error(`create: ${res.statusCode} ${res.body}`);
-    }
-    creates.sort((a, b) => a - b);
-    const createP99Ms = creates[Math.floor(CREATES * 0.99) - 1]!;
-
-    // The incremental verify of what the creates added, as a run after the settle margin would see it.
-    const i0 = performance.now();
-    const incremental = await verifyLedgerIncremental(rt.store, Date.now() + SETTLE_MARGIN_MS + 60_000);
-    const incrementalMs = performance.now() - i0;
-    if (!incremental.ok || incremental.mode !== 'incremental' || incremental.entries < CREATES) {
-      problems.push(`${rows} rows: incremental verify ${incremental.mode}, ok ${incremental.ok}, ${incremental.entries} entries`);
-    }
-    return { rows, fillS, lists, createP99Ms, verifyMs, incrementalMs, problems };
-  } finally {
+  } catch (err) {
     await app?.close();
     await rt?.close();
     await storage.drop();
+    throw err;
   }
+}
+
+/**
+ * Every size is filled first; then each figure is sampled in turns across the sizes (10k, 1M,
+ * 10k, 1M …), so a burst of other work on this shared machine lands on both sides of a ratio.
+ */
+async function measure(sized: Sized[], endS: number, problems: string[]): Promise<SizeResult[]> {
+  const lists = sized.map(() => new Map<string, [number, number]>());
+  for (const c of cases(endS)) {
+    const prepared = await Promise.all(
+      sized.map(async (z) => {
+        const base = c.path === '/events' ? '/v1/events' : `/v1/apps/${z.merchant.id}${c.path}`;
+        return { url: (extra: string) => `${base}?${[c.query, extra].filter(Boolean).join('&')}`, cursor: await deepCursor(z.rt, z.merchant, c) };
+      }),
+    );
+    const first = sized.map((): number[] => []);
+    const deep = sized.map((): number[] => []);
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const [k, z] of sized.entries()) {
+        const { url, cursor } = prepared[k]!;
+        first[k]!.push((await z.get(url('per_page=20'))).ms);
+        if (cursor) deep[k]!.push((await z.get(url(`limit=20&starting_after=${cursor}`))).ms);
+      }
+    }
+    for (const [k, z] of sized.entries()) {
+      lists[k]!.set(c.name, [median(first[k]!), deep[k]!.length ? median(deep[k]!) : NaN]);
+      if (c.total) {
+        const listed = (await z.get(prepared[k]!.url('per_page=1'))).json.total_withdrawals_amount;
+        const want = await recomputedTotal(z.rt, z.merchant.id, c);
+        if (listed !== want) problems.push(`${z.rows} rows, ${c.name}: total_withdrawals_amount ${listed}, recomputed ${want}`);
+      }
+    }
+  }
+
+  // A full verify each, which also sets the checkpoint the incremental one starts from.
+  const verifyMs: number[] = [];
+  for (const z of sized) {
+    const v0 = performance.now();
+    const full = await verifyLedgerIncremental(z.rt.store, Date.now());
+    verifyMs.push(performance.now() - v0);
+    if (!full.ok) problems.push(`${z.rows} rows: ledger verify found drift: ${full.drift.slice(0, 3).map((d) => d.kind).join(', ')}`);
+  }
+
+  // Create p99: one user with money per size, one request at a time, in turns.
+  for (const z of sized) {
+    await z.post('/users', { id: 'creator' });
+    await z.post('/balance_settlements', { user: 'creator', amount: 100_000_000, order_no: 'fundcreator' });
+  }
+  const creates = sized.map((): number[] => []);
+  for (let i = 0; i < CREATES; i++) {
+    for (const [k, z] of sized.entries()) {
+      const res = await z.post('/withdrawals', { user: 'creator', amount: 100, channel: 'alipay', order_no: String(9_000_000 + i), extra: { account: 'a@example.com', name: '张三' } });
+      if (res.status !== 200) throw new Error(`create: ${res.status} ${res.body}`);
+      creates[k]!.push(res.ms);
+    }
+  }
+
+  // The incremental verify of what the creates added, as a run after the settle margin would see it.
+  const out: SizeResult[] = [];
+  for (const [k, z] of sized.entries()) {
+    {
+      const i0 = performance.now();
+      const incremental = await verifyLedgerIncremental(z.rt.store, Date.now() + SETTLE_MARGIN_MS + 60_000);
+      const incrementalMs = performance.now() - i0;
+      if (!incremental.ok || incremental.mode !== 'incremental' || incremental.entries < CREATES) {
+        problems.push(`${z.rows} rows: incremental verify ${incremental.mode}, ok ${incremental.ok}, ${incremental.entries} entries`);
+      }
+      const sorted = [...creates[k]!].sort((a, b) => a - b);
+      out.push({ rows: z.rows, fillS: z.fillS, lists: lists[k]!, createP99Ms: sorted[Math.floor(CREATES * 0.99) - 1]!, verifyMs: verifyMs[k]!, incrementalMs });
+    }
+  }
+  return out;
 }
 
 /** An id about 30 rows from the oldest end of the list: the cursor page is as deep as the table. */
@@ -201,11 +251,18 @@ export const growth: CustomScenario = {
     const cpu0 = process.cpuUsage();
     const pgUrl = process.env.TIXIAN_BENCH_DATABASE_URL ?? process.env.TIXIAN_TEST_DATABASE_URL;
     const endS = Math.floor(Date.now() / 1000);
-    const results: SizeResult[] = [];
-    for (const rows of sizes()) {
-      console.error(`  growth/${ctx.engine}: filling ${rows} rows …`);
-      results.push(await measureSize(ctx.engine, pgUrl, rows, endS));
-      console.error(`  growth/${ctx.engine}: ${rows} rows filled in ${results.at(-1)!.fillS.toFixed(0)} s and measured`);
+    const sized: Sized[] = [];
+    const problems: string[] = [];
+    let results: SizeResult[];
+    try {
+      for (const rows of sizes()) {
+        console.error(`  growth/${ctx.engine}: filling ${rows} rows …`);
+        sized.push(await openSize(ctx.engine, pgUrl, rows, endS));
+        console.error(`  growth/${ctx.engine}: ${rows} rows filled in ${sized.at(-1)!.fillS.toFixed(0)} s`);
+      }
+      results = await measure(sized, endS, problems);
+    } finally {
+      for (const z of sized) await z.close();
     }
     const small = results[0]!;
     const metrics: Metric[] = [];
@@ -244,7 +301,7 @@ export const growth: CustomScenario = {
       server: null,
       benchCpuS: (cpu.user + cpu.system) / 1e6,
       metrics,
-      problems: results.flatMap((r) => r.problems),
+      problems,
     };
   },
 };
