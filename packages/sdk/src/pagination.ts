@@ -35,13 +35,24 @@ export type FetchPage<L> = (params: ListParams & Record<string, unknown>) => Pro
 /** Upper bound of `autoPagingToArray({ limit })`, so a typo cannot load a whole ledger into memory. */
 export const AUTO_PAGING_MAX_ITEMS = 100_000;
 
+/**
+ * The most rows a `page`/`per_page` request may skip on tixian (`(page − 1) × per_page`); deeper
+ * pages answer 400 and point to `starting_after`, which costs the same at any depth.
+ */
+export const MAX_PAGE_OFFSET = 10_000;
+
 export function nextParams<T extends { id: string }>(
   list: List<T>,
   params: ListParams & Record<string, unknown>,
 ): (ListParams & Record<string, unknown>) | null {
   if (!list.has_more || list.data.length === 0) return null;
   if (byPageNumber(params)) {
-    return { ...params, page: (params.page ?? 1) + 1 };
+    const page = params.page ?? 1;
+    const perPage = params.per_page ?? list.data.length;
+    if (page * perPage <= MAX_PAGE_OFFSET) return { ...params, page: page + 1 };
+    // tixian answers page=N only up to MAX_PAGE_OFFSET skipped rows: go on by cursor from the last id.
+    const { page: _page, per_page: _perPage, ending_before: _before, ...rest } = params;
+    return { ...rest, limit: perPage, starting_after: list.data[list.data.length - 1]!.id };
   }
   if (params.ending_before !== undefined && params.starting_after === undefined) {
     return { ...params, ending_before: advanced(params.ending_before, list.data[0]!.id) };

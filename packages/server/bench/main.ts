@@ -67,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`unknown scenario ${unknown.join(', ')}\n${USAGE}`);
     return 2;
   }
-  const chosen = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios;
+  const chosen = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios.filter((s) => !('optIn' in s && s.optIn));
 
   const pgUrl = process.env.TIXIAN_BENCH_DATABASE_URL ?? process.env.TIXIAN_TEST_DATABASE_URL;
   const engines: Engine[] = args.engines

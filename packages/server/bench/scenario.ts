@@ -40,6 +40,8 @@ export interface CustomScenario {
   description: string;
   /** As on Scenario: the summary compares the two rows' throughput. */
   baseline?: string;
+  /** Runs only when named with --only (it takes minutes). */
+  optIn?: boolean;
   run(ctx: RunContext): Promise<Outcome>;
 }
 

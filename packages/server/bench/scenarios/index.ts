@@ -6,6 +6,7 @@ import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
 import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreateHot } from './withdrawal_limits.ts';
 import { consoleWithdrawalsList } from './console_list.ts';
+import { growth } from './growth.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -30,4 +31,5 @@ export const scenarios = [
   withdrawalCreate1kOneCommitEach,
   userRetrieveDistinct,
   consoleWithdrawalsList,
+  growth,
 ] as AnyScenario[];

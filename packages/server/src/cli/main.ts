@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { loadConfig, settings, type ConfigFlags } from '../config.ts';
 import { describeDatabaseErrors, openStore } from '../store/db.ts';
 import { verifyLedger } from '../ledger/verify.ts';
+import { verifyLedgerIncremental } from '../ledger/verify_incremental.ts';
 import { serve } from './serve.ts';
 import { registerAppsCommands } from './apps.ts';
 import { registerEventCommands } from './events.ts';
@@ -11,6 +12,7 @@ import { registerTriggerCommand } from './trigger.ts';
 import { asUsageError, cliFlags, settingOption, storageOptions, withRuntime } from './shared.ts';
 import { signingPublicKey } from './apps-keys.ts';
 import { registerOperatorCommands } from './operators.ts';
+import { registerPruneCommand } from './prune.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -47,16 +49,23 @@ export async function main(argv: string[]): Promise<void> {
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(
-    ledger.command('verify').description('recompute every balance from the journal; exit 1 on any drift').option('--json', 'print JSON'),
-  ).action(async (opts: ConfigFlags & { json?: boolean }) => {
-    const report = await withRuntime(opts, (rt) => verifyLedger(rt.store));
+    ledger
+      .command('verify')
+      .description('recompute every balance from the journal; exit 1 on any drift')
+      .option('--json', 'print JSON')
+      .option('--incremental', 'check only entries since the last verified checkpoint (a full run, which sets the checkpoint, when there is none)'),
+  ).action(async (opts: ConfigFlags & { json?: boolean; incremental?: boolean }) => {
+    const report = await withRuntime(opts, (rt) => (opts.incremental ? verifyLedgerIncremental(rt.store, rt.clock.nowMs()) : verifyLedger(rt.store)));
     if (opts.json) console.log(JSON.stringify(report, null, 2));
     else {
-      console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);
+      const since = 'mode' in report && report.mode === 'incremental' ? ' since the last checkpoint' : '';
+      console.log(`${report.entries} entries, ${report.postings} postings, ${report.users} users${since}: ${report.ok ? 'no drift' : `${report.drift.length} problem(s)`}`);
       for (const d of report.drift) console.log(`  ${d.kind} ${d.subject}: ${d.detail}`);
     }
     process.exitCode = report.ok ? 0 : 1;
   });
+
+  registerPruneCommand(program);
 
   const keys = program.command('keys').description('platform keys');
   storageOptions(

@@ -1,9 +1,17 @@
 import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
 import { observeLedgerVerification } from '../observability/metrics.ts';
+import { verifyWithdrawalTotals } from '../store/withdrawal_totals.ts';
 
 export interface Drift {
-  kind: 'entry_unbalanced' | 'user_balance' | 'negative_balance' | 'withdrawable_above_available' | 'line_mismatch' | 'hold_mismatch';
+  kind:
+    | 'entry_unbalanced'
+    | 'user_balance'
+    | 'negative_balance'
+    | 'withdrawable_above_available'
+    | 'line_mismatch'
+    | 'hold_mismatch'
+    | 'withdrawal_totals';
   subject: string;
   detail: string;
 }
@@ -16,29 +24,35 @@ export interface VerifyReport {
   drift: Drift[];
 }
 
-const MAX_REPORTED = 100;
+export const MAX_REPORTED = 100;
 
 /**
  * Recomputes every balance from the journal: each entry sums to zero, each user's projection
  * equals the sum of their postings, no balance is negative, withdrawable never exceeds available,
  * the balance_transactions (the user-facing lines) add up to the same amounts, and each app's
- * withdrawal hold equals its open (created or pending) withdrawals.
+ * withdrawal hold equals its open (created or pending) withdrawals, and the kept withdrawal totals
+ * equal the withdrawals they sum.
  *
  * Reads one snapshot (a read-only transaction), so it can run against a live server without
  * reporting the money that moved between two of its queries as drift.
  */
 export async function verifyLedger(store: { db: Db; engine: Engine }): Promise<VerifyReport> {
+  return inSnapshot(store, verifySnapshot);
+}
+
+/** Runs fn in one read-only snapshot of the database (what every verification reads). */
+export async function inSnapshot<T>(store: { db: Db; engine: Engine }, fn: (db: Db) => Promise<T>): Promise<T> {
   return store.db.connection().execute(async (conn) => {
     await sql.raw(store.engine === 'postgres' ? 'begin isolation level repeatable read read only' : 'begin deferred').execute(conn);
     try {
-      return await verifySnapshot(conn);
+      return await fn(conn);
     } finally {
       await sql.raw('commit').execute(conn);
     }
   });
 }
 
-async function verifySnapshot(db: Db): Promise<VerifyReport> {
+export async function verifySnapshot(db: Db): Promise<VerifyReport> {
   const drift: Drift[] = [];
   const add = (d: Drift) => {
     if (drift.length < MAX_REPORTED) drift.push(d);
@@ -133,6 +147,9 @@ async function verifySnapshot(db: Db): Promise<VerifyReport> {
     const owed = openByAccount.get(account) ?? 0;
     if (held !== owed) add({ kind: 'hold_mismatch', subject: account, detail: `holds ${held} but open withdrawals total ${owed}` });
   }
+
+  // The kept sums behind total_withdrawals_amount must equal the rows they sum.
+  for (const d of await verifyWithdrawalTotals(db, MAX_REPORTED)) add({ kind: 'withdrawal_totals', ...d });
 
   observeLedgerVerification(drift.length);
   return { ok: drift.length === 0, entries: Number(entryCount.n), postings: Number(counts.postings), users, drift };

@@ -7,8 +7,9 @@ import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
-import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
+import { markCanceled, markManyPending, statusMoves, withdrawalToWire } from './withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
+import { moveWithdrawalTotals } from '../store/withdrawal_totals.ts';
 
 export const MAX_BATCH_SIZE = 200;
 
@@ -58,13 +59,19 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     if (status === 'pending') {
       const updated = await markManyPending(trx, scope, ids, nowMs, batch.id);
       if (updated.length !== ids.length) await raceError(trx, scope, ids, new Set(updated.map((r) => r.id)));
+      await moveWithdrawalTotals(trx, statusMoves(updated, 'created', 'pending'));
     } else {
       // Each cancel locks its user's row: take them in user order, the order every movement uses,
       // so a batch cancel and concurrent transfers cannot deadlock on PostgreSQL.
       const order = ids.map((id, i) => ({ id, i, userPk: byId.get(id)!.user_pk })).sort((a, b) => (a.userPk < b.userPk ? -1 : a.userPk > b.userPk ? 1 : 0));
+      const canceled: WithdrawalRow[] = [];
       for (const { id, i } of order) {
-        if (!(await markCanceled(trx, scope, id, nowMs, batch))) await raceError(trx, scope, [id], new Set(), i);
+        const row = await markCanceled(trx, scope, id, nowMs, batch);
+        if (!row) await raceError(trx, scope, [id], new Set(), i);
+        else canceled.push(row);
       }
+      // After every user's row: the shared total rows are locked last (store/withdrawal_totals.ts).
+      await moveWithdrawalTotals(trx, statusMoves(canceled, 'created', 'canceled'));
     }
   });
   if (status === 'pending') rt.bus.emit('payout');

@@ -18,6 +18,7 @@ import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
+import { moveWithdrawalTotals, withdrawalTotal, type WithdrawalMove } from '../store/withdrawal_totals.ts';
 import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
 import { maskSettleAccountExtra } from './settle_accounts_view.ts';
@@ -148,6 +149,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
       };
       await trx.insertInto('withdrawals').values(row).execute();
+      await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
       return row;
     }),
   );
@@ -171,6 +173,15 @@ export async function retrieveWithdrawal(rt: Runtime, scope: Scope, id: string):
   return withdrawalToWire(await findWithdrawal(rt.store.db, scope, id));
 }
 
+/** The `created` filters as one half-open range [fromS, untilS) of Unix seconds. */
+function createdRange(p: ListParams): { fromS?: number; untilS?: number } {
+  const lows = [p.created, p['created[gte]'], p['created[gt]'] === undefined ? undefined : p['created[gt]'] + 1].filter((v) => v !== undefined);
+  const highs = [p.created === undefined ? undefined : p.created + 1, p['created[lt]'], p['created[lte]'] === undefined ? undefined : p['created[lte]'] + 1].filter(
+    (v) => v !== undefined,
+  );
+  return { ...(lows.length ? { fromS: Math.max(...lows) } : {}), ...(highs.length ? { untilS: Math.min(...highs) } : {}) };
+}
+
 /** List plus `total_withdrawals_amount`: the sum over every matching withdrawal, not just this page. */
 export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalListParams): Promise<Omit<WithdrawalList, 'url' | 'object'>> {
   // The filters use the (app, livemode, status|user|channel, created, id) indexes.
@@ -182,10 +193,21 @@ export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalLi
     return qb;
   };
   const { rows, hasMore } = await listPage<WithdrawalRow>(rt.store.db, 'withdrawals', scoped, p);
-  const total = (await whereCreated(scoped(rt.store.db.selectFrom('withdrawals')), p)
-    .select(sql<number>`coalesce(sum(amount), 0)`.as('total'))
-    .executeTakeFirstOrThrow()) as { total: number };
-  return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: Number(total.total) };
+  return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: await totalAmount(rt.store.db, scope, p, scoped) };
+}
+
+/**
+ * From the kept totals, except with a `user` filter: one user's withdrawals are few, and summing
+ * them through the (app, livemode, user, created) index costs what their pages cost.
+ */
+async function totalAmount(db: Db, scope: Scope, p: WithdrawalListParams, scoped: (qb: AnyQuery) => AnyQuery): Promise<number> {
+  if (p.user !== undefined) {
+    const total = (await whereCreated(scoped(db.selectFrom('withdrawals')), p)
+      .select(sql<number>`coalesce(sum(amount), 0)`.as('total'))
+      .executeTakeFirstOrThrow()) as { total: number };
+    return Number(total.total);
+  }
+  return withdrawalTotal(db, { app: scope.app, livemode: mode(scope), status: p.status, channel: p.channel, ...createdRange(p) });
 }
 
 export interface TransitionOptions {
@@ -204,11 +226,20 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
     const updated = await markPending(trx, scope, id, rt.clock.nowMs());
     if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
     await options.within?.(trx, updated);
+    await moveWithdrawalTotals(trx, statusMoves([updated], 'created', 'pending'));
     return updated;
   });
   rt.bus.emit('payout');
   observeWithdrawalTransition(row.channel, 'created', 'pending');
   return withdrawalToWire(row);
+}
+
+/**
+ * The kept totals' side of a status change (see store/withdrawal_totals.ts). The mark* functions
+ * leave it to their caller, who calls it once, as the last write of its transaction.
+ */
+export function statusMoves(rows: readonly WithdrawalRow[], from: WithdrawalStatus | null, to: string): WithdrawalMove[] {
+  return rows.map((r) => ({ app: r.app, livemode: r.livemode, channel: r.channel, created: r.created, amount: r.amount, from, to }));
 }
 
 /** The `created → pending` transition; returns the updated row, or undefined when not `created`. */
@@ -258,6 +289,7 @@ export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string, op
     const canceled = await markCanceled(trx, scope, id, rt.clock.nowMs());
     if (!canceled) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
     await options.within?.(trx, canceled);
+    await moveWithdrawalTotals(trx, statusMoves([canceled], 'created', 'canceled'));
     return canceled;
   });
   observeWithdrawalTransition(row.channel, 'created', 'canceled');
@@ -344,6 +376,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       // Not the user's fault: back to `created`, the hold stays, the merchant may confirm again.
       const row = await base.set({ ...done, status: 'created', failure_msg: result.message.slice(0, 255) }).returningAll().executeTakeFirst();
       settled = row;
+      if (row) await moveWithdrawalTotals(trx, statusMoves([row], 'pending', 'created'));
       return row !== undefined;
     }
     const row =
@@ -369,6 +402,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       object: withdrawalToWire(row), request: row.request_id, nowMs,
     });
     if (row.batch_withdrawal) await onBatchItemFinished(trx, row.batch_withdrawal, nowS);
+    await moveWithdrawalTotals(trx, statusMoves([row], 'pending', row.status));
     return true;
   });
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');

@@ -419,10 +419,60 @@ const m0006_console: Migration = {
   },
 };
 
+/**
+ * Lists that answer in the time of a page, not of the table (issue #16).
+ * - withdrawal_totals: `total_withdrawals_amount` read from sums kept in the transaction that
+ *   inserts a withdrawal or changes its status, per app, mode, status, channel and UTC day (so a
+ *   `created` range reads whole-day buckets plus at most two partial days), and all-time
+ *   (day_s = -1). Backfilled here.
+ * - indexes for the filter combinations that had none, and for the users list ordered by pk.
+ */
+const m0004_list_growth: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('withdrawal_totals')
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('day_s', 'bigint', (c) => c.notNull())
+      .addColumn('count', 'bigint', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('withdrawal_totals_pk', ['app', 'livemode', 'status', 'channel', 'day_s'])
+      .execute();
+    await sql`insert into withdrawal_totals (app, livemode, status, channel, day_s, count, amount)
+      select app, livemode, status, channel, created - (created % 86400), count(*), sum(amount)
+      from withdrawals group by app, livemode, status, channel, created - (created % 86400)`.execute(db);
+    // The all-time buckets (day_s = -1): a total without a created range reads these.
+    await sql`insert into withdrawal_totals (app, livemode, status, channel, day_s, count, amount)
+      select app, livemode, status, channel, -1, count(*), sum(amount)
+      from withdrawals group by app, livemode, status, channel`.execute(db);
+    for (const [name, table, cols] of [
+      ['withdrawals_status_channel', 'withdrawals', ['app', 'livemode', 'status', 'channel', 'created', 'id']],
+      ['users_list_pk', 'users', ['app', 'livemode', 'created', 'pk']],
+      ['users_type', 'users', ['app', 'livemode', 'type', 'created', 'pk']],
+      ['btx_type', 'balance_transactions', ['app', 'livemode', 'type', 'created', 'id']],
+      ['events_type', 'events', ['account_id', 'livemode', 'type', 'created', 'id']],
+      ['batch_withdrawals_status', 'batch_withdrawals', ['app', 'livemode', 'status', 'created', 'id']],
+    ] as const) {
+      await db.schema.createIndex(name).on(table).columns([...cols]).execute();
+    }
+    // events?delivery_success=…: walking events newest first, each event asks "has it a delivery
+    // not succeeded?" of this small index (only the unfinished ones), not of all its deliveries.
+    await db.schema
+      .createIndex('webhook_deliveries_unsucceeded')
+      .on('webhook_deliveries')
+      .column('event_id')
+      .where(sql.ref('status'), '<>', 'succeeded')
+      .execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
   '0003_secret_keys': m0003_secret_keys,
+  '0004_list_growth': m0004_list_growth,
   '0006_console': m0006_console,
 };
 

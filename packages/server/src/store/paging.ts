@@ -19,6 +19,13 @@ export interface ListParams {
 
 const DEFAULT_PER_PAGE = 20;
 const DEFAULT_LIMIT = 10;
+/**
+ * page/per_page reads and throws away every row before the page, so its cost grows with the
+ * depth: it is kept for Ping++ compatibility, up to this many skipped rows (500 pages of 20).
+ * Deeper answers 400 and points to starting_after, which costs the same at any depth. The SDK's
+ * auto-pagination switches to the cursor at the same bound (MAX_PAGE_OFFSET in sdk/src/pagination.ts).
+ */
+export const MAX_PAGE_OFFSET = 10_000;
 
 type Tables = keyof Database;
 // Kysely's builder types do not survive a generic table name; the helper works on the common
@@ -62,6 +69,13 @@ export async function listPage<Row>(
   if (usePages) {
     const perPage = p.per_page ?? p.limit ?? DEFAULT_PER_PAGE;
     const page = p.page ?? 1;
+    if ((page - 1) * perPage > MAX_PAGE_OFFSET) {
+      throw errors.invalidParam(
+        'page',
+        `page × per_page may skip at most ${MAX_PAGE_OFFSET} rows; to go deeper, page with limit and starting_after (the id of the last object you received)`,
+        `page × per_page 最多跳过 ${MAX_PAGE_OFFSET} 条；更深的翻页请使用 limit 和 starting_after（上一页最后一个对象的 id）`,
+      );
+    }
     const rows = (await base().limit(perPage + 1).offset((page - 1) * perPage).execute()) as Row[];
     return { rows: rows.slice(0, perPage), hasMore: rows.length > perPage };
   }
@@ -80,16 +94,19 @@ export async function listPage<Row>(
     | undefined;
   if (!cursor) throw errors.invalidParam(param, `no object with id ${cursorId} in this list`, `列表中没有 id 为 ${cursorId} 的对象`);
 
+  // Row values, not `created < c OR (created = c AND id < t)`: both engines read a row-value
+  // bound as a range of the (…, created, id) index and start the page right at the cursor, where
+  // the OR form walks the index from the newest row, so each page would cost its depth.
   const tieRef = sql.ref(tie);
   if (p.starting_after) {
     const rows = (await base()
-      .where(sql<boolean>`(created < ${cursor.created} OR (created = ${cursor.created} AND ${tieRef} < ${cursor.tie}))`)
+      .where(sql<boolean>`(created, ${tieRef}) < (${cursor.created}, ${cursor.tie})`)
       .limit(limit + 1)
       .execute()) as Row[];
     return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
   }
   const rows = (await matching()
-    .where(sql<boolean>`(created > ${cursor.created} OR (created = ${cursor.created} AND ${tieRef} > ${cursor.tie}))`)
+    .where(sql<boolean>`(created, ${tieRef}) > (${cursor.created}, ${cursor.tie})`)
     .orderBy('created', 'asc')
     .orderBy(tie, 'asc')
     .limit(limit + 1)

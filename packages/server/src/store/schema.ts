@@ -281,6 +281,7 @@ export interface Database {
   operators: OperatorRow;
   operator_sessions: OperatorSessionRow;
   audit_log: AuditLogRow;
+  withdrawal_totals: WithdrawalTotalRow;
 }
 
 
@@ -318,4 +319,15 @@ export interface AuditLogRow {
   /** JSON object. */
   detail: string;
   ip: string | null;
+}
+
+/** Kept sums of withdrawals per app, mode, status, channel and UTC day (`day_s`: the day's first second; -1: all time). */
+export interface WithdrawalTotalRow {
+  app: string;
+  livemode: Bool;
+  status: string;
+  channel: string;
+  day_s: number;
+  count: number;
+  amount: number;
 }

@@ -62,7 +62,10 @@ export async function listEvents(rt: Runtime, scope: EventScope, p: EventListPar
     let q = qb;
     if (p.type !== undefined) q = q.where('type', '=', p.type);
     if (p.delivery_success !== undefined) {
-      const unsuccessful = sql<boolean>`exists (select 1 from webhook_deliveries d where d.event_id = events.id and d.status <> 'succeeded')`;
+      // `limit 1 offset 0` keeps PostgreSQL from turning this into a hash join over every event
+      // and undelivered delivery (then a sort): evaluated per event, walking events_list newest
+      // first, a page costs the same at any table size (webhook_deliveries_unsucceeded answers).
+      const unsuccessful = sql<boolean>`exists (select 1 from webhook_deliveries d where d.event_id = events.id and d.status <> 'succeeded' limit 1 offset 0)`;
       q = q.where(p.delivery_success ? sql<boolean>`not ${unsuccessful}` : unsuccessful);
     }
     return q;
