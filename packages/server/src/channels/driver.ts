@@ -5,6 +5,8 @@ export interface PayoutOrder {
   /** Idempotency key (Alipay out_biz_no, WeChat out_detail_no): the withdrawal id, plus the confirm round after the first. */
   key: string;
   withdrawalId: string;
+  /** The app whose withdrawal this is: live drivers pay with that app's channel credentials. */
+  app: string;
   channel: WithdrawalChannel;
   /** What the payee receives: the withdrawal amount less the user's fee. */
   amount: number;

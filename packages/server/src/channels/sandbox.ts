@@ -1,3 +1,4 @@
+import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Db } from '../store/db.ts';
 import type { Clock } from '../clock.ts';
 import { payeeAccount } from '../domain/channels.ts';
@@ -71,13 +72,16 @@ export class SandboxDriver implements ChannelDriver {
   }
 }
 
-/** Test mode pays through the sandbox on every channel; live mode has no driver until one is configured. */
+/**
+ * Test mode pays through the sandbox on every channel; live mode through `live` (the real drivers,
+ * channels/live.ts), which has none for a channel without a driver.
+ */
 export class DefaultDrivers implements DriverRegistry {
   private readonly sandbox: SandboxDriver;
-  constructor(db: Db, clock: Clock, sandboxDelayMs: number) {
+  constructor(db: Db, clock: Clock, sandboxDelayMs: number, private readonly live: DriverRegistry | null = null) {
     this.sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
   }
-  driverFor(_channel: string, livemode: boolean): ChannelDriver | null {
-    return livemode ? null : this.sandbox;
+  driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null {
+    return livemode ? (this.live?.driverFor(channel, true) ?? null) : this.sandbox;
   }
 }

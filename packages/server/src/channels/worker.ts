@@ -135,6 +135,7 @@ export class PayoutWorker implements Worker {
     const order: PayoutOrder = {
       key: payoutKey(row),
       withdrawalId: row.id,
+      app: row.app,
       channel: row.channel as WithdrawalChannel,
       amount: row.amount - row.user_fee,
       extra: JSON.parse(row.extra) as Record<string, unknown>,

@@ -10,6 +10,7 @@ import { registerWithdrawalCommands } from './withdrawals.ts';
 import { registerTriggerCommand } from './trigger.ts';
 import { asUsageError, cliFlags, settingOption, storageOptions, withRuntime } from './shared.ts';
 import { signingPublicKey } from './apps-keys.ts';
+import { registerChannelCommands } from './channels.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<void> {
   registerEventCommands(program);
   registerWithdrawalCommands(program);
   registerTriggerCommand(program);
+  registerChannelCommands(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

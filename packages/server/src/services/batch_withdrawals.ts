@@ -7,7 +7,7 @@ import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
-import { markCanceled, markManyPending, withdrawalToWire } from './withdrawals.ts';
+import { markCanceled, markManyPending, requireLiveCredentials, withdrawalToWire } from './withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
 
 export const MAX_BATCH_SIZE = 200;
@@ -45,6 +45,9 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     if (refused) throw refused;
     if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
   });
+  if (status === 'pending' && scope.livemode) {
+    for (const channel of new Set(rows.map((r) => r.channel))) await requireLiveCredentials(rt, scope.app, channel);
+  }
 
   const nowMs = rt.clock.nowMs();
   const created = Math.floor(nowMs / 1000);

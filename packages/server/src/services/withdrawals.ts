@@ -1,3 +1,4 @@
+import { hasCredentials } from '../channels/credentials.ts';
 import { sql } from 'kysely';
 import { Ajv } from 'ajv';
 import type { Metadata, Withdrawal, WithdrawalChannel, WithdrawalList, WithdrawalStatus } from '@tixian/sdk';
@@ -13,6 +14,7 @@ import {
   missingExtraKey,
   normaliseExtra,
   ORDER_NO_RULES,
+  livePayoutAmountError,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
@@ -113,6 +115,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
     extra = validatedExtra(channel, p.extra);
   }
   if (channel) checkOrderNo(channel, p.order_no);
+  if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
 
   const hash = requestHash(p);
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
@@ -127,6 +130,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         }
         channel = payingChannel;
         checkOrderNo(channel, p.order_no);
+        checkLiveAmount(scope, channel, p.amount - userFee);
         extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
         settleAccountId = account.id;
       }
@@ -195,6 +199,7 @@ export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalLi
 export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
   const current = await findWithdrawal(rt.store.db, scope, id);
   if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
+  if (scope.livemode) await requireLiveCredentials(rt, scope.app, current.channel);
   const row = await rt.store.transaction(async (trx) => {
     const updated = await markPending(trx, scope, id, rt.clock.nowMs());
     if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
@@ -367,4 +372,16 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
   if (applied && settled) observeWithdrawalTransition(settled.channel, 'pending', settled.status);
   return applied;
+}
+
+/** A live channel amount the channel itself would refuse is refused here, before any money is held. */
+function checkLiveAmount(scope: Scope, channel: WithdrawalChannel, payoutFen: number): void {
+  if (!scope.livemode) return;
+  const refused = livePayoutAmountError(channel, payoutFen);
+  if (refused) throw errors.invalidParam('amount', refused.en, refused.zh);
+}
+
+/** A live confirm needs the app's own channel credentials (`tixian channels set`). */
+export async function requireLiveCredentials(rt: Runtime, app: string, channel: string): Promise<void> {
+  if (!(await hasCredentials(rt, app, true, channel))) throw errors.channelCredentialsMissing(channel);
 }
