@@ -42,7 +42,11 @@ export class FakeAlipay extends EventEmitter {
   balanceFen = Number.MAX_SAFE_INTEGER;
   /** Payees Alipay does not know (PAYEE_NOT_EXIST). */
   readonly unknownPayees = new Set<string>();
-  /** Payees whose first transfer is accepted and paid, then the connection is cut before the answer. */
+  /**
+   * Payees whose transfers are accepted and paid, then the connection is cut before the answer;
+   * every transfer answer for them (replays too) is cut, queries answer. (urllib resends once after
+   * a socket error: the replay of the same out_biz_no must not pay again.)
+   */
   readonly cutAfterAccept = new Set<string>();
   /** Payees whose transfer stays DEALING for this many answers, then succeeds. */
   readonly dealing = new Map<string, number>();
@@ -51,6 +55,8 @@ export class FakeAlipay extends EventEmitter {
   /** Each transfer waits this long before it answers (the order is already kept and paid). */
   answerDelayMs = 0;
   requests = 0;
+  /** The method of every request, in order. */
+  readonly calls: string[] = [];
   rejectedSignatures = 0;
 
   private server: Server | null = null;
@@ -104,6 +110,7 @@ export class FakeAlipay extends EventEmitter {
     const params: Record<string, string> = Object.fromEntries(url.searchParams);
     for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params[k] = v;
     const method = params.method ?? '';
+    this.calls.push(method);
     const key = `${method.replaceAll('.', '_')}_response`;
     if (params.app_id !== this.appId) return this.answer(res, key, { code: '40002', msg: 'Invalid Arguments', sub_code: 'isv.invalid-app-id', sub_msg: 'unknown app_id' });
     if (!this.verifyRequest(params)) {
@@ -148,6 +155,7 @@ export class FakeAlipay extends EventEmitter {
     let order = this.orders.get(outBizNo);
     if (order) {
       if (order.paramsHash !== paramsHash) return this.answer(res, key, { code: '40004', msg: 'Business Failed', sub_code: 'PAYMENT_INFO_INCONSISTENCY', sub_msg: '两次请求商户单号一样，但是参数不一致' });
+      if (this.cutAfterAccept.has(payee)) return void req.socket.destroy();
       return this.orderAnswer(res, key, order);
     }
     // Refusals before an order exists: nothing is kept, a new key later is safe.
@@ -160,11 +168,7 @@ export class FakeAlipay extends EventEmitter {
     this.balanceFen -= fen;
     this.debits.set(outBizNo, (this.debits.get(outBizNo) ?? 0) + 1);
     this.emit('order', order);
-    if (this.cutAfterAccept.has(payee)) {
-      this.cutAfterAccept.delete(payee);
-      req.socket.destroy();
-      return;
-    }
+    if (this.cutAfterAccept.has(payee)) return void req.socket.destroy();
     if (this.answerDelayMs > 0) await new Promise((r) => setTimeout(r, this.answerDelayMs));
     return this.orderAnswer(res, key, order);
   }
