@@ -180,6 +180,40 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
     });
   });
 
+  it("test mode pays through Alipay's own sandbox when the app has test credentials, else through the built-in sandbox", async () => {
+    await setCredentials(h.rt, h.appId, false, {
+      channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
+    });
+    await h.createUser('test_mode_user');
+    await h.fund('test_mode_user', 10_000);
+    const pay = async () => {
+      const created = await h.request('POST', h.appPath('/withdrawals'), {
+        body: { user: 'test_mode_user', amount: 1000, channel: 'alipay', order_no: orderNo(), extra: { account: 'tm@example.com', name: '张三' } },
+      });
+      expect(created.json.livemode).toBe(false);
+      const id = created.json.id as string;
+      expect((await h.request('PUT', h.appPath(`/withdrawals/${id}`), { body: { status: 'pending' } })).status).toBe(200);
+      for (let round = 0; round < 20; round++) {
+        await h.rt.store.db.updateTable('withdrawals').set({ payout_due_ms: 0 }).where('id', '=', id).where('status', '=', 'pending').execute();
+        // The built-in sandbox answers after --sandbox-delay-ms: make its orders old enough.
+        await h.rt.store.db.updateTable('sandbox_payouts').set({ submitted_ms: 0 }).where('withdrawal_id', '=', id).execute();
+        await worker.runOnce();
+        const w = await h.request('GET', h.appPath(`/withdrawals/${id}`));
+        if (w.json.status !== 'pending') return w.json;
+      }
+      throw new Error(`test withdrawal ${id} still pending`);
+    };
+    const viaAlipay = await pay();
+    expect(viaAlipay.status).toBe('succeeded');
+    expect(fake.debits.get(viaAlipay.id)).toBe(1);
+
+    await h.rt.store.db.deleteFrom('channel_credentials').where('app', '=', h.appId).where('livemode', '=', 0).execute();
+    const viaSandbox = await pay();
+    expect(viaSandbox.status).toBe('succeeded');
+    expect(fake.orders.has(viaSandbox.id)).toBe(false);
+    expect(await h.rt.store.db.selectFrom('sandbox_payouts').select('key').where('withdrawal_id', '=', viaSandbox.id).execute()).toHaveLength(1);
+  });
+
   it('channels check proves the credentials with a signed call; a wrong key fails it', async () => {
     const good = { channel: 'alipay' as const, app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint };
     expect((await AlipayDriver.check(good, 3000)).ok).toBe(true);

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/db.ts';
 import type { SecretBox } from '../security/secrets.ts';
 import { AlipayDriver } from './alipay.ts';
-import type { ChannelDriver, DriverRegistry } from './driver.ts';
+import { hasCredentials } from './credentials.ts';
+import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 /**
  * The live-mode drivers. A driver pays with the credentials of the withdrawal's own app
@@ -18,11 +19,30 @@ import type { ChannelDriver, DriverRegistry } from './driver.ts';
 export const LIVE_DRIVER_CHANNELS: readonly WithdrawalChannel[] = ['alipay'];
 
 export class LiveDrivers implements DriverRegistry {
-  private readonly alipay: AlipayDriver;
-  constructor(deps: { store: Store; box: SecretBox; log: Logger }) {
+  readonly alipay: AlipayDriver;
+  constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger }) {
     this.alipay = new AlipayDriver(deps);
   }
   driverFor(channel: WithdrawalChannel): ChannelDriver | null {
     return channel === 'alipay' ? this.alipay : null;
+  }
+
+  /**
+   * Test mode on a real channel's own sandbox: an app with test-mode credentials for the channel
+   * (`tixian channels set --mode test`, e.g. Alipay's sandbox endpoint) pays through that channel's
+   * driver; every other app stays on the built-in sandbox. The choice is made per call, so
+   * setting or removing test credentials while a test payout is in flight may leave that payout to
+   * be asked about at the other one (no real money moves in test mode either way).
+   */
+  testMode(sandbox: ChannelDriver): ChannelDriver {
+    const pick = async (order: PayoutOrder): Promise<ChannelDriver> => {
+      const real = this.driverFor(order.channel);
+      return real && (await hasCredentials(this.deps, order.app, false, order.channel)) ? real : sandbox;
+    };
+    return {
+      name: sandbox.name,
+      submit: async (order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> => (await pick(order)).submit(order, call),
+      query: async (order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> => (await pick(order)).query(order, call),
+    };
   }
 }

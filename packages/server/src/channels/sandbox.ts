@@ -3,6 +3,7 @@ import type { Db } from '../store/db.ts';
 import type { Clock } from '../clock.ts';
 import { payeeAccount } from '../domain/channels.ts';
 import type { ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
+import type { LiveDrivers } from './live.ts';
 
 /**
  * The test-mode channel: no money moves. Like a real channel it remembers each order by its key
@@ -77,11 +78,12 @@ export class SandboxDriver implements ChannelDriver {
  * channels/live.ts), which has none for a channel without a driver.
  */
 export class DefaultDrivers implements DriverRegistry {
-  private readonly sandbox: SandboxDriver;
-  constructor(db: Db, clock: Clock, sandboxDelayMs: number, private readonly live: DriverRegistry | null = null) {
-    this.sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
+  private readonly sandbox: ChannelDriver;
+  constructor(db: Db, clock: Clock, sandboxDelayMs: number, private readonly live: LiveDrivers | null = null) {
+    const sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
+    this.sandbox = live ? live.testMode(sandbox) : sandbox;
   }
   driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null {
-    return livemode ? (this.live?.driverFor(channel, true) ?? null) : this.sandbox;
+    return livemode ? (this.live?.driverFor(channel) ?? null) : this.sandbox;
   }
 }
