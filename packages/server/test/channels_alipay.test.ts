@@ -108,6 +108,31 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
     fake.cutAfterAccept.delete('cut@example.com');
   });
 
+  it('a submit lost before Alipay kept it: the query finds no order, the same out_biz_no is sent again, paid once', async () => {
+    fake.dropBeforeAccept.add('lost@example.com');
+    const w = await confirmed('lost@example.com');
+    await worker.runOnce();
+    expect((await pingpp.withdrawals.retrieve(h.appId, w.id)).status).toBe('pending');
+    expect(fake.orders.has(w.id)).toBe(false);
+    fake.dropBeforeAccept.delete('lost@example.com');
+    const callsBefore = fake.calls.length;
+    const done = await settle(w.id);
+    expect(done.status).toBe('succeeded');
+    expect(fake.calls.slice(callsBefore, callsBefore + 2)).toEqual(['alipay.fund.trans.common.query', 'alipay.fund.trans.uni.transfer']);
+    expect(fake.debits.get(w.id)).toBe(1);
+  });
+
+  it('a system error and a non-JSON 502 are unknown outcomes, queried, then paid once', async () => {
+    fake.script.push('system_error', 'bad_gateway');
+    const w = await confirmed('flaky@example.com');
+    await worker.runOnce();
+    expect((await pingpp.withdrawals.retrieve(h.appId, w.id)).status).toBe('pending');
+    const done = await settle(w.id);
+    expect(done.status).toBe('succeeded');
+    expect(fake.script).toEqual([]);
+    expect(fake.debits.get(w.id)).toBe(1);
+  });
+
   it('in progress several times, then success', async () => {
     fake.dealing.set('slow@example.com', 3);
     const w = await confirmed('slow@example.com');

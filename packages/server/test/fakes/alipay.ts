@@ -50,6 +50,13 @@ export class FakeAlipay extends EventEmitter {
   readonly cutAfterAccept = new Set<string>();
   /** Payees whose transfer stays DEALING for this many answers, then succeeds. */
   readonly dealing = new Map<string, number>();
+  /** Payees whose transfer requests are lost before Alipay keeps anything (the connection is cut). */
+  readonly dropBeforeAccept = new Set<string>();
+  /**
+   * Faults for the next requests, whatever their method, consumed in order: `system_error` (code
+   * 20000 isp.unknow-error, nothing kept), `bad_gateway` (HTTP 502 with an HTML body).
+   */
+  readonly script: ('system_error' | 'bad_gateway')[] = [];
   /** Answers carry a signature that does not verify. */
   badSignature = false;
   /** Each transfer waits this long before it answers (the order is already kept and paid). */
@@ -117,6 +124,9 @@ export class FakeAlipay extends EventEmitter {
       this.rejectedSignatures++;
       return this.answer(res, key, { code: '40002', msg: 'Invalid Arguments', sub_code: 'isv.invalid-signature', sub_msg: 'signature check failed' });
     }
+    const fault = this.script.shift();
+    if (fault === 'bad_gateway') return void res.writeHead(502, { 'content-type': 'text/html' }).end('<html><body>502 Bad Gateway</body></html>');
+    if (fault === 'system_error') return this.answer(res, key, { code: '20000', msg: 'Service Currently Unavailable', sub_code: 'isp.unknow-error', sub_msg: '系统繁忙' });
     let biz: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     try {
       biz = JSON.parse(params.biz_content ?? '{}');
@@ -151,6 +161,7 @@ export class FakeAlipay extends EventEmitter {
     if (!payee) return invalid('payee_info.identity');
     if (biz.payee_info?.identity_type === 'ALIPAY_LOGON_ID' && !name) return invalid('payee_info.name');
 
+    if (this.dropBeforeAccept.has(payee)) return void req.socket.destroy();
     const paramsHash = createHash('sha256').update(JSON.stringify([amount, payee, name, biz.payee_info?.identity_type])).digest('hex');
     let order = this.orders.get(outBizNo);
     if (order) {
