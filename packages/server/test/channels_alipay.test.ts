@@ -6,6 +6,7 @@ import { describeEngines, Harness } from './helpers/harness.ts';
 import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
+import { registry } from '../src/observability/metrics.ts';
 
 /**
  * Live-mode Alipay payouts end to end: the official Ping++ Node SDK (live key) → tixian → the
@@ -145,6 +146,8 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
   });
 
   it('an answer whose signature does not verify is unknown: never success, never failure', async () => {
+    const unverified = async () => (await registry.getSingleMetric('tixian_channel_unverified_answers_total')!.get()).values.find((v) => v.labels.channel === 'alipay')?.value ?? 0;
+    const unverifiedBefore = await unverified();
     fake.badSignature = true;
     fake.unknownPayees.add('forged@example.com');
     try {
@@ -156,6 +159,7 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
         expect((await pingpp.withdrawals.retrieve(h.appId, ok.id)).status).toBe('pending');
         expect((await pingpp.withdrawals.retrieve(h.appId, refused.id)).status).toBe('pending');
       }
+      expect(await unverified()).toBeGreaterThanOrEqual(unverifiedBefore + 8);
       fake.badSignature = false;
       expect((await settle(ok.id)).status).toBe('succeeded');
       expect(fake.debits.get(ok.id)).toBe(1);

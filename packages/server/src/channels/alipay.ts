@@ -2,6 +2,7 @@ import { AlipaySdk } from 'alipay-sdk';
 import type { Logger } from 'pino';
 import type { Store } from '../store/db.ts';
 import type { SecretBox } from '../security/secrets.ts';
+import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import { DEFAULT_ALIPAY_ENDPOINT, loadCredentials, type AlipayCredentials } from './credentials.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
 
@@ -139,7 +140,10 @@ export class AlipayDriver implements ChannelDriver {
       // Network failure, timeout, non-200, non-JSON, or an answer whose signature does not verify:
       // the order may or may not exist. Never a success, never a failure.
       const message = safeMessage(err);
-      if (/验签|sign/i.test(message)) this.deps.log.error({ method }, 'alipay answer failed signature verification; treated as unknown');
+      if (/验签/.test(message)) {
+        observeUnverifiedChannelAnswer('alipay');
+        this.deps.log.error({ method }, 'alipay answer failed signature verification; treated as unknown');
+      }
       return { outcome: { kind: 'unknown', message: `alipay ${method}: ${message}` } };
     }
   }

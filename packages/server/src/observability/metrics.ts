@@ -315,3 +315,17 @@ export function setBacklogGauges(b: Backlog, nowMs: number): void {
   payoutsOverdue.set(b.payoutOldestDueMs === null ? 0 : Math.max(0, nowMs - b.payoutOldestDueMs) / 1000);
   payoutsMaxTries.set(b.payoutMaxTries);
 }
+
+// ---- Live channels ------------------------------------------------------------------------------
+
+const unverifiedChannelAnswers = new Counter({
+  name: 'tixian_channel_unverified_answers_total',
+  help: 'Channel answers whose signature did not verify (each treated as an unknown outcome and queried again), by channel.',
+  labelNames: ['channel'] as const,
+  registers: [registry],
+});
+
+/** A channel answer failed signature verification: a wrong channel public key, or someone in between. */
+export function observeUnverifiedChannelAnswer(channel: string): void {
+  unverifiedChannelAnswers.inc({ channel });
+}
