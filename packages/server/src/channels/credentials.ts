@@ -35,6 +35,7 @@ export class CredentialsError extends Error {}
 /** Checks a credential set before it is sealed: every key parses, exactly one verification mode. */
 export function validateCredentials(c: ChannelCredentials): void {
   for (const [k, v] of Object.entries(c)) {
+    if (v === undefined) continue;
     if (typeof v !== 'string' || v.length === 0) throw new CredentialsError(`${k} must be a non-empty string`);
     if (v.length > MAX_FIELD_CHARS) throw new CredentialsError(`${k} is longer than ${MAX_FIELD_CHARS} characters`);
   }
@@ -64,7 +65,10 @@ export function validateCredentials(c: ChannelCredentials): void {
     } catch {
       throw new CredentialsError('the endpoint must be a URL');
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new CredentialsError('the endpoint must be an http(s) URL');
+    // Plain http only to this host (a local gateway or a test fake): answers are signed, but an
+    // operator pointing live payouts at a plain-http remote host has made a mistake.
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CredentialsError('the endpoint must be an https URL (plain http only for 127.0.0.1 or localhost)');
     if (url.pathname !== '/' || url.search) throw new CredentialsError('the endpoint is a base URL without a path, e.g. https://openapi.alipay.com');
   }
 }

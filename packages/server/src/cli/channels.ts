@@ -1,9 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
-import { AlipayDriver } from '../channels/alipay.ts';
+import { AlipayDriver, sdkFor } from '../channels/alipay.ts';
 import {
-  CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, type AlipayCredentials, type CredentialInfo,
+  CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, validateCredentials, type AlipayCredentials, type CredentialInfo,
 } from '../channels/credentials.ts';
 import { LIVE_DRIVER_CHANNELS } from '../channels/live.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
@@ -87,6 +87,13 @@ export function registerChannelCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (appId: string, f: SetFlags) => {
     const credentials = alipayCredentials(f);
+    try {
+      validateCredentials(credentials);
+      // What the driver will build at payout time must build now (certificates parse, SNs compute).
+      sdkFor(credentials, CHECK_TIMEOUT_MS);
+    } catch (err) {
+      throw new UsageError(err instanceof CredentialsError ? err.message : 'alipay-sdk could not load these keys or certificates');
+    }
     const info = await withRuntime(f, async (rt) => {
       try {
         return await setCredentials(rt, appId, parseMode(f.mode), credentials);
