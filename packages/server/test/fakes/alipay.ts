@@ -1,6 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { EventEmitter, once } from 'node:events';
 
 /**
@@ -62,6 +66,11 @@ export class FakeAlipay extends EventEmitter {
   /** Each transfer waits this long before it answers (the order is already kept and paid). */
   answerDelayMs = 0;
   requests = 0;
+  /**
+   * Certificate mode (issueCertificates): requests must name the app certificate and the root
+   * chain by their SNs, and answers carry the Alipay certificate's SN.
+   */
+  certs: { appCert: string; alipayCert: string; rootCert: string; appCertSn: string; rootCertSn: string; alipayCertSn: string } | null = null;
   /** The method of every request, in order. */
   readonly calls: string[] = [];
   rejectedSignatures = 0;
@@ -120,6 +129,9 @@ export class FakeAlipay extends EventEmitter {
     this.calls.push(method);
     const key = `${method.replaceAll('.', '_')}_response`;
     if (params.app_id !== this.appId) return this.answer(res, key, { code: '40002', msg: 'Invalid Arguments', sub_code: 'isv.invalid-app-id', sub_msg: 'unknown app_id' });
+    if (this.certs && (params.app_cert_sn !== this.certs.appCertSn || params.alipay_root_cert_sn !== this.certs.rootCertSn)) {
+      return this.answer(res, key, { code: '40002', msg: 'Invalid Arguments', sub_code: 'isv.invalid-app-cert-sn', sub_msg: 'app_cert_sn or alipay_root_cert_sn does not match' });
+    }
     if (!this.verifyRequest(params)) {
       this.rejectedSignatures++;
       return this.answer(res, key, { code: '40002', msg: 'Invalid Arguments', sub_code: 'isv.invalid-signature', sub_msg: 'signature check failed' });
@@ -208,7 +220,40 @@ export class FakeAlipay extends EventEmitter {
     const innerText = JSON.stringify(inner);
     let sign = createSign('RSA-SHA256').update(innerText, 'utf8').sign(this.alipayPrivateKey, 'base64');
     if (this.badSignature) sign = createSign('RSA-SHA256').update(innerText + ' ', 'utf8').sign(this.alipayPrivateKey, 'base64');
-    const body = `{"${key}":${innerText},"sign":"${sign}"}`;
+    const certSn = this.certs ? `,"alipay_cert_sn":"${this.certs.alipayCertSn}"` : '';
+    const body = `{"${key}":${innerText},"sign":"${sign}"${certSn}}`;
     res.writeHead(200, { 'content-type': 'text/html;charset=utf-8', trace_id: randomBytes(8).toString('hex') }).end(body);
   }
+
+  /**
+   * Switches to certificate mode: a root CA (openssl) issues the Alipay public-key certificate (this
+   * gateway's key) and the app public-key certificate (the app's key), as Alipay's console does.
+   */
+  issueCertificates(): void {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fake-alipay-certs-'));
+    try {
+      const f = (name: string) => path.join(dir, name);
+      const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+      ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('root.key'), '-out', f('root.crt'), '-subj', '/C=CN/O=Fake Alipay/CN=Fake Alipay Root', '-days', '2');
+      const issue = (keyPem: string, cn: string, serial: string, out: string) => {
+        writeFileSync(f(`${out}.key`), keyPem, { mode: 0o600 });
+        ssl('req', '-new', '-key', f(`${out}.key`), '-subj', `/C=CN/O=Fake Alipay/CN=${cn}`, '-out', f(`${out}.csr`));
+        ssl('x509', '-req', '-in', f(`${out}.csr`), '-CA', f('root.crt'), '-CAkey', f('root.key'), '-set_serial', serial, '-days', '2', '-out', f(`${out}.crt`));
+        return readFileSync(f(`${out}.crt`), 'utf8');
+      };
+      const rootCert = readFileSync(f('root.crt'), 'utf8');
+      const alipayCert = issue(this.alipayPrivateKey, 'alipay', '4097', 'alipay');
+      const appCert = issue(this.appPrivateKey, this.appId, '4098', 'app');
+      this.certs = { appCert, alipayCert, rootCert, appCertSn: certSn(appCert), rootCertSn: certSn(rootCert), alipayCertSn: certSn(alipayCert) };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Alipay's certificate SN: md5 of the issuer DN in reverse order (`k=v,…`) followed by the decimal serial. */
+export function certSn(pem: string): string {
+  const cert = new X509Certificate(pem);
+  const issuer = cert.issuer.split('\n').reverse().join(',');
+  return createHash('md5').update(issuer + BigInt('0x' + cert.serialNumber).toString(10), 'utf8').digest('hex');
 }
