@@ -22,7 +22,12 @@ export interface PayoutOrder {
 export type PayoutOutcome =
   | { kind: 'succeeded' }
   | { kind: 'failed'; blame: 'user' | 'merchant'; message: string }
-  | { kind: 'processing'; retryAfterMs: number }
+  | {
+      kind: 'processing';
+      retryAfterMs: number;
+      /** WeChat transfer-bills: the payee must confirm in WeChat; what the merchant's app needs to open that page. */
+      confirmation?: { package_info: string; mch_id: string; app_id: string };
+    }
   | { kind: 'unknown'; message: string }
   | { kind: 'not_found' };
 
