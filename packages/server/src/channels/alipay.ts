@@ -126,7 +126,7 @@ export class AlipayDriver implements ChannelDriver {
 
   private async credentials(order: PayoutOrder): Promise<AlipayCredentials | null> {
     const loaded = await loadCredentials(this.deps, order.app, order.livemode, 'alipay');
-    return loaded ? loaded.credentials : null;
+    return loaded?.credentials.channel === 'alipay' ? loaded.credentials : null;
   }
 
   private async exec(c: AlipayCredentials, method: string, bizContent: Record<string, unknown>, call: ChannelCall): Promise<{ result: ExecResult } | { outcome: PayoutOutcome }> {

@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
+import type { WechatCredentials } from './wechat.ts';
 
 /**
  * A merchant's own contract with a payout channel: the keys tixian signs with and verifies the
@@ -25,7 +26,12 @@ export interface AlipayCredentials {
   order_title?: string;
 }
 
-export type ChannelCredentials = AlipayCredentials;
+export type ChannelCredentials = AlipayCredentials | WechatCredentials;
+
+/** The credential set a withdrawal channel pays with: one WeChat Pay merchant serves wx, wx_pub and wx_lite. */
+export function credentialChannel(channel: string): string {
+  return channel.startsWith('wx') ? 'wechat' : channel;
+}
 
 export const DEFAULT_ALIPAY_ENDPOINT = 'https://openapi.alipay.com';
 const MAX_FIELD_CHARS = 16_384;
@@ -34,6 +40,7 @@ export class CredentialsError extends Error {}
 
 /** Checks a credential set before it is sealed: every key parses, exactly one verification mode. */
 export function validateCredentials(c: ChannelCredentials): void {
+  if (c.channel === 'wechat') return validateWechat(c);
   for (const [k, v] of Object.entries(c)) {
     if (v === undefined) continue;
     if (typeof v !== 'string' || v.length === 0) throw new CredentialsError(`${k} must be a non-empty string`);
@@ -73,6 +80,42 @@ export function validateCredentials(c: ChannelCredentials): void {
   }
 }
 
+function validateWechat(c: WechatCredentials): void {
+  for (const k of ['mchid', 'merchant_serial', 'private_key', 'wechatpay_public_key', 'wechatpay_public_key_id', 'transfer_scene_id'] as const) {
+    const v = c[k];
+    if (typeof v !== 'string' || v.length === 0) throw new CredentialsError(`${k} must be a non-empty string`);
+    if (v.length > MAX_FIELD_CHARS) throw new CredentialsError(`${k} is longer than ${MAX_FIELD_CHARS} characters`);
+  }
+  if (!/^[0-9]{1,32}$/.test(c.mchid)) throw new CredentialsError('the WeChat Pay mchid must be 1-32 digits');
+  if (!/^[0-9]{1,16}$/.test(c.transfer_scene_id)) throw new CredentialsError('the transfer scene id must be digits (e.g. 1000)');
+  try {
+    createPrivateKey(c.private_key);
+  } catch {
+    throw new CredentialsError('the merchant private key is not a PEM private key');
+  }
+  try {
+    createPublicKey(c.wechatpay_public_key);
+  } catch {
+    throw new CredentialsError('the WeChat Pay public key is not a PEM public key');
+  }
+  const appids = Object.entries(c.appids ?? {});
+  if (appids.length === 0) throw new CredentialsError('give the appid of at least one of wx, wx_pub, wx_lite');
+  for (const [ch, id] of appids) {
+    if (!['wx', 'wx_pub', 'wx_lite'].includes(ch) || typeof id !== 'string' || !/^wx[0-9A-Za-z]{1,32}$/.test(id)) throw new CredentialsError(`appid for ${ch} must look like wx… (letters and digits)`);
+  }
+  if (!Array.isArray(c.report_infos) || c.report_infos.length === 0 || c.report_infos.length > 10) throw new CredentialsError('give 1-10 transfer scene report infos (type=content)');
+  if (c.endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(c.endpoint);
+    } catch {
+      throw new CredentialsError('the endpoint must be a URL');
+    }
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CredentialsError('the endpoint must be an https URL (plain http only for 127.0.0.1 or localhost)');
+  }
+}
+
 /** A stable, non-reversible tag of a credential set (SHA-256 of its canonical JSON, 16 hex chars). */
 export function fingerprint(c: ChannelCredentials): string {
   const canonical = JSON.stringify(Object.fromEntries(Object.entries(c).sort(([a], [b]) => a.localeCompare(b))));
@@ -81,6 +124,13 @@ export function fingerprint(c: ChannelCredentials): string {
 
 /** What may be shown of a credential set: no key material. */
 export function summary(c: ChannelCredentials): Record<string, string> {
+  if (c.channel === 'wechat') {
+    return {
+      mchid: c.mchid, merchant_serial: c.merchant_serial, wechatpay_public_key_id: c.wechatpay_public_key_id,
+      appids: Object.entries(c.appids).map(([k, v]) => `${k}=${v}`).join(','), transfer_scene_id: c.transfer_scene_id,
+      endpoint: c.endpoint ?? 'https://api.mch.weixin.qq.com/',
+    };
+  }
   return {
     channel_app_id: c.app_id,
     key_mode: c.alipay_public_key ? 'public_key' : 'certificate',
@@ -137,6 +187,12 @@ export async function loadCredentials(rt: Pick<Runtime, 'store' | 'box'>, app: s
 }
 
 export async function hasCredentials(rt: Pick<Runtime, 'store'>, app: string, livemode: boolean, channel: string): Promise<boolean> {
+  if (channel.startsWith('wx')) {
+    const loaded = await rt.store.db.selectFrom('channel_credentials').select('summary')
+      .where('app', '=', app).where('livemode', '=', livemode ? 1 : 0).where('channel', '=', 'wechat').executeTakeFirst();
+    // The merchant must have named the appid this channel's openids belong to.
+    return loaded !== undefined && (JSON.parse(loaded.summary) as { appids?: string }).appids?.split(',').some((p) => p.startsWith(`${channel}=`)) === true;
+  }
   const row = await rt.store.db.selectFrom('channel_credentials').select('app')
     .where('app', '=', app).where('livemode', '=', livemode ? 1 : 0).where('channel', '=', channel).executeTakeFirst();
   return row !== undefined;

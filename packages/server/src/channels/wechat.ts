@@ -117,6 +117,20 @@ export class WechatDriver implements ChannelDriver {
     }
   }
 
+  /**
+   * A signed, harmless call: query a bill that cannot exist. NOT_FOUND proves the mchid, merchant key
+   * and serial (a bad signature answers 401); WeChat does not sign error answers, so the WeChat Pay
+   * public key is proven by the first real (2xx, verified) answer.
+   */
+  static async check(c: WechatCredentials, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
+    const controller = new AbortController();
+    const driver = new WechatDriver(async () => c, { warn() {}, error() {} } as unknown as Logger);
+    const order: PayoutOrder = { key: `tixiancheck${Date.now()}`, withdrawalId: 'check', app: 'check', channel: 'wx', amount: 0, extra: {}, livemode: true };
+    const outcome = await driver.query(order, { timeoutMs, signal: controller.signal });
+    if (outcome.kind === 'not_found') return { ok: true, message: 'wechat pay accepted a signed query (the bill does not exist, as expected)' };
+    return { ok: false, message: outcome.kind === 'unknown' ? outcome.message : `unexpected answer ${outcome.kind}` };
+  }
+
   // The plugin's chained client is untyped; this is the one path used.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private bills(c: WechatCredentials, call: ChannelCall): any {

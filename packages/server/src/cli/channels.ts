@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import { AlipayDriver, sdkFor } from '../channels/alipay.ts';
+import { WechatDriver, type WechatCredentials } from '../channels/wechat.ts';
 import {
   CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, validateCredentials, type AlipayCredentials, type CredentialInfo,
 } from '../channels/credentials.ts';
@@ -34,6 +35,7 @@ function parseMode(mode: string): boolean {
 
 function infoLine(i: CredentialInfo): string {
   const s = i.summary;
+  if (i.channel === 'wechat') return `wechat    ${i.mode}  ${i.fingerprint}  mchid ${s.mchid}  ${s.appids}  scene ${s.transfer_scene_id}  ${s.endpoint}  updated ${new Date(i.updated * 1000).toISOString()}`;
   return `${i.channel.padEnd(8)}  ${i.mode}  ${i.fingerprint}  channel app ${s.channel_app_id}  ${s.key_mode}  ${s.endpoint}  updated ${new Date(i.updated * 1000).toISOString()}`;
 }
 
@@ -49,6 +51,38 @@ interface SetFlags extends ConfigFlags {
   endpoint?: string;
   orderTitle?: string;
   json?: boolean;
+  mchid?: string;
+  merchantSerial?: string;
+  wechatpayPublicKeyFile?: string;
+  wechatpayPublicKeyId?: string;
+  appidWx?: string;
+  appidWxPub?: string;
+  appidWxLite?: string;
+  transferSceneId?: string;
+  reportInfo?: string[];
+  remark?: string;
+}
+
+function wechatCredentials(f: SetFlags): WechatCredentials {
+  for (const [flag, v] of [['--mchid', f.mchid], ['--merchant-serial', f.merchantSerial], ['--private-key-file', f.privateKeyFile],
+    ['--wechatpay-public-key-file', f.wechatpayPublicKeyFile], ['--wechatpay-public-key-id', f.wechatpayPublicKeyId], ['--transfer-scene-id', f.transferSceneId]] as const) {
+    if (!v) throw new UsageError(`${flag} is required for --channel wechat`);
+  }
+  const reportInfos = (f.reportInfo ?? []).map((text) => {
+    const i = text.indexOf('=');
+    if (i <= 0 || i === text.length - 1) throw new UsageError(`--report-info must be TYPE=CONTENT, e.g. 活动名称=余额提现; got ${JSON.stringify(text.slice(0, 64))}`);
+    return { info_type: text.slice(0, i), info_content: text.slice(i + 1) };
+  });
+  const appids: WechatCredentials['appids'] = {};
+  if (f.appidWx) appids.wx = f.appidWx;
+  if (f.appidWxPub) appids.wx_pub = f.appidWxPub;
+  if (f.appidWxLite) appids.wx_lite = f.appidWxLite;
+  return {
+    channel: 'wechat', mchid: f.mchid!, merchant_serial: f.merchantSerial!, private_key: readKeyFile('--private-key-file', f.privateKeyFile!),
+    wechatpay_public_key: readKeyFile('--wechatpay-public-key-file', f.wechatpayPublicKeyFile!), wechatpay_public_key_id: f.wechatpayPublicKeyId!,
+    appids, transfer_scene_id: f.transferSceneId!, report_infos: reportInfos,
+    ...(f.remark ? { remark: f.remark } : {}), ...(f.endpoint ? { endpoint: f.endpoint } : {}),
+  };
 }
 
 function alipayCredentials(f: SetFlags): AlipayCredentials {
@@ -67,7 +101,7 @@ function alipayCredentials(f: SetFlags): AlipayCredentials {
 export function registerChannelCommands(program: Command): void {
   const channels = program.command('channels').description("an app's payout channel credentials (sealed with the master key; never printed back)");
   const modeOption = () => new Option('--mode <mode>', 'test or live').choices(['test', 'live']).default('live');
-  const channelOption = () => new Option('--channel <channel>', 'payout channel').choices([...LIVE_DRIVER_CHANNELS]).makeOptionMandatory();
+  const channelOption = () => new Option('--channel <channel>', 'payout channel (wechat: one WeChat Pay merchant for wx, wx_pub and wx_lite)').choices([...LIVE_DRIVER_CHANNELS, 'wechat']).makeOptionMandatory();
 
   storageOptions(
     channels
@@ -84,13 +118,23 @@ export function registerChannelCommands(program: Command): void {
       .option('--alipay-root-cert-file <file>', 'alipay certificate mode: the Alipay root certificate')
       .option('--endpoint <url>', 'alipay: open API base URL (default https://openapi.alipay.com; the sandbox: https://openapi-sandbox.dl.alipaydev.com)')
       .option('--order-title <text>', "alipay: the title shown in the payee's bill")
+      .option('--mchid <mchid>', 'wechat: the merchant id (商户号)')
+      .option('--merchant-serial <serial>', 'wechat: serial number of the merchant API certificate (its private key: --private-key-file)')
+      .option('--wechatpay-public-key-file <file>', 'wechat: the WeChat Pay public key (PEM)')
+      .option('--wechatpay-public-key-id <id>', 'wechat: its id, PUB_KEY_ID_…')
+      .option('--appid-wx <appid>', 'wechat: the APP (移动应用) appid, for channel wx')
+      .option('--appid-wx-pub <appid>', 'wechat: the 公众号 appid, for channel wx_pub')
+      .option('--appid-wx-lite <appid>', 'wechat: the 小程序 appid, for channel wx_lite')
+      .option('--transfer-scene-id <id>', 'wechat: 转账场景 id enabled for the merchant (e.g. 1000)')
+      .option('--report-info <type=content>', 'wechat: a transfer scene report info (repeat as the scene requires)', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--remark <text>', 'wechat: transfer remark shown to the payee (≤ 32 chars)')
       .option('--json', 'print JSON'),
   ).action(async (appId: string, f: SetFlags) => {
-    const credentials = alipayCredentials(f);
+    const credentials = f.channel === 'wechat' ? wechatCredentials(f) : alipayCredentials(f);
     try {
       validateCredentials(credentials);
       // What the driver will build at payout time must build now (certificates parse, SNs compute).
-      sdkFor(credentials, CHECK_TIMEOUT_MS);
+      if (credentials.channel === 'alipay') sdkFor(credentials, CHECK_TIMEOUT_MS);
     } catch (err) {
       throw new UsageError(err instanceof CredentialsError ? err.message : 'alipay-sdk could not load these keys or certificates');
     }
@@ -134,7 +178,8 @@ export function registerChannelCommands(program: Command): void {
       await requireApp(rt, appId);
       const loaded = await loadCredentials(rt, appId, parseMode(f.mode), f.channel);
       if (!loaded) throw new UsageError(`app ${appId} has no ${f.mode} ${f.channel} credentials; set them with tixian channels set`);
-      return { fingerprint: loaded.fingerprint, ...(await AlipayDriver.check(loaded.credentials, CHECK_TIMEOUT_MS)) };
+      const c = loaded.credentials;
+      return { fingerprint: loaded.fingerprint, ...(await (c.channel === 'wechat' ? WechatDriver.check(c, CHECK_TIMEOUT_MS) : AlipayDriver.check(c, CHECK_TIMEOUT_MS))) };
     });
     console.log(`${result.ok ? 'ok' : 'FAILED'}: ${f.mode} ${f.channel} ${result.fingerprint}: ${result.message}`);
     process.exitCode = result.ok ? 0 : 1;
