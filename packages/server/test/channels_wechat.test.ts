@@ -53,11 +53,14 @@ describe('WeChat Pay transfer-bills driver', () => {
     expect(fake.debits.get(o.key)).toBe(1);
   });
 
-  it('an expired confirmation ends as the user\'s failure', async () => {
+  it("an expired confirmation is the user's failure once the confirmation was shown for this bill, else the merchant's", async () => {
     const o = order('o_expire');
-    expect((await driver.submit(o, call())).kind).toBe('processing');
+    const first = await driver.submit(o, call());
+    expect(first.kind).toBe('processing');
     fake.expire(o.key);
-    expect(await driver.query(o, call())).toMatchObject({ kind: 'failed', blame: 'user', message: expect.stringContaining('OVERDUE_CLOSE') });
+    expect(await driver.query(o, call())).toMatchObject({ kind: 'failed', blame: 'merchant', message: expect.stringContaining('OVERDUE_CLOSE') });
+    const shown = { ...o, extra: { ...o.extra, wx_confirmation: first.kind === 'processing' ? first.confirmation : null } };
+    expect(await driver.query(shown, call())).toMatchObject({ kind: 'failed', blame: 'user', message: expect.stringContaining('OVERDUE_CLOSE') });
     expect(fake.debits.has(o.key)).toBe(false);
   });
 

@@ -26,7 +26,7 @@ export type PayoutOutcome =
       kind: 'processing';
       retryAfterMs: number;
       /** WeChat transfer-bills: the payee must confirm in WeChat; what the merchant's app needs to open that page. */
-      confirmation?: { package_info: string; mch_id: string; app_id: string };
+      confirmation?: PayeeConfirmation;
     }
   | { kind: 'unknown'; message: string }
   | { kind: 'not_found' };
@@ -51,4 +51,17 @@ export interface ChannelDriver {
 /** Picks the driver for a withdrawal; null when the mode/channel has none configured. */
 export interface DriverRegistry {
   driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null;
+}
+
+/**
+ * WeChat transfer-bills: the payee confirms the transfer in WeChat. The merchant's app opens the
+ * confirm page with these (wx.requestMerchantTransfer / WeixinJSBridge / WXOpenBusinessView);
+ * tixian shows them on the pending withdrawal as `extra.wx_confirmation`.
+ */
+export interface PayeeConfirmation {
+  package_info: string;
+  mch_id: string;
+  app_id: string;
+  /** The channel order waiting for the confirmation (a later round has another). */
+  out_bill_no: string;
 }

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/db.ts';
 import type { SecretBox } from '../security/secrets.ts';
 import { AlipayDriver } from './alipay.ts';
-import { hasCredentials } from './credentials.ts';
+import { hasCredentials, loadCredentials } from './credentials.ts';
+import { WechatDriver } from './wechat.ts';
 import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 /**
@@ -16,15 +17,22 @@ import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOut
  * verifier, the status mapping of spec/channels.md §4, a stable per-key order number in the
  * provider's format, query by that number, an HTTP timeout below the call's, and a fake gateway.
  */
-export const LIVE_DRIVER_CHANNELS: readonly WithdrawalChannel[] = ['alipay'];
+export const LIVE_DRIVER_CHANNELS: readonly WithdrawalChannel[] = ['alipay', 'wx', 'wx_pub', 'wx_lite'];
 
 export class LiveDrivers implements DriverRegistry {
   readonly alipay: AlipayDriver;
+  readonly wechat: WechatDriver;
   constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger }) {
     this.alipay = new AlipayDriver(deps);
+    this.wechat = new WechatDriver(async (order) => {
+      const loaded = await loadCredentials(deps, order.app, order.livemode, 'wechat');
+      return loaded?.credentials.channel === 'wechat' ? loaded.credentials : null;
+    }, deps.log);
   }
   driverFor(channel: WithdrawalChannel): ChannelDriver | null {
-    return channel === 'alipay' ? this.alipay : null;
+    if (channel === 'alipay') return this.alipay;
+    if (channel === 'wx' || channel === 'wx_pub' || channel === 'wx_lite') return this.wechat;
+    return null;
   }
 
   /**

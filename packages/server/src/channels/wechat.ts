@@ -8,11 +8,9 @@ import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './d
  * `out_bill_no`. Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
  * answers mapped by spec/channels.md §4.
  *
- * NOT REGISTERED for live mode yet (channels/live.ts): a bill normally waits for the payee to
- * confirm it in WeChat (`WAIT_USER_CONFIRM` + `package_info`), and tixian does not yet hand that
- * `package_info` to the merchant's app (the withdrawal object / a pending_confirmation event), so a
- * live wx payout could never complete. This driver reports it (`processing.confirmation`) for the
- * plumbing that will.
+ * A bill normally waits for the payee to confirm it in WeChat (`WAIT_USER_CONFIRM` +
+ * `package_info`): the driver reports it as `processing.confirmation`, which the worker shows on the
+ * withdrawal as `extra.wx_confirmation` for the merchant's app to open WeChat's confirm page.
  */
 export interface WechatCredentials {
   channel: 'wechat';
@@ -46,7 +44,7 @@ const PAYEE_REASONS = new Set([
   'ACCOUNT_FROZEN', 'ACCOUNT_NOT_EXIST', 'BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH', 'BLOCK_B2C_USERLIMITAMOUNT_MONTH',
   'EXCEEDED_ESTIMATED_AMOUNT', 'ID_CARD_NOT_CORRECT', 'NAME_NOT_CORRECT', 'OPENID_INVALID', 'PAYEE_ACCOUNT_ABNORMAL',
   'REAL_NAME_CHECK_FAIL', 'RECEIVE_ACCOUNT_NOT_PERMMIT', 'TRANSFER_QUOTA_EXCEED', 'TRANSFER_RISK', 'USER_NOT_EXIST',
-  'MERCHANT_REJECT', 'OVERDUE_CLOSE', 'TRANSFER_REMARK_SET_FAIL', 'DAY_RECEIVED_QUOTA_EXCEED', 'DAY_RECEIVED_COUNT_EXCEED',
+  'MERCHANT_REJECT', 'TRANSFER_REMARK_SET_FAIL', 'DAY_RECEIVED_QUOTA_EXCEED', 'DAY_RECEIVED_COUNT_EXCEED',
 ]);
 const IN_PROGRESS_MS: Record<string, number> = { ACCEPTED: 5_000, TRANSFERING: 5_000, CANCELING: 5_000, PROCESSING: 60_000, WAIT_USER_CONFIRM: 5 * 60_000 };
 /** Refusals of a submit that leave no bill (once a query agrees the bill is absent). */
@@ -152,13 +150,19 @@ export class WechatDriver implements ChannelDriver {
     if (state in IN_PROGRESS_MS) {
       const retryAfterMs = IN_PROGRESS_MS[state]!;
       if (state === 'WAIT_USER_CONFIRM' && bill.package_info) {
-        return { kind: 'processing', retryAfterMs, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid } };
+        return { kind: 'processing', retryAfterMs, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
       }
       return { kind: 'processing', retryAfterMs };
     }
     if (state === 'FAIL') {
       const reason = bill.fail_reason ?? '';
-      // OVERDUE_CLOSE: the payee let the confirmation lapse (the user's), see channels.md §4.
+      if (reason === 'OVERDUE_CLOSE') {
+        // Closed after ~24 h: the payee's fault if this very bill was waiting for their confirmation
+        // (shown on the withdrawal), otherwise it sat unpaid on the merchant's side (channels.md §4).
+        const shown = order.extra.wx_confirmation as { out_bill_no?: string } | undefined;
+        const waitedForPayee = shown?.out_bill_no === outBillNo(order.key);
+        return { kind: 'failed', blame: waitedForPayee ? 'user' : 'merchant', message: `wechat: OVERDUE_CLOSE${waitedForPayee ? ' (the payee did not confirm in time)' : ''}` };
+      }
       if (PAYEE_REASONS.has(reason)) return { kind: 'failed', blame: 'user', message: `wechat: ${reason}` };
       this.log.warn({ withdrawal: order.withdrawalId, reason }, 'wechat: transfer failed for a reason treated as the merchant\'s');
       return { kind: 'failed', blame: 'merchant', message: `wechat: ${reason || 'FAIL'}` };

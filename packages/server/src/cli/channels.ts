@@ -6,7 +6,6 @@ import { WechatDriver, type WechatCredentials } from '../channels/wechat.ts';
 import {
   CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, validateCredentials, type AlipayCredentials, type CredentialInfo,
 } from '../channels/credentials.ts';
-import { LIVE_DRIVER_CHANNELS } from '../channels/live.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
 /**
@@ -101,7 +100,7 @@ function alipayCredentials(f: SetFlags): AlipayCredentials {
 export function registerChannelCommands(program: Command): void {
   const channels = program.command('channels').description("an app's payout channel credentials (sealed with the master key; never printed back)");
   const modeOption = () => new Option('--mode <mode>', 'test or live').choices(['test', 'live']).default('live');
-  const channelOption = () => new Option('--channel <channel>', 'payout channel (wechat: one WeChat Pay merchant for wx, wx_pub and wx_lite)').choices([...LIVE_DRIVER_CHANNELS, 'wechat']).makeOptionMandatory();
+  const channelOption = () => new Option('--channel <channel>', 'payout channel (wechat: one WeChat Pay merchant for wx, wx_pub and wx_lite)').choices(['alipay', 'wechat']).makeOptionMandatory();
 
   storageOptions(
     channels

@@ -1,4 +1,5 @@
 import { hasCredentials } from '../channels/credentials.ts';
+import type { PayeeConfirmation } from '../channels/driver.ts';
 import { sql } from 'kysely';
 import { Ajv } from 'ajv';
 import type { Metadata, Withdrawal, WithdrawalChannel, WithdrawalList, WithdrawalStatus } from '@tixian/sdk';
@@ -302,8 +303,11 @@ export type PayoutResult =
   | { kind: 'succeeded' }
   | { kind: 'failed_user'; message: string }
   | { kind: 'failed_merchant'; message: string }
-  /** Ask the channel again at dueMs (the order may be there: the next step is always a query). */
-  | { kind: 'retry'; dueMs: number };
+  /**
+   * Ask the channel again at dueMs (the order may be there: the next step is always a query).
+   * `confirmation`: the payee must confirm in WeChat; shown on the withdrawal as `extra.wx_confirmation`.
+   */
+  | { kind: 'retry'; dueMs: number; confirmation?: PayeeConfirmation };
 
 /** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
 export interface PayoutFence {
@@ -333,8 +337,9 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       .where('payout_lease_ms', '=', fence.leaseMs);
     const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
     if (result.kind === 'retry') {
+      const extraUpdate = result.confirmation ? await withConfirmation(trx, fence.id, result.confirmation) : {};
       const r = await base
-        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1) }))
+        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1), ...extraUpdate }))
         .executeTakeFirst();
       return Number(r.numUpdatedRows) === 1;
     }
@@ -384,4 +389,14 @@ function checkLiveAmount(scope: Scope, channel: WithdrawalChannel, payoutFen: nu
 /** A live confirm needs the app's own channel credentials (`tixian channels set`). */
 export async function requireLiveCredentials(rt: Runtime, app: string, channel: string): Promise<void> {
   if (!(await hasCredentials(rt, app, true, channel))) throw errors.channelCredentialsMissing(channel);
+}
+
+/** The `extra` update that shows a payee confirmation on the withdrawal; nothing when it is already shown. */
+async function withConfirmation(trx: Db, id: string, confirmation: PayeeConfirmation): Promise<{ extra?: string }> {
+  const row = await trx.selectFrom('withdrawals').select('extra').where('id', '=', id).executeTakeFirst();
+  if (!row) return {};
+  const extra = JSON.parse(row.extra) as Record<string, unknown>;
+  const shown = extra.wx_confirmation as PayeeConfirmation | undefined;
+  if (shown?.package_info === confirmation.package_info && shown.out_bill_no === confirmation.out_bill_no) return {};
+  return { extra: JSON.stringify({ ...extra, wx_confirmation: confirmation }) };
 }
