@@ -5,6 +5,7 @@ import { describeEngines, Harness } from './helpers/harness.ts';
 import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeWechat } from './fakes/wechat.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 
 /**
  * Live wx payouts end to end: the official Ping++ Node SDK (live key) → tixian → the unchanged
@@ -49,13 +50,21 @@ describeEngines('live WeChat Pay payouts through the official SDKs', (engine) =>
     return w;
   }
 
-  it('waits for the payee with package_info on the withdrawal; confirmed in WeChat → succeeded, paid once', async () => {
+  it('waits for the payee with package_info on the withdrawal and in one pending_confirmation event; confirmed in WeChat → succeeded, paid once', async () => {
+    const subscribed = await upsertEndpoint(h.rt, { app: h.appId, livemode: true, url: 'http://127.0.0.1:9/confirmations', events: ['balance.withdrawal.pending_confirmation'] });
+    const plain = await upsertEndpoint(h.rt, { app: h.appId, livemode: true, url: 'http://127.0.0.1:9/results' });
     const w = await confirmed('o_live_ok');
     const waiting = await round(w.id);
     expect(waiting.status).toBe('pending');
     expect(waiting.extra.wx_confirmation).toEqual({ package_info: expect.any(String), mch_id: fake.mchid, app_id: 'wxlite0000000001', out_bill_no: w.id });
     expect(waiting.extra.open_id).toBe('o_live_ok');
     expect((await round(w.id)).status).toBe('pending');
+    const events = await h.rt.store.db.selectFrom('events').select(['id', 'body']).where('type', '=', 'balance.withdrawal.pending_confirmation').execute();
+    expect(events).toHaveLength(1); // once per channel order, not per query
+    expect(JSON.parse(events[0]!.body).data.object).toMatchObject({ id: w.id, status: 'pending', extra: { wx_confirmation: waiting.extra.wx_confirmation } });
+    const deliveries = await h.rt.store.db.selectFrom('webhook_deliveries').select('endpoint_id').where('event_id', '=', events[0]!.id).execute();
+    expect(deliveries.map((d) => d.endpoint_id)).toEqual([subscribed.endpoint.id]);
+    expect(plain.endpoint.events).toEqual(['balance.withdrawal.succeeded', 'balance.withdrawal.failed']);
     fake.confirm(w.id);
     const done = await round(w.id);
     expect(done.status).toBe('succeeded');

@@ -341,6 +341,14 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       const r = await base
         .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1), ...extraUpdate }))
         .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 1 && extraUpdate.extra !== undefined) {
+        // A new confirmation to show: the event commits with it, once per channel order.
+        const row = await trx.selectFrom('withdrawals').selectAll().where('id', '=', fence.id).executeTakeFirstOrThrow();
+        await emitEvent(trx, {
+          app: row.app, accountId, livemode: row.livemode === 1, type: 'balance.withdrawal.pending_confirmation',
+          object: withdrawalToWire(row), request: row.request_id, nowMs,
+        });
+      }
       return Number(r.numUpdatedRows) === 1;
     }
     if (result.kind === 'failed_merchant') {
