@@ -59,9 +59,11 @@ describe('money for Alipay', () => {
     expect(() => yuan(-1)).toThrow();
   });
 
-  it('a live Alipay payout below 10 fen is refused; other channels have no floor here', () => {
+  it('a live Alipay or WeChat payout below 10 fen is refused; bank channels have no floor here', () => {
     expect(livePayoutAmountError('alipay', 9)).not.toBe(null);
     expect(livePayoutAmountError('alipay', 10)).toBe(null);
+    expect(livePayoutAmountError('wx_lite', 9)).not.toBe(null);
+    expect(livePayoutAmountError('wx_lite', 10)).toBe(null);
     expect(livePayoutAmountError('unionpay', 1)).toBe(null);
   });
 });

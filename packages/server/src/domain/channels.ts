@@ -171,11 +171,12 @@ export function extraFromSettleAccount(channel: WithdrawalChannel, recipient: Re
 
 /**
  * The smallest payout (fen, after the user's fee) a live channel accepts: Alipay refuses transfers
- * below 0.10 yuan (EXCEED_LIMIT_SM_MIN_AMOUNT), so such a withdrawal is refused at creation instead
+ * below 0.10 yuan (EXCEED_LIMIT_SM_MIN_AMOUNT), WeChat's transfer-bills too (0.1 元 per transfer;
+ * uncertain, from WeChat's product page), so such a withdrawal is refused at creation instead
  * of failing at payout. Test mode keeps the sandbox's wider range (existing integrations test with
  * tiny amounts).
  */
-export const LIVE_MIN_PAYOUT_FEN: Partial<Record<WithdrawalChannel, number>> = { alipay: 10 };
+export const LIVE_MIN_PAYOUT_FEN: Partial<Record<WithdrawalChannel, number>> = { alipay: 10, wx: 10, wx_pub: 10, wx_lite: 10 };
 
 /** Why a live channel would refuse this payout amount, or null. */
 export function livePayoutAmountError(channel: WithdrawalChannel, payoutFen: number): { en: string; zh: string } | null {
