@@ -10,6 +10,7 @@ import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
 import { TIXIAN_BIN } from './helpers/process.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
+import { FakeWechat } from './fakes/wechat.ts';
 
 /**
  * `tixian channels set|list|check|remove` as an operator runs them: key material goes in from
@@ -98,17 +99,47 @@ describeEngines('tixian channels', (engine) => {
   });
 
   it('a file that is not a key is refused (exit 2) without echoing its content; nothing changes', async () => {
-    const before = await run(['channels', 'list', merchant.id, '--json']);
+    const rows = async () => {
+      const rt = await openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false }, { log: pino({ level: 'silent' }) });
+      try {
+        return await rt.store.db.selectFrom('channel_credentials').select(['channel', 'fingerprint', 'updated']).orderBy('channel').execute();
+      } finally {
+        await rt.close();
+      }
+    };
+    const before = await rows();
     const res = await run(setArgs(files.junk));
     expect(res.code).toBe(2);
     expect(res.out).toContain('private key');
     expect(res.out).not.toContain('TOPSECRETVALUE123');
-    expect((await run(['channels', 'list', merchant.id, '--json'])).out).toBe(before.out);
+    expect(await rows()).toEqual(before);
+  });
+
+  it('wechat: set prints a fingerprint only, check proves the merchant key with a signed query', async () => {
+    const wx = await new FakeWechat().start();
+    try {
+      const priv = path.join(storage.dataDir, 'apiclient_key.pem');
+      const pub = path.join(storage.dataDir, 'wechatpay_pub.pem');
+      writeFileSync(priv, wx.merchantPrivateKey);
+      writeFileSync(pub, wx.wechatpayPublicKey);
+      const set = await run(['channels', 'set', merchant.id, '--channel', 'wechat', '--mchid', wx.mchid, '--merchant-serial', wx.merchantSerial,
+        '--private-key-file', priv, '--wechatpay-public-key-file', pub, '--wechatpay-public-key-id', wx.publicKeyId, '--appid-wx-lite', 'wxlite0000000001',
+        '--transfer-scene-id', '1000', '--report-info', '活动名称=余额提现', '--endpoint', wx.endpoint]);
+      expect(set.code, set.out).toBe(0);
+      expect(set.out).toMatch(/sha256:[0-9a-f]{16}/);
+      for (const line of wx.merchantPrivateKey.split('\n').filter((l) => l && !l.startsWith('-----'))) expect(set.out.includes(line)).toBe(false);
+      const check = await run(['channels', 'check', merchant.id, '--channel', 'wechat']);
+      expect(check.code, check.out).toBe(0);
+      expect(wx.calls.at(-1)).toMatch(/^GET \/v3\/fund-app\/mch-transfer\/transfer-bills\/out-bill-no\/tixiancheck/);
+      expect(wx.rejectedSignatures).toBe(0);
+    } finally {
+      await wx.close();
+    }
   });
 
   it('remove deletes them; a second remove is a usage error', async () => {
     expect((await run(['channels', 'remove', merchant.id, '--channel', 'alipay', '--mode', 'live'])).code).toBe(0);
-    expect((await run(['channels', 'list', merchant.id])).out).toContain('no channel credentials');
+    expect((await run(['channels', 'list', merchant.id])).out).not.toContain('alipay');
     expect((await run(['channels', 'remove', merchant.id, '--channel', 'alipay', '--mode', 'live'])).code).toBe(2);
   });
 });
