@@ -186,7 +186,11 @@ export interface Deleted {
   deleted: true;
 }
 
-export type EventType = 'balance.withdrawal.succeeded' | 'balance.withdrawal.failed';
+export type EventType =
+  | 'balance.withdrawal.succeeded'
+  | 'balance.withdrawal.failed'
+  /** Extension (WeChat transfer-bills): the payee must confirm in WeChat; `data.object.extra.wx_confirmation` has what the app needs. Sent only to endpoints that subscribe to it. */
+  | 'balance.withdrawal.pending_confirmation';
 
 export interface EventBase<T extends string, O> {
   id: string;

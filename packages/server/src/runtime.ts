@@ -8,6 +8,7 @@ import { PlatformKey } from './security/platform-key.ts';
 import { EventEmitter } from 'node:events';
 import type { DriverRegistry } from './channels/driver.ts';
 import { DefaultDrivers } from './channels/sandbox.ts';
+import { LiveDrivers } from './channels/live.ts';
 import { instrumentDrivers } from './observability/metrics.ts';
 
 /**
@@ -60,7 +61,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       platformKey,
       clock,
       log,
-      drivers: instrumentDrivers(options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs)),
+      drivers: instrumentDrivers(options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs, new LiveDrivers({ store, box, log }))),
       bus,
       close: () => store.close(),
     };

@@ -5,6 +5,8 @@ export interface PayoutOrder {
   /** Idempotency key (Alipay out_biz_no, WeChat out_detail_no): the withdrawal id, plus the confirm round after the first. */
   key: string;
   withdrawalId: string;
+  /** The app whose withdrawal this is: live drivers pay with that app's channel credentials. */
+  app: string;
   channel: WithdrawalChannel;
   /** What the payee receives: the withdrawal amount less the user's fee. */
   amount: number;
@@ -20,7 +22,12 @@ export interface PayoutOrder {
 export type PayoutOutcome =
   | { kind: 'succeeded' }
   | { kind: 'failed'; blame: 'user' | 'merchant'; message: string }
-  | { kind: 'processing'; retryAfterMs: number }
+  | {
+      kind: 'processing';
+      retryAfterMs: number;
+      /** WeChat transfer-bills: the payee must confirm in WeChat; what the merchant's app needs to open that page. */
+      confirmation?: PayeeConfirmation;
+    }
   | { kind: 'unknown'; message: string }
   | { kind: 'not_found' };
 
@@ -44,4 +51,17 @@ export interface ChannelDriver {
 /** Picks the driver for a withdrawal; null when the mode/channel has none configured. */
 export interface DriverRegistry {
   driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null;
+}
+
+/**
+ * WeChat transfer-bills: the payee confirms the transfer in WeChat. The merchant's app opens the
+ * confirm page with these (wx.requestMerchantTransfer / WeixinJSBridge / WXOpenBusinessView);
+ * tixian shows them on the pending withdrawal as `extra.wx_confirmation`.
+ */
+export interface PayeeConfirmation {
+  package_info: string;
+  mch_id: string;
+  app_id: string;
+  /** The channel order waiting for the confirmation (a later round has another). */
+  out_bill_no: string;
 }

@@ -1,7 +1,9 @@
+import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Db } from '../store/db.ts';
 import type { Clock } from '../clock.ts';
 import { payeeAccount } from '../domain/channels.ts';
 import type { ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
+import type { LiveDrivers } from './live.ts';
 
 /**
  * The test-mode channel: no money moves. Like a real channel it remembers each order by its key
@@ -71,13 +73,17 @@ export class SandboxDriver implements ChannelDriver {
   }
 }
 
-/** Test mode pays through the sandbox on every channel; live mode has no driver until one is configured. */
+/**
+ * Test mode pays through the sandbox on every channel; live mode through `live` (the real drivers,
+ * channels/live.ts), which has none for a channel without a driver.
+ */
 export class DefaultDrivers implements DriverRegistry {
-  private readonly sandbox: SandboxDriver;
-  constructor(db: Db, clock: Clock, sandboxDelayMs: number) {
-    this.sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
+  private readonly sandbox: ChannelDriver;
+  constructor(db: Db, clock: Clock, sandboxDelayMs: number, private readonly live: LiveDrivers | null = null) {
+    const sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
+    this.sandbox = live ? live.testMode(sandbox) : sandbox;
   }
-  driverFor(_channel: string, livemode: boolean): ChannelDriver | null {
-    return livemode ? null : this.sandbox;
+  driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null {
+    return livemode ? (this.live?.driverFor(channel) ?? null) : this.sandbox;
   }
 }

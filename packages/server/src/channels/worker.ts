@@ -135,6 +135,7 @@ export class PayoutWorker implements Worker {
     const order: PayoutOrder = {
       key: payoutKey(row),
       withdrawalId: row.id,
+      app: row.app,
       channel: row.channel as WithdrawalChannel,
       amount: row.amount - row.user_fee,
       extra: JSON.parse(row.extra) as Record<string, unknown>,
@@ -183,7 +184,10 @@ export class PayoutWorker implements Worker {
         return outcome.blame === 'user' ? { kind: 'failed_user', message: outcome.message } : { kind: 'failed_merchant', message: outcome.message };
       case 'processing':
         // Bounded both ways: 0 would spin on the channel, a huge value would strand the payout.
-        return { kind: 'retry', dueMs: now + Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, outcome.retryAfterMs)) };
+        return {
+          kind: 'retry', dueMs: now + Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, outcome.retryAfterMs)),
+          ...(outcome.confirmation ? { confirmation: outcome.confirmation } : {}),
+        };
       case 'not_found':
       case 'unknown': {
         const delay = Math.min(MAX_RETRY_DELAY_MS, 200 * 2 ** Math.min(row.payout_tries, 20));

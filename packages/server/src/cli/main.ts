@@ -13,6 +13,7 @@ import { asUsageError, cliFlags, settingOption, storageOptions, withRuntime } fr
 import { signingPublicKey } from './apps-keys.ts';
 import { registerOperatorCommands } from './operators.ts';
 import { registerPruneCommand } from './prune.ts';
+import { registerChannelCommands } from './channels.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tixian')
@@ -46,6 +47,7 @@ export async function main(argv: string[]): Promise<void> {
   registerWithdrawalCommands(program);
   registerTriggerCommand(program);
   registerOperatorCommands(program);
+  registerChannelCommands(program);
 
   const ledger = program.command('ledger').description('the double-entry journal');
   storageOptions(

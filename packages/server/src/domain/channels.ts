@@ -168,3 +168,24 @@ export function extraFromSettleAccount(channel: WithdrawalChannel, recipient: Re
   if (channel === 'alipay') return pick('account', 'name', 'account_type');
   return pick('account', 'name', 'open_bank_code', 'open_bank', 'prov', 'city', 'sub_bank');
 }
+
+/**
+ * The smallest payout (fen, after the user's fee) a live channel accepts: Alipay refuses transfers
+ * below 0.10 yuan (EXCEED_LIMIT_SM_MIN_AMOUNT), WeChat's transfer-bills too (0.1 元 per transfer;
+ * uncertain, from WeChat's product page), so such a withdrawal is refused at creation instead
+ * of failing at payout. Test mode keeps the sandbox's wider range (existing integrations test with
+ * tiny amounts).
+ */
+export const LIVE_MIN_PAYOUT_FEN: Partial<Record<WithdrawalChannel, number>> = { alipay: 10, wx: 10, wx_pub: 10, wx_lite: 10 };
+
+/** Why a live channel would refuse this payout amount, or null. */
+export function livePayoutAmountError(channel: WithdrawalChannel, payoutFen: number): { en: string; zh: string } | null {
+  const min = LIVE_MIN_PAYOUT_FEN[channel];
+  if (min !== undefined && payoutFen < min) {
+    return {
+      en: `${channel} pays out at least ${min} fen (amount less user_fee); got ${payoutFen}`,
+      zh: `${channel} 渠道单笔到账金额（amount 减 user_fee）至少 ${min} 分，当前为 ${payoutFen}`,
+    };
+  }
+  return null;
+}

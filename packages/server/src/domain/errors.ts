@@ -139,6 +139,12 @@ export const errors = {
       zh: `渠道 ${channel} 未配置真实付款驱动，Live 模式不能确认提现。`,
       en: `No payout driver is configured for channel ${channel} in live mode; the withdrawal cannot be confirmed.`,
     }),
+  channelCredentialsMissing: (channel: string) =>
+    new ApiError({
+      status: 402, type: 'channel_error', param: 'channel', code: 'channel_not_configured',
+      zh: `该应用未设置 ${channel} 渠道的 Live 凭据（tixian channels set），不能确认提现。`,
+      en: `This app has no live ${channel} credentials (tixian channels set); the withdrawal cannot be confirmed.`,
+    }),
   balanceLimitExceeded: (user: string) =>
     new ApiError({
       status: 400, param: 'amount', code: 'balance_limit_exceeded',

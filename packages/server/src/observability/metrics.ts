@@ -328,3 +328,17 @@ const groupCommitSize = new Histogram({
 export function observeGroupCommit(size: number): void {
   groupCommitSize.observe(size);
 }
+
+// ---- Live channels ------------------------------------------------------------------------------
+
+const unverifiedChannelAnswers = new Counter({
+  name: 'tixian_channel_unverified_answers_total',
+  help: 'Channel answers whose signature did not verify (each treated as an unknown outcome and queried again), by channel.',
+  labelNames: ['channel'] as const,
+  registers: [registry],
+});
+
+/** A channel answer failed signature verification: a wrong channel public key, or someone in between. */
+export function observeUnverifiedChannelAnswer(channel: string): void {
+  unverifiedChannelAnswers.inc({ channel });
+}

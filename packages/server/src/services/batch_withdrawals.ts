@@ -7,7 +7,7 @@ import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
-import { markCanceled, markManyPending, statusMoves, withdrawalToWire } from './withdrawals.ts';
+import { markCanceled, markManyPending, requireLiveCredentials, statusMoves, withdrawalToWire } from './withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
 import { moveWithdrawalTotals } from '../store/withdrawal_totals.ts';
 
@@ -46,6 +46,9 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     if (refused) throw refused;
     if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
   });
+  if (status === 'pending' && scope.livemode) {
+    for (const channel of new Set(rows.map((r) => r.channel))) await requireLiveCredentials(rt, scope.app, channel);
+  }
 
   const nowMs = rt.clock.nowMs();
   const created = Math.floor(nowMs / 1000);

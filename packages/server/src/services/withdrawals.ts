@@ -1,3 +1,5 @@
+import { hasCredentials } from '../channels/credentials.ts';
+import type { PayeeConfirmation } from '../channels/driver.ts';
 import { sql } from 'kysely';
 import { Ajv } from 'ajv';
 import type { Metadata, Withdrawal, WithdrawalChannel, WithdrawalList, WithdrawalStatus } from '@tixian/sdk';
@@ -13,6 +15,7 @@ import {
   missingExtraKey,
   normaliseExtra,
   ORDER_NO_RULES,
+  livePayoutAmountError,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
@@ -114,6 +117,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
     extra = validatedExtra(channel, p.extra);
   }
   if (channel) checkOrderNo(channel, p.order_no);
+  if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
 
   const hash = requestHash(p);
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
@@ -128,6 +132,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         }
         channel = payingChannel;
         checkOrderNo(channel, p.order_no);
+        checkLiveAmount(scope, channel, p.amount - userFee);
         extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
         settleAccountId = account.id;
       }
@@ -222,6 +227,7 @@ export interface TransitionOptions {
 export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
   const current = await findWithdrawal(rt.store.db, scope, id);
   if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
+  if (scope.livemode) await requireLiveCredentials(rt, scope.app, current.channel);
   const row = await rt.store.transaction(async (trx) => {
     const updated = await markPending(trx, scope, id, rt.clock.nowMs());
     if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
@@ -336,8 +342,11 @@ export type PayoutResult =
   | { kind: 'succeeded' }
   | { kind: 'failed_user'; message: string }
   | { kind: 'failed_merchant'; message: string }
-  /** Ask the channel again at dueMs (the order may be there: the next step is always a query). */
-  | { kind: 'retry'; dueMs: number };
+  /**
+   * Ask the channel again at dueMs (the order may be there: the next step is always a query).
+   * `confirmation`: the payee must confirm in WeChat; shown on the withdrawal as `extra.wx_confirmation`.
+   */
+  | { kind: 'retry'; dueMs: number; confirmation?: PayeeConfirmation };
 
 /** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
 export interface PayoutFence {
@@ -367,9 +376,18 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       .where('payout_lease_ms', '=', fence.leaseMs);
     const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
     if (result.kind === 'retry') {
+      const extraUpdate = result.confirmation ? await withConfirmation(trx, fence.id, result.confirmation) : {};
       const r = await base
-        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1) }))
+        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1), ...extraUpdate }))
         .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 1 && extraUpdate.extra !== undefined) {
+        // A new confirmation to show: the event commits with it, once per channel order.
+        const row = await trx.selectFrom('withdrawals').selectAll().where('id', '=', fence.id).executeTakeFirstOrThrow();
+        await emitEvent(trx, {
+          app: row.app, accountId, livemode: row.livemode === 1, type: 'balance.withdrawal.pending_confirmation',
+          object: withdrawalToWire(row), request: row.request_id, nowMs,
+        });
+      }
       return Number(r.numUpdatedRows) === 1;
     }
     if (result.kind === 'failed_merchant') {
@@ -408,4 +426,26 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
   if (applied && settled) observeWithdrawalTransition(settled.channel, 'pending', settled.status);
   return applied;
+}
+
+/** A live channel amount the channel itself would refuse is refused here, before any money is held. */
+function checkLiveAmount(scope: Scope, channel: WithdrawalChannel, payoutFen: number): void {
+  if (!scope.livemode) return;
+  const refused = livePayoutAmountError(channel, payoutFen);
+  if (refused) throw errors.invalidParam('amount', refused.en, refused.zh);
+}
+
+/** A live confirm needs the app's own channel credentials (`tixian channels set`). */
+export async function requireLiveCredentials(rt: Runtime, app: string, channel: string): Promise<void> {
+  if (!(await hasCredentials(rt, app, true, channel))) throw errors.channelCredentialsMissing(channel);
+}
+
+/** The `extra` update that shows a payee confirmation on the withdrawal; nothing when it is already shown. */
+async function withConfirmation(trx: Db, id: string, confirmation: PayeeConfirmation): Promise<{ extra?: string }> {
+  const row = await trx.selectFrom('withdrawals').select('extra').where('id', '=', id).executeTakeFirst();
+  if (!row) return {};
+  const extra = JSON.parse(row.extra) as Record<string, unknown>;
+  const shown = extra.wx_confirmation as PayeeConfirmation | undefined;
+  if (shown?.package_info === confirmation.package_info && shown.out_bill_no === confirmation.out_bill_no) return {};
+  return { extra: JSON.stringify({ ...extra, wx_confirmation: confirmation }) };
 }

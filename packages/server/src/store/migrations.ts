@@ -468,11 +468,33 @@ const m0004_list_growth: Migration = {
   },
 };
 
+/**
+ * Live payout credentials per app, mode and channel (#13): the whole credential set sealed with the
+ * master key (never stored in the clear), plus a fingerprint that lets an operator tell sets apart.
+ */
+const m0005_channel_credentials: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('channel_credentials')
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('sealed', 'text', (c) => c.notNull())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('summary', 'text', (c) => c.notNull())
+      .addColumn('created', 'bigint', (c) => c.notNull())
+      .addColumn('updated', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('channel_credentials_pk', ['app', 'livemode', 'channel'])
+      .execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
   '0003_secret_keys': m0003_secret_keys,
   '0004_list_growth': m0004_list_growth,
+  '0005_channel_credentials': m0005_channel_credentials,
   '0006_console': m0006_console,
 };
 

@@ -258,6 +258,19 @@ export interface SettingRow {
   value: string;
 }
 
+/** Live channel credentials of one app, mode and channel, sealed with the master key (channels/credentials.ts). */
+export interface ChannelCredentialRow {
+  app: string;
+  livemode: number;
+  channel: string;
+  sealed: string;
+  fingerprint: string;
+  /** Non-secret facts shown by `channels list` (JSON): the channel's app id, key mode, endpoint. */
+  summary: string;
+  created: number;
+  updated: number;
+}
+
 export interface Database {
   accounts: AccountRow;
   apps: AppRow;
@@ -282,6 +295,7 @@ export interface Database {
   operator_sessions: OperatorSessionRow;
   audit_log: AuditLogRow;
   withdrawal_totals: WithdrawalTotalRow;
+  channel_credentials: ChannelCredentialRow;
 }
 
 

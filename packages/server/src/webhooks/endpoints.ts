@@ -4,7 +4,7 @@ import { mode, type WebhookEndpointRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { newInternalId } from '../domain/ids.ts';
 import { seconds } from '../clock.ts';
-import { DEFAULT_ENDPOINT_EVENTS, MAX_ENDPOINTS_PER_APP_MODE } from './outbox.ts';
+import { DEFAULT_ENDPOINT_EVENTS, MAX_ENDPOINTS_PER_APP_MODE, SUBSCRIBABLE_EVENTS } from './outbox.ts';
 import { newStandardWebhookSecret } from './signing.ts';
 import { refusedLiteral, urlHost } from './destination.ts';
 
@@ -88,8 +88,8 @@ function validateEventTypes(types: readonly string[]): string[] {
   const unique = [...new Set(types.map((t) => t.trim()).filter((t) => t.length > 0))];
   if (unique.length === 0) throw errors.invalidParam('events', 'name at least one event type', '至少需要一个事件类型');
   for (const t of unique) {
-    if (!(DEFAULT_ENDPOINT_EVENTS as readonly string[]).includes(t)) {
-      throw errors.invalidParam('events', `unknown event type ${t.slice(0, 64)}; known: ${DEFAULT_ENDPOINT_EVENTS.join(', ')}`, `未知的事件类型 ${t.slice(0, 64)}`);
+    if (!(SUBSCRIBABLE_EVENTS as readonly string[]).includes(t)) {
+      throw errors.invalidParam('events', `unknown event type ${t.slice(0, 64)}; known: ${SUBSCRIBABLE_EVENTS.join(', ')}`, `未知的事件类型 ${t.slice(0, 64)}`);
     }
   }
   return unique;

@@ -25,6 +25,13 @@ export const MAX_ENDPOINTS_PER_APP_MODE = 16;
 export const DEFAULT_ENDPOINT_EVENTS: readonly EventType[] = ['balance.withdrawal.succeeded', 'balance.withdrawal.failed'];
 
 /**
+ * Every type an endpoint may subscribe to: the documented two, plus the extension
+ * `balance.withdrawal.pending_confirmation` (a live wx payout waits for the payee to confirm in
+ * WeChat), sent only to endpoints that name it.
+ */
+export const SUBSCRIBABLE_EVENTS: readonly EventType[] = [...DEFAULT_ENDPOINT_EVENTS, 'balance.withdrawal.pending_confirmation'];
+
+/**
  * Transactional outbox: writes the event and one delivery row per subscribed endpoint inside the
  * caller's transaction, so the state change and its notification commit together or not at all.
  * The dispatcher delivers the rows later; a crash loses nothing (a delivery may repeat).

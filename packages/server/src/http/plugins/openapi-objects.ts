@@ -185,7 +185,7 @@ export const objectSchemas: Record<string, TSchema> = {
   Event: Type.Object(
     {
       id: Type.String(), object: Type.Literal('event'), created: Time('Created'), livemode: Type.Boolean(),
-      type: Type.Union([Type.Literal('balance.withdrawal.succeeded'), Type.Literal('balance.withdrawal.failed')]),
+      type: Type.Union([Type.Literal('balance.withdrawal.succeeded'), Type.Literal('balance.withdrawal.failed'), Type.Literal('balance.withdrawal.pending_confirmation')]),
       data: Type.Object({ object: Ref('Withdrawal') }), pending_webhooks: Type.Integer(), request: Nullable(Type.String()),
       scope: Type.String(), acct_id: Type.String(),
     },

@@ -1,0 +1,56 @@
+import type { WithdrawalChannel } from '@tixian/sdk';
+import type { Logger } from 'pino';
+import type { Store } from '../store/db.ts';
+import type { SecretBox } from '../security/secrets.ts';
+import { AlipayDriver } from './alipay.ts';
+import { hasCredentials, loadCredentials } from './credentials.ts';
+import { WechatDriver } from './wechat.ts';
+import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
+
+/**
+ * The live-mode drivers. A driver pays with the credentials of the withdrawal's own app
+ * (`tixian channels set`); whether an app has them is checked at confirm (services/withdrawals.ts).
+ *
+ * Channels without a driver: unionpay (ChinaPay ORA 代付), allinpay (通联 TLT) and jdpay have no
+ * maintained library and publish their payout specs only to contracted merchants. A driver for one
+ * implements ChannelDriver (driver.ts): a request signer in the provider's key format, a response
+ * verifier, the status mapping of spec/channels.md §4, a stable per-key order number in the
+ * provider's format, query by that number, an HTTP timeout below the call's, and a fake gateway.
+ */
+export const LIVE_DRIVER_CHANNELS: readonly WithdrawalChannel[] = ['alipay', 'wx', 'wx_pub', 'wx_lite'];
+
+export class LiveDrivers implements DriverRegistry {
+  readonly alipay: AlipayDriver;
+  readonly wechat: WechatDriver;
+  constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger }) {
+    this.alipay = new AlipayDriver(deps);
+    this.wechat = new WechatDriver(async (order) => {
+      const loaded = await loadCredentials(deps, order.app, order.livemode, 'wechat');
+      return loaded?.credentials.channel === 'wechat' ? loaded.credentials : null;
+    }, deps.log);
+  }
+  driverFor(channel: WithdrawalChannel): ChannelDriver | null {
+    if (channel === 'alipay') return this.alipay;
+    if (channel === 'wx' || channel === 'wx_pub' || channel === 'wx_lite') return this.wechat;
+    return null;
+  }
+
+  /**
+   * Test mode on a real channel's own sandbox: an app with test-mode credentials for the channel
+   * (`tixian channels set --mode test`, e.g. Alipay's sandbox endpoint) pays through that channel's
+   * driver; every other app stays on the built-in sandbox. The choice is made per call, so
+   * setting or removing test credentials while a test payout is in flight may leave that payout to
+   * be asked about at the other one (no real money moves in test mode either way).
+   */
+  testMode(sandbox: ChannelDriver): ChannelDriver {
+    const pick = async (order: PayoutOrder): Promise<ChannelDriver> => {
+      const real = this.driverFor(order.channel);
+      return real && (await hasCredentials(this.deps, order.app, false, order.channel)) ? real : sandbox;
+    };
+    return {
+      name: sandbox.name,
+      submit: async (order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> => (await pick(order)).submit(order, call),
+      query: async (order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> => (await pick(order)).query(order, call),
+    };
+  }
+}

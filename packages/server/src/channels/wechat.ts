@@ -1,0 +1,185 @@
+import { Rsa, Wechatpay } from 'wechatpay-axios-plugin';
+import type { Logger } from 'pino';
+import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
+import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
+
+/**
+ * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit and query by
+ * `out_bill_no`. Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
+ * answers mapped by spec/channels.md §4.
+ *
+ * A bill normally waits for the payee to confirm it in WeChat (`WAIT_USER_CONFIRM` +
+ * `package_info`): the driver reports it as `processing.confirmation`, which the worker shows on the
+ * withdrawal as `extra.wx_confirmation` for the merchant's app to open WeChat's confirm page.
+ */
+export interface WechatCredentials {
+  channel: 'wechat';
+  mchid: string;
+  /** The merchant API certificate's serial number and its private key (PEM). */
+  merchant_serial: string;
+  private_key: string;
+  /** WeChat Pay public key (PEM) and its id (`PUB_KEY_ID_…`): verifies answers, encrypts names. */
+  wechatpay_public_key: string;
+  wechatpay_public_key_id: string;
+  /** The appid bound to the mchid for each Ping++ channel (openids are per appid). */
+  appids: Partial<Record<'wx' | 'wx_pub' | 'wx_lite', string>>;
+  transfer_scene_id: string;
+  /** 转账场景报备信息, e.g. [{ info_type: '活动名称', info_content: '提现' }, …] as the scene requires. */
+  report_infos: { info_type: string; info_content: string }[];
+  /** Shown to the payee (≤ 32 chars). */
+  remark?: string;
+  endpoint?: string;
+}
+
+export const DEFAULT_WECHAT_ENDPOINT = 'https://api.mch.weixin.qq.com/';
+
+/** WeChat accepts `[0-9A-Za-z]{1,32}`: the round suffix `_2` becomes `R2` (a 19-digit id + `R` + round fits). */
+export function outBillNo(key: string): string {
+  const no = key.replace('_', 'R');
+  if (!/^[0-9A-Za-z]{1,32}$/.test(no)) throw new Error(`payout key ${key} cannot be a WeChat out_bill_no`);
+  return no;
+}
+
+const PAYEE_REASONS = new Set([
+  'ACCOUNT_FROZEN', 'ACCOUNT_NOT_EXIST', 'BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH', 'BLOCK_B2C_USERLIMITAMOUNT_MONTH',
+  'EXCEEDED_ESTIMATED_AMOUNT', 'ID_CARD_NOT_CORRECT', 'NAME_NOT_CORRECT', 'OPENID_INVALID', 'PAYEE_ACCOUNT_ABNORMAL',
+  'REAL_NAME_CHECK_FAIL', 'RECEIVE_ACCOUNT_NOT_PERMMIT', 'TRANSFER_QUOTA_EXCEED', 'TRANSFER_RISK', 'USER_NOT_EXIST',
+  'MERCHANT_REJECT', 'TRANSFER_REMARK_SET_FAIL', 'DAY_RECEIVED_QUOTA_EXCEED', 'DAY_RECEIVED_COUNT_EXCEED',
+]);
+const IN_PROGRESS_MS: Record<string, number> = { ACCEPTED: 5_000, TRANSFERING: 5_000, CANCELING: 5_000, PROCESSING: 60_000, WAIT_USER_CONFIRM: 5 * 60_000 };
+/** Refusals of a submit that leave no bill (once a query agrees the bill is absent). */
+const SUBMIT_REFUSALS = new Set(['PARAM_ERROR', 'INVALID_REQUEST', 'NO_AUTH', 'NOT_ENOUGH', 'SIGN_ERROR']);
+const SDK_TIMEOUT_MARGIN_MS = 250;
+
+interface Bill {
+  out_bill_no?: string;
+  state?: string;
+  fail_reason?: string;
+  package_info?: string;
+}
+
+type AxiosLikeError = { code?: string; message?: string; response?: { status?: number; data?: { code?: string; message?: string } } };
+
+export class WechatDriver implements ChannelDriver {
+  readonly name = 'wechat';
+
+  constructor(
+    private readonly credentialsFor: (order: PayoutOrder) => Promise<WechatCredentials | null>,
+    private readonly log: Logger,
+  ) {}
+
+  async submit(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
+    const c = await this.credentialsFor(order);
+    if (!c) return { kind: 'unknown', message: `no live wechat credentials for app ${order.app}` };
+    const appid = c.appids[order.channel as 'wx' | 'wx_pub' | 'wx_lite'];
+    if (!appid) return { kind: 'unknown', message: `no appid configured for ${order.channel}` };
+    const name = typeof order.extra.name === 'string' ? order.extra.name : undefined;
+    const body = {
+      appid,
+      out_bill_no: outBillNo(order.key),
+      transfer_scene_id: c.transfer_scene_id,
+      openid: String(order.extra.open_id ?? ''),
+      ...(name ? { user_name: Rsa.encrypt(name, Rsa.from(c.wechatpay_public_key, Rsa.KEY_TYPE_PUBLIC)) } : {}),
+      transfer_amount: order.amount,
+      transfer_remark: (c.remark ?? '提现').slice(0, 32),
+      transfer_scene_report_infos: c.report_infos,
+    };
+    try {
+      const res = await this.bills(c, call).post(body, { signal: call.signal, headers: { 'Wechatpay-Serial': c.wechatpay_public_key_id } });
+      return this.byState(order, c, appid, res.data as Bill);
+    } catch (err) {
+      const e = err as AxiosLikeError;
+      const code = e.response?.data?.code ?? '';
+      const status = e.response?.status ?? 0;
+      if (status >= 400 && status < 500 && SUBMIT_REFUSALS.has(code)) {
+        // A refusal is only safe to blame on the merchant once WeChat has no bill under this number.
+        const q = await this.query(order, call);
+        if (q.kind === 'not_found') return { kind: 'failed', blame: 'merchant', message: `wechat refused the transfer: ${code}` };
+        return q;
+      }
+      return this.unknown(err, 'transfer-bills');
+    }
+  }
+
+  async query(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
+    const c = await this.credentialsFor(order);
+    if (!c) return { kind: 'unknown', message: `no live wechat credentials for app ${order.app}` };
+    const appid = c.appids[order.channel as 'wx' | 'wx_pub' | 'wx_lite'] ?? '';
+    try {
+      const res = await this.bills(c, call).outBillNo.$out_bill_no$.get({ out_bill_no: outBillNo(order.key), signal: call.signal });
+      return this.byState(order, c, appid, res.data as Bill);
+    } catch (err) {
+      const e = err as AxiosLikeError;
+      if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') return { kind: 'not_found' };
+      return this.unknown(err, 'transfer-bills query');
+    }
+  }
+
+  /**
+   * A signed, harmless call: query a bill that cannot exist. NOT_FOUND proves the mchid, merchant key
+   * and serial (a bad signature answers 401); WeChat does not sign error answers, so the WeChat Pay
+   * public key is proven by the first real (2xx, verified) answer.
+   */
+  static async check(c: WechatCredentials, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
+    const controller = new AbortController();
+    const driver = new WechatDriver(async () => c, { warn() {}, error() {} } as unknown as Logger);
+    const order: PayoutOrder = { key: `tixiancheck${Date.now()}`, withdrawalId: 'check', app: 'check', channel: 'wx', amount: 0, extra: {}, livemode: true };
+    const outcome = await driver.query(order, { timeoutMs, signal: controller.signal });
+    if (outcome.kind === 'not_found') return { ok: true, message: 'wechat pay accepted a signed query (the bill does not exist, as expected)' };
+    return { ok: false, message: outcome.kind === 'unknown' ? outcome.message : `unexpected answer ${outcome.kind}` };
+  }
+
+  // The plugin's chained client is untyped; this is the one path used.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private bills(c: WechatCredentials, call: ChannelCall): any {
+    const wxpay = new Wechatpay({
+      mchid: c.mchid,
+      serial: c.merchant_serial,
+      privateKey: c.private_key,
+      certs: { [c.wechatpay_public_key_id]: c.wechatpay_public_key },
+      baseURL: c.endpoint ?? DEFAULT_WECHAT_ENDPOINT,
+      timeout: Math.max(50, call.timeoutMs - SDK_TIMEOUT_MARGIN_MS),
+    });
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    return (wxpay as any).v3.fundApp.mchTransfer.transferBills;
+  }
+
+  private byState(order: PayoutOrder, c: WechatCredentials, appid: string, bill: Bill): PayoutOutcome {
+    const state = bill.state ?? '';
+    if (state === 'SUCCESS') return { kind: 'succeeded' };
+    if (state in IN_PROGRESS_MS) {
+      const retryAfterMs = IN_PROGRESS_MS[state]!;
+      if (state === 'WAIT_USER_CONFIRM' && bill.package_info) {
+        return { kind: 'processing', retryAfterMs, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
+      }
+      return { kind: 'processing', retryAfterMs };
+    }
+    if (state === 'FAIL') {
+      const reason = bill.fail_reason ?? '';
+      if (reason === 'OVERDUE_CLOSE') {
+        // Closed after ~24 h: the payee's fault if this very bill was waiting for their confirmation
+        // (shown on the withdrawal), otherwise it sat unpaid on the merchant's side (channels.md §4).
+        const shown = order.extra.wx_confirmation as { out_bill_no?: string } | undefined;
+        const waitedForPayee = shown?.out_bill_no === outBillNo(order.key);
+        return { kind: 'failed', blame: waitedForPayee ? 'user' : 'merchant', message: `wechat: OVERDUE_CLOSE${waitedForPayee ? ' (the payee did not confirm in time)' : ''}` };
+      }
+      if (PAYEE_REASONS.has(reason)) return { kind: 'failed', blame: 'user', message: `wechat: ${reason}` };
+      this.log.warn({ withdrawal: order.withdrawalId, reason }, 'wechat: transfer failed for a reason treated as the merchant\'s');
+      return { kind: 'failed', blame: 'merchant', message: `wechat: ${reason || 'FAIL'}` };
+    }
+    if (state === 'CANCELLED') return { kind: 'failed', blame: 'merchant', message: 'wechat: the transfer bill was cancelled' };
+    this.log.error({ withdrawal: order.withdrawalId, state }, 'wechat answered an unknown bill state');
+    return { kind: 'unknown', message: `wechat state ${state}` };
+  }
+
+  private unknown(err: unknown, what: string): PayoutOutcome {
+    const e = err as AxiosLikeError;
+    if (typeof e.code === 'string' && e.code.startsWith('EV3_')) {
+      // The plugin could not verify the answer (signature, serial, timestamp): never trust it.
+      observeUnverifiedChannelAnswer('wechat');
+      this.log.error({ what, code: e.code }, 'wechat answer failed verification; treated as unknown');
+      return { kind: 'unknown', message: `wechat ${what}: answer not verified (${e.code})` };
+    }
+    return { kind: 'unknown', message: `wechat ${what}: ${e.response?.status ?? ''} ${e.response?.data?.code ?? e.code ?? ''}`.trim() };
+  }
+}

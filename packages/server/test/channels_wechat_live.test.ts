@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PayoutWorker } from '../src/channels/worker.ts';
+import { setCredentials } from '../src/channels/credentials.ts';
+import { describeEngines, Harness } from './helpers/harness.ts';
+import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
+import { orderNo } from './helpers/withdrawals.ts';
+import { FakeWechat } from './fakes/wechat.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+
+/**
+ * Live wx payouts end to end: the official Ping++ Node SDK (live key) → tixian → the unchanged
+ * wechatpay-axios-plugin → a fake WeChat Pay gateway. The payee's confirmation step shows on the
+ * pending withdrawal as `extra.wx_confirmation`.
+ */
+describeEngines('live WeChat Pay payouts through the official SDKs', (engine) => {
+  let h: Harness;
+  let fake: FakeWechat;
+  let worker: PayoutWorker;
+  let pingpp: PingppClient;
+  const user = 'live_wx_user';
+
+  beforeAll(async () => {
+    fake = await new FakeWechat().start();
+    h = await Harness.start(engine, { config: { allowPrivateWebhooks: true } });
+    await setCredentials(h.rt, h.appId, true, {
+      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
+      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
+      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
+      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint,
+    });
+    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
+    pingpp = await officialSdk(h, h.liveKey);
+    await pingpp.users.create(h.appId, { id: user });
+    await h.fund(user, 1_000_000, h.liveKey);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await fake?.close();
+  });
+
+  async function round(id: string) {
+    await h.rt.store.db.updateTable('withdrawals').set({ payout_due_ms: 0 }).where('id', '=', id).where('status', '=', 'pending').execute();
+    await worker.runOnce();
+    return pingpp.withdrawals.retrieve(h.appId, id);
+  }
+
+  async function confirmed(openid: string) {
+    const w = await pingpp.withdrawals.create(h.appId, { user, amount: 1000, user_fee: 10, channel: 'wx_lite', order_no: orderNo(), extra: { open_id: openid, name: '张三' } });
+    await pingpp.withdrawals.confirm(h.appId, w.id);
+    return w;
+  }
+
+  it('waits for the payee with package_info on the withdrawal and in one pending_confirmation event; confirmed in WeChat → succeeded, paid once', async () => {
+    const subscribed = await upsertEndpoint(h.rt, { app: h.appId, livemode: true, url: 'http://127.0.0.1:9/confirmations', events: ['balance.withdrawal.pending_confirmation'] });
+    const plain = await upsertEndpoint(h.rt, { app: h.appId, livemode: true, url: 'http://127.0.0.1:9/results' });
+    const w = await confirmed('o_live_ok');
+    const waiting = await round(w.id);
+    expect(waiting.status).toBe('pending');
+    expect(waiting.extra.wx_confirmation).toEqual({ package_info: expect.any(String), mch_id: fake.mchid, app_id: 'wxlite0000000001', out_bill_no: w.id });
+    expect(waiting.extra.open_id).toBe('o_live_ok');
+    expect((await round(w.id)).status).toBe('pending');
+    const events = await h.rt.store.db.selectFrom('events').select(['id', 'body']).where('type', '=', 'balance.withdrawal.pending_confirmation').execute();
+    expect(events).toHaveLength(1); // once per channel order, not per query
+    expect(JSON.parse(events[0]!.body).data.object).toMatchObject({ id: w.id, status: 'pending', extra: { wx_confirmation: waiting.extra.wx_confirmation } });
+    const deliveries = await h.rt.store.db.selectFrom('webhook_deliveries').select('endpoint_id').where('event_id', '=', events[0]!.id).execute();
+    expect(deliveries.map((d) => d.endpoint_id)).toEqual([subscribed.endpoint.id]);
+    expect(plain.endpoint.events).toEqual(['balance.withdrawal.succeeded', 'balance.withdrawal.failed']);
+    fake.confirm(w.id);
+    const done = await round(w.id);
+    expect(done.status).toBe('succeeded');
+    expect(fake.debits.get(w.id)).toBe(1);
+    expect(fake.bills.get(w.id)!.transfer_amount).toBe(990);
+  });
+
+  it("an expired confirmation ends as the user's failure, the hold returned", async () => {
+    const before = (await pingpp.users.retrieve(h.appId, user)).withdrawable_balance as number;
+    const w = await confirmed('o_live_expire');
+    expect((await round(w.id)).status).toBe('pending');
+    fake.expire(w.id);
+    const done = await round(w.id);
+    expect(done.status).toBe('failed');
+    expect(done.failure_msg).toContain('OVERDUE_CLOSE');
+    expect((await pingpp.users.retrieve(h.appId, user)).withdrawable_balance).toBe(before);
+    expect(fake.debits.has(w.id)).toBe(false);
+  });
+
+  it('a wx channel without its appid configured cannot be confirmed in live mode', async () => {
+    const w = await pingpp.withdrawals.create(h.appId, { user, amount: 1000, channel: 'wx_pub', order_no: orderNo(), extra: { open_id: 'o_pub' } });
+    const res = await h.request('PUT', h.appPath(`/withdrawals/${w.id}`), { key: h.liveKey, body: { status: 'pending' } });
+    expect(res.status).toBe(402);
+    expect(res.json.error).toMatchObject({ type: 'channel_error', param: 'channel' });
+  });
+
+  it('ledger clean, nothing paid twice', async () => {
+    expect([...fake.debits.values()].every((n) => n === 1)).toBe(true);
+    expect((await h.verify()).ok).toBe(true);
+  });
+});
