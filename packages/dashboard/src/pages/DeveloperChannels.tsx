@@ -181,8 +181,8 @@ export function LiveChannels() {
         locale={{ emptyText: t('channels.none') }}
         columns={[
           { title: t('withdrawals.channel'), dataIndex: 'channel' },
-          { title: t('developers.mode'), dataIndex: 'mode', render: (m: string) => t(m === 'live' ? 'header.live' : 'header.test') },
-          { title: t('channels.fingerprint'), dataIndex: 'fingerprint', render: (f: string, c) => <Typography.Text code data-testid={`cred-fingerprint-${c.channel}-${c.mode}`}>{f}</Typography.Text> },
+          { title: t('developers.mode'), dataIndex: 'mode', render: (m: string) => <span style={{ whiteSpace: 'nowrap' }}>{t(m === 'live' ? 'header.live' : 'header.test')}</span> },
+          { title: t('channels.fingerprint'), dataIndex: 'fingerprint', render: (f: string, c) => <Typography.Text code style={{ whiteSpace: 'nowrap' }} data-testid={`cred-fingerprint-${c.channel}-${c.mode}`}>{f}</Typography.Text> },
           {
             title: t('channels.summary'),
             dataIndex: 'summary',
