@@ -99,6 +99,10 @@ describeEngines('console payout channels', (engine) => {
     const list = await call(s, 'GET', base());
     expect(list.json.data).toEqual([expect.objectContaining({ channel: 'alipay', mode: 'live', fingerprint: set.json.fingerprint })]);
     expect((await auditActions()).map((a) => a.action)).toEqual(['channel_credentials.set']);
+    // The channels table now says alipay can pay live for this app; WeChat still cannot.
+    const channels = (await call(s, 'GET', `/admin/apps/${merchant.id}/channels`)).json.data as { channel: string; live: boolean }[];
+    expect(channels.find((c) => c.channel === 'alipay')?.live).toBe(true);
+    expect(channels.find((c) => c.channel === 'wx')?.live).toBe(false);
   });
 
   it('refuses a broken key with a 400 naming the problem, not the key, and keeps what was there', async () => {

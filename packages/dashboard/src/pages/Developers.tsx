@@ -152,7 +152,7 @@ function SecretKeys() {
   );
 }
 
-/** Payout channels per mode: configured or not (live drivers and their credentials are not in this release). */
+/** Payout channels per mode: which can pay (test: the sandbox; live: a driver and this app's credentials, set below). */
 function Channels() {
   const { t } = useTranslation();
   const { app } = useScope();
