@@ -10,6 +10,7 @@ import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { createOperator } from '../src/admin/operators.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
+import { FakeWechat } from './fakes/wechat.ts';
 
 /**
  * The console's live payout channels: credentials set, replaced, removed and checked over the
@@ -162,6 +163,35 @@ describeEngines('console payout channels', (engine) => {
     expect(JSON.parse(audit[1]!.detail)).toEqual(expect.objectContaining({ ok: true }));
     expect(JSON.parse(audit[2]!.detail)).toEqual(expect.objectContaining({ previous_fingerprint: expect.stringMatching(/^sha256:/) }));
     expect(JSON.parse(audit[3]!.detail)).toEqual(expect.objectContaining({ ok: false }));
+  });
+
+  it('sets WeChat Pay credentials in test mode (one merchant for wx/wx_pub/wx_lite) and checks them against the fake gateway', async () => {
+    const wx = await new FakeWechat().start();
+    try {
+      const s = await session();
+      const credentials = {
+        channel: 'wechat', mchid: wx.mchid, merchant_serial: wx.merchantSerial, private_key: wx.merchantPrivateKey,
+        wechatpay_public_key: wx.wechatpayPublicKey, wechatpay_public_key_id: wx.publicKeyId, appids: { wx_lite: 'wxlite0000000001' },
+        transfer_scene_id: '1000', report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: wx.endpoint,
+      };
+      const noScene = await call(s, 'POST', base(), { mode: 'test', credentials: { ...credentials, report_infos: [] } });
+      expect(noScene.status).toBe(400);
+      const set = await call(s, 'POST', base(), { mode: 'test', credentials });
+      expect(set.status, set.body).toBe(200);
+      expect(set.json.summary).toEqual(expect.objectContaining({ mchid: wx.mchid, appids: 'wx_lite=wxlite0000000001' }));
+      const check = await call(s, 'POST', `${base()}/wechat/check`, { mode: 'test' });
+      expect(check.status, check.body).toBe(200);
+      expect(check.json.ok, check.json.message).toBe(true);
+      expect(wx.calls.at(-1)).toMatch(/^GET \/v3\/fund-app\/mch-transfer\/transfer-bills\/out-bill-no\/tixiancheck/);
+      expect(wx.rejectedSignatures).toBe(0);
+      for (const line of wx.merchantPrivateKey.split('\n').filter((l) => l && !l.startsWith('-----'))) {
+        expect(set.body.includes(line) || check.body.includes(line)).toBe(false);
+        expect(lines.join('').includes(line), 'merchant key logged').toBe(false);
+      }
+      expect((await call(s, 'DELETE', `${base()}/wechat?mode=test`)).status).toBe(200);
+    } finally {
+      await wx.close();
+    }
   });
 
   it('never puts key material in an answer, a log line or the audit log', async () => {
