@@ -11,6 +11,7 @@ import { createOperator } from '../src/admin/operators.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 import { FakeWechat } from './fakes/wechat.ts';
+import { registry } from '../src/observability/metrics.ts';
 
 /**
  * The console's live payout channels: credentials set, replaced, removed and checked over the
@@ -66,6 +67,8 @@ describeEngines('console payout channels', (engine) => {
     channel: 'alipay', app_id: fake.appId, private_key: privateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
   });
   const base = () => `/admin/apps/${merchant.id}/channel_credentials`;
+  const checks = async (result: 'ok' | 'failed') =>
+    (await registry.getSingleMetric('tixian_channel_checks_total')!.get()).values.find((v) => v.labels.channel === 'alipay' && v.labels.result === result)?.value ?? 0;
   const auditActions = async () => (await rt.store.db.selectFrom('audit_log').select(['action', 'detail']).where('app', '=', merchant.id).orderBy('created').orderBy('id').execute());
 
   it('needs a session for every route and the CSRF token for every change, changing nothing without them', async () => {
@@ -120,9 +123,11 @@ describeEngines('console payout channels', (engine) => {
 
   it('checks the credentials with a signed call the fake gateway verifies', async () => {
     const s = await session();
+    const okBefore = await checks('ok');
     const check = await call(s, 'POST', `${base()}/alipay/check`, { mode: 'live' });
     expect(check.status, check.body).toBe(200);
     expect(check.json).toEqual(expect.objectContaining({ channel: 'alipay', mode: 'live', ok: true }));
+    expect(await checks('ok')).toBe(okBefore + 1);
     expect(check.json.message).toMatch(/verified/);
     const none = await call(s, 'POST', `${base()}/alipay/check`, { mode: 'test' });
     expect(none.status).toBe(404);
@@ -134,9 +139,11 @@ describeEngines('console payout channels', (engine) => {
     const replaced = await call(s, 'POST', base(), { mode: 'live', credentials: alipay(otherKey) });
     expect(replaced.status, replaced.body).toBe(200);
     expect(replaced.json.fingerprint).not.toBe(old);
+    const failedBefore = await checks('failed');
     const check = await call(s, 'POST', `${base()}/alipay/check`, { mode: 'live' });
     expect(check.status, check.body).toBe(200);
     expect(check.json.ok).toBe(false);
+    expect(await checks('failed')).toBe(failedBefore + 1);
     expect(check.json.message).toMatch(/^alipay answered 40002 isv\.invalid-signature/);
   });
 

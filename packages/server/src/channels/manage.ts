@@ -1,4 +1,5 @@
 import type { Runtime } from '../runtime.ts';
+import { observeChannelCheck } from '../observability/metrics.ts';
 import { AlipayDriver, sdkFor } from './alipay.ts';
 import { WechatDriver } from './wechat.ts';
 import { CredentialsError, loadCredentials, setCredentials, validateCredentials, type ChannelCredentials, type CredentialInfo } from './credentials.ts';
@@ -43,5 +44,6 @@ export async function checkCredentials(rt: Pick<Runtime, 'store' | 'box'>, app: 
   if (!loaded) return null;
   const c = loaded.credentials;
   const r = await (c.channel === 'wechat' ? WechatDriver.check(c, timeoutMs) : AlipayDriver.check(c, timeoutMs));
+  observeChannelCheck(c.channel, r.ok);
   return { fingerprint: loaded.fingerprint, ok: r.ok, message: r.message };
 }
