@@ -33,6 +33,18 @@ const zh = {
     successRate: '成功率', failing: '异常的 Webhook 地址', none: '无', streak: '连续失败', disabled: '已自动停用',
   },
   common: { ok: '确定', cancel: '取消', loading: '加载中…' },
+  channels: {
+    title: '生产提现渠道凭证', none: '尚未配置渠道凭证', fingerprint: '指纹', summary: '摘要', updated: '更新时间', check: '连通性检查',
+    checkOk: '检查通过', checkFailed: '检查失败', removeAsk: '删除{{mode}}的 {{channel}} 凭证？该渠道将不能再打款。',
+    upload: '上传或替换凭证', uploadHint: '密钥和证书在浏览器中读取，只发送一次，用主密钥加密保存，之后只显示指纹，不再显示内容。同一渠道和模式再次上传即替换。',
+    chooseFile: '选择文件', paste: '粘贴', pasted: '已粘贴', tooLarge: '文件过大，不是密钥或证书', wechat: '微信支付（wx、wx_pub、wx_lite）',
+    alipayAppId: '支付宝应用 APPID', appPrivateKey: '应用私钥（PEM）', keyMode: '验签方式', publicKeyMode: '支付宝公钥', certMode: '公钥证书',
+    alipayPublicKey: '支付宝公钥（PEM）', appCert: '应用公钥证书', alipayPublicCert: '支付宝公钥证书', alipayRootCert: '支付宝根证书',
+    endpoint: '网关地址', alipayEndpointHint: '默认 https://openapi.alipay.com；沙箱为 https://openapi-sandbox.dl.alipaydev.com', orderTitle: '账单标题',
+    mchid: '商户号', merchantSerial: '商户 API 证书序列号', merchantPrivateKey: '商户 API 私钥（PEM）', wechatpayPublicKey: '微信支付公钥（PEM）',
+    wechatpayPublicKeyId: '微信支付公钥 ID', appidWx: 'APP appid（wx）', appidWxPub: '公众号 appid（wx_pub）', appidWxLite: '小程序 appid（wx_lite）',
+    transferSceneId: '转账场景 ID', reportInfos: '转账场景报备信息', reportInfosHint: '每行一条：类型=内容', remark: '转账备注', save: '保存凭证', saved: '凭证已保存：',
+  },
 };
 
 const en: typeof zh = {
@@ -66,6 +78,18 @@ const en: typeof zh = {
     successRate: 'Success rate', failing: 'Failing webhook endpoints', none: 'None', streak: 'failures in a row', disabled: 'auto-disabled',
   },
   common: { ok: 'OK', cancel: 'Cancel', loading: 'Loading…' },
+  channels: {
+    title: 'Live payout channel credentials', none: 'No channel credentials yet', fingerprint: 'Fingerprint', summary: 'Summary', updated: 'Updated', check: 'Check',
+    checkOk: 'Check passed', checkFailed: 'Check failed', removeAsk: 'Remove the {{channel}} credentials of {{mode}}? The channel can no longer pay out.',
+    upload: 'Upload or replace credentials', uploadHint: 'Keys and certificates are read in your browser, sent once, sealed with the master key and never shown again: only a fingerprint. Uploading for the same channel and mode replaces them.',
+    chooseFile: 'Choose file', paste: 'Paste', pasted: 'Pasted', tooLarge: 'This file is too large to be a key or certificate', wechat: 'WeChat Pay (wx, wx_pub, wx_lite)',
+    alipayAppId: 'Alipay app id (APPID)', appPrivateKey: 'App private key (PEM)', keyMode: 'Verification', publicKeyMode: 'Alipay public key', certMode: 'Certificates',
+    alipayPublicKey: 'Alipay public key (PEM)', appCert: 'App public-key certificate', alipayPublicCert: 'Alipay public-key certificate', alipayRootCert: 'Alipay root certificate',
+    endpoint: 'Gateway', alipayEndpointHint: 'Default https://openapi.alipay.com; the sandbox: https://openapi-sandbox.dl.alipaydev.com', orderTitle: 'Bill title',
+    mchid: 'Merchant id (mchid)', merchantSerial: 'Merchant API certificate serial', merchantPrivateKey: 'Merchant API private key (PEM)', wechatpayPublicKey: 'WeChat Pay public key (PEM)',
+    wechatpayPublicKeyId: 'WeChat Pay public key id', appidWx: 'APP appid (wx)', appidWxPub: 'Official account appid (wx_pub)', appidWxLite: 'Mini program appid (wx_lite)',
+    transferSceneId: 'Transfer scene id', reportInfos: 'Transfer scene report infos', reportInfosHint: 'One per line: type=content', remark: 'Transfer remark', save: 'Save credentials', saved: 'Credentials saved:',
+  },
 };
 
 export const savedLanguage = (): 'zh-CN' | 'en' => (localStorage.getItem('tixian.lang') === 'en' ? 'en' : 'zh-CN');

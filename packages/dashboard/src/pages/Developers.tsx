@@ -5,6 +5,7 @@ import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api } from '../api.ts';
 import { useScope } from '../context.ts';
+import { LiveChannels } from './DeveloperChannels.tsx';
 
 interface SignatureSettings {
   rsa_public_key: string | null;
@@ -77,6 +78,7 @@ export function DevelopersPage() {
       </Card>
       <SecretKeys />
       <Channels />
+      <LiveChannels />
       <Card title={t('developers.platformKey')} loading={q.isPending}>
         <Typography.Paragraph copyable={{ text: q.data?.platform_public_key ?? '' }}>
           <pre style={{ fontSize: 12 }} data-testid="platform-key">{q.data?.platform_public_key}</pre>
@@ -150,7 +152,7 @@ function SecretKeys() {
   );
 }
 
-/** Payout channels per mode: configured or not (live drivers and their credentials are not in this release). */
+/** Payout channels per mode: which can pay (test: the sandbox; live: a driver and this app's credentials, set below). */
 function Channels() {
   const { t } = useTranslation();
   const { app } = useScope();

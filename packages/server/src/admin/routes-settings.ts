@@ -10,6 +10,7 @@ import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { errors } from '../domain/errors.ts';
 import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S } from '../services/accounts.ts';
 import { WITHDRAWAL_CHANNELS } from '../domain/channels.ts';
+import { hasCredentials } from '../channels/credentials.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
 export interface AdminContext {
@@ -215,15 +216,14 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
     },
   );
 
-  // Which payout channels can pay in each mode (test: the sandbox; live: a configured driver).
+  // Which payout channels can pay in each mode (test: the sandbox; live: a driver and this app's credentials for it).
   app.get<{ Params: Static<typeof AppParams> }>('/admin/apps/:app/channels', { schema: { ...hidden, params: AppParams } }, async (req) => {
-    await ctx.scopeFor(req, req.params.app, 'test');
-    return {
-      data: WITHDRAWAL_CHANNELS.map((channel) => ({
-        channel,
-        test: rt.drivers.driverFor(channel, false) !== null,
-        live: rt.drivers.driverFor(channel, true) !== null,
-      })),
-    };
+    const scope = await ctx.scopeFor(req, req.params.app, 'test');
+    const data = [];
+    for (const channel of WITHDRAWAL_CHANNELS) {
+      const live = rt.drivers.driverFor(channel, true) !== null && (await hasCredentials(rt, scope.app, true, channel));
+      data.push({ channel, test: rt.drivers.driverFor(channel, false) !== null, live });
+    }
+    return { data };
   });
 }

@@ -16,6 +16,7 @@ import { auditLines } from './audit.ts';
 import { overview } from './overview.ts';
 import { settingsRoutes } from './routes-settings.ts';
 import { usersRoutes } from './routes-users.ts';
+import { channelRoutes } from './routes-channels.ts';
 
 /**
  * The management API of the console (/admin/…): operator sessions, not secret keys. A session is
@@ -266,6 +267,7 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
 
   await settingsRoutes(app, rt, { scopeFor, operatorOf, ipOf });
   await usersRoutes(app, rt, { scopeFor, operatorOf, ipOf });
+  await channelRoutes(app, rt, { scopeFor, operatorOf, ipOf });
 
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/admin/audit', { schema: { ...hidden, querystring: AuditQuery } }, async (req) =>
     auditLines(rt, { accountId: operatorOf(req).account_id, target: req.query.target, limit: req.query.limit ?? 50, startingAfter: req.query.starting_after }),

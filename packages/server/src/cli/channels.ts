@@ -1,11 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
-import { AlipayDriver, sdkFor } from '../channels/alipay.ts';
-import { WechatDriver, type WechatCredentials } from '../channels/wechat.ts';
+import type { WechatCredentials } from '../channels/wechat.ts';
 import {
-  CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, validateCredentials, type AlipayCredentials, type CredentialInfo,
+  CredentialsError, listCredentials, removeCredentials, setCredentials, type AlipayCredentials, type CredentialInfo,
 } from '../channels/credentials.ts';
+import { checkCredentials, prepareCredentials } from '../channels/manage.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
 /**
@@ -15,7 +15,6 @@ import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts
  */
 
 const MAX_KEY_FILE_BYTES = 64 * 1024;
-const CHECK_TIMEOUT_MS = 10_000;
 
 function readKeyFile(flag: string, file: string): string {
   let size: number;
@@ -131,11 +130,10 @@ export function registerChannelCommands(program: Command): void {
   ).action(async (appId: string, f: SetFlags) => {
     const credentials = f.channel === 'wechat' ? wechatCredentials(f) : alipayCredentials(f);
     try {
-      validateCredentials(credentials);
       // What the driver will build at payout time must build now (certificates parse, SNs compute).
-      if (credentials.channel === 'alipay') sdkFor(credentials, CHECK_TIMEOUT_MS);
+      prepareCredentials(credentials);
     } catch (err) {
-      throw new UsageError(err instanceof CredentialsError ? err.message : 'alipay-sdk could not load these keys or certificates');
+      throw err instanceof CredentialsError ? new UsageError(err.message) : err;
     }
     const info = await withRuntime(f, async (rt) => {
       try {
@@ -175,10 +173,9 @@ export function registerChannelCommands(program: Command): void {
   ).action(async (appId: string, f: ConfigFlags & { channel: string; mode: string }) => {
     const result = await withRuntime(f, async (rt) => {
       await requireApp(rt, appId);
-      const loaded = await loadCredentials(rt, appId, parseMode(f.mode), f.channel);
-      if (!loaded) throw new UsageError(`app ${appId} has no ${f.mode} ${f.channel} credentials; set them with tixian channels set`);
-      const c = loaded.credentials;
-      return { fingerprint: loaded.fingerprint, ...(await (c.channel === 'wechat' ? WechatDriver.check(c, CHECK_TIMEOUT_MS) : AlipayDriver.check(c, CHECK_TIMEOUT_MS))) };
+      const checked = await checkCredentials(rt, appId, parseMode(f.mode), f.channel);
+      if (!checked) throw new UsageError(`app ${appId} has no ${f.mode} ${f.channel} credentials; set them with tixian channels set`);
+      return checked;
     });
     console.log(`${result.ok ? 'ok' : 'FAILED'}: ${f.mode} ${f.channel} ${result.fingerprint}: ${result.message}`);
     process.exitCode = result.ok ? 0 : 1;

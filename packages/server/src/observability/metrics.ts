@@ -342,3 +342,15 @@ const unverifiedChannelAnswers = new Counter({
 export function observeUnverifiedChannelAnswer(channel: string): void {
   unverifiedChannelAnswers.inc({ channel });
 }
+
+const channelChecks = new Counter({
+  name: 'tixian_channel_checks_total',
+  help: 'Connectivity checks of payout channel credentials (tixian channels check, the console), by channel and result.',
+  labelNames: ['channel', 'result'] as const,
+  registers: [registry],
+});
+
+/** A signed, harmless call made with an app's channel credentials, and whether it passed. */
+export function observeChannelCheck(channel: string, ok: boolean): void {
+  channelChecks.inc({ channel, result: ok ? 'ok' : 'failed' });
+}
