@@ -65,6 +65,16 @@ export interface Config {
   metrics: boolean;
   /** When set, /metrics answers only `Authorization: Bearer <token>` (TIXIAN_METRICS_TOKEN). */
   metricsToken: string | undefined;
+  /**
+   * What this process runs: `api` (the v1 API), `worker` (payout worker and webhook dispatcher,
+   * serving only the health probes and /metrics) or `all`. Any number of each, on any hosts.
+   */
+  role: 'api' | 'worker' | 'all';
+  /**
+   * `--workers N`: processes `serve` runs (node:cluster), sharing one port. 0 picks: one per core
+   * with PostgreSQL, 1 with SQLite (one writer: more processes only queue for its lock).
+   */
+  clusterWorkers: number;
 }
 
 export const defaults: Config = {
@@ -96,6 +106,8 @@ export const defaults: Config = {
   webhookDisableAfterFailures: 20,
   metrics: true,
   metricsToken: undefined,
+  role: 'all',
+  clusterWorkers: 0,
 };
 
 type Env = Record<string, string | undefined>;
@@ -166,6 +178,10 @@ export const settings: readonly Setting[] = [
   { key: 'rateLimitWindowMs', flag: '--rate-limit-window-ms', env: 'TIXIAN_RATE_LIMIT_WINDOW_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'the rate limit\'s window' },
   { key: 'metrics', flag: '--no-metrics', env: 'TIXIAN_METRICS', kind: { type: 'bool' }, unit: 'on/off', help: 'serve `/metrics` (Prometheus) and count requests' },
   { key: 'metricsToken', flag: null, env: 'TIXIAN_METRICS_TOKEN', kind: { type: 'token', min: 16, max: 256 }, unit: 'text', help: '`/metrics` answers only `Authorization: Bearer <token>` (environment only: a flag would show in `ps`)', defaultText: 'none (open)' },
+  { key: 'role', flag: '--role', env: 'TIXIAN_ROLE', kind: { type: 'enum', values: ['api', 'worker', 'all'] }, unit: 'role', help: '`api`: the v1 API only; `worker`: the payout worker and webhook dispatcher only (serving `/healthz`, `/readyz`, `/metrics`); `all`: both' },
+  // `--workers` (the node:cluster word, as `--workers N` in other servers), not `--cluster-workers`:
+  // TIXIAN_WORKERS is already the on/off switch of `--no-workers`.
+  { key: 'clusterWorkers', flag: '--workers', env: 'TIXIAN_CLUSTER_WORKERS', kind: { type: 'int', min: 0, max: 256 }, unit: 'processes', help: 'processes sharing the port (node:cluster); a crashed one is restarted', defaultText: '0: one per core with PostgreSQL, 1 with SQLite' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */

@@ -1,15 +1,20 @@
+import cluster from 'node:cluster';
 import path from 'node:path';
 import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { openRuntime } from '../runtime.ts';
 import { buildApp } from '../http/app.ts';
 import { startWorkers, type Worker } from '../workers.ts';
+import { runCluster, clusterSize, LISTENING_MESSAGE } from './cluster.ts';
 
 /**
  * `tixian serve`: migrate, listen, run the workers. On SIGTERM/SIGINT: stop accepting, let
  * in-flight requests finish (bounded by shutdownGraceMs), stop the workers, close the database.
+ * With more than one process (`--workers N`) this process is the cluster's primary: it migrates,
+ * forks N processes that each do the above on the shared port, and restarts any that dies.
  */
 export async function serve(config: Config): Promise<void> {
-  const rt = await openRuntime(config);
+  if (cluster.isPrimary && clusterSize(config) > 1) return runCluster(config, clusterSize(config));
+  const rt = await openRuntime(config, { migrate: !cluster.isWorker });
   const app = await buildApp(rt);
   let workers: Worker = { stop: async () => {} };
 
@@ -46,13 +51,21 @@ export async function serve(config: Config): Promise<void> {
     await rt.close();
     throw listenError(err, config) ?? err;
   }
-  const engine = rt.store.engine === 'sqlite' ? `SQLite in ${config.dataDir}` : 'PostgreSQL';
-  console.log(`tixian listening on ${address} (${engine})`);
+  if (config.workers && config.role !== 'api' && !stopping) workers = startWorkers(rt);
+  // In a cluster the primary says where the processes listen, once all of them do.
+  if (cluster.isWorker) {
+    process.send?.({ type: LISTENING_MESSAGE, address });
+    return;
+  }
+  console.log(`tixian listening on ${address} (${engineText(config)}${config.role === 'all' ? '' : `; role ${config.role}`})`);
   const apps = await rt.store.db.selectFrom('apps').select('id').limit(1).execute();
   if (apps.length === 0) {
     console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storageHint(config)} --json`);
   }
-  if (config.workers && !stopping) workers = startWorkers(rt);
+}
+
+export function engineText(config: Config): string {
+  return config.databaseUrl && /^postgres/i.test(config.databaseUrl) ? 'PostgreSQL' : `SQLite in ${config.dataDir}`;
 }
 
 /**

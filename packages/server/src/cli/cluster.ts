@@ -1,0 +1,108 @@
+import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import os from 'node:os';
+import type { Config } from '../config.ts';
+import { createLogger } from '../logging.ts';
+import { openRuntime } from '../runtime.ts';
+import { engineText, storageHint } from './serve.ts';
+
+/** What a cluster process sends its primary once it listens. */
+export const LISTENING_MESSAGE = 'tixian:listening';
+
+/** A process that dies sooner than this after its start is restarted after a growing pause. */
+const STABLE_AFTER_MS = 10_000;
+const MAX_RESTART_DELAY_MS = 30_000;
+
+/**
+ * How many processes `serve` runs. PostgreSQL takes writes from many connections at once, so one
+ * process per core; SQLite has one writer, and more processes only wait for its lock (the bench
+ * measures this), so one unless asked.
+ */
+export function clusterSize(config: Config): number {
+  if (config.clusterWorkers > 0) return config.clusterWorkers;
+  const postgres = Boolean(config.databaseUrl && /^postgres/i.test(config.databaseUrl));
+  return postgres ? Math.max(1, os.availableParallelism()) : 1;
+}
+
+/**
+ * The cluster's primary: migrates once (so N processes do not race to), forks `size` processes
+ * that share the port (node:cluster hands connections out round-robin), prints one listening
+ * line when all listen, and restarts any process that dies until it is told to stop. A process
+ * that fails before it listens (the port taken, the database unreachable) stops the whole start
+ * with that process's exit code: its one-line reason is already on stderr.
+ */
+export async function runCluster(config: Config, size: number): Promise<void> {
+  const log = createLogger(config.logLevel);
+  // The runtime, not the bare store: an empty database also needs its master key and platform key
+  // made once, before N processes would each try.
+  const rt = await openRuntime(config, { log });
+  const noApps = (await rt.store.db.selectFrom('apps').select('id').limit(1).execute()).length === 0;
+  await rt.close();
+
+  let stopping = false;
+  let started = false;
+  const restarts = new Map<number, number>();
+  const listening = new Set<number>();
+  let address = '';
+
+  const fork = (slot: number): ClusterWorker => {
+    const child = cluster.fork({ TIXIAN_CLUSTER_SLOT: String(slot) });
+    const bornMs = Date.now();
+    child.on('message', (msg: { type?: string; address?: string }) => {
+      if (msg?.type !== LISTENING_MESSAGE) return;
+      address = msg.address ?? address;
+      listening.add(slot);
+      if (Date.now() - bornMs > STABLE_AFTER_MS) restarts.set(slot, 0);
+      if (!started && listening.size === size) {
+        started = true;
+        announce();
+      }
+    });
+    child.once('exit', (code, signal) => {
+      listening.delete(slot);
+      if (stopping) return;
+      if (!started) {
+        // One process could not start: neither can the others. Its reason is on stderr already.
+        void stopAll().then(() => process.exit(code || 1));
+        return;
+      }
+      const tries = (Date.now() - bornMs < STABLE_AFTER_MS ? (restarts.get(slot) ?? 0) : 0) + 1;
+      restarts.set(slot, tries);
+      const delayMs = Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** Math.min(tries - 1, 10));
+      log.warn({ slot, pid: child.process.pid, code, signal, restart_in_ms: delayMs }, 'cluster process died; restarting it');
+      setTimeout(() => {
+        if (!stopping) children.set(slot, fork(slot));
+      }, delayMs).unref();
+    });
+    return child;
+  };
+
+  const children = new Map<number, ClusterWorker>();
+  const announce = () => {
+    const role = config.role === 'all' ? '' : `; role ${config.role}`;
+    console.log(`tixian listening on ${address} (${engineText(config)}; ${size} processes${role})`);
+    if (noApps) console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storageHint(config)} --json`);
+  };
+
+  /** SIGTERM to every process; each drains its requests (shutdownGraceMs), then SIGKILL for stragglers. */
+  const stopAll = async () => {
+    stopping = true;
+    const alive = [...children.values()].filter((c) => c.process.exitCode === null && c.process.signalCode === null);
+    const exits = alive.map((c) => new Promise<void>((resolve) => c.process.once('exit', () => resolve())));
+    for (const c of alive) c.process.kill('SIGTERM');
+    const force = setTimeout(() => {
+      for (const c of alive) c.process.kill('SIGKILL');
+    }, config.shutdownGraceMs + 1_000);
+    await Promise.all(exits);
+    clearTimeout(force);
+  };
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    log.info({ signal }, 'shutting down the cluster');
+    void stopAll();
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+
+  for (let slot = 0; slot < size; slot++) children.set(slot, fork(slot));
+}
+
