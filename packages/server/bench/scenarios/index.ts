@@ -4,6 +4,7 @@ import { userRetrieve, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
+import { withdrawalCreateProcs1, withdrawalCreateProcs2, withdrawalCreateProcs4 } from './scale.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -22,4 +23,7 @@ export const scenarios = [
   webhookDeliveryWide,
   withdrawalCreateNoMetrics,
   withdrawalCreateLogInfo,
+  withdrawalCreateProcs1,
+  withdrawalCreateProcs2,
+  withdrawalCreateProcs4,
 ] as AnyScenario[];

@@ -375,8 +375,19 @@ const m0002_webhook_endpoint_health: Migration = {
   },
 };
 
+/**
+ * The sandbox channel counts submits per key: a channel told twice to pay one order is what the
+ * chaos run (bench/chaos.ts) must never see, and without a count a repeated submit left no trace.
+ */
+const m0007_scale_out: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sandbox_payouts').addColumn('submits', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
+  '0007_scale_out': m0007_scale_out,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
   '0003_secret_keys': m0003_secret_keys,
 };
