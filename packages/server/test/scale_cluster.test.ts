@@ -144,3 +144,23 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+describeEngines('the sandbox channel counts submits (what the chaos run checks)', (engine) => {
+  it('a repeated submit of one key is counted, pays once and answers as the first did', async () => {
+    const storage = await freshStorage(engine);
+    const rt = await openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false, sandboxDelayMs: 0 }, { log: pino({ level: 'silent' }) });
+    try {
+      const driver = rt.drivers.driverFor('alipay', false)!;
+      const order = { key: 'wd_once', withdrawalId: 'wd_once', channel: 'alipay' as const, amount: 100, extra: seedExtra('alipay', sandboxPayee('alipay', '0002')), livemode: false };
+      const call = { timeoutMs: 1000, signal: new AbortController().signal };
+      const first = await driver.submit(order, call);
+      expect(first).toMatchObject({ kind: 'failed', blame: 'user' });
+      expect(await driver.submit(order, call)).toEqual(first);
+      const rows = await rt.store.db.selectFrom('sandbox_payouts').select(['key', 'submits', 'amount']).execute();
+      expect(rows.map((r) => ({ ...r, submits: Number(r.submits), amount: Number(r.amount) }))).toEqual([{ key: 'wd_once', submits: 2, amount: 100 }]);
+    } finally {
+      await rt.close();
+      await storage.drop();
+    }
+  });
+});
