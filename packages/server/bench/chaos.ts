@@ -194,6 +194,8 @@ class Receiver {
 interface Answer {
   atMs: number;
   status: number;
+  /** For a 5xx: Ping++'s error shape with type api_error (what a client's SDK can handle). */
+  clean?: boolean;
 }
 
 interface LoadState {
@@ -229,13 +231,15 @@ class Client {
         bodyTimeout: REQUEST_TIMEOUT_MS,
       });
       const text = await res.body.text();
-      this.state.answers.push({ atMs: Date.now(), status: res.statusCode });
       let json: Json = {};
       try {
         json = JSON.parse(text) as Json;
       } catch {
         // a non-JSON answer still counts by its status
       }
+      const answer: Answer = { atMs: Date.now(), status: res.statusCode };
+      if (res.statusCode >= 500) answer.clean = res.statusCode === 500 && (json.error as { type?: unknown } | undefined)?.type === 'api_error';
+      this.state.answers.push(answer);
       return { status: res.statusCode, json };
     } catch {
       // Killed mid-request, or killed just before it was picked: no answer, no spinning on it.
@@ -453,6 +457,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const codes = [...new Set(unexcused.map((a) => a.status))].join(', ');
       problems.push(`${unexcused.length} 5xx answers (${codes}) outside the PostgreSQL restart, first at ${Math.round((unexcused[0]!.atMs - startMs) / 1000)} s`);
     }
+    const unclean = fivexx.filter((a) => !a.clean);
+    if (unclean.length > 0) problems.push(`${unclean.length} 5xx answers not a clean 500 api_error (statuses ${[...new Set(unclean.map((a) => a.status))].join(', ')})`);
     if (o.pgRestart !== 'none' && !window) problems.push('PostgreSQL was never restarted (run too short?)');
     if (kills === 0) problems.push('no process was killed (run too short?)');
     if (state.confirmed.size === 0) problems.push('no withdrawal was confirmed: the load did nothing');
