@@ -204,6 +204,8 @@ interface LoadState {
   /** Withdrawals a client saw confirmed (200 to the confirm or to the batch). */
   confirmed: Set<string>;
   ops: Record<string, number>;
+  /** The first few 5xx answers not in Ping++'s shape, for the report. */
+  uncleanBodies: string[];
 }
 
 type Json = Record<string, unknown>;
@@ -238,7 +240,10 @@ class Client {
         // a non-JSON answer still counts by its status
       }
       const answer: Answer = { atMs: Date.now(), status: res.statusCode };
-      if (res.statusCode >= 500) answer.clean = res.statusCode === 500 && (json.error as { type?: unknown } | undefined)?.type === 'api_error';
+      if (res.statusCode >= 500) {
+        answer.clean = res.statusCode === 500 && (json.error as { type?: unknown } | undefined)?.type === 'api_error';
+        if (!answer.clean && this.state.uncleanBodies.length < 3) this.state.uncleanBodies.push(`${method} ${path.split('/')[1]} → ${res.statusCode} ${text.slice(0, 300)}`);
+      }
       this.state.answers.push(answer);
       return { status: res.statusCode, json };
     } catch {
@@ -343,7 +348,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(procs.map((p) => p.start(Date.now() + START_TIMEOUT_MS)));
     o.log(`4 processes up (api on ${apiPorts.join(', ')}); database ${dbName}`);
 
-    const state: LoadState = { answers: [], noAnswer: 0, confirmed: new Set(), ops: {} };
+    const state: LoadState = { answers: [], noAnswer: 0, confirmed: new Set(), ops: {}, uncleanBodies: [] };
     const livePorts = () => {
       const up = apiPorts.filter((_, i) => procs[i]!.listening);
       return up.length > 0 ? up : apiPorts;
@@ -458,7 +463,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       problems.push(`${unexcused.length} 5xx answers (${codes}) outside the PostgreSQL restart, first at ${Math.round((unexcused[0]!.atMs - startMs) / 1000)} s`);
     }
     const unclean = fivexx.filter((a) => !a.clean);
-    if (unclean.length > 0) problems.push(`${unclean.length} 5xx answers not a clean 500 api_error (statuses ${[...new Set(unclean.map((a) => a.status))].join(', ')})`);
+    if (unclean.length > 0) problems.push(`${unclean.length} 5xx answers not a clean 500 api_error (statuses ${[...new Set(unclean.map((a) => a.status))].join(', ')}): ${state.uncleanBodies.join(' | ')}`);
     if (o.pgRestart !== 'none' && !window) problems.push('PostgreSQL was never restarted (run too short?)');
     if (kills === 0) problems.push('no process was killed (run too short?)');
     if (state.confirmed.size === 0) problems.push('no withdrawal was confirmed: the load did nothing');
