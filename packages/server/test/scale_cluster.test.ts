@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaults, loadConfig, settings } from '../src/config.ts';
 import { cliFlags, settingOption } from '../src/cli/shared.ts';
-import { clusterSize } from '../src/cli/cluster.ts';
+import { clusterSize, usableCores } from '../src/cli/cluster.ts';
 import { openRuntime } from '../src/runtime.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
@@ -33,7 +33,12 @@ describe('--workers and --role settings', () => {
   });
 
   it('picks one process per core on PostgreSQL, one on SQLite, and what it is told otherwise', () => {
-    expect(clusterSize({ ...defaults, databaseUrl: 'postgres://u@h/db' })).toBe(os.availableParallelism());
+    expect(clusterSize({ ...defaults, databaseUrl: 'postgres://u@h/db' }, null)).toBe(os.availableParallelism());
+    // A container's CPU quota caps it: 1.5 CPUs → 2 processes, whatever the node has.
+    expect(clusterSize({ ...defaults, databaseUrl: 'postgres://u@h/db' }, '150000 100000\n')).toBe(Math.min(2, os.availableParallelism()));
+    expect(usableCores(64, '200000 100000')).toBe(2);
+    expect(usableCores(64, 'max 100000')).toBe(64);
+    expect(usableCores(4, '50000 100000')).toBe(1);
     expect(clusterSize({ ...defaults })).toBe(1);
     expect(clusterSize({ ...defaults, databaseUrl: 'sqlite:/tmp/x.db' })).toBe(1);
     expect(clusterSize({ ...defaults, clusterWorkers: 4 })).toBe(4);

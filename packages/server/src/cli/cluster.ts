@@ -1,4 +1,5 @@
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Config } from '../config.ts';
 import { createLogger } from '../logging.ts';
@@ -17,10 +18,29 @@ const MAX_RESTART_DELAY_MS = 30_000;
  * process per core; SQLite has one writer, and more processes only wait for its lock (the bench
  * measures this), so one unless asked.
  */
-export function clusterSize(config: Config): number {
+export function clusterSize(config: Config, cpuMax: string | null = readCpuMax()): number {
   if (config.clusterWorkers > 0) return config.clusterWorkers;
   const postgres = Boolean(config.databaseUrl && /^postgres/i.test(config.databaseUrl));
-  return postgres ? Math.max(1, os.availableParallelism()) : 1;
+  return postgres ? usableCores(os.availableParallelism(), cpuMax) : 1;
+}
+
+/**
+ * The cores this process may use: the CPUs it may run on, capped by a cgroup CPU quota
+ * (`cpu.max`, e.g. a container limited to 2 CPUs on a 64-core node). Without the cap a pod would
+ * fork one process per core of its node, each with its own pool of PostgreSQL connections.
+ */
+export function usableCores(cpus: number, cpuMax: string | null): number {
+  const m = cpuMax ? /^(\d+)\s+(\d+)/.exec(cpuMax.trim()) : null;
+  const quota = m ? Math.ceil(Number(m[1]) / Number(m[2])) : Infinity;
+  return Math.max(1, Math.min(cpus, quota));
+}
+
+function readCpuMax(): string | null {
+  try {
+    return readFileSync('/sys/fs/cgroup/cpu.max', 'utf8');
+  } catch {
+    return null; // not Linux, or cgroup v1: no quota known
+  }
 }
 
 /**
