@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { Command } from 'commander';
 import pino from 'pino';
@@ -10,7 +12,7 @@ import { clusterSize, usableCores } from '../src/cli/cluster.ts';
 import { openRuntime } from '../src/runtime.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
-import { startServer, type ServerProcess } from './helpers/process.ts';
+import { startServer, TIXIAN_BIN, type ServerProcess } from './helpers/process.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
 /** `serve --workers N` and `--role api|worker|all`: several processes, one port, one database. */
@@ -42,6 +44,23 @@ describe('--workers and --role settings', () => {
     expect(clusterSize({ ...defaults })).toBe(1);
     expect(clusterSize({ ...defaults, databaseUrl: 'sqlite:/tmp/x.db' })).toBe(1);
     expect(clusterSize({ ...defaults, clusterWorkers: 4 })).toBe(4);
+  });
+});
+
+describe('a cluster that cannot start', () => {
+  it('exits 2 with the reason when its processes cannot listen (the port taken), instead of hanging', async () => {
+    const taken = await startServer(['--workers', '1'], { TIXIAN_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'tixian-taken-')) });
+    try {
+      const port = new URL(taken.url).port;
+      const child = spawn(process.execPath, [TIXIAN_BIN, 'serve', '--port', port, '--workers', '2', '--data-dir', mkdtempSync(path.join(os.tmpdir(), 'tixian-cl-'))], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code).toBe(2);
+      expect(err).toMatch(/cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+    } finally {
+      await taken.kill('SIGTERM');
+    }
   });
 });
 

@@ -14,6 +14,16 @@ import { runCluster, clusterSize, LISTENING_MESSAGE } from './cluster.ts';
  */
 export async function serve(config: Config): Promise<void> {
   if (cluster.isPrimary && clusterSize(config) > 1) return runCluster(config, clusterSize(config));
+  if (!cluster.isWorker) return serveOne(config);
+  return serveOne(config).catch((err: unknown) => {
+    // A cluster process that cannot start must end once main() has said why (exit code 2 for an
+    // operator's mistake): its channel to the primary would otherwise keep it alive for ever.
+    cluster.worker?.disconnect();
+    throw err;
+  });
+}
+
+async function serveOne(config: Config): Promise<void> {
   const rt = await openRuntime(config, { migrate: !cluster.isWorker });
   const app = await buildApp(rt);
   let workers: Worker = { stop: async () => {} };
