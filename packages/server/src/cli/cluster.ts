@@ -88,7 +88,7 @@ export async function runCluster(config: Config, size: number): Promise<void> {
       const tries = (Date.now() - bornMs < STABLE_AFTER_MS ? (restarts.get(slot) ?? 0) : 0) + 1;
       restarts.set(slot, tries);
       const delayMs = Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** Math.min(tries - 1, 10));
-      log.warn({ slot, pid: child.process.pid, code, signal, restart_in_ms: delayMs }, 'cluster process died; restarting it');
+      log.warn({ slot, child_pid: child.process.pid, code, signal, restart_in_ms: delayMs }, 'cluster process died; restarting it');
       setTimeout(() => {
         if (!stopping) children.set(slot, fork(slot));
       }, delayMs).unref();

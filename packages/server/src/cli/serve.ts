@@ -48,6 +48,8 @@ async function serveOne(config: Config): Promise<void> {
     await workers.stop();
     await rt.close();
     clearTimeout(force);
+    // A cluster process ends when its work is done; its channel to the primary would keep it alive.
+    if (cluster.isWorker) cluster.worker?.disconnect();
   };
   // Before listening: a signal at any moment after the address is printed is a graceful stop.
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
