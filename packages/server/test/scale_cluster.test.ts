@@ -113,9 +113,7 @@ describeEngines('several processes on one database', (engine) => {
     return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
   }
 
-  // SQLite is left out: after a SIGKILL of one process the survivor's next request hangs (seen
-  // 2026-11-26, not yet understood; SQLite's default is one process, so --workers N there is opt-in).
-  it.skipIf(engine === 'sqlite')('`--workers 2` runs two processes on one port; one killed, the other answers and the primary forks a new one', async () => {
+  it('`--workers 2` runs two processes on one port; one killed, the other answers and the primary forks a new one', async () => {
     const server = await startServer([...args(), '--workers', '2'], env);
     servers.push(server);
     expect(server.output()).toMatch(/tixian listening on http:\/\/\S+ \(.*; 2 processes\)/);

@@ -4,8 +4,7 @@ import type { CustomScenario } from '../scenario.ts';
 import { fundedUsers, withdrawalBodies } from './withdrawal.ts';
 
 /**
- * withdrawal_create with `tixian serve --workers N` (N API processes sharing the port, node:cluster
- * round-robin). Unlike every other scenario the server is NOT pinned to core 0: N processes on one
+ * withdrawal_create with `tixian serve --workers N` (N API processes sharing the port, node:cluster). Unlike every other scenario the server is NOT pinned to core 0: N processes on one
  * core would measure nothing. They float over both cores, with the load generator (pinned to core
  * 1 when pinning works) and PostgreSQL, so on this 2-core machine the figures show where adding
  * processes stops paying, not what a bigger host would do. `srv cpu` is blank: the primary does no

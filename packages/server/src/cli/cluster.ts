@@ -45,7 +45,7 @@ function readCpuMax(): string | null {
 
 /**
  * The cluster's primary: migrates once (so N processes do not race to), forks `size` processes
- * that share the port (node:cluster hands connections out round-robin), prints one listening
+ * that share the port (the kernel spreads the connections), prints one listening
  * line when all listen, and restarts any process that dies until it is told to stop. A process
  * that fails before it listens (the port taken, the database unreachable) stops the whole start
  * with that process's exit code: its one-line reason is already on stderr.
@@ -123,6 +123,9 @@ export async function runCluster(config: Config, size: number): Promise<void> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 
+  // The kernel hands connections to the processes (SCHED_NONE), not the primary (round-robin): a
+  // connection the primary had handed to a process that was just SIGKILLed hung for ever.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   for (let slot = 0; slot < size; slot++) children.set(slot, fork(slot));
 }
 
