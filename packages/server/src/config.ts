@@ -67,6 +67,16 @@ export interface Config {
   metricsToken: string | undefined;
   /** SQLite group commit: at most this many write transactions share one COMMIT (1 = one commit each). */
   sqliteGroupCommitMax: number;
+  /**
+   * What this process runs: `api` (the v1 API), `worker` (payout worker and webhook dispatcher,
+   * serving only the health probes and /metrics) or `all`. Any number of each, on any hosts.
+   */
+  role: 'api' | 'worker' | 'all';
+  /**
+   * `--workers N`: processes `serve` runs (node:cluster), sharing one port. 0 picks: one per core
+   * with PostgreSQL, 1 with SQLite (one writer: more processes only queue for its lock).
+   */
+  clusterWorkers: number;
 }
 
 export const defaults: Config = {
@@ -99,6 +109,8 @@ export const defaults: Config = {
   metrics: true,
   metricsToken: undefined,
   sqliteGroupCommitMax: 64,
+  role: 'all',
+  clusterWorkers: 0,
 };
 
 type Env = Record<string, string | undefined>;
@@ -170,6 +182,10 @@ export const settings: readonly Setting[] = [
   { key: 'metrics', flag: '--no-metrics', env: 'TIXIAN_METRICS', kind: { type: 'bool' }, unit: 'on/off', help: 'serve `/metrics` (Prometheus) and count requests' },
   { key: 'metricsToken', flag: null, env: 'TIXIAN_METRICS_TOKEN', kind: { type: 'token', min: 16, max: 256 }, unit: 'text', help: '`/metrics` answers only `Authorization: Bearer <token>` (environment only: a flag would show in `ps`)', defaultText: 'none (open)' },
   { key: 'sqliteGroupCommitMax', flag: '--sqlite-group-commit-max', env: 'TIXIAN_SQLITE_GROUP_COMMIT_MAX', kind: { type: 'int', min: 1, max: 1024 }, unit: 'transactions', help: 'SQLite: write transactions arriving together share one COMMIT (one fsync), each in its own savepoint; at most this many (1: a commit each)' },
+  { key: 'role', flag: '--role', env: 'TIXIAN_ROLE', kind: { type: 'enum', values: ['api', 'worker', 'all'] }, unit: 'role', help: '`api`: the v1 API only; `worker`: the payout worker and webhook dispatcher only (serving `/healthz`, `/readyz`, `/metrics`); `all`: both' },
+  // `--workers` (the node:cluster word, as `--workers N` in other servers), not `--cluster-workers`:
+  // TIXIAN_WORKERS is already the on/off switch of `--no-workers`.
+  { key: 'clusterWorkers', flag: '--workers', env: 'TIXIAN_CLUSTER_WORKERS', kind: { type: 'int', min: 0, max: 256 }, unit: 'processes', help: 'processes sharing the port (node:cluster); a crashed one is restarted', defaultText: '0: one per core with PostgreSQL, 1 with SQLite' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */

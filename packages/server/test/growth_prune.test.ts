@@ -56,7 +56,7 @@ describeEngines('growth: prune', (engine) => {
     const done = await make('702');
     expect((await h.request('PUT', h.appPath(`/withdrawals/${done}`), { body: { status: 'canceled' } })).status).toBe(200);
     for (const [key, w, at] of [['k_open', open, CUT_MS - DAY_MS], ['k_done', done, CUT_MS - DAY_MS], ['k_done_new', done, CUT_MS + DAY_MS]] as const) {
-      await h.rt.store.db.insertInto('sandbox_payouts').values({ key, withdrawal_id: w, recipient: 'r', amount: 100, submitted_ms: at, queries: 0 }).execute();
+      await h.rt.store.db.insertInto('sandbox_payouts').values({ key, withdrawal_id: w, recipient: 'r', amount: 100, submitted_ms: at, queries: 0, submits: 1 }).execute();
     }
     const before = await h.snapshot();
 

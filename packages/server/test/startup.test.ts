@@ -159,7 +159,8 @@ describe('configuration', () => {
     for (const s of settings) {
       const snake = s.key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase().replace('MASTER_KEY_HEX', 'MASTER_KEY');
       expect(s.env).toBe(`TIXIAN_${snake}`);
-      if (s.flag) expect(s.flag.replace(/^--no-/, '--')).toBe('--' + s.key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
+      // The one exception: `--workers N` counts processes (clusterWorkers); TIXIAN_WORKERS is `--no-workers`'s.
+      if (s.flag && s.key !== 'clusterWorkers') expect(s.flag.replace(/^--no-/, '--')).toBe('--' + s.key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
     }
     expect(() => loadConfig({}, { TIXIAN_WEBHOOK_RETRY_SCALE: '0' })).toThrow(ConfigError);
     expect(() => loadConfig({ bodyLimitBytes: '12' })).toThrow(/--body-limit-bytes must be an integer from 1024/);

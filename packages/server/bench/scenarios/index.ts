@@ -7,6 +7,7 @@ import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observabil
 import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreateHot } from './withdrawal_limits.ts';
 import { consoleWithdrawalsList } from './console_list.ts';
 import { growth } from './growth.ts';
+import { withdrawalCreateProcs1, withdrawalCreateProcs2, withdrawalCreateProcs4 } from './scale.ts';
 
 /**
  * Every scenario, in the order they run. To add one: one file in this folder exporting a
@@ -32,4 +33,7 @@ export const scenarios = [
   userRetrieveDistinct,
   consoleWithdrawalsList,
   growth,
+  withdrawalCreateProcs1,
+  withdrawalCreateProcs2,
+  withdrawalCreateProcs4,
 ] as AnyScenario[];

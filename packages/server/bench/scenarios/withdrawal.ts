@@ -25,7 +25,7 @@ const DRAIN_STALL_MS = 30_000;
 type Call = Target['call'];
 
 /** 100 users with money they can withdraw (a balance settlement each), created through `call`. */
-async function fundedUsers(t: Target, call: Call = t.call): Promise<string[]> {
+export async function fundedUsers(t: Target, call: Call = t.call): Promise<string[]> {
   const users = Array.from({ length: USERS }, (_, i) => `bench_wd_${i}`);
   const BATCH = 10;
   for (let i = 0; i < users.length; i += BATCH) {
@@ -40,7 +40,7 @@ async function fundedUsers(t: Target, call: Call = t.call): Promise<string[]> {
 }
 
 /** Withdrawal bodies: a fresh alphanumeric order_no each (alipay allows 1-64 letters or digits), round-robin over the users. */
-function withdrawalBodies(users: string[]): () => string {
+export function withdrawalBodies(users: string[]): () => string {
   let n = 0;
   const run = Date.now().toString(36);
   return () => {

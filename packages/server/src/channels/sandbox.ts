@@ -41,8 +41,9 @@ export class SandboxDriver implements ChannelDriver {
     const payee = payeeAccount(order.channel, order.extra);
     await this.db
       .insertInto('sandbox_payouts')
-      .values({ key: order.key, withdrawal_id: order.withdrawalId, recipient: payee, amount: order.amount, submitted_ms: this.clock.nowMs(), queries: 0 })
-      .onConflict((oc) => oc.column('key').doNothing())
+      .values({ key: order.key, withdrawal_id: order.withdrawalId, recipient: payee, amount: order.amount, submitted_ms: this.clock.nowMs(), queries: 0, submits: 1 })
+      // A repeat leaves the order as it was (a channel pays a key once) but is counted.
+      .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ submits: eb('sandbox_payouts.submits', '+', 1) })))
       .execute();
     if (sandboxBehaviour(payee) === 'unknown') return { kind: 'unknown', message: 'sandbox: the answer to this submit was lost' };
     return this.outcome(order.key);

@@ -1,15 +1,30 @@
+import cluster from 'node:cluster';
 import path from 'node:path';
 import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { openRuntime } from '../runtime.ts';
 import { buildApp } from '../http/app.ts';
 import type { Worker } from '../workers.ts';
+import { runCluster, clusterSize, LISTENING_MESSAGE } from './cluster.ts';
 
 /**
  * `tixian serve`: migrate, listen, run the workers. On SIGTERM/SIGINT: stop accepting, let
  * in-flight requests finish (bounded by shutdownGraceMs), stop the workers, close the database.
+ * With more than one process (`--workers N`) this process is the cluster's primary: it migrates,
+ * forks N processes that each do the above on the shared port, and restarts any that dies.
  */
 export async function serve(config: Config): Promise<void> {
-  const rt = await openRuntime(config);
+  if (cluster.isPrimary && clusterSize(config) > 1) return runCluster(config, clusterSize(config));
+  if (!cluster.isWorker) return serveOne(config);
+  return serveOne(config).catch((err: unknown) => {
+    // A cluster process that cannot start must end once main() has said why (exit code 2 for an
+    // operator's mistake): its channel to the primary would otherwise keep it alive for ever.
+    cluster.worker?.disconnect();
+    throw err;
+  });
+}
+
+async function serveOne(config: Config): Promise<void> {
+  const rt = await openRuntime(config, { migrate: !cluster.isWorker });
   const app = await buildApp(rt);
   let workers: Worker = { stop: async () => {} };
 
@@ -33,6 +48,8 @@ export async function serve(config: Config): Promise<void> {
     await workers.stop();
     await rt.close();
     clearTimeout(force);
+    // A cluster process ends when its work is done; its channel to the primary would keep it alive.
+    if (cluster.isWorker) cluster.worker?.disconnect();
   };
   // Before listening: a signal at any moment after the address is printed is a graceful stop.
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
@@ -46,18 +63,25 @@ export async function serve(config: Config): Promise<void> {
     await rt.close();
     throw listenError(err, config) ?? err;
   }
-  const engine = rt.store.engine === 'sqlite' ? `SQLite in ${config.dataDir}` : 'PostgreSQL';
-  console.log(`tixian listening on ${address} (${engine})`);
-  const apps = await rt.store.db.selectFrom('apps').select('id').limit(1).execute();
-  if (apps.length === 0) {
-    console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storageHint(config)} --json`);
+  // In a cluster the primary says where the processes listen, once all of them do.
+  if (cluster.isWorker) process.send?.({ type: LISTENING_MESSAGE, address });
+  else {
+    console.log(`tixian listening on ${address} (${engineText(config)}${config.role === 'all' ? '' : `; role ${config.role}`})`);
+    const apps = await rt.store.db.selectFrom('apps').select('id').limit(1).execute();
+    if (apps.length === 0) {
+      console.log(`No apps yet. Create one (it prints your secret keys):\n  npx tixian apps create --name "My app"${storageHint(config)} --json`);
+    }
   }
-  // Loaded after the first answer can be given: the workers bring the HTTP client (undici, a sixth
+  // Loaded once the first answer can be given: the workers bring the HTTP client (undici, a sixth
   // of all modules loaded) that the API itself never needs.
-  if (config.workers && !stopping) {
+  if (config.workers && config.role !== 'api' && !stopping) {
     const { startWorkers } = await import('../workers.ts');
     if (!stopping) workers = startWorkers(rt);
   }
+}
+
+export function engineText(config: Config): string {
+  return config.databaseUrl && /^postgres/i.test(config.databaseUrl) ? 'PostgreSQL' : `SQLite in ${config.dataDir}`;
 }
 
 /**

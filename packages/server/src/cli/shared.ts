@@ -34,7 +34,12 @@ export function cliFlags(cmd: Command): ConfigFlags {
   const flags: ConfigFlags = {};
   const opts = cmd.opts() as Record<string, string | boolean | undefined>;
   for (const setting of settings) {
-    if (cmd.getOptionValueSource(setting.key) === 'cli') flags[setting.key] = opts[setting.key];
+    // Commander names a value after its flag: `--workers <n>` and `--no-workers` share `workers`;
+    // the value's type tells which of the two was given.
+    const attribute = setting.flag ? new Option(setting.flag).attributeName() : setting.key;
+    if (cmd.getOptionValueSource(attribute) !== 'cli') continue;
+    const value = opts[attribute];
+    if ((setting.kind.type === 'bool') === (typeof value === 'boolean')) flags[setting.key] = value;
   }
   return flags;
 }

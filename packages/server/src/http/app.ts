@@ -80,6 +80,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
 
   registerHealth(app, rt);
 
+  // A worker-role process answers the probes and /metrics only: its /v1 is 404.
+  if (rt.config.role === 'worker') return app;
   await app.register(
     async (v1) => {
       for (const routes of routeModules) await routes(v1, rt);

@@ -69,7 +69,14 @@ export async function signingKeyFor(rt: Runtime, accountId: string | null): Prom
   const nowMs = rt.clock.nowMs();
   let cached = keys.accounts.get(accountId);
   if (!cached || nowMs - cached.fetchedMs >= SIGNING_KEY_TTL_MS || nowMs < cached.fetchedMs) {
-    const row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
+    let row: { signing_key_sealed: string | null } | undefined;
+    try {
+      row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
+    } catch (err) {
+      // The database is away (a restart): the key it last gave is better than no signature.
+      if (cached) return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
+      throw err;
+    }
     cached = { sealed: row?.signing_key_sealed ?? null, fetchedMs: nowMs };
     keys.accounts.set(accountId, cached);
   }

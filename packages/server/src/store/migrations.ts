@@ -489,6 +489,16 @@ const m0005_channel_credentials: Migration = {
   },
 };
 
+/**
+ * The sandbox channel counts submits per key: a channel told twice to pay one order is what the
+ * chaos run (bench/chaos.ts) must never see, and without a count a repeated submit left no trace.
+ */
+const m0007_scale_out: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sandbox_payouts').addColumn('submits', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
@@ -496,6 +506,7 @@ export const migrations: Record<string, Migration> = {
   '0004_list_growth': m0004_list_growth,
   '0005_channel_credentials': m0005_channel_credentials,
   '0006_console': m0006_console,
+  '0007_scale_out': m0007_scale_out,
 };
 
 export const migrationProvider: MigrationProvider = {

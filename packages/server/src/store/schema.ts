@@ -171,6 +171,8 @@ export interface SandboxPayoutRow {
   amount: number;
   submitted_ms: number;
   queries: number;
+  /** How many times the order was submitted (0007_scale_out); more than 1 is a double submit. */
+  submits: number;
 }
 
 export interface BatchWithdrawalRow {

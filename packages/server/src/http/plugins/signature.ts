@@ -114,7 +114,16 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
   };
 
   app.addHook('onSend', async (req, reply, payload) => {
-    const key = await signingKeyFor(rt, req.principal?.accountId ?? null);
+    let key: SigningKey;
+    try {
+      key = await signingKeyFor(rt, req.principal?.accountId ?? null);
+    } catch (err) {
+      // The database went away between the answer and its signature (a PostgreSQL restart). The
+      // answer stands, unsigned (a verifying SDK refuses it, as it would a 500): thrown here it
+      // would become a second error, answered outside Ping++'s error shape.
+      req.log.warn({ err }, 'response left unsigned: the signing key could not be read');
+      return payload;
+    }
     // JSON answers reach onSend as strings; a stream (none in this API) could not be signed up front.
     if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, Buffer.from(payload, 'utf8')));
     else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, payload));
