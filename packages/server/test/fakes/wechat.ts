@@ -44,6 +44,8 @@ export class FakeWechat extends EventEmitter {
   /** Openids whose bill is kept, then the connection cut before the answer. */
   readonly cutAfterAccept = new Set<string>();
   badSignature = false;
+  /** Delay before a submit's answer (the bill is kept and paid first): a crash catches answers on the wire. */
+  answerDelayMs = 0;
   readonly calls: string[] = [];
   rejectedSignatures = 0;
   private server: Server | null = null;
@@ -95,6 +97,11 @@ export class FakeWechat extends EventEmitter {
     bill.fail_reason = 'OVERDUE_CLOSE';
   }
 
+  /** Bills debited more than once (must always be empty). */
+  doublePaid(): string[] {
+    return [...this.debits].filter(([, n]) => n > 1).map(([k]) => k);
+  }
+
   private pay(bill: FakeBill): void {
     bill.state = 'SUCCESS';
     this.debits.set(bill.out_bill_no, (this.debits.get(bill.out_bill_no) ?? 0) + 1);
@@ -131,7 +138,7 @@ export class FakeWechat extends EventEmitter {
     return createVerify('RSA-SHA256').update(message).verify(this.merchantPublicKey, fields.signature ?? '', 'base64');
   }
 
-  private transfer(req: IncomingMessage, res: ServerResponse, raw: string): void {
+  private async transfer(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
     let b: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     try {
       b = JSON.parse(raw);
@@ -178,6 +185,7 @@ export class FakeWechat extends EventEmitter {
     }
     this.emit('bill', bill);
     if (this.cutAfterAccept.has(bill.openid)) return void req.socket.destroy();
+    if (this.answerDelayMs > 0) await new Promise((r) => setTimeout(r, this.answerDelayMs));
     this.answer(res, 200, this.billView(bill));
   }
 
