@@ -67,6 +67,11 @@ export interface Config {
   metricsToken: string | undefined;
   /** SQLite group commit: at most this many write transactions share one COMMIT (1 = one commit each). */
   sqliteGroupCommitMax: number;
+  /**
+   * The address channels reach this service at (https; the base the WeChat Pay transfer notify URL
+   * is built on). Unset: no notify_url is sent and payouts are found by querying alone.
+   */
+  publicUrl: string | undefined;
 }
 
 export const defaults: Config = {
@@ -99,6 +104,7 @@ export const defaults: Config = {
   metrics: true,
   metricsToken: undefined,
   sqliteGroupCommitMax: 64,
+  publicUrl: undefined,
 };
 
 type Env = Record<string, string | undefined>;
@@ -119,7 +125,8 @@ type Kind =
   | { type: 'enum'; values: readonly string[]; upper?: boolean }
   | { type: 'database_url' }
   | { type: 'master_key' }
-  | { type: 'token'; min: number; max: number };
+  | { type: 'token'; min: number; max: number }
+  | { type: 'public_url' };
 
 /** One configuration setting: its flag (none for secrets), its TIXIAN_* variable, unit and meaning. */
 export interface Setting {
@@ -170,6 +177,7 @@ export const settings: readonly Setting[] = [
   { key: 'metrics', flag: '--no-metrics', env: 'TIXIAN_METRICS', kind: { type: 'bool' }, unit: 'on/off', help: 'serve `/metrics` (Prometheus) and count requests' },
   { key: 'metricsToken', flag: null, env: 'TIXIAN_METRICS_TOKEN', kind: { type: 'token', min: 16, max: 256 }, unit: 'text', help: '`/metrics` answers only `Authorization: Bearer <token>` (environment only: a flag would show in `ps`)', defaultText: 'none (open)' },
   { key: 'sqliteGroupCommitMax', flag: '--sqlite-group-commit-max', env: 'TIXIAN_SQLITE_GROUP_COMMIT_MAX', kind: { type: 'int', min: 1, max: 1024 }, unit: 'transactions', help: 'SQLite: write transactions arriving together share one COMMIT (one fsync), each in its own savepoint; at most this many (1: a commit each)' },
+  { key: 'publicUrl', flag: '--public-url', env: 'TIXIAN_PUBLIC_URL', kind: { type: 'public_url' }, unit: 'URL', help: 'the https address channels reach this service at; WeChat Pay transfers then carry `notify_url` = `<url>/channels/wechat/notify/<app>/<mode>` (unset: payouts are found by querying alone)', defaultText: 'none' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */
@@ -234,6 +242,20 @@ function parse(setting: Setting, raw: string | boolean, source: string): Config[
         fail(`${kind.min}..${kind.max} printable ASCII characters without spaces`, `${text.length} characters`);
       }
       return text;
+    case 'public_url': {
+      // WeChat Pay wants an https notify URL without a query; plain http only for a local gateway.
+      let url: URL | null = null;
+      try {
+        url = new URL(text);
+      } catch {
+        url = null;
+      }
+      const loopback = url !== null && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+      if (!url || text.length > 512 || url.search || url.hash || url.username || url.password || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
+        fail('an https URL without query or credentials, e.g. https://pay.example.com (plain http only for 127.0.0.1 or localhost)', `${text.length} characters`);
+      }
+      return text.replace(/\/+$/, '');
+    }
   }
 }
 
