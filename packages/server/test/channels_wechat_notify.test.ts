@@ -6,6 +6,10 @@ import { setCredentials } from '../src/channels/credentials.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeWechat } from './fakes/wechat.ts';
+import { registry } from '../src/observability/metrics.ts';
+
+const notifications = async (result: string) =>
+  (await registry.getSingleMetric('tixian_channel_notifications_total')!.get()).values.find((v) => v.labels.channel === 'wechat' && v.labels.result === result)?.value ?? 0;
 
 /** A port free right now, for a public URL the server is then started on. */
 async function freePort(): Promise<number> {
@@ -100,6 +104,7 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
     const id = await waiting('o_notify_bad');
     const before = (await row(id)).payout_due_ms;
     const good = fake.notification(id);
+    const rejectedBefore = await notifications('rejected');
     const cases: [string, { headers: Record<string, string>; body: string }, number][] = [
       ['tampered body', fake.notification(id, { tamper: true }), 401],
       ['stale timestamp', fake.notification(id, { timestampS: Math.floor(h.rt.clock.nowMs() / 1000) - 301 }), 401],
@@ -120,6 +125,7 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
     expect(test.json.code).toBe('FAIL');
     expect((await row(id)).payout_due_ms).toBe(before);
     expect(await worker.runOnce()).toBe(0);
+    expect(await notifications('rejected')).toBe(rejectedBefore + cases.length + 1);
     // The genuine one still works.
     expect((await post(good)).status).toBe(204);
     expect(await worker.runOnce()).toBe(1);
