@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { wechatNotifyUrl } from '../src/channels/live.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
@@ -142,5 +144,20 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
   it('ledger clean', async () => {
     expect(fake.doublePaid()).toEqual([]);
     expect((await h.verify()).ok).toBe(true);
+  });
+});
+
+describe('--public-url', () => {
+  it('takes an https base URL (http only on loopback), without query or credentials, and never echoes a bad one', () => {
+    expect(loadConfig({}, { TIXIAN_PUBLIC_URL: 'https://pay.example.com/' }).publicUrl).toBe('https://pay.example.com');
+    expect(loadConfig({ publicUrl: 'http://127.0.0.1:8080' }, {}).publicUrl).toBe('http://127.0.0.1:8080');
+    expect(loadConfig({}, {}).publicUrl).toBeUndefined();
+    for (const bad of ['http://pay.example.com', 'https://pay.example.com/?x=1', 'https://user:secretpw@pay.example.com', 'pay.example.com']) {
+      expect(() => loadConfig({}, { TIXIAN_PUBLIC_URL: bad }), bad).toThrow(ConfigError);
+      expect(() => loadConfig({}, { TIXIAN_PUBLIC_URL: bad })).toThrow(/TIXIAN_PUBLIC_URL/);
+    }
+    expect(() => loadConfig({}, { TIXIAN_PUBLIC_URL: 'https://user:secretpw@pay.example.com' })).not.toThrow(/secretpw/);
+    expect(wechatNotifyUrl('https://pay.example.com', 'app_1', false)).toBe('https://pay.example.com/channels/wechat/notify/app_1/test');
+    expect(wechatNotifyUrl(undefined, 'app_1', true)).toBeUndefined();
   });
 });
