@@ -121,13 +121,19 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
       expect(res.json, what).toEqual({ code: 'FAIL', message: expect.any(String) });
       expect(res.body, what).not.toContain(fake.apiv3Key);
     }
+    // A body that is not JSON, or too deep, is answered in WeChat's form too.
+    for (const body of ['not json', '['.repeat(40) + ']'.repeat(40)]) {
+      const res = await h.request('POST', path(), { key: null, headers: { ...good.headers }, rawBody: body });
+      expect(res.status).toBe(400);
+      expect(res.json).toEqual({ code: 'FAIL', message: expect.any(String) });
+    }
     // Test mode has no WeChat credentials for this app.
     const test = await post(good, 'test');
     expect(test.status).toBe(404);
     expect(test.json.code).toBe('FAIL');
     expect((await row(id)).payout_due_ms).toBe(before);
     expect(await worker.runOnce()).toBe(0);
-    expect(await notifications('rejected')).toBe(rejectedBefore + cases.length + 1);
+    expect(await notifications('rejected')).toBe(rejectedBefore + cases.length + 3);
     // The genuine one still works.
     expect((await post(good)).status).toBe(204);
     expect(await worker.runOnce()).toBe(1);

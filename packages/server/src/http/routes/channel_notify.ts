@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../runtime.ts';
 import { acceptWechatNotification } from '../../channels/wechat-notify.ts';
 import { observeChannelNotification } from '../../observability/metrics.ts';
+import { ApiError } from '../../domain/errors.ts';
 
 const wechatAnswer = {
   type: 'object',
@@ -22,6 +23,15 @@ const wechatAnswer = {
 export async function channelNotifyRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
   app.post<{ Params: { app: string; mode: 'live' | 'test' } }>('/channels/wechat/notify/:app/:mode', {
     config: { rateLimit: false },
+    // WeChat reads `{code, message}`, not Ping++'s error object: also for a body that does not parse.
+    errorHandler: (err: { statusCode?: number; status?: number }, req, reply) => {
+      // ApiError (body parsing, validation) carries `status`; Fastify's own errors `statusCode`.
+      const given = err instanceof ApiError ? err.status : err.statusCode;
+      const status = typeof given === 'number' && given >= 400 && given < 500 ? given : 500;
+      if (status === 500) req.log.error({ err }, 'wechat notification failed');
+      observeChannelNotification('wechat', 'rejected');
+      return reply.status(status).send({ code: 'FAIL', message: status === 500 ? 'internal error' : 'not a readable notification' });
+    },
     schema: {
       tags: ['channels'],
       summary: 'Receive a WeChat Pay transfer notification',
