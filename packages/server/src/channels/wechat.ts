@@ -4,8 +4,8 @@ import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 /**
- * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit and query by
- * `out_bill_no`. Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
+ * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit, query and
+ * cancel by `out_bill_no` (cancel: wechat-cancel.ts; notifications: wechat-notify.ts). Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
  * answers mapped by spec/channels.md §4.
  *
  * A bill normally waits for the payee to confirm it in WeChat (`WAIT_USER_CONFIRM` +
