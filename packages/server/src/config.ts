@@ -77,6 +77,11 @@ export interface Config {
    * with PostgreSQL, 1 with SQLite (one writer: more processes only queue for its lock).
    */
   clusterWorkers: number;
+  /**
+   * The address channels reach this service at (https; the base the WeChat Pay transfer notify URL
+   * is built on). Unset: no notify_url is sent and payouts are found by querying alone.
+   */
+  publicUrl: string | undefined;
 }
 
 export const defaults: Config = {
@@ -111,6 +116,7 @@ export const defaults: Config = {
   sqliteGroupCommitMax: 64,
   role: 'all',
   clusterWorkers: 0,
+  publicUrl: undefined,
 };
 
 type Env = Record<string, string | undefined>;
@@ -131,7 +137,8 @@ type Kind =
   | { type: 'enum'; values: readonly string[]; upper?: boolean }
   | { type: 'database_url' }
   | { type: 'master_key' }
-  | { type: 'token'; min: number; max: number };
+  | { type: 'token'; min: number; max: number }
+  | { type: 'public_url' };
 
 /** One configuration setting: its flag (none for secrets), its TIXIAN_* variable, unit and meaning. */
 export interface Setting {
@@ -186,6 +193,7 @@ export const settings: readonly Setting[] = [
   // `--workers` (the node:cluster word, as `--workers N` in other servers), not `--cluster-workers`:
   // TIXIAN_WORKERS is already the on/off switch of `--no-workers`.
   { key: 'clusterWorkers', flag: '--workers', env: 'TIXIAN_CLUSTER_WORKERS', kind: { type: 'int', min: 0, max: 256 }, unit: 'processes', help: 'processes sharing the port (node:cluster); a crashed one is restarted', defaultText: '0: one per core with PostgreSQL, 1 with SQLite' },
+  { key: 'publicUrl', flag: '--public-url', env: 'TIXIAN_PUBLIC_URL', kind: { type: 'public_url' }, unit: 'URL', help: 'the https address channels reach this service at; WeChat Pay transfers then carry `notify_url` = `<url>/channels/wechat/notify/<app>/<mode>` (unset: payouts are found by querying alone)', defaultText: 'none' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */
@@ -250,6 +258,20 @@ function parse(setting: Setting, raw: string | boolean, source: string): Config[
         fail(`${kind.min}..${kind.max} printable ASCII characters without spaces`, `${text.length} characters`);
       }
       return text;
+    case 'public_url': {
+      // WeChat Pay wants an https notify URL without a query; plain http only for a local gateway.
+      let url: URL | null = null;
+      try {
+        url = new URL(text);
+      } catch {
+        url = null;
+      }
+      const loopback = url !== null && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+      if (!url || text.length > 512 || url.search || url.hash || url.username || url.password || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
+        fail('an https URL without query or credentials, e.g. https://pay.example.com (plain http only for 127.0.0.1 or localhost)', `${text.length} characters`);
+      }
+      return text.replace(/\/+$/, '');
+    }
   }
 }
 

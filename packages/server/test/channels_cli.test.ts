@@ -122,10 +122,20 @@ describeEngines('tixian channels', (engine) => {
       const pub = path.join(storage.dataDir, 'wechatpay_pub.pem');
       writeFileSync(priv, wx.merchantPrivateKey);
       writeFileSync(pub, wx.wechatpayPublicKey);
-      const set = await run(['channels', 'set', merchant.id, '--channel', 'wechat', '--mchid', wx.mchid, '--merchant-serial', wx.merchantSerial,
+      const apiv3 = path.join(storage.dataDir, 'apiv3.key');
+      writeFileSync(apiv3, 'short' + wx.apiv3Key.slice(0, 20) + '\n');
+      const wechatSet = (keyFile: string) => run(['channels', 'set', merchant.id, '--channel', 'wechat', '--mchid', wx.mchid, '--merchant-serial', wx.merchantSerial,
         '--private-key-file', priv, '--wechatpay-public-key-file', pub, '--wechatpay-public-key-id', wx.publicKeyId, '--appid-wx-lite', 'wxlite0000000001',
-        '--transfer-scene-id', '1000', '--report-info', '活动名称=余额提现', '--endpoint', wx.endpoint]);
+        '--transfer-scene-id', '1000', '--report-info', '活动名称=余额提现', '--endpoint', wx.endpoint, '--apiv3-key-file', keyFile]);
+      // An APIv3 key that is not 32 characters is refused without being echoed.
+      const bad = await wechatSet(apiv3);
+      expect(bad.code, bad.out).not.toBe(0);
+      expect(bad.out).toContain('APIv3 key');
+      expect(bad.out).not.toContain(wx.apiv3Key.slice(0, 20));
+      writeFileSync(apiv3, wx.apiv3Key + '\n');
+      const set = await wechatSet(apiv3);
       expect(set.code, set.out).toBe(0);
+      expect(set.out).not.toContain(wx.apiv3Key);
       expect(set.out).toMatch(/sha256:[0-9a-f]{16}/);
       for (const line of wx.merchantPrivateKey.split('\n').filter((l) => l && !l.startsWith('-----'))) expect(set.out.includes(line)).toBe(false);
       const check = await run(['channels', 'check', merchant.id, '--channel', 'wechat']);

@@ -104,6 +104,8 @@ function validateWechat(c: WechatCredentials): void {
     if (!['wx', 'wx_pub', 'wx_lite'].includes(ch) || typeof id !== 'string' || !/^wx[0-9A-Za-z]{1,32}$/.test(id)) throw new CredentialsError(`appid for ${ch} must look like wx… (letters and digits)`);
   }
   if (!Array.isArray(c.report_infos) || c.report_infos.length === 0 || c.report_infos.length > 10) throw new CredentialsError('give 1-10 transfer scene report infos (type=content)');
+  // Never echo the key: only what is wrong with it.
+  if (c.apiv3_key !== undefined && (typeof c.apiv3_key !== 'string' || !/^[\x21-\x7e]{32}$/.test(c.apiv3_key))) throw new CredentialsError('the APIv3 key must be 32 printable ASCII characters');
   if (c.endpoint !== undefined) {
     let url: URL;
     try {

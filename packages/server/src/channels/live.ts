@@ -19,15 +19,20 @@ import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOut
  */
 export const LIVE_DRIVER_CHANNELS: readonly WithdrawalChannel[] = ['alipay', 'wx', 'wx_pub', 'wx_lite'];
 
+/** The notify URL WeChat Pay POSTs a bill's notification to (http/routes/channel_notify.ts); none without `--public-url`. */
+export function wechatNotifyUrl(publicUrl: string | undefined, app: string, livemode: boolean): string | undefined {
+  return publicUrl ? `${publicUrl}/channels/wechat/notify/${encodeURIComponent(app)}/${livemode ? 'live' : 'test'}` : undefined;
+}
+
 export class LiveDrivers implements DriverRegistry {
   readonly alipay: AlipayDriver;
   readonly wechat: WechatDriver;
-  constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger }) {
+  constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger; publicUrl?: string | undefined }) {
     this.alipay = new AlipayDriver(deps);
     this.wechat = new WechatDriver(async (order) => {
       const loaded = await loadCredentials(deps, order.app, order.livemode, 'wechat');
       return loaded?.credentials.channel === 'wechat' ? loaded.credentials : null;
-    }, deps.log);
+    }, deps.log, (order) => wechatNotifyUrl(deps.publicUrl, order.app, order.livemode));
   }
   driverFor(channel: WithdrawalChannel): ChannelDriver | null {
     if (channel === 'alipay') return this.alipay;

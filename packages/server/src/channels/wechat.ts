@@ -4,8 +4,8 @@ import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 /**
- * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit and query by
- * `out_bill_no`. Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
+ * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit, query and
+ * cancel by `out_bill_no` (cancel: wechat-cancel.ts; notifications: wechat-notify.ts). Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
  * answers mapped by spec/channels.md §4.
  *
  * A bill normally waits for the payee to confirm it in WeChat (`WAIT_USER_CONFIRM` +
@@ -29,6 +29,8 @@ export interface WechatCredentials {
   /** Shown to the payee (≤ 32 chars). */
   remark?: string;
   endpoint?: string;
+  /** The APIv3 key (32 characters): decrypts WeChat's transfer notifications (AES-256-GCM). */
+  apiv3_key?: string;
 }
 
 export const DEFAULT_WECHAT_ENDPOINT = 'https://api.mch.weixin.qq.com/';
@@ -66,6 +68,8 @@ export class WechatDriver implements ChannelDriver {
   constructor(
     private readonly credentialsFor: (order: PayoutOrder) => Promise<WechatCredentials | null>,
     private readonly log: Logger,
+    /** Where WeChat should POST the bill's notification (`--public-url`); none: found by querying alone. */
+    private readonly notifyUrl: (order: PayoutOrder) => string | undefined = () => undefined,
   ) {}
 
   async submit(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
@@ -83,6 +87,7 @@ export class WechatDriver implements ChannelDriver {
       transfer_amount: order.amount,
       transfer_remark: (c.remark ?? '提现').slice(0, 32),
       transfer_scene_report_infos: c.report_infos,
+      ...(this.notifyUrl(order) ? { notify_url: this.notifyUrl(order) } : {}),
     };
     try {
       const res = await this.bills(c, call).post(body, { signal: call.signal, headers: { 'Wechatpay-Serial': c.wechatpay_public_key_id } });
@@ -112,6 +117,27 @@ export class WechatDriver implements ChannelDriver {
       const e = err as AxiosLikeError;
       if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') return { kind: 'not_found' };
       return this.unknown(err, 'transfer-bills query');
+    }
+  }
+
+  /**
+   * Gives up a bill that waits for the payee's confirmation (`…/out-bill-no/{no}/cancel`; WeChat
+   * accepts it only before the payee confirms). The answer is the bill's state like a query's:
+   * CANCELING (processing) or CANCELLED (failed). A bill the payee confirmed meanwhile answers an
+   * error here; the caller queries it and follows whatever WeChat says, so a cancel never decides
+   * an outcome on its own word.
+   */
+  async cancel(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
+    const c = await this.credentialsFor(order);
+    if (!c) return { kind: 'unknown', message: `no live wechat credentials for app ${order.app}` };
+    const appid = c.appids[order.channel as 'wx' | 'wx_pub' | 'wx_lite'] ?? '';
+    try {
+      const res = await this.bills(c, call).outBillNo.$out_bill_no$.cancel.post({}, { out_bill_no: outBillNo(order.key), signal: call.signal });
+      return this.byState(order, c, appid, res.data as Bill);
+    } catch (err) {
+      const e = err as AxiosLikeError;
+      if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') return { kind: 'not_found' };
+      return this.unknown(err, 'transfer-bills cancel');
     }
   }
 

@@ -59,6 +59,7 @@ interface SetFlags extends ConfigFlags {
   transferSceneId?: string;
   reportInfo?: string[];
   remark?: string;
+  apiv3KeyFile?: string;
 }
 
 function wechatCredentials(f: SetFlags): WechatCredentials {
@@ -80,6 +81,8 @@ function wechatCredentials(f: SetFlags): WechatCredentials {
     wechatpay_public_key: readKeyFile('--wechatpay-public-key-file', f.wechatpayPublicKeyFile!), wechatpay_public_key_id: f.wechatpayPublicKeyId!,
     appids, transfer_scene_id: f.transferSceneId!, report_infos: reportInfos,
     ...(f.remark ? { remark: f.remark } : {}), ...(f.endpoint ? { endpoint: f.endpoint } : {}),
+    // A file, not a flag value: the key would show in `ps` and the shell history.
+    ...(f.apiv3KeyFile ? { apiv3_key: readKeyFile('--apiv3-key-file', f.apiv3KeyFile).trim() } : {}),
   };
 }
 
@@ -126,6 +129,7 @@ export function registerChannelCommands(program: Command): void {
       .option('--transfer-scene-id <id>', 'wechat: 转账场景 id enabled for the merchant (e.g. 1000)')
       .option('--report-info <type=content>', 'wechat: a transfer scene report info (repeat as the scene requires)', (v: string, prev: string[] = []) => [...prev, v])
       .option('--remark <text>', 'wechat: transfer remark shown to the payee (≤ 32 chars)')
+      .option('--apiv3-key-file <file>', 'wechat: a file holding the APIv3 key (32 characters): decrypts transfer notifications (see --public-url)')
       .option('--json', 'print JSON'),
   ).action(async (appId: string, f: SetFlags) => {
     const credentials = f.channel === 'wechat' ? wechatCredentials(f) : alipayCredentials(f);

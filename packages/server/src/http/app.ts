@@ -22,6 +22,7 @@ import { registerRateLimit } from './plugins/rate-limit.ts';
 import { registerHealth } from './health.ts';
 import { adminRoutes } from '../admin/routes.ts';
 import { dashboardRoutes } from '../admin/dashboard.ts';
+import { channelNotifyRoutes } from './routes/channel_notify.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -91,5 +92,7 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   // The management console: its API (operator sessions) and its static files.
   await app.register(async (admin) => adminRoutes(admin, rt));
   await app.register(async (console) => dashboardRoutes(console));
+  // Channel notifications (WeChat Pay): outside /v1, verified by the channel's signature, not an API key.
+  await app.register(async (notify) => channelNotifyRoutes(notify, rt));
   return app;
 }

@@ -354,3 +354,15 @@ const channelChecks = new Counter({
 export function observeChannelCheck(channel: string, ok: boolean): void {
   channelChecks.inc({ channel, result: ok ? 'ok' : 'failed' });
 }
+
+const channelNotifications = new Counter({
+  name: 'tixian_channel_notifications_total',
+  help: 'Channel notifications received, by channel and result (accepted: a query was scheduled; rejected: not verified or not readable).',
+  labelNames: ['channel', 'result'] as const,
+  registers: [registry],
+});
+
+/** A channel notification arrived: `accepted` (verified, a query scheduled) or `rejected`. */
+export function observeChannelNotification(channel: string, result: 'accepted' | 'rejected'): void {
+  channelNotifications.inc({ channel, result });
+}

@@ -1,5 +1,6 @@
 import { hasCredentials } from '../channels/credentials.ts';
 import type { PayeeConfirmation } from '../channels/driver.ts';
+import { awaitsPayeeConfirmation, cancelWaitingWechatBill } from '../channels/wechat-cancel.ts';
 import { sql } from 'kysely';
 import { Ajv } from 'ajv';
 import type { Metadata, Withdrawal, WithdrawalChannel, WithdrawalList, WithdrawalStatus } from '@tixian/sdk';
@@ -291,13 +292,24 @@ export const payoutKey = (row: Pick<WithdrawalRow, 'id' | 'payout_round'>) => (r
 
 /** Cancel (`status: canceled`): only from `created`; the hold goes back to the user (`withdrawal_revoked`). */
 export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
-  const row = await rt.store.transaction(async (trx) => {
+  const done = await rt.store.transaction(async (trx) => {
     const canceled = await markCanceled(trx, scope, id, rt.clock.nowMs());
-    if (!canceled) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    if (!canceled) {
+      const current = await findWithdrawal(trx, scope, id);
+      // A WeChat bill waiting for the payee is given up at WeChat first (outside the transaction).
+      if (!options.within && awaitsPayeeConfirmation(current, payoutKey(current))) return { waiting: current };
+      throw errors.statusCannotBeUpdated('withdrawal', id, current.status);
+    }
     await options.within?.(trx, canceled);
     await moveWithdrawalTotals(trx, statusMoves([canceled], 'created', 'canceled'));
-    return canceled;
+    return { canceled };
   });
+  if (done.waiting) {
+    const w = done.waiting;
+    if (!(await cancelWaitingWechatBill(rt, w, payoutKey(w)))) throw errors.statusCannotBeUpdated('withdrawal', id, w.status);
+    return withdrawalToWire(w);
+  }
+  const row = done.canceled!;
   observeWithdrawalTransition(row.channel, 'created', 'canceled');
   return withdrawalToWire(row);
 }

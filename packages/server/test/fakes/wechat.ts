@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { constants, createSign, createVerify, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
+import { constants, createCipheriv, createSign, createVerify, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 
 /**
@@ -22,6 +22,13 @@ export interface FakeBill {
   state: string;
   fail_reason?: string;
   package_info?: string;
+  notify_url?: string;
+  body: string;
+}
+
+/** A notification as WeChat sends it: the exact body and its `Wechatpay-*` headers. */
+export interface FakeNotification {
+  headers: Record<string, string>;
   body: string;
 }
 
@@ -29,6 +36,8 @@ export class FakeWechat extends EventEmitter {
   readonly mchid = '1900000001';
   readonly merchantSerial = 'MERCHANT_SERIAL_0001';
   readonly publicKeyId = 'PUB_KEY_ID_0111111111111111111111111111';
+  /** The merchant's APIv3 key: notifications' resources are encrypted with it. */
+  readonly apiv3Key = randomBytes(16).toString('hex');
   readonly merchantPrivateKey: string;
   private readonly merchantPublicKey: string;
   readonly wechatpayPublicKey: string;
@@ -44,6 +53,8 @@ export class FakeWechat extends EventEmitter {
   /** Openids whose bill is kept, then the connection cut before the answer. */
   readonly cutAfterAccept = new Set<string>();
   badSignature = false;
+  /** Delay before a submit's answer (the bill is kept and paid first): a crash catches answers on the wire. */
+  answerDelayMs = 0;
   readonly calls: string[] = [];
   rejectedSignatures = 0;
   private server: Server | null = null;
@@ -95,6 +106,50 @@ export class FakeWechat extends EventEmitter {
     bill.fail_reason = 'OVERDUE_CLOSE';
   }
 
+  /**
+   * The `MCHTRANSFER.BILL.FINISHED` notification of a bill, as WeChat would POST it to the bill's
+   * notify_url: the resource AES-256-GCM encrypted with the APIv3 key (AAD `mch_payment`), the
+   * body signed with the WeChat Pay key. `tamper` breaks the signature after signing.
+   */
+  notification(outBillNo: string, options: { timestampS?: number; apiv3Key?: string; tamper?: boolean } = {}): FakeNotification {
+    const bill = this.bills.get(outBillNo);
+    if (!bill) throw new Error(`no bill ${outBillNo}`);
+    const plain = JSON.stringify({
+      out_bill_no: bill.out_bill_no, transfer_bill_no: bill.transfer_bill_no, state: bill.state, mch_id: this.mchid, transfer_amount: bill.transfer_amount,
+      openid: bill.openid, ...(bill.fail_reason ? { fail_reason: bill.fail_reason } : {}), create_time: '2026-01-01T12:00:00+08:00', update_time: '2026-01-01T12:00:00+08:00',
+    });
+    const iv = randomBytes(6).toString('hex'); // 12 characters, used as bytes
+    const cipher = createCipheriv('aes-256-gcm', Buffer.from(options.apiv3Key ?? this.apiv3Key, 'utf8'), Buffer.from(iv, 'utf8'));
+    cipher.setAAD(Buffer.from('mch_payment', 'utf8'));
+    const ciphertext = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
+    const body = JSON.stringify({
+      id: `EV-${randomBytes(8).toString('hex')}`, create_time: '2026-01-01T12:00:00+08:00', resource_type: 'encrypt-resource', event_type: 'MCHTRANSFER.BILL.FINISHED',
+      summary: '商家转账单据终态通知', resource: { original_type: 'mch_payment', algorithm: 'AEAD_AES_256_GCM', ciphertext, associated_data: 'mch_payment', nonce: iv },
+    });
+    const ts = String(options.timestampS ?? Math.floor(Date.now() / 1000));
+    const nonce = randomBytes(16).toString('hex');
+    const signature = createSign('RSA-SHA256').update(`${ts}\n${nonce}\n${body}\n`).sign(this.wechatpayPrivateKey, 'base64');
+    return {
+      body: options.tamper ? body.replace('"MCHTRANSFER.BILL.FINISHED"', '"MCHTRANSFER.BILL.FINISHEd"') : body,
+      headers: { 'content-type': 'application/json', 'wechatpay-timestamp': ts, 'wechatpay-nonce': nonce, 'wechatpay-serial': this.publicKeyId, 'wechatpay-signature': signature },
+    };
+  }
+
+  /** POSTs a bill's notification to the notify_url it was submitted with; the HTTP status it got. */
+  async notify(outBillNo: string): Promise<number> {
+    const url = this.bills.get(outBillNo)?.notify_url;
+    if (!url) throw new Error(`bill ${outBillNo} has no notify_url`);
+    const n = this.notification(outBillNo);
+    const res = await fetch(url, { method: 'POST', headers: n.headers, body: n.body });
+    await res.arrayBuffer();
+    return res.status;
+  }
+
+  /** Bills debited more than once (must always be empty). */
+  doublePaid(): string[] {
+    return [...this.debits].filter(([, n]) => n > 1).map(([k]) => k);
+  }
+
   private pay(bill: FakeBill): void {
     bill.state = 'SUCCESS';
     this.debits.set(bill.out_bill_no, (this.debits.get(bill.out_bill_no) ?? 0) + 1);
@@ -115,7 +170,23 @@ export class FakeWechat extends EventEmitter {
     if (req.method === 'GET' && m) {
       const bill = this.bills.get(m[1]!);
       if (!bill) return this.answer(res, 404, { code: 'NOT_FOUND', message: '记录不存在' });
+      // A cancel completes by the next look at the bill.
+      if (bill.state === 'CANCELING') bill.state = 'CANCELLED';
       return this.answer(res, 200, this.billView(bill));
+    }
+    const cancel = /^\/v3\/fund-app\/mch-transfer\/transfer-bills\/out-bill-no\/([0-9A-Za-z]{1,32})\/cancel$/.exec(url);
+    if (req.method === 'POST' && cancel) {
+      const bill = this.bills.get(cancel[1]!);
+      if (!bill) return this.answer(res, 404, { code: 'NOT_FOUND', message: '记录不存在' });
+      // Only before the payee confirms (ACCEPTED / PROCESSING / WAIT_USER_CONFIRM); a cancel is idempotent.
+      if (['ACCEPTED', 'PROCESSING', 'WAIT_USER_CONFIRM'].includes(bill.state)) {
+        bill.state = 'CANCELING';
+        this.balanceFen += bill.transfer_amount;
+        delete bill.package_info;
+      } else if (bill.state !== 'CANCELING' && bill.state !== 'CANCELLED') {
+        return this.answer(res, 400, { code: 'INVALID_REQUEST', message: '单据状态不允许撤销' });
+      }
+      return this.answer(res, 200, { out_bill_no: bill.out_bill_no, transfer_bill_no: bill.transfer_bill_no, state: bill.state, update_time: '2026-01-01T12:00:00+08:00' });
     }
     return this.answer(res, 404, { code: 'NOT_FOUND', message: 'no such API' });
   }
@@ -131,7 +202,7 @@ export class FakeWechat extends EventEmitter {
     return createVerify('RSA-SHA256').update(message).verify(this.merchantPublicKey, fields.signature ?? '', 'base64');
   }
 
-  private transfer(req: IncomingMessage, res: ServerResponse, raw: string): void {
+  private async transfer(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
     let b: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     try {
       b = JSON.parse(raw);
@@ -144,6 +215,8 @@ export class FakeWechat extends EventEmitter {
     if (!Number.isSafeInteger(b.transfer_amount) || b.transfer_amount < 10) return invalid('transfer_amount');
     if (typeof b.transfer_remark !== 'string' || b.transfer_remark.length > 32) return invalid('transfer_remark');
     if (!Array.isArray(b.transfer_scene_report_infos) || b.transfer_scene_report_infos.length === 0) return invalid('transfer_scene_report_infos');
+    // https without a query (http only to this host, for tests).
+    if (b.notify_url !== undefined && (typeof b.notify_url !== 'string' || !/^(https:\/\/|http:\/\/127\.0\.0\.1[:/])[^?#\s]+$/.test(b.notify_url))) return invalid('notify_url');
     let userName: string | undefined;
     if (b.user_name !== undefined) {
       if (req.headers['wechatpay-serial'] !== this.publicKeyId) return invalid('Wechatpay-Serial');
@@ -165,6 +238,7 @@ export class FakeWechat extends EventEmitter {
     const bill: FakeBill = {
       out_bill_no: b.out_bill_no, transfer_bill_no: `1330000071100999991182020050700019${++this.seq}`, appid: b.appid, openid: String(b.openid),
       transfer_amount: b.transfer_amount, ...(userName ? { user_name: userName } : {}), state: 'WAIT_USER_CONFIRM', body: same,
+      ...(typeof b.notify_url === 'string' ? { notify_url: b.notify_url } : {}),
     };
     this.bills.set(bill.out_bill_no, bill);
     this.balanceFen -= bill.transfer_amount;
@@ -178,6 +252,7 @@ export class FakeWechat extends EventEmitter {
     }
     this.emit('bill', bill);
     if (this.cutAfterAccept.has(bill.openid)) return void req.socket.destroy();
+    if (this.answerDelayMs > 0) await new Promise((r) => setTimeout(r, this.answerDelayMs));
     this.answer(res, 200, this.billView(bill));
   }
 
