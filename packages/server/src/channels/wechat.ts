@@ -150,9 +150,9 @@ export class WechatDriver implements ChannelDriver {
     if (state in IN_PROGRESS_MS) {
       const retryAfterMs = IN_PROGRESS_MS[state]!;
       if (state === 'WAIT_USER_CONFIRM' && bill.package_info) {
-        return { kind: 'processing', retryAfterMs, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
+        return { kind: 'processing', retryAfterMs, message: `wechat state ${state}`, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
       }
-      return { kind: 'processing', retryAfterMs };
+      return { kind: 'processing', retryAfterMs, message: `wechat state ${state}` };
     }
     if (state === 'FAIL') {
       const reason = bill.fail_reason ?? '';
