@@ -1,8 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
-import { AlipayDriver, sdkFor } from '../channels/alipay.ts';
-import { WechatDriver, type WechatCredentials } from '../channels/wechat.ts';
+// The drivers (alipay-sdk, wechatpay-axios-plugin, their HTTP clients) load only in the commands
+// that use them: every other `tixian` command, and `serve`, starts without them.
+import type { WechatCredentials } from '../channels/wechat.ts';
 import {
   CredentialsError, listCredentials, loadCredentials, removeCredentials, setCredentials, validateCredentials, type AlipayCredentials, type CredentialInfo,
 } from '../channels/credentials.ts';
@@ -133,7 +134,7 @@ export function registerChannelCommands(program: Command): void {
     try {
       validateCredentials(credentials);
       // What the driver will build at payout time must build now (certificates parse, SNs compute).
-      if (credentials.channel === 'alipay') sdkFor(credentials, CHECK_TIMEOUT_MS);
+      if (credentials.channel === 'alipay') (await import('../channels/alipay.ts')).sdkFor(credentials, CHECK_TIMEOUT_MS);
     } catch (err) {
       throw new UsageError(err instanceof CredentialsError ? err.message : 'alipay-sdk could not load these keys or certificates');
     }
@@ -178,7 +179,10 @@ export function registerChannelCommands(program: Command): void {
       const loaded = await loadCredentials(rt, appId, parseMode(f.mode), f.channel);
       if (!loaded) throw new UsageError(`app ${appId} has no ${f.mode} ${f.channel} credentials; set them with tixian channels set`);
       const c = loaded.credentials;
-      return { fingerprint: loaded.fingerprint, ...(await (c.channel === 'wechat' ? WechatDriver.check(c, CHECK_TIMEOUT_MS) : AlipayDriver.check(c, CHECK_TIMEOUT_MS))) };
+      const check = c.channel === 'wechat'
+        ? (await import('../channels/wechat.ts')).WechatDriver.check(c, CHECK_TIMEOUT_MS)
+        : (await import('../channels/alipay.ts')).AlipayDriver.check(c, CHECK_TIMEOUT_MS);
+      return { fingerprint: loaded.fingerprint, ...(await check) };
     });
     console.log(`${result.ok ? 'ok' : 'FAILED'}: ${f.mode} ${f.channel} ${result.fingerprint}: ${result.message}`);
     process.exitCode = result.ok ? 0 : 1;
