@@ -70,6 +70,7 @@ describeEngines('tixian withdrawals stuck', (engine) => {
       payout_phase: 'submit', payout_tries: 0, in_flight: false, last_answer: expect.stringContaining('not yet submitted'),
     });
     expect(report.withdrawals[0]!.last_answer).toContain('is a payout worker running?');
+    expect(report.withdrawals[0]).toMatchObject({ channel_answer: null, channel_answer_at: null, confirmed: Math.floor(Date.UTC(2026, 0, 1) / 1000) });
   });
 
   it('shows the open outcome after the channel answered without a result', async () => {
@@ -81,6 +82,36 @@ describeEngines('tixian withdrawals stuck', (engine) => {
     expect(w!.last_answer).toMatch(/after 1 channel answer/);
     expect(w!.last_answer).not.toContain('overdue'); // the next query is scheduled in the future
     expect(w!.next_try_at).toBeGreaterThanOrEqual(Math.floor(clock.nowMs() / 1000));
+    expect(w).toMatchObject({ channel_answer: 'unknown: gateway timeout', channel_answer_at: Math.floor(clock.nowMs() / 1000) });
+  });
+
+  it("shows the channel's own words of a processing answer, payee details masked, bounded", async () => {
+    const account = String(seedExtra('unionpay').account);
+    // The channel echoes the payee's card number and name: neither may be stored or shown.
+    const processing: ChannelDriver = {
+      name: 'processing',
+      submit: async () => ({ kind: 'processing', retryAfterMs: 60_000, message: `BANK_PROCESSING 银行处理中 ${account} 张三` }),
+      query: async () => ({ kind: 'processing', retryAfterMs: 60_000, message: `BANK_PROCESSING 银行处理中 card ${account} of 张三\n${'x'.repeat(600)}` }),
+    };
+    h.rt.drivers = { driverFor: () => processing };
+    clock.advance(MINUTE); // past every next try
+    expect(await new PayoutWorker(h.rt).runOnce()).toBe(3);
+    const answeredAt = Math.floor(clock.nowMs() / 1000);
+    const report = await findStuckWithdrawals(h.rt, { app: h.appId, olderThanMs: 30 * MINUTE, limit: 200 });
+    const w = report.withdrawals.find((x) => x.id === ids.old)!;
+    expect(w.channel_answer).toMatch(/^processing: BANK_PROCESSING 银行处理中 card \*\*\* of \*\*\* x+…$/);
+    expect(w.channel_answer!.length).toBeLessThanOrEqual(255);
+    expect(w.channel_answer_at).toBe(answeredAt);
+    expect(w.payout_tries).toBe(2);
+    const text = formatStuck(report);
+    const json = JSON.stringify(report);
+    expect(text).toContain('channel said: processing: BANK_PROCESSING 银行处理中');
+    for (const out of [text, json]) {
+      expect(out).not.toContain(account);
+      expect(out).not.toContain('张三');
+    }
+    const stored = await h.rt.store.db.selectFrom('withdrawals').select(['payout_answer']).where('id', '=', ids.old!).executeTakeFirstOrThrow();
+    expect(stored.payout_answer).toBe(w.channel_answer);
   });
 
   it('is bounded by its limit and says there is more', async () => {
@@ -102,5 +133,18 @@ describeEngines('tixian withdrawals stuck', (engine) => {
     await expect(stuckWithdrawals({ ...storage, olderThan: '30', limit: '200' })).rejects.toThrow(UsageError);
     await expect(stuckWithdrawals({ ...storage, olderThan: '30m', limit: '0' })).rejects.toThrow(UsageError);
     await expect(stuckWithdrawals({ ...storage, app: 'app_nope', olderThan: '30m', limit: '10' })).rejects.toThrow('no such app');
+  });
+
+  it('counts the age from the confirm, not from creation, and a new confirm forgets the old answer', async () => {
+    const late = await withdrawal(h.appId, h.testKey, 'u1', false);
+    clock.advance(40 * MINUTE);
+    const path = `/v1/apps/${h.appId}/withdrawals/${late}`;
+    expect((await h.request('PUT', path, { key: h.testKey, body: { status: 'pending' } })).json.status).toBe('pending');
+    clock.advance(10 * MINUTE); // created 50 min ago, confirmed 10 min ago
+    expect(await stuckIds({ app: h.appId })).not.toContain(late);
+    const w = (await findStuckWithdrawals(h.rt, { app: h.appId, olderThanMs: 5 * MINUTE, limit: 200 })).withdrawals.find((x) => x.id === late);
+    expect(w).toMatchObject({ age_s: 10 * 60, confirmed: Math.floor(clock.nowMs() / 1000) - 600, channel_answer: null });
+    // The oldest confirm first.
+    expect((await stuckIds({ app: h.appId, olderThanMs: 5 * MINUTE })).at(-1)).toBe(late);
   });
 });

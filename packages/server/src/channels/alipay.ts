@@ -154,7 +154,7 @@ export class AlipayDriver implements ChannelDriver {
         return { kind: 'succeeded' };
       case 'DEALING':
       case 'WAIT_PAY':
-        return { kind: 'processing', retryAfterMs: DEALING_RETRY_MS };
+        return { kind: 'processing', retryAfterMs: DEALING_RETRY_MS, message: `alipay status ${res.status}` };
       case 'FAIL':
         return this.byCode(order, res.errorCode ?? '', res.failReason ?? 'alipay: transfer failed', true);
       case 'CLOSED':

@@ -25,6 +25,8 @@ export type PayoutOutcome =
   | {
       kind: 'processing';
       retryAfterMs: number;
+      /** The channel's own status words (code and/or message), shown by `tixian withdrawals stuck`. */
+      message?: string;
       /** WeChat transfer-bills: the payee must confirm in WeChat; what the merchant's app needs to open that page. */
       confirmation?: PayeeConfirmation;
     }

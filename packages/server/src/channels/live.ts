@@ -2,10 +2,9 @@ import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Logger } from 'pino';
 import type { Store } from '../store/db.ts';
 import type { SecretBox } from '../security/secrets.ts';
-import { AlipayDriver } from './alipay.ts';
 import { hasCredentials, loadCredentials } from './credentials.ts';
-import { WechatDriver } from './wechat.ts';
 import type { ChannelCall, ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
+import { loadAlipayDriver } from './alipay-load.ts';
 
 /**
  * The live-mode drivers. A driver pays with the credentials of the withdrawal's own app
@@ -24,15 +23,33 @@ export function wechatNotifyUrl(publicUrl: string | undefined, app: string, live
   return publicUrl ? `${publicUrl}/channels/wechat/notify/${encodeURIComponent(app)}/${livemode ? 'live' : 'test'}` : undefined;
 }
 
+/**
+ * A driver whose module (and its SDK: alipay-sdk with urllib/undici, wechatpay-axios-plugin with
+ * axios) is imported at its first call, not at start-up: a server that pays nothing live never
+ * loads them, and one that does answers its first request before they load.
+ */
+function lazyDriver(name: string, load: () => Promise<ChannelDriver>): ChannelDriver {
+  let driver: Promise<ChannelDriver> | null = null;
+  const get = () => (driver ??= load().catch((err: unknown) => {
+    driver = null; // a failed import is tried again at the next call
+    throw err;
+  }));
+  return {
+    name,
+    submit: async (order, call) => (await get()).submit(order, call),
+    query: async (order, call) => (await get()).query(order, call),
+  };
+}
+
 export class LiveDrivers implements DriverRegistry {
-  readonly alipay: AlipayDriver;
-  readonly wechat: WechatDriver;
+  readonly alipay: ChannelDriver;
+  readonly wechat: ChannelDriver;
   constructor(private readonly deps: { store: Store; box: SecretBox; log: Logger; publicUrl?: string | undefined }) {
-    this.alipay = new AlipayDriver(deps);
-    this.wechat = new WechatDriver(async (order) => {
+    this.alipay = lazyDriver('alipay', async () => new (await loadAlipayDriver()).AlipayDriver(deps));
+    this.wechat = lazyDriver('wechat', async () => new (await import('./wechat.ts')).WechatDriver(async (order) => {
       const loaded = await loadCredentials(deps, order.app, order.livemode, 'wechat');
       return loaded?.credentials.channel === 'wechat' ? loaded.credentials : null;
-    }, deps.log, (order) => wechatNotifyUrl(deps.publicUrl, order.app, order.livemode));
+    }, deps.log, (order) => wechatNotifyUrl(deps.publicUrl, order.app, order.livemode)));
   }
   driverFor(channel: WithdrawalChannel): ChannelDriver | null {
     if (channel === 'alipay') return this.alipay;

@@ -1,8 +1,7 @@
 import type { Runtime } from '../runtime.ts';
 import { observeChannelCheck } from '../observability/metrics.ts';
-import { AlipayDriver, sdkFor } from './alipay.ts';
-import { WechatDriver } from './wechat.ts';
 import { CredentialsError, loadCredentials, setCredentials, validateCredentials, type ChannelCredentials, type CredentialInfo } from './credentials.ts';
+import { loadAlipayDriver } from './alipay-load.ts';
 
 /**
  * What `tixian channels set|check` and the console's Developers page share: checking a credential
@@ -10,10 +9,14 @@ import { CredentialsError, loadCredentials, setCredentials, validateCredentials,
  */
 export const CHECK_TIMEOUT_MS = 10_000;
 
-/** Validates a credential set and builds what the driver will build at payout time (certificates parse, SNs compute). */
-export function prepareCredentials(c: ChannelCredentials): void {
+/**
+ * Validates a credential set and builds what the driver will build at payout time (certificates
+ * parse, SNs compute). The drivers (and their SDKs) load here, at first use, not at start-up.
+ */
+export async function prepareCredentials(c: ChannelCredentials): Promise<void> {
   validateCredentials(c);
   if (c.channel === 'alipay') {
+    const { sdkFor } = await loadAlipayDriver();
     try {
       sdkFor(c, CHECK_TIMEOUT_MS);
     } catch {
@@ -25,7 +28,7 @@ export function prepareCredentials(c: ChannelCredentials): void {
 
 /** Validates and seals; `previous` is the fingerprint of the set it replaced, if any. */
 export async function saveCredentials(rt: Runtime, app: string, livemode: boolean, c: ChannelCredentials): Promise<CredentialInfo & { previous: string | null }> {
-  prepareCredentials(c);
+  await prepareCredentials(c);
   const before = await rt.store.db.selectFrom('channel_credentials').select('fingerprint')
     .where('app', '=', app).where('livemode', '=', livemode ? 1 : 0).where('channel', '=', c.channel).executeTakeFirst();
   const info = await setCredentials(rt, app, livemode, c);
@@ -43,7 +46,9 @@ export async function checkCredentials(rt: Pick<Runtime, 'store' | 'box'>, app: 
   const loaded = await loadCredentials(rt, app, livemode, channel);
   if (!loaded) return null;
   const c = loaded.credentials;
-  const r = await (c.channel === 'wechat' ? WechatDriver.check(c, timeoutMs) : AlipayDriver.check(c, timeoutMs));
+  const r = await (c.channel === 'wechat'
+    ? (await import('./wechat.ts')).WechatDriver.check(c, timeoutMs)
+    : (await loadAlipayDriver()).AlipayDriver.check(c, timeoutMs));
   observeChannelCheck(c.channel, r.ok);
   return { fingerprint: loaded.fingerprint, ok: r.ok, message: r.message };
 }

@@ -3,7 +3,7 @@ import type { Runtime } from '../runtime.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { loadCredentials } from './credentials.ts';
 import type { PayeeConfirmation, PayoutOrder } from './driver.ts';
-import { outBillNo, WechatDriver } from './wechat.ts';
+import { outBillNo } from './wechat-bill.ts';
 
 /** How long the merchant's cancel request waits for WeChat's answer. */
 export const CANCEL_TIMEOUT_MS = 10_000;
@@ -43,6 +43,7 @@ export async function cancelWaitingWechatBill(rt: Runtime, row: WithdrawalRow, k
   const loaded = await loadCredentials(rt, row.app, livemode, 'wechat');
   if (!loaded || loaded.credentials.channel !== 'wechat') return false;
   const c = loaded.credentials;
+  const { WechatDriver } = await import('./wechat.ts');
   const driver = new WechatDriver(async () => c, rt.log);
   const order: PayoutOrder = {
     key, withdrawalId: row.id, app: row.app, channel: row.channel as WithdrawalChannel, amount: row.amount - row.user_fee,

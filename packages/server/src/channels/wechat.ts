@@ -2,6 +2,9 @@ import { Rsa, Wechatpay } from 'wechatpay-axios-plugin';
 import type { Logger } from 'pino';
 import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
+import { outBillNo } from './wechat-bill.ts';
+
+export { outBillNo };
 
 /**
  * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit, query and
@@ -34,13 +37,6 @@ export interface WechatCredentials {
 }
 
 export const DEFAULT_WECHAT_ENDPOINT = 'https://api.mch.weixin.qq.com/';
-
-/** WeChat accepts `[0-9A-Za-z]{1,32}`: the round suffix `_2` becomes `R2` (a 19-digit id + `R` + round fits). */
-export function outBillNo(key: string): string {
-  const no = key.replace('_', 'R');
-  if (!/^[0-9A-Za-z]{1,32}$/.test(no)) throw new Error(`payout key ${key} cannot be a WeChat out_bill_no`);
-  return no;
-}
 
 const PAYEE_REASONS = new Set([
   'ACCOUNT_FROZEN', 'ACCOUNT_NOT_EXIST', 'BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH', 'BLOCK_B2C_USERLIMITAMOUNT_MONTH',
@@ -176,9 +172,9 @@ export class WechatDriver implements ChannelDriver {
     if (state in IN_PROGRESS_MS) {
       const retryAfterMs = IN_PROGRESS_MS[state]!;
       if (state === 'WAIT_USER_CONFIRM' && bill.package_info) {
-        return { kind: 'processing', retryAfterMs, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
+        return { kind: 'processing', retryAfterMs, message: `wechat state ${state}`, confirmation: { package_info: bill.package_info, mch_id: c.mchid, app_id: appid, out_bill_no: outBillNo(order.key) } };
       }
-      return { kind: 'processing', retryAfterMs };
+      return { kind: 'processing', retryAfterMs, message: `wechat state ${state}` };
     }
     if (state === 'FAIL') {
       const reason = bill.fail_reason ?? '';

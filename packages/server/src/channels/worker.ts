@@ -5,7 +5,7 @@ import { observePayoutClaim } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
-import { applyPayoutResult, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
+import { applyPayoutResult, PAYOUT_ANSWER_MAX, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
 import type { ChannelCall, PayoutOrder, PayoutOutcome } from './driver.ts';
 
 export interface PayoutWorkerOptions {
@@ -165,7 +165,9 @@ export class PayoutWorker implements Worker {
       if (outcome?.kind === 'not_found') outcome = await this.call(deadlineMs, (c) => driver.submit(order, c));
     }
     // Not enough of the lease was left for a call: the next round starts with a query, in a fresh lease.
-    const result: PayoutResult = outcome ? this.toResult(row, outcome) : { kind: 'retry', dueMs: this.rt.clock.nowMs() + MIN_RETRY_DELAY_MS };
+    const result: PayoutResult = outcome
+      ? { ...this.toResult(row, outcome), answer: channelAnswer(outcome, order.extra) }
+      : { kind: 'retry', dueMs: this.rt.clock.nowMs() + MIN_RETRY_DELAY_MS };
     try {
       const fence = { id: row.id, round: row.payout_round, leaseMs: row.payout_lease_ms! };
       await applyPayoutResult(this.rt, fence, result, await this.accountOf(row.app));
@@ -233,6 +235,27 @@ export class PayoutWorker implements Worker {
     if (!account) throw new Error(`withdrawal of unknown app ${app}`);
     return account;
   }
+}
+
+/**
+ * The channel's answer as stored on the withdrawal (`payout_answer`, shown by `tixian withdrawals
+ * stuck`): the outcome kind and the channel's own words, one line of at most 255 characters. The
+ * payee's details (every text of the withdrawal's `extra`: account, name, openid, bank…) are
+ * masked where the channel echoes them; drivers never put credentials in a message.
+ */
+export function channelAnswer(outcome: PayoutOutcome, extra: Record<string, unknown>): string {
+  let words = '';
+  if (outcome.kind === 'failed') words = `(${outcome.blame}) ${outcome.message}`;
+  else if ((outcome.kind === 'processing' || outcome.kind === 'unknown') && outcome.message !== undefined) words = outcome.message;
+  // eslint-disable-next-line no-control-regex
+  words = words.slice(0, 4 * PAYOUT_ANSWER_MAX).replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  const payee = Object.values(extra)
+    .flatMap((v) => (typeof v === 'string' || typeof v === 'number' ? [String(v)] : []))
+    .filter((v) => v.length >= 2)
+    .sort((a, b) => b.length - a.length);
+  for (const v of payee) words = words.split(v).join('***');
+  const text = words ? `${outcome.kind}: ${words}` : outcome.kind;
+  return text.length > PAYOUT_ANSWER_MAX ? `${text.slice(0, PAYOUT_ANSWER_MAX - 1)}…` : text;
 }
 
 export function startPayoutWorker(rt: Runtime): Worker {

@@ -135,7 +135,7 @@ export function registerChannelCommands(program: Command): void {
     const credentials = f.channel === 'wechat' ? wechatCredentials(f) : alipayCredentials(f);
     try {
       // What the driver will build at payout time must build now (certificates parse, SNs compute).
-      prepareCredentials(credentials);
+      await prepareCredentials(credentials);
     } catch (err) {
       throw err instanceof CredentialsError ? new UsageError(err.message) : err;
     }

@@ -21,7 +21,7 @@ export function registerWithdrawalCommands(program: Command): void {
       .command('stuck')
       .description('list confirmed (pending) withdrawals older than a bound whose payout has no final answer; exit 1 when any')
       .option('--app <app_id>', 'only this app')
-      .option('--older-than <duration>', 'age bound, e.g. 30m, 2h, 1d (counted from creation)', '30m')
+      .option('--older-than <duration>', 'age bound, e.g. 30m, 2h, 1d (counted from the confirm)', '30m')
       .option('--limit <n>', `at most this many (1..${STUCK_LIMIT_MAX})`, '200')
       .option('--json', 'print JSON'),
   ).action(async (opts: StuckFlags) => {
@@ -53,7 +53,9 @@ export function formatStuck(report: StuckReport): string {
     const next = w.next_try_at === null ? '-' : new Date(w.next_try_at * 1000).toISOString();
     lines.push(
       `  ${w.id}  ${w.app} ${w.livemode ? 'live' : 'test'}  ${w.channel}  ${w.amount} fen  age ${w.age_s} s  ` +
-        `phase ${w.payout_phase ?? '-'}  tries ${w.payout_tries}  next ${next}\n    ${w.last_answer}`,
+        `phase ${w.payout_phase ?? '-'}  tries ${w.payout_tries}  next ${next}\n    ${w.last_answer}` +
+        `\n    channel said: ${w.channel_answer ?? '(nothing yet)'}` +
+        (w.channel_answer_at === null ? '' : `  at ${new Date(w.channel_answer_at * 1000).toISOString()}`),
     );
   }
   if (report.has_more) lines.push('  … more: raise --limit or narrow with --app');

@@ -274,6 +274,9 @@ export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowM
       payout_lease_ms: null,
       payout_tries: 0,
       payout_round: eb('payout_round', '+', 1),
+      confirmed_ms: nowMs,
+      payout_answer: null,
+      payout_answer_ms: null,
       ...(batchId ? { batch_withdrawal: batchId } : {}),
     }))
     .where('id', 'in', ids)
@@ -349,8 +352,12 @@ async function returnHold(trx: Db, row: WithdrawalRow, nowMs: number, lineType: 
   });
 }
 
-/** The result the payout worker got from the channel, applied in one transaction. */
-export type PayoutResult =
+/**
+ * The result the payout worker got from the channel, applied in one transaction. `answer`: the
+ * channel's last answer as `tixian withdrawals stuck` shows it (bounded, secret-free; see
+ * `channelAnswer` in channels/worker.ts); absent when no channel was asked this round.
+ */
+export type PayoutResult = (
   | { kind: 'succeeded' }
   | { kind: 'failed_user'; message: string }
   | { kind: 'failed_merchant'; message: string }
@@ -358,7 +365,11 @@ export type PayoutResult =
    * Ask the channel again at dueMs (the order may be there: the next step is always a query).
    * `confirmation`: the payee must confirm in WeChat; shown on the withdrawal as `extra.wx_confirmation`.
    */
-  | { kind: 'retry'; dueMs: number; confirmation?: PayeeConfirmation };
+  | { kind: 'retry'; dueMs: number; confirmation?: PayeeConfirmation }
+) & { answer?: string };
+
+/** The longest channel answer stored on a withdrawal (`payout_answer`). */
+export const PAYOUT_ANSWER_MAX = 255;
 
 /** Which claim a payout result belongs to: the withdrawal, its confirm round, and the worker's lease. */
 export interface PayoutFence {
@@ -386,11 +397,13 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
       .where('status', '=', 'pending')
       .where('payout_round', '=', fence.round)
       .where('payout_lease_ms', '=', fence.leaseMs);
-    const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null };
+    // The channel's words commit with the result they led to (kept when no channel was asked).
+    const answer = result.answer === undefined ? {} : { payout_answer: result.answer.slice(0, PAYOUT_ANSWER_MAX), payout_answer_ms: nowMs };
+    const done = { payout_phase: null, payout_due_ms: null, payout_lease_ms: null, ...answer };
     if (result.kind === 'retry') {
       const extraUpdate = result.confirmation ? await withConfirmation(trx, fence.id, result.confirmation) : {};
       const r = await base
-        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1), ...extraUpdate }))
+        .set((eb) => ({ payout_phase: 'query', payout_due_ms: result.dueMs, payout_lease_ms: null, payout_tries: eb('payout_tries', '+', 1), ...extraUpdate, ...answer }))
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 1 && extraUpdate.extra !== undefined) {
         // A new confirmation to show: the event commits with it, once per channel order.

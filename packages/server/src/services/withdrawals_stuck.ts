@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 
 /** The most rows one report returns; `has_more` says when there are more. */
@@ -6,7 +7,7 @@ export const STUCK_LIMIT_MAX = 1000;
 export interface StuckQuery {
   /** Only this app's withdrawals; all apps when absent. */
   app?: string;
-  /** A withdrawal is reported once it is older than this. */
+  /** A withdrawal is reported once it was confirmed longer ago than this. */
   olderThanMs: number;
   limit: number;
 }
@@ -19,9 +20,11 @@ export interface StuckWithdrawal {
   user: string;
   channel: string;
   amount: number;
-  /** Seconds since the withdrawal was created (its confirm time is not stored; see README "Logs"). */
+  /** Seconds since the withdrawal was confirmed (since creation for one confirmed before migration 0009). */
   age_s: number;
   created: number;
+  /** When the current payout round was confirmed (Unix seconds); null when confirmed before 0009. */
+  confirmed: number | null;
   /** `submit`: the channel has not been asked yet; `query`: it was asked and the outcome is open. */
   payout_phase: string | null;
   /** Channel answers that left the outcome open (processing, unknown, timeout) in this round. */
@@ -30,8 +33,15 @@ export interface StuckWithdrawal {
   next_try_at: number | null;
   /** A worker holds it right now (a channel call is in flight). */
   in_flight: boolean;
-  /** What is known of the channel's last answer, from the stored payout state. */
+  /** What the worker's stored state says of the payout (submitted or not, answers so far, next step). */
   last_answer: string;
+  /**
+   * The channel's own last answer in this round: outcome kind and the channel's code/message
+   * (e.g. `processing: PAYEE_CONFIRMING`), payee details masked; null before the channel answered.
+   */
+  channel_answer: string | null;
+  /** When that answer came (Unix seconds). */
+  channel_answer_at: number | null;
 }
 
 export interface StuckReport {
@@ -48,14 +58,16 @@ export interface StuckReport {
 export async function findStuckWithdrawals(rt: Runtime, q: StuckQuery): Promise<StuckReport> {
   if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > STUCK_LIMIT_MAX) throw new RangeError(`limit must be 1..${STUCK_LIMIT_MAX}`);
   const nowMs = rt.clock.nowMs();
-  const createdBeforeS = Math.floor((nowMs - q.olderThanMs) / 1000);
+  // Age counts from the confirm; a withdrawal confirmed before 0009 has no confirm time: its creation.
+  const sinceMs = sql<number>`coalesce(confirmed_ms, created * 1000)`;
   let query = rt.store.db
     .selectFrom('withdrawals')
-    .select(['id', 'app', 'livemode', 'user', 'channel', 'amount', 'created', 'payout_phase', 'payout_tries', 'payout_due_ms', 'payout_lease_ms'])
+    .select(['id', 'app', 'livemode', 'user', 'channel', 'amount', 'created', 'confirmed_ms', 'payout_phase', 'payout_tries', 'payout_due_ms', 'payout_lease_ms', 'payout_answer', 'payout_answer_ms'])
+    .select(sinceMs.as('since_ms'))
     .where('status', '=', 'pending')
-    .where('created', '<=', createdBeforeS);
+    .where(sinceMs, '<=', nowMs - q.olderThanMs);
   if (q.app !== undefined) query = query.where('app', '=', q.app);
-  const rows = await query.orderBy('created', 'asc').orderBy('id', 'asc').limit(q.limit + 1).execute();
+  const rows = await query.orderBy(sinceMs, 'asc').orderBy('id', 'asc').limit(q.limit + 1).execute();
   const withdrawals = rows.slice(0, q.limit).map((r): StuckWithdrawal => {
     const tries = Number(r.payout_tries);
     const dueMs = r.payout_due_ms === null ? null : Number(r.payout_due_ms);
@@ -67,22 +79,22 @@ export async function findStuckWithdrawals(rt: Runtime, q: StuckQuery): Promise<
       user: r.user,
       channel: r.channel,
       amount: Number(r.amount),
-      age_s: Math.max(0, Math.floor(nowMs / 1000) - Number(r.created)),
+      age_s: Math.max(0, Math.floor((nowMs - Number(r.since_ms)) / 1000)),
       created: Number(r.created),
+      confirmed: (r.confirmed_ms ?? null) === null ? null : Math.floor(Number(r.confirmed_ms) / 1000),
       payout_phase: r.payout_phase,
       payout_tries: tries,
       next_try_at: dueMs === null ? null : Math.floor(dueMs / 1000),
       in_flight: inFlight,
       last_answer: lastAnswer(r.payout_phase, tries, inFlight, dueMs, nowMs),
+      channel_answer: r.payout_answer ?? null,
+      channel_answer_at: (r.payout_answer_ms ?? null) === null ? null : Math.floor(Number(r.payout_answer_ms) / 1000),
     };
   });
   return { now: Math.floor(nowMs / 1000), older_than_s: Math.floor(q.olderThanMs / 1000), has_more: rows.length > q.limit, withdrawals };
 }
 
-/**
- * The worker keeps the payout phase and how many answers left it open, not the channel's words
- * (those go to the log: "payout outcome unknown; will query", with the withdrawal id).
- */
+/** The worker's view: the payout phase, how many answers left it open, and what comes next. */
 function lastAnswer(phase: string | null, tries: number, inFlight: boolean, dueMs: number | null, nowMs: number): string {
   const overdue = dueMs !== null && dueMs < nowMs && !inFlight;
   const idle = overdue ? '; overdue: is a payout worker running?' : '';

@@ -499,6 +499,18 @@ const m0007_scale_out: Migration = {
   },
 };
 
+/**
+ * The channel's last answer of a payout and the confirm time (#11): `tixian withdrawals stuck`
+ * shows the channel's own words and counts the age from the confirm, not from creation.
+ */
+const m0009_payout_last_answer: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('withdrawals').addColumn('payout_answer', 'text').execute();
+    await db.schema.alterTable('withdrawals').addColumn('payout_answer_ms', 'bigint').execute();
+    await db.schema.alterTable('withdrawals').addColumn('confirmed_ms', 'bigint').execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
@@ -507,6 +519,7 @@ export const migrations: Record<string, Migration> = {
   '0005_channel_credentials': m0005_channel_credentials,
   '0006_console': m0006_console,
   '0007_scale_out': m0007_scale_out,
+  '0009_payout_last_answer': m0009_payout_last_answer,
 };
 
 export const migrationProvider: MigrationProvider = {

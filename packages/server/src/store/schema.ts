@@ -162,6 +162,15 @@ export interface WithdrawalRow extends OrderRow {
   payout_tries: number;
   /** How many times the withdrawal was confirmed: a round per confirm, part of the channel key. */
   payout_round: number;
+  /**
+   * 0009: the channel's last answer in this round (outcome kind and the channel's code/message, at
+   * most 255 chars, payee details masked) and when it came (ms); null before the first answer.
+   * Optional only so rows written before 0009 (migration tests) still type-check.
+   */
+  payout_answer?: string | null;
+  payout_answer_ms?: number | null;
+  /** 0009: when the current round was confirmed (ms); null for withdrawals confirmed before 0009. */
+  confirmed_ms?: number | null;
 }
 
 export interface SandboxPayoutRow {

@@ -1,6 +1,4 @@
-import type { FastifyInstance, RouteOptions } from 'fastify';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import { objectOfTag, objectSchemas } from './openapi-objects.ts';
 
 /**
@@ -113,15 +111,59 @@ export function documentRoute(route: RouteOptions): void {
   for (const [status, description] of Object.entries(errors)) response[status] ??= { description, ...ref('Error') };
 }
 
-/** Builds the OpenAPI document and the /docs page; must run before any route is registered. */
+/**
+ * Builds the OpenAPI document and the /docs page; must run before any route is registered.
+ *
+ * @fastify/swagger and @fastify/swagger-ui (with yaml, the UI's static files: about a tenth of the
+ * modules the server loads) load at the first GET /openapi.json or /docs, not at start-up: this
+ * app only records its routes (onRoute); the first request builds a separate, never-listening
+ * Fastify instance with the same shared schemas and the same routes (no-op handlers) and the two
+ * swagger plugins, and the document and pages are answered from it (inject), then kept.
+ */
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
   // Response schemas document the answers; bodies stay JSON.stringify of what handlers return,
   // exactly as before schemas existed, so the reference can never strip a field from an answer.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   for (const [id, schema] of Object.entries(objectSchemas)) app.addSchema({ ...schema, $id: id });
-  app.addHook('onRoute', documentRoute);
+  const routes: RouteOptions[] = [];
+  app.addHook('onRoute', (route) => {
+    documentRoute(route);
+    // As @fastify/swagger: HEAD routes (Fastify's automatic ones) are not documented.
+    if (route.method !== 'HEAD' && !isDocsRoute(route.url)) routes.push(route);
+  });
+  let docs: Promise<FastifyInstance> | null = null;
+  const docsApp = () => (docs ??= buildDocsApp(app, routes).catch((err: unknown) => {
+    docs = null;
+    throw err;
+  }));
+  const forward = async (req: FastifyRequest, reply: FastifyReply) => {
+    const doc = await docsApp();
+    const headers: Record<string, string> = {};
+    for (const h of FORWARDED_HEADERS) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h];
+    const res = await doc.inject({ method: 'GET', url: req.url, headers });
+    reply.code(res.statusCode);
+    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !HOP_HEADERS.has(k)) reply.header(k, v);
+    return reply.send(res.rawPayload);
+  };
+  app.get('/openapi.json', { schema: { hide: true } }, forward);
+  app.get('/docs', { schema: { hide: true } }, forward);
+  app.get('/docs/*', { schema: { hide: true } }, forward);
+}
 
-  await app.register(swagger, {
+const isDocsRoute = (url: string) => url === '/openapi.json' || url === '/docs' || url.startsWith('/docs/');
+/** Request headers the docs instance may use (caching, compression); nothing else (no credentials). */
+const FORWARDED_HEADERS = ['accept', 'accept-encoding', 'if-none-match', 'if-modified-since', 'range'] as const;
+/** Answer headers set by this server's own connection, not copied from the docs instance. */
+const HOP_HEADERS = new Set(['connection', 'content-length', 'date', 'keep-alive', 'transfer-encoding']);
+
+async function buildDocsApp(app: FastifyInstance, routes: readonly RouteOptions[]): Promise<FastifyInstance> {
+  const [{ default: swagger }, { default: swaggerUi }] = await Promise.all([import('@fastify/swagger'), import('@fastify/swagger-ui')]);
+  const doc = Fastify({ logger: false });
+  // Nothing is validated or serialized here: the routes only carry their schemas to the document.
+  doc.setValidatorCompiler(() => () => true);
+  doc.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  for (const schema of Object.values(app.getSchemas())) doc.addSchema(schema as { $id: string });
+  await doc.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -155,6 +197,12 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     // Shared objects keep their own names in components.schemas (Withdrawal, Error …).
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  await doc.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  doc.get('/openapi.json', { schema: { hide: true } }, () => doc.swagger());
+  const noop = () => null;
+  for (const r of routes) {
+    doc.route({ method: r.method, url: r.url, ...(r.schema ? { schema: r.schema } : {}), ...(r.config ? { config: r.config } : {}), ...(r.constraints ? { constraints: r.constraints } : {}), handler: noop });
+  }
+  await doc.ready();
+  return doc;
 }
