@@ -97,13 +97,13 @@ describe('deploy/k8s', () => {
     expect(new Set(kustomization.resources)).toEqual(files);
   });
 
-  it('runs the API without workers and the workers with them, both probed on /healthz', () => {
+  it('runs the API and the workers in their own roles, live on /healthz and ready on /readyz', () => {
     const api = deployment('tixian-api').spec.template.spec.containers[0];
     const worker = deployment('tixian-worker').spec.template.spec.containers[0];
-    expect(api.args).toEqual(['serve', '--no-workers']);
-    expect(worker.args).toEqual(['serve']);
+    expect(api.args).toEqual(['serve', '--role', 'api', '--workers', '1']);
+    expect(worker.args).toEqual(['serve', '--role', 'worker', '--workers', '1']);
     for (const c of [api, worker]) {
-      expect(c.readinessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
       expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
       expect(c.ports).toEqual([{ name: 'http', containerPort: 8080 }]);
       expect(c.envFrom).toEqual([{ secretRef: { name: 'tixian' } }]);
