@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outBillNo, WechatDriver, type WechatCredentials } from '../src/channels/wechat.ts';
+import { WechatDriver, type WechatCredentials } from '../src/channels/wechat.ts';
+import { outBillNo } from '../src/channels/wechat-bill.ts';
 import type { ChannelCall, PayoutOrder } from '../src/channels/driver.ts';
 import { FakeWechat } from './fakes/wechat.ts';
 

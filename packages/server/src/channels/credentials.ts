@@ -66,16 +66,7 @@ export function validateCredentials(c: ChannelCredentials): void {
     }
   }
   if (c.endpoint !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(c.endpoint);
-    } catch {
-      throw new CredentialsError('the endpoint must be a URL');
-    }
-    // Plain http only to this host (a local gateway or a test fake): answers are signed, but an
-    // operator pointing live payouts at a plain-http remote host has made a mistake.
-    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CredentialsError('the endpoint must be an https URL (plain http only for 127.0.0.1 or localhost)');
+    const url = endpointUrl(c.endpoint);
     if (url.pathname !== '/' || url.search) throw new CredentialsError('the endpoint is a base URL without a path, e.g. https://openapi.alipay.com');
   }
 }
@@ -106,16 +97,24 @@ function validateWechat(c: WechatCredentials): void {
   if (!Array.isArray(c.report_infos) || c.report_infos.length === 0 || c.report_infos.length > 10) throw new CredentialsError('give 1-10 transfer scene report infos (type=content)');
   // Never echo the key: only what is wrong with it.
   if (c.apiv3_key !== undefined && (typeof c.apiv3_key !== 'string' || !/^[\x21-\x7e]{32}$/.test(c.apiv3_key))) throw new CredentialsError('the APIv3 key must be 32 printable ASCII characters');
-  if (c.endpoint !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(c.endpoint);
-    } catch {
-      throw new CredentialsError('the endpoint must be a URL');
-    }
-    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CredentialsError('the endpoint must be an https URL (plain http only for 127.0.0.1 or localhost)');
+  if (c.endpoint !== undefined) endpointUrl(c.endpoint);
+}
+
+/**
+ * A channel endpoint: https, or plain http only to this host (a local gateway or a test fake):
+ * answers are signed, but an operator pointing live payouts at a plain-http remote host has made a
+ * mistake.
+ */
+function endpointUrl(endpoint: string): URL {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new CredentialsError('the endpoint must be a URL');
   }
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CredentialsError('the endpoint must be an https URL (plain http only for 127.0.0.1 or localhost)');
+  return url;
 }
 
 /** A stable, non-reversible tag of a credential set (SHA-256 of its canonical JSON, 16 hex chars). */

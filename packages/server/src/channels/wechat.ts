@@ -4,8 +4,6 @@ import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
 import { outBillNo } from './wechat-bill.ts';
 
-export { outBillNo };
-
 /**
  * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit, query and
  * cancel by `out_bill_no` (cancel: wechat-cancel.ts; notifications: wechat-notify.ts). Every 2xx answer is verified by the plugin (WeChat Pay public key and its id);
