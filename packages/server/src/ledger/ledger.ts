@@ -1,6 +1,7 @@
 import { PostgresAdapter, sql } from 'kysely';
 import type { Db } from '../store/db.ts';
 import { numericId } from '../domain/ids.ts';
+import { insertRows, prepared } from '../store/prepared.ts';
 
 /**
  * The double-entry journal. Every balance change is one journal entry whose postings sum to zero.
@@ -112,64 +113,80 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
 
   const entryId = numericId('journal_entry', m.nowMs);
   const livemode = m.livemode ? 1 : 0;
-  await trx
-    .insertInto('journal_entries')
-    .values({ id: entryId, app: m.app, livemode, type: m.type, source: m.source, created: m.createdS })
-    .execute();
+  await insertRows(trx, 'journal_entries', [{ id: entryId, app: m.app, livemode, type: m.type, source: m.source, created: m.createdS }]);
   const postings = [
     ...m.users.map((u) => ({ account: userAccount(u.userPk, u.bucket), amount: u.amount })),
     ...m.apps.map((a) => ({ account: appAccount(m.app, m.livemode, a.account), amount: a.amount })),
   ];
-  await trx
-    .insertInto('postings')
-    .values(postings.map((p, seq) => ({ entry_id: entryId, seq, app: m.app, livemode, account: p.account, amount: p.amount })))
-    .execute();
+  await insertRows(
+    trx,
+    'postings',
+    postings.map((p, seq) => ({ entry_id: entryId, seq, app: m.app, livemode, account: p.account, amount: p.amount })),
+  );
 
   const lineIds = m.users.map(() => numericId('balance_transaction', m.nowMs));
   // Movements between app accounts only (a payout settling) show no user-facing line.
   if (lineIds.length === 0) return lineIds;
-  await trx
-    .insertInto('balance_transactions')
-    .values(
-      m.users.map((u, i) => ({
-        id: lineIds[i]!,
-        app: m.app,
-        livemode,
-        user: u.userId,
-        user_pk: u.userPk,
-        entry_id: entryId,
-        amount: u.amount,
-        available_balance: after[i]!,
-        type: u.line.type,
-        source: m.source,
-        description: u.line.description,
-        created: m.createdS,
-      })),
-    )
-    .execute();
+  await insertRows(
+    trx,
+    'balance_transactions',
+    m.users.map((u, i) => ({
+      id: lineIds[i]!,
+      app: m.app,
+      livemode,
+      user: u.userId,
+      user_pk: u.userPk,
+      entry_id: entryId,
+      amount: u.amount,
+      available_balance: after[i]!,
+      type: u.line.type,
+      source: m.source,
+      description: u.line.description,
+      created: m.createdS,
+    })),
+  );
   return lineIds;
 }
+
+type BalanceUpdate = { amount: number; withdrawableDelta: number; pk: string; bound: number };
+type Balances = { available_balance: number; withdrawable_balance: number };
+
+/** The four shapes of a balance change, each compiled once (store/prepared.ts). */
+function balanceUpdate(condition: 'withdrawable_debit' | 'bonus_debit' | 'capped_credit' | 'credit') {
+  return prepared<BalanceUpdate, Balances>((db, p) => {
+    let query = db
+      .updateTable('users')
+      .set({
+        available_balance: sql`available_balance + ${p.amount}`,
+        withdrawable_balance: sql`withdrawable_balance + ${p.withdrawableDelta}`,
+      })
+      .where('pk', '=', p.pk);
+    // The check and the debit are one statement: no read-then-write race on any engine.
+    if (condition === 'withdrawable_debit') query = query.where('withdrawable_balance', '>=', p.bound);
+    else if (condition === 'bonus_debit') query = query.where(sql<boolean>`available_balance - withdrawable_balance >= ${p.bound}`);
+    else if (condition === 'capped_credit') query = query.where('available_balance', '<=', p.bound);
+    return query.returning(['available_balance', 'withdrawable_balance']);
+  });
+}
+const BALANCE_UPDATES = {
+  withdrawable_debit: balanceUpdate('withdrawable_debit'),
+  bonus_debit: balanceUpdate('bonus_debit'),
+  capped_credit: balanceUpdate('capped_credit'),
+  credit: balanceUpdate('credit'),
+};
 
 /** One conditional UPDATE per change; returns the user's available balance after it. */
 async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
   const withdrawableDelta = u.bucket === 'withdrawable' ? u.amount : 0;
-  let query = trx
-    .updateTable('users')
-    .set({
-      available_balance: sql`available_balance + ${u.amount}`,
-      withdrawable_balance: sql`withdrawable_balance + ${withdrawableDelta}`,
-    })
-    .where('pk', '=', u.userPk);
-  if (u.amount < 0) {
-    // The check and the debit are one statement: no read-then-write race on any engine.
-    query =
-      u.bucket === 'withdrawable'
-        ? query.where('withdrawable_balance', '>=', -u.amount)
-        : query.where(sql<boolean>`available_balance - withdrawable_balance >= ${-u.amount}`);
-  } else if (u.capped) {
-    query = query.where('available_balance', '<=', MAX_BALANCE - u.amount);
-  }
-  const row = await query.returning(['available_balance', 'withdrawable_balance']).executeTakeFirst();
+  const [statement, bound] =
+    u.amount < 0
+      ? u.bucket === 'withdrawable'
+        ? [BALANCE_UPDATES.withdrawable_debit, -u.amount]
+        : [BALANCE_UPDATES.bonus_debit, -u.amount]
+      : u.capped
+        ? [BALANCE_UPDATES.capped_credit, MAX_BALANCE - u.amount]
+        : [BALANCE_UPDATES.credit, 0];
+  const row = (await statement.execute(trx, { amount: u.amount, withdrawableDelta, pk: u.userPk, bound })).rows[0];
   if (!row) throw u.amount < 0 ? new InsufficientFunds(u.userId) : new BalanceLimitExceeded(u.userId);
   assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
   assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);

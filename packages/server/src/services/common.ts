@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/db.ts';
+import { prepared } from '../store/prepared.ts';
 import { mode, type UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { BalanceLimitExceeded, InsufficientFunds } from '../ledger/ledger.ts';
@@ -35,8 +36,12 @@ function canonicalJson(v: unknown): string {
   return '{' + Object.keys(o).filter((k) => o[k] !== undefined && o[k] !== null).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
 }
 
+const FIND_USER = prepared<{ app: string; livemode: number; id: string }, UserRow>((db, p) =>
+  db.selectFrom('users').selectAll().where('app', '=', p.app).where('livemode', '=', p.livemode).where('id', '=', p.id),
+);
+
 export async function findUser(db: Db, scope: Scope, id: string): Promise<UserRow | undefined> {
-  return db.selectFrom('users').selectAll().where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('id', '=', id).executeTakeFirst();
+  return (await FIND_USER.execute(db, { app: scope.app, livemode: mode(scope), id })).rows[0];
 }
 
 /** The user a money movement names: must exist and not be disabled. */

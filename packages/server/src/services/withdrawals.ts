@@ -19,6 +19,7 @@ import {
   livePayoutAmountError,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
+import { insertRows } from '../store/prepared.ts';
 import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
@@ -154,7 +155,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         time_canceled: null, time_succeeded: null, request_id: scope.requestId,
         payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
       };
-      await trx.insertInto('withdrawals').values(row).execute();
+      await insertRows(trx, 'withdrawals', [row]);
       await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
       return row;
     }),

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './db.ts';
+import { preparedByCount } from './prepared.ts';
 import type { Bool, WithdrawalTotalRow } from './schema.ts';
 
 /**
@@ -60,18 +61,29 @@ export async function moveWithdrawalTotals(trx: Db, moves: readonly WithdrawalMo
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, d]) => d);
   for (let i = 0; i < rows.length; i += CHUNK) {
-    await trx
-      .insertInto('withdrawal_totals')
-      .values(rows.slice(i, i + CHUNK))
-      .onConflict((oc) =>
-        oc.columns(['app', 'livemode', 'status', 'channel', 'day_s']).doUpdateSet({
-          count: sql`withdrawal_totals.count + excluded.count`,
-          amount: sql`withdrawal_totals.amount + excluded.amount`,
-        }),
-      )
-      .execute();
+    const chunk = rows.slice(i, i + CHUNK);
+    const params: Record<string, unknown> = {};
+    chunk.forEach((r, j) => {
+      for (const c of TOTAL_COLUMNS) params[`${j}.${c}`] = r[c];
+    });
+    await upsertTotals(chunk.length).execute(trx, params);
   }
 }
+
+const TOTAL_COLUMNS = ['app', 'livemode', 'status', 'channel', 'day_s', 'count', 'amount'] as const;
+
+/** The upsert of n bucket rows, compiled once per n (store/prepared.ts): a create moves 2, a batch more. */
+const upsertTotals = preparedByCount<Record<string, unknown>>(CHUNK, (db, p, n) =>
+  db
+    .insertInto('withdrawal_totals')
+    .values(Array.from({ length: n }, (_, j) => Object.fromEntries(TOTAL_COLUMNS.map((c) => [c, p[`${j}.${c}`]])) as unknown as WithdrawalTotalRow))
+    .onConflict((oc) =>
+      oc.columns(['app', 'livemode', 'status', 'channel', 'day_s']).doUpdateSet({
+        count: sql`withdrawal_totals.count + excluded.count`,
+        amount: sql`withdrawal_totals.amount + excluded.amount`,
+      }),
+    ),
+);
 
 export interface WithdrawalTotalQuery {
   app: string;
