@@ -49,6 +49,11 @@ export interface WithdrawalListParams extends ListParams {
 }
 
 export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
+  return wireObject(row, parseJsonObject(row.extra), parseJsonObject<Metadata>(row.metadata));
+}
+
+/** The wire object of a row whose `extra` and `metadata` the caller already holds as objects. */
+function wireObject(row: WithdrawalRow, extra: Record<string, unknown>, metadata: Metadata): Withdrawal {
   return {
     id: row.id,
     object: 'withdrawal',
@@ -60,11 +65,11 @@ export function withdrawalToWire(row: WithdrawalRow): Withdrawal {
     created: row.created,
     description: row.description,
     // A settle account's recipient is shown masked wherever it appears (API objects and events).
-    extra: row.settle_account ? maskSettleAccountExtra(parseJsonObject(row.extra)) : parseJsonObject(row.extra),
+    extra: row.settle_account ? maskSettleAccountExtra(extra) : extra,
     failure_msg: row.failure_msg,
     fee: row.fee,
     livemode: row.livemode === 1,
-    metadata: parseJsonObject(row.metadata),
+    metadata,
     operation_url: null,
     order_no: row.order_no,
     source: row.source,
@@ -160,8 +165,10 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
       return row;
     }),
   );
-  if (row.request_id === scope.requestId) observeWithdrawalTransition(row.channel, 'none', 'created'); // not an idempotent replay
-  return withdrawalToWire(row);
+  if (row.request_id !== scope.requestId) return withdrawalToWire(row); // an idempotent replay: the first create's row
+  observeWithdrawalTransition(row.channel, 'none', 'created');
+  // This create wrote the row: its extra and metadata are the objects just serialised into it.
+  return wireObject(row, extra ?? {}, p.metadata ?? {});
 }
 
 function checkOrderNo(channel: WithdrawalChannel, orderNo: string): void {
