@@ -57,7 +57,7 @@ export function prepared<P extends Record<string, unknown>, R = unknown>(build: 
     return shape;
   };
   return {
-    execute(db, params) {
+    async execute(db, params) {
       const { compiled, names } = shapeFor(db);
       const parameters = names.map((name, i) => (name === null ? compiled.parameters[i] : bind(params, name)));
       return db.executeQuery<R>({ ...compiled, parameters } as CompiledQuery<R>);
