@@ -141,7 +141,27 @@ export function newEventId(nowMs: number): string {
   const ms = Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
   return 'evt_' + ms + eventCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
 }
-export const newRequestId = () => 'iar_' + randomBase62(24);
+/**
+ * Request ids are made for every request: their random bytes come from a pool refilled 4 KiB at a
+ * time (one `randomBytes` call per ~150 ids instead of one each). Same alphabet and rejection
+ * sampling as randomBase62; a request id is a trace id, not a secret, so pooling is fine here
+ * (secret keys keep their own call).
+ */
+const REQUEST_ID_POOL_BYTES = 4096;
+let requestIdPool = Buffer.alloc(0);
+let requestIdPoolAt = 0;
+export function newRequestId(): string {
+  let out = 'iar_';
+  while (out.length < 28) {
+    if (requestIdPoolAt >= requestIdPool.length) {
+      requestIdPool = randomBytes(REQUEST_ID_POOL_BYTES);
+      requestIdPoolAt = 0;
+    }
+    const byte = requestIdPool[requestIdPoolAt++]!;
+    if (byte < 248) out += BASE62[byte % 62];
+  }
+  return out;
+}
 export const newAppId = () => 'app_' + randomBase62(16);
 export const newAccountId = () => 'acct_' + randomBase62(16);
 export const newInternalId = (prefix: string) => prefix + '_' + randomBase62(20);

@@ -23,6 +23,7 @@ import { registerHealth } from './health.ts';
 import { adminRoutes } from '../admin/routes.ts';
 import { dashboardRoutes } from '../admin/dashboard.ts';
 import { channelNotifyRoutes } from './routes/channel_notify.ts';
+import { lazyChildLoggerFactory } from '../logging.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -46,6 +47,8 @@ export const routeModules: RouteModule[] = [
 export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: rt.log as FastifyBaseLogger,
+    // A request's child logger is made when something logs through it, not for every request.
+    childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: rt.config.bodyLimitBytes,
     genReqId: requestIdFor,
     requestIdHeader: false,

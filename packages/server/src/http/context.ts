@@ -26,5 +26,7 @@ export function accountScopeOf(req: FastifyRequest): Pick<Scope, 'accountId' | '
 export function scopeOf(req: FastifyRequest): Scope {
   const app = (req.params as { app?: string }).app;
   if (!app) throw new Error('scopeOf called on a route without :app');
-  return { ...accountScopeOf(req), app, requestId: req.id };
+  const principal = req.principal;
+  if (!principal) throw new Error('a scoped route was reached by an unauthenticated request');
+  return { accountId: principal.accountId, livemode: principal.livemode, app, requestId: req.id };
 }

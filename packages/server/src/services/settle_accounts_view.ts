@@ -1,5 +1,6 @@
 import type { SettleAccount } from '@tixian/sdk';
-import type { Db } from '../store/db.ts';
+import { CompiledQuery } from 'kysely';
+import type { Db, Engine } from '../store/db.ts';
 import type { SettleAccountRow } from '../store/schema.ts';
 import { parseJsonObject } from './common.ts';
 
@@ -57,8 +58,15 @@ export function settleAccountToWire(row: SettleAccountRow): SettleAccount {
   };
 }
 
-export async function settleAccountsOfUser(db: Db, userPk: string): Promise<SettleAccount[]> {
-  return (await settleAccountsOfUsers(db, [userPk])).get(userPk) ?? [];
+/** settleAccountsOfUsers for one user, as one constant SQL text per engine (a retrieve runs it per request). */
+const OF_USER_SQL = {
+  sqlite: `select * from "settle_accounts" where "user_pk" = ? and "deleted" = 0 order by "created" desc, "id" desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`,
+  postgres: `select * from "settle_accounts" where "user_pk" = $1 and "deleted" = 0 order by "created" desc, "id" desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`,
+} as const;
+
+export async function settleAccountsOfUser(db: Db, engine: Engine, userPk: string): Promise<SettleAccount[]> {
+  const { rows } = await db.executeQuery(CompiledQuery.raw(OF_USER_SQL[engine], [userPk]) as CompiledQuery<SettleAccountRow>);
+  return rows.map(settleAccountToWire);
 }
 
 /** The live settle accounts of many users in one query (a page of users), newest first per user. */

@@ -1,3 +1,4 @@
+import { CompiledQuery } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 import type { User, Metadata, SettleAccount } from '@tixian/sdk';
 import type { UserRow } from '../store/schema.ts';
@@ -87,10 +88,21 @@ export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams)
   return userToWire(row, []);
 }
 
+/**
+ * The retrieve's user read as one constant SQL text per engine (what Kysely builds for findUser,
+ * built once): no query building per request, and one prepared statement per text.
+ */
+const FIND_USER_SQL = {
+  sqlite: 'select * from "users" where "app" = ? and "livemode" = ? and "id" = ?',
+  postgres: 'select * from "users" where "app" = $1 and "livemode" = $2 and "id" = $3',
+} as const;
+
 export async function retrieveUser(rt: Runtime, scope: Scope, id: string): Promise<User> {
-  const row = await findUser(rt.store.db, scope, id);
+  const { db, engine } = rt.store;
+  const { rows } = await db.executeQuery(CompiledQuery.raw(FIND_USER_SQL[engine], [scope.app, mode(scope), id]) as CompiledQuery<UserRow>);
+  const row = rows[0];
   if (!row) throw errors.notFound('user', id);
-  return userToWire(row, await settleAccountsOfUser(rt.store.db, row.pk));
+  return userToWire(row, await settleAccountsOfUser(db, engine, row.pk));
 }
 
 export async function listUsers(

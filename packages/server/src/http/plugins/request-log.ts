@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { newRequestId } from '../../domain/ids.ts';
+import { isEnabled, unredactedChild } from '../../logging.ts';
 
 /**
  * A caller's own `X-Request-Id` is kept when it is sane (a proxy's or the merchant's trace id, so
@@ -28,13 +29,19 @@ export function requestIdFor(req: Pick<IncomingMessage, 'headers'>): string {
  * or a header. `--log-level warn` turns these off.
  */
 export function registerRequestLog(app: FastifyInstance): void {
-  app.addHook('onResponse', async (req, reply) => {
+  // The line's fields are primitives composed here (no object that could hold a secret below a
+  // key), so it is written without the per-field redaction pass; the request id is a field rather
+  // than a per-request child's binding, in the same place in the line (logging.ts).
+  const access = unredactedChild(app.log);
+  app.addHook('onResponse', (req, reply, done) => {
+    // Probes hit /healthz every few seconds: their successes are debug, not an access line each.
+    const level = reply.statusCode === 200 && req.routeOptions.url === '/healthz' ? 'debug' : 'info';
+    if (!isEnabled(access, level)) return done();
     const params = req.params as { app?: unknown } | undefined;
     const rejection = rejections.get(req);
-    // Probes hit /healthz every few seconds: their successes are debug, not an access line each.
-    const level = req.routeOptions.url === '/healthz' && reply.statusCode === 200 ? 'debug' : 'info';
-    req.log[level](
+    access[level](
       {
+        reqId: req.id,
         method: req.method,
         route: req.routeOptions.url ?? null,
         status: reply.statusCode,
@@ -45,5 +52,6 @@ export function registerRequestLog(app: FastifyInstance): void {
       },
       'request',
     );
+    done();
   });
 }
