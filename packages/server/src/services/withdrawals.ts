@@ -28,6 +28,7 @@ import { usableSettleAccount } from './settle_accounts.ts';
 import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
+import { createWithdrawalPg } from '../store/pg/withdrawal_create.ts';
 
 export interface WithdrawalCreateParams {
   user: string;
@@ -121,6 +122,17 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
 
   const hash = requestHash(p);
+  if (rt.store.engine === 'postgres' && !useSettleAccount) {
+    // The common case on PostgreSQL: the whole create as one statement, one round trip (store/pg/withdrawal_create.ts).
+    const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
+      createWithdrawalPg(rt.store.db, () => rt.clock.nowMs(), {
+        app: scope.app, livemode: scope.livemode, requestId: scope.requestId, user: p.user, amount: p.amount, userFee,
+        channel: channel!, extra: extra!, orderNo: p.order_no, requestHash: hash, description: p.description ?? null, metadata: metadataText(p.metadata),
+      }),
+    );
+    if (row.request_id === scope.requestId) observeWithdrawalTransition(row.channel, 'none', 'created'); // not an idempotent replay
+    return withdrawalToWire(row);
+  }
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
     rt.store.transaction(async (trx) => {
       const user = await activeUser(trx, scope, p.user);
