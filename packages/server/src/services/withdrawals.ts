@@ -258,7 +258,7 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
  * leave it to their caller, who calls it once, as the last write of its transaction.
  */
 export function statusMoves(rows: readonly WithdrawalRow[], from: WithdrawalStatus | null, to: string): WithdrawalMove[] {
-  return rows.map((r) => ({ app: r.app, livemode: r.livemode, channel: r.channel, created: r.created, amount: r.amount, from, to }));
+  return rows.map((r) => ({ app: r.app, livemode: r.livemode, channel: r.channel, user: r.user, created: r.created, amount: r.amount, from, to }));
 }
 
 /** The `created → pending` transition; returns the updated row, or undefined when not `created`. */

@@ -2,7 +2,7 @@ import { CompiledQuery } from 'kysely';
 import type { Db } from '../db.ts';
 import { isTransientConflict, TRANSACTION_ATTEMPTS } from '../db.ts';
 import type { WithdrawalRow } from '../schema.ts';
-import { DAY_S } from '../withdrawal_totals.ts';
+import { DAY_S, PG_TOTALS_SHARDS, totalsShard } from '../withdrawal_totals.ts';
 import { errors } from '../../domain/errors.ts';
 import { numericId } from '../../domain/ids.ts';
 import { appAccount, assertMoney, InsufficientFunds } from '../../ledger/ledger.ts';
@@ -19,7 +19,7 @@ import { appAccount, assertMoney, InsufficientFunds } from '../../ledger/ledger.
  * row and nothing at all is written. Lock order is the general path's: the user row (the UPDATE),
  * then the withdrawal's unique order_no entry (the INSERT reads from the UPDATE), then the shared
  * totals rows, last (their INSERT reads from the withdrawal INSERT), in key order (day_s -1, the
- * all-time bucket, before the day's; moveWithdrawalTotals sorts them the same way).
+ * all-time bucket, before the day's, in the user's shard; moveWithdrawalTotals sorts them the same way).
  *
  * Every parameter is cast where it appears, so PostgreSQL infers no type from context. The text is
  * a constant: store/db.ts prepares it once per connection under one name.
@@ -51,11 +51,11 @@ const CREATE_SQL = `with u as (
   from u
   returning id
 ), t as (
-  insert into withdrawal_totals (app, livemode, status, channel, day_s, count, amount)
-  select $1::text, $2::integer, 'created', $15::text, d.day_s, 1, $4::bigint
+  insert into withdrawal_totals (app, livemode, status, channel, day_s, shard, count, amount)
+  select $1::text, $2::integer, 'created', $15::text, d.day_s, $19::integer, 1, $4::bigint
   from w cross join (values (-1::bigint), ($18::bigint)) as d (day_s)
   order by d.day_s
-  on conflict (app, livemode, status, channel, day_s) do update
+  on conflict (app, livemode, status, channel, day_s, shard) do update
   set count = withdrawal_totals.count + excluded.count, amount = withdrawal_totals.amount + excluded.amount
 )
 select pk, available_balance, withdrawable_balance from u`;
@@ -114,6 +114,7 @@ async function createOnce(db: Db, nowMs: number, c: PgWithdrawalCreate): Promise
     CompiledQuery.raw(CREATE_SQL, [
       c.app, livemode, c.user, c.amount, entryId, lineId, id, created, appAccount(c.app, c.livemode, 'withdrawal_hold'),
       c.description, c.orderNo, c.requestHash, c.metadata, c.userFee, c.channel, extra, c.requestId, created - (created % DAY_S),
+      totalsShard(c.user, PG_TOTALS_SHARDS),
     ]),
   );
   const user = rows[0];
