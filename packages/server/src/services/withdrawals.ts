@@ -29,6 +29,7 @@ import { usableSettleAccount } from './settle_accounts.ts';
 import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
+import { createWithdrawalPg } from '../store/pg/withdrawal_create.ts';
 
 export interface WithdrawalCreateParams {
   user: string;
@@ -127,43 +128,50 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
 
   const hash = requestHash(p);
+  // On PostgreSQL the common case (channel + extra) is one statement, one round trip (store/pg/withdrawal_create.ts).
+  const onePgStatement = rt.store.engine === 'postgres' && !useSettleAccount;
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
-    rt.store.transaction(async (trx) => {
-      const user = await activeUser(trx, scope, p.user);
-      let settleAccountId: string | null = null;
-      if (useSettleAccount) {
-        const account = await usableSettleAccount(trx, scope, user.pk, p.settle_account!);
-        const payingChannel = channelForSettleAccount(account.channel);
-        if (!payingChannel || (channel && channel !== payingChannel)) {
-          throw errors.invalidParam('channel', `does not match settle account channel ${account.channel}`, `与结算账户渠道 ${account.channel} 不符`);
+    onePgStatement
+      ? createWithdrawalPg(rt.store.db, () => rt.clock.nowMs(), {
+        app: scope.app, livemode: scope.livemode, requestId: scope.requestId, user: p.user, amount: p.amount, userFee,
+        channel: channel!, extra: extra!, orderNo: p.order_no, requestHash: hash, description: p.description ?? null, metadata: metadataText(p.metadata),
+      })
+      : rt.store.transaction(async (trx) => {
+        const user = await activeUser(trx, scope, p.user);
+        let settleAccountId: string | null = null;
+        if (useSettleAccount) {
+          const account = await usableSettleAccount(trx, scope, user.pk, p.settle_account!);
+          const payingChannel = channelForSettleAccount(account.channel);
+          if (!payingChannel || (channel && channel !== payingChannel)) {
+            throw errors.invalidParam('channel', `does not match settle account channel ${account.channel}`, `与结算账户渠道 ${account.channel} 不符`);
+          }
+          channel = payingChannel;
+          checkOrderNo(channel, p.order_no);
+          checkLiveAmount(scope, channel, p.amount - userFee);
+          extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
+          settleAccountId = account.id;
         }
-        channel = payingChannel;
-        checkOrderNo(channel, p.order_no);
-        checkLiveAmount(scope, channel, p.amount - userFee);
-        extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
-        settleAccountId = account.id;
-      }
-      const nowMs = rt.clock.nowMs();
-      const created = Math.floor(nowMs / 1000);
-      const id = numericId('withdrawal', nowMs);
-      const [line] = await applyMovement(trx, {
-        app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'withdrawal', source: id,
-        users: [{ userPk: user.pk, userId: user.id, bucket: 'withdrawable', amount: -p.amount, line: { type: 'withdrawal', description: p.description ?? null } }],
-        apps: [{ account: 'withdrawal_hold', amount: p.amount }],
-      });
-      const row: WithdrawalRow = {
-        id, app: scope.app, livemode: mode(scope), order_no: p.order_no, request_hash: hash,
-        description: p.description ?? null, metadata: metadataText(p.metadata), created,
-        user: user.id, user_pk: user.pk, amount: p.amount, user_fee: userFee, fee: 0,
-        channel: channel!, extra: JSON.stringify(extra ?? {}), status: 'created', failure_msg: null, source: null,
-        balance_transaction: line!, settle_account: settleAccountId, batch_withdrawal: null,
-        time_canceled: null, time_succeeded: null, request_id: scope.requestId,
-        payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
-      };
-      await insertRows(trx, 'withdrawals', [row]);
-      await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
-      return row;
-    }),
+        const nowMs = rt.clock.nowMs();
+        const created = Math.floor(nowMs / 1000);
+        const id = numericId('withdrawal', nowMs);
+        const [line] = await applyMovement(trx, {
+          app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'withdrawal', source: id,
+          users: [{ userPk: user.pk, userId: user.id, bucket: 'withdrawable', amount: -p.amount, line: { type: 'withdrawal', description: p.description ?? null } }],
+          apps: [{ account: 'withdrawal_hold', amount: p.amount }],
+        });
+        const row: WithdrawalRow = {
+          id, app: scope.app, livemode: mode(scope), order_no: p.order_no, request_hash: hash,
+          description: p.description ?? null, metadata: metadataText(p.metadata), created,
+          user: user.id, user_pk: user.pk, amount: p.amount, user_fee: userFee, fee: 0,
+          channel: channel!, extra: JSON.stringify(extra ?? {}), status: 'created', failure_msg: null, source: null,
+          balance_transaction: line!, settle_account: settleAccountId, batch_withdrawal: null,
+          time_canceled: null, time_succeeded: null, request_id: scope.requestId,
+          payout_due_ms: null, payout_lease_ms: null, payout_phase: null, payout_tries: 0, payout_round: 0,
+        };
+        await insertRows(trx, 'withdrawals', [row]);
+        await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
+        return row;
+      }),
   );
   if (row.request_id !== scope.requestId) return withdrawalToWire(row); // an idempotent replay: the first create's row
   observeWithdrawalTransition(row.channel, 'none', 'created');
@@ -254,7 +262,7 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
  * leave it to their caller, who calls it once, as the last write of its transaction.
  */
 export function statusMoves(rows: readonly WithdrawalRow[], from: WithdrawalStatus | null, to: string): WithdrawalMove[] {
-  return rows.map((r) => ({ app: r.app, livemode: r.livemode, channel: r.channel, created: r.created, amount: r.amount, from, to }));
+  return rows.map((r) => ({ app: r.app, livemode: r.livemode, channel: r.channel, user: r.user, created: r.created, amount: r.amount, from, to }));
 }
 
 /** The `created → pending` transition; returns the updated row, or undefined when not `created`. */

@@ -135,13 +135,29 @@ function cachingStatements(db: BetterSqlite3.Database): SqliteDatabase {
  * shapes with variable-length IN lists would otherwise prepare without end.
  */
 const PG_NAMED_PER_CONNECTION = 256;
+/**
+ * Statement names by SQL text, shared by every connection: a SHA-1 per query was ~1% of a
+ * create's CPU. Bounded like the per-connection sets (cleared when full: names are derived, so
+ * nothing is lost but the hashing).
+ */
+const PG_STATEMENT_NAMES = 1024;
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= PG_STATEMENT_NAMES) statementNames.clear();
+    name = 'k' + createHash('sha1').update(text).digest('base64url');
+    statementNames.set(text, name);
+  }
+  return name;
+}
 function namePreparedStatements(client: pg.PoolClient): void {
   const names = new Set<string>();
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     const [text, values] = args;
     if (args.length === 2 && typeof text === 'string' && Array.isArray(values)) {
-      const name = 'k' + createHash('sha1').update(text).digest('base64url');
+      const name = statementName(text);
       if (names.has(name) || names.size < PG_NAMED_PER_CONNECTION) {
         names.add(name);
         return query({ name, text, values });
@@ -279,10 +295,10 @@ export class Store {
   }
 }
 
-const TRANSACTION_ATTEMPTS = 4;
+export const TRANSACTION_ATTEMPTS = 4;
 
 /** PostgreSQL deadlock_detected / serialization_failure: the transaction may simply be run again. */
-function isTransientConflict(err: unknown): boolean {
+export function isTransientConflict(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === '40P01' || code === '40001';
 }

@@ -511,6 +511,55 @@ const m0009_payout_last_answer: Migration = {
   },
 };
 
+/**
+ * The kept withdrawal totals in shards (#12): on PostgreSQL every create of an app upserted the
+ * same two rows (its status, channel and day, and all-time) and held their locks until its commit
+ * was flushed, so creates over many users queued one commit at a time. Writers now pick one of a
+ * few shards per user (store/withdrawal_totals.ts totalsShard), readers sum over the shards.
+ * Existing rows become shard 0. The new primary key needs a new table on SQLite: built, filled,
+ * swapped in one transaction (nothing references it); on PostgreSQL the key is altered in place.
+ */
+const m0010_withdrawal_totals_shards: Migration = {
+  async up(db: Kysely<unknown>) {
+    const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+    if (!sqlite) {
+      await db.schema.alterTable('withdrawal_totals').addColumn('shard', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('withdrawal_totals').dropConstraint('withdrawal_totals_pk').execute();
+      await db.schema
+        .alterTable('withdrawal_totals')
+        .addPrimaryKeyConstraint('withdrawal_totals_pk', ['app', 'livemode', 'status', 'channel', 'day_s', 'shard'])
+        .execute();
+      return;
+    }
+    // Done but not recorded (a crash between the COMMIT and Kysely's record of it): nothing to do.
+    const done = await sql`SELECT name FROM pragma_table_info('withdrawal_totals') WHERE name = 'shard'`.execute(db);
+    if (done.rows.length > 0) return;
+    await sql`BEGIN IMMEDIATE`.execute(db);
+    try {
+      await db.schema
+        .createTable('withdrawal_totals_0010')
+        .addColumn('app', 'text', (c) => c.notNull())
+        .addColumn('livemode', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('channel', 'text', (c) => c.notNull())
+        .addColumn('day_s', 'bigint', (c) => c.notNull())
+        .addColumn('count', 'bigint', (c) => c.notNull())
+        .addColumn('amount', 'bigint', (c) => c.notNull())
+        .addColumn('shard', 'integer', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('withdrawal_totals_pk', ['app', 'livemode', 'status', 'channel', 'day_s', 'shard'])
+        .execute();
+      await sql`INSERT INTO withdrawal_totals_0010 (app, livemode, status, channel, day_s, count, amount, shard)
+        SELECT app, livemode, status, channel, day_s, count, amount, 0 FROM withdrawal_totals`.execute(db);
+      await db.schema.dropTable('withdrawal_totals').execute();
+      await db.schema.alterTable('withdrawal_totals_0010').renameTo('withdrawal_totals').execute();
+      await sql`COMMIT`.execute(db);
+    } catch (err) {
+      await sql`ROLLBACK`.execute(db);
+      throw err;
+    }
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
@@ -520,6 +569,7 @@ export const migrations: Record<string, Migration> = {
   '0006_console': m0006_console,
   '0007_scale_out': m0007_scale_out,
   '0009_payout_last_answer': m0009_payout_last_answer,
+  '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
 };
 
 export const migrationProvider: MigrationProvider = {

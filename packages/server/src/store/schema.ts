@@ -355,4 +355,6 @@ export interface WithdrawalTotalRow {
   day_s: number;
   count: number;
   amount: number;
+  /** 0010: which of the key's shards (store/withdrawal_totals.ts totalsShard); readers sum over them. */
+  shard: number;
 }

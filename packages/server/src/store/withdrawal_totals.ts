@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { PostgresAdapter, sql } from 'kysely';
 import type { Db } from './db.ts';
 import { preparedByCount } from './prepared.ts';
 import type { Bool, WithdrawalTotalRow } from './schema.ts';
@@ -13,8 +13,11 @@ import type { Bool, WithdrawalTotalRow } from './schema.ts';
  * as the LAST write of its transaction. The bucket rows are shared by every writer of an app, so
  * taking their locks last (and in key order) means a transaction holding one never waits for a
  * user or withdrawal row lock: no deadlock on PostgreSQL. They are also the app's hot rows: on
- * PostgreSQL, writers of one app, status, channel and day queue on one row for the length of a
- * commit (a few ms); sharding the buckets is the next step if one app ever needs more.
+ * PostgreSQL, writers of one app, status, channel and day queued on one row for the length of a
+ * commit (its WAL flush), so every key is kept in PG_TOTALS_SHARDS rows (0010), the shard chosen
+ * from the withdrawal's user: creates of different users mostly take different rows, and every
+ * move of one withdrawal lands in the same shard, so each row stays the sum of its withdrawals.
+ * Readers sum over the shards. SQLite has one writer at a time: one shard, nothing to spread.
  */
 
 export const DAY_S = 86_400;
@@ -25,11 +28,26 @@ const dayOf = (createdS: number) => createdS - (createdS % DAY_S);
  */
 export const ALL_TIME = -1;
 
+/** Shards per bucket key on PostgreSQL: more than the default pool's 10 concurrent writers. */
+export const PG_TOTALS_SHARDS = 16;
+
+/** The shard of a user's withdrawals (FNV-1a of the merchant's user id): the same on every writer. */
+export function totalsShard(user: string, shards: number): number {
+  if (shards <= 1) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < user.length; i++) h = Math.imul(h ^ user.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % shards;
+}
+
+const shardsOf = (trx: Db) => (trx.getExecutor().adapter instanceof PostgresAdapter ? PG_TOTALS_SHARDS : 1);
+
 /** One withdrawal entering (`from: null`), leaving (`to: null`) or moving between statuses. */
 export interface WithdrawalMove {
   app: string;
   livemode: Bool;
   channel: string;
+  /** The withdrawal's user (merchant id): picks the shard. */
+  user: string;
   created: number;
   amount: number;
   from: string | null;
@@ -41,10 +59,13 @@ const CHUNK = 500;
 
 export async function moveWithdrawalTotals(trx: Db, moves: readonly WithdrawalMove[]): Promise<void> {
   const deltas = new Map<string, WithdrawalTotalRow>();
+  const shards = shardsOf(trx);
   const add = (m: WithdrawalMove, status: string, sign: 1 | -1) => {
+    const shard = totalsShard(m.user, shards);
     for (const day_s of [dayOf(m.created), ALL_TIME]) {
-      const row: WithdrawalTotalRow = { app: m.app, livemode: m.livemode, status, channel: m.channel, day_s, count: 0, amount: 0 };
-      const key = JSON.stringify([row.app, row.livemode, row.status, row.channel, row.day_s]);
+      const row: WithdrawalTotalRow = { app: m.app, livemode: m.livemode, status, channel: m.channel, day_s, shard, count: 0, amount: 0 };
+      // Sorted by this key below: the lock order every writer follows (store/pg/withdrawal_create.ts too).
+      const key = JSON.stringify([row.app, row.livemode, row.status, row.channel, row.day_s, row.shard]);
       const d = deltas.get(key) ?? row;
       d.count += sign;
       d.amount += sign * m.amount;
@@ -70,7 +91,7 @@ export async function moveWithdrawalTotals(trx: Db, moves: readonly WithdrawalMo
   }
 }
 
-const TOTAL_COLUMNS = ['app', 'livemode', 'status', 'channel', 'day_s', 'count', 'amount'] as const;
+const TOTAL_COLUMNS = ['app', 'livemode', 'status', 'channel', 'day_s', 'shard', 'count', 'amount'] as const;
 
 /** The upsert of n bucket rows, compiled once per n (store/prepared.ts): a create moves 2, a batch more. */
 const upsertTotals = preparedByCount<Record<string, unknown>>(CHUNK, (db, p, n) =>
@@ -78,7 +99,7 @@ const upsertTotals = preparedByCount<Record<string, unknown>>(CHUNK, (db, p, n) 
     .insertInto('withdrawal_totals')
     .values(Array.from({ length: n }, (_, j) => Object.fromEntries(TOTAL_COLUMNS.map((c) => [c, p[`${j}.${c}`]])) as unknown as WithdrawalTotalRow))
     .onConflict((oc) =>
-      oc.columns(['app', 'livemode', 'status', 'channel', 'day_s']).doUpdateSet({
+      oc.columns(['app', 'livemode', 'status', 'channel', 'day_s', 'shard']).doUpdateSet({
         count: sql`withdrawal_totals.count + excluded.count`,
         amount: sql`withdrawal_totals.amount + excluded.amount`,
       }),
@@ -145,7 +166,8 @@ export interface TotalsDrift {
 
 /**
  * Recomputes every bucket (per day and all-time) from the withdrawal rows and names each one that
- * differs (empty buckets, left behind when their last withdrawal moved on, count as absent).
+ * differs (empty buckets, left behind when their last withdrawal moved on, count as absent). A
+ * bucket is the sum of its shards.
  */
 export async function verifyWithdrawalTotals(db: Db, limit: number): Promise<TotalsDrift[]> {
   const day = sql<number>`created - (created % ${sql.lit(DAY_S)})`;
@@ -163,7 +185,13 @@ export async function verifyWithdrawalTotals(db: Db, limit: number): Promise<Tot
     allTime.set(k, a);
   }
   const actual = [...perDay, ...allTime.values()];
-  const kept = await db.selectFrom('withdrawal_totals').selectAll().where((eb) => eb.or([eb('count', '<>', 0), eb('amount', '<>', 0)])).execute();
+  const kept = (
+    await db
+      .selectFrom('withdrawal_totals')
+      .select(['app', 'livemode', 'status', 'channel', 'day_s', sql<number>`sum(count)`.as('count'), sql<number>`sum(amount)`.as('amount')])
+      .groupBy(['app', 'livemode', 'status', 'channel', 'day_s'])
+      .execute()
+  ).filter((r) => Number(r.count) !== 0 || Number(r.amount) !== 0);
   const key = (r: { app: string; livemode: number; status: string; channel: string; day_s: number }) =>
     `${r.app}/${Number(r.livemode) ? 'live' : 'test'}/${r.status}/${r.channel}/${Number(r.day_s)}`;
   const keptByKey = new Map(kept.map((r) => [key(r), r]));

@@ -53,7 +53,7 @@ export async function fillGrowth(db: Db, f: GrowthFill): Promise<void> {
     const status = STATUSES[(i * 7) % STATUSES.length]!;
     const channel = WITHDRAWAL_CHANNELS[i % WITHDRAWAL_CHANNELS.length]!;
     const amount = 100 + (i % 9_900);
-    moves.push({ ...base, channel, created, amount, from: null, to: status });
+    moves.push({ ...base, channel, user: userId(i), created, amount, from: null, to: status });
     return {
       ...base, id: idAt(created, i), order_no: `g${i}`, request_hash: 'x', description: null, metadata: '{}', created,
       user: userId(i), user_pk: userPk(i), amount, user_fee: 0, fee: 0, channel, extra: '{}', status, failure_msg: null,

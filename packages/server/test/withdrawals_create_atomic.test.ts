@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeEngines, Harness } from './helpers/harness.ts';
+import { seedExtra } from './helpers/withdrawals.ts';
+
+/**
+ * A withdrawal create is one unit: on PostgreSQL one statement (store/pg/withdrawal_create.ts),
+ * on SQLite one transaction. Refused (short of funds, disabled or unknown user, an order_no taken
+ * with other parameters) it leaves every table, every balance and the kept totals exactly as they
+ * were; accepted, the answer is what the rows say; raced on one balance, it never overdraws.
+ */
+describeEngines('withdrawal create: all or nothing', (engine) => {
+  let h: Harness;
+  const create = (body: Record<string, unknown>) =>
+    h.request('POST', h.appPath('/withdrawals'), { body: { channel: 'alipay', extra: seedExtra('alipay'), ...body } });
+
+  /** Everything a create writes: row counts, balances, and the kept totals summed per bucket. */
+  async function state() {
+    const db = h.rt.store.db;
+    const totals = await db
+      .selectFrom('withdrawal_totals')
+      .select(['status', 'channel', 'day_s', (eb) => eb.fn.sum<number>('count').as('count'), (eb) => eb.fn.sum<number>('amount').as('amount')])
+      .groupBy(['status', 'channel', 'day_s'])
+      .orderBy('status').orderBy('channel').orderBy('day_s')
+      .execute();
+    const users = await db.selectFrom('users').select(['id', 'available_balance', 'withdrawable_balance']).orderBy('id').execute();
+    return {
+      snapshot: await h.snapshot(),
+      totals: totals.map((t) => ({ ...t, day_s: Number(t.day_s), count: Number(t.count), amount: Number(t.amount) })),
+      users: users.map((u) => ({ ...u, available_balance: Number(u.available_balance), withdrawable_balance: Number(u.withdrawable_balance) })),
+    };
+  }
+
+  beforeAll(async () => {
+    h = await Harness.start(engine, { config: { poolSize: 20 } });
+    await h.createUser('rich');
+    await h.fund('rich', 10_000);
+    await h.createUser('poor');
+    await h.fund('poor', 500);
+    await h.createUser('off');
+    await h.fund('off', 5_000);
+    expect((await h.request('PUT', h.appPath('/users/off'), { body: { disabled: true } })).status).toBe(200);
+    expect((await create({ user: 'rich', amount: 100, order_no: 'taken1' })).status).toBe(200);
+  });
+  afterAll(async () => h?.close());
+
+  it.each([
+    { name: 'one fen more than the balance', body: { user: 'poor', amount: 501, order_no: 'short1' }, code: 'insufficient_balance', param: 'amount' },
+    { name: 'a disabled user', body: { user: 'off', amount: 100, order_no: 'off1' }, code: 'user_disabled', param: 'user' },
+    { name: 'a disabled user short of funds', body: { user: 'off', amount: 9_999, order_no: 'off2' }, code: 'user_disabled', param: 'user' },
+    { name: 'an unknown user', body: { user: 'ghost', amount: 100, order_no: 'ghost1' }, code: 'user_not_found', param: 'user' },
+    { name: 'an order_no taken with other parameters', body: { user: 'rich', amount: 200, order_no: 'taken1' }, code: 'duplicate_order_no', param: 'order_no' },
+    { name: 'an order_no taken, by a user short of funds', body: { user: 'poor', amount: 100_000, order_no: 'taken1' }, code: 'duplicate_order_no', param: 'order_no' },
+    { name: 'an order_no taken, by an unknown user', body: { user: 'ghost', amount: 100, order_no: 'taken1' }, code: 'duplicate_order_no', param: 'order_no' },
+  ])('refused: $name, nothing written', async ({ body, code, param }) => {
+    const before = await state();
+    const res = await create(body);
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code, param });
+    expect(await state()).toEqual(before);
+  });
+
+  it('the same order_no with the same parameters answers the first withdrawal and writes nothing', async () => {
+    const first = await create({ user: 'rich', amount: 300, order_no: 'again1', description: 'd', metadata: { k: 'v' } });
+    expect(first.status).toBe(200);
+    const before = await state();
+    const retry = await create({ user: 'rich', amount: 300, order_no: 'again1', description: 'd', metadata: { k: 'v' } });
+    expect(retry.status).toBe(200);
+    expect(retry.json).toEqual(first.json);
+    expect(await state()).toEqual(before);
+  });
+
+  it('accepted: the answer is the stored withdrawal, and the journal, line, balance and totals move together', async () => {
+    await h.createUser('exact');
+    await h.fund('exact', 1_234);
+    const before = await state();
+    const res = await create({ user: 'exact', amount: 1_234, user_fee: 34, order_no: 'exact1', description: '提现', metadata: { a: 1 } });
+    expect(res.status).toBe(200);
+    const w = res.json;
+    expect(w).toMatchObject({ object: 'withdrawal', user: 'exact', amount: 1_234, user_fee: 34, fee: 0, status: 'created', channel: 'alipay', description: '提现', metadata: { a: 1 } });
+    expect((await h.request('GET', h.appPath(`/withdrawals/${w.id}`))).json).toEqual(w);
+
+    const db = h.rt.store.db;
+    const line = await db.selectFrom('balance_transactions').selectAll().where('id', '=', w.balance_transaction).executeTakeFirstOrThrow();
+    expect(line).toMatchObject({ user: 'exact', type: 'withdrawal', source: w.id, description: '提现', created: w.created });
+    expect(Number(line.amount)).toBe(-1_234);
+    expect(Number(line.available_balance)).toBe(0);
+    const entry = await db.selectFrom('journal_entries').selectAll().where('id', '=', line.entry_id).executeTakeFirstOrThrow();
+    expect(entry).toMatchObject({ type: 'withdrawal', source: w.id });
+    const postings = await db.selectFrom('postings').select(['account', 'amount']).where('entry_id', '=', entry.id).orderBy('seq').execute();
+    expect(postings.map((p) => [p.account.replace(/^user:[^:]+:/, 'user:*:'), Number(p.amount)])).toEqual([
+      ['user:*:withdrawable', -1_234],
+      [`app:${h.appId}:test:withdrawal_hold`, 1_234],
+    ]);
+
+    const after = await state();
+    expect(after.users.find((u) => u.id === 'exact')).toEqual({ id: 'exact', available_balance: 0, withdrawable_balance: 0 });
+    for (const k of ['withdrawals', 'journal_entries', 'balance_transactions']) expect(after.snapshot[k]).toBe(before.snapshot[k]! + 1);
+    expect(after.snapshot.postings).toBe(before.snapshot.postings! + 2);
+    const created = (s: typeof before, allTime: boolean) => s.totals.find((t) => t.status === 'created' && t.channel === 'alipay' && (t.day_s === -1) === allTime);
+    for (const allTime of [true, false]) {
+      expect(created(after, allTime)!.count).toBe((created(before, allTime)?.count ?? 0) + 1);
+      expect(created(after, allTime)!.amount).toBe((created(before, allTime)?.amount ?? 0) + 1_234);
+    }
+    expect((await create({ user: 'exact', amount: 1, order_no: 'exact2' })).json.error.code).toBe('insufficient_balance');
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('parallel creates of many sizes on one balance, with identical retries among them: never overdrawn, every total right', async () => {
+    await h.createUser('hot');
+    const funded = 50_000;
+    await h.fund('hot', funded);
+    // 120 creates of 100..2,380 fen (sum ≈ 148k: about a third fit), each order sent twice at once.
+    const bodies = Array.from({ length: 120 }, (_, i) => ({ user: 'hot', amount: 100 + ((i * 37) % 120) * 19, order_no: `hot${i}` }));
+    const results = await Promise.all([...bodies, ...bodies].map((b) => create(b)));
+    const byOrder = new Map<string, { status: number; json: { id?: string; error?: { code: string } } }[]>();
+    results.forEach((r, i) => byOrder.set(bodies[i % bodies.length]!.order_no, [...(byOrder.get(bodies[i % bodies.length]!.order_no) ?? []), r]));
+    let spent = 0;
+    const refused: number[] = [];
+    for (const [orderNo, [a, b]] of byOrder) {
+      for (const r of [a!, b!]) {
+        if (r.status !== 200) expect(r.json.error?.code, orderNo).toBe('insufficient_balance');
+      }
+      // Twins: the same withdrawal, or (both refused) none; a refused twin of an accepted one answers it.
+      const ok = [a!, b!].filter((r) => r.status === 200);
+      if (ok.length === 2) expect(ok[0]!.json.id).toBe(ok[1]!.json.id);
+      const amount = bodies.find((x) => x.order_no === orderNo)!.amount;
+      if (ok.length > 0) spent += amount;
+      else refused.push(amount);
+    }
+    expect(spent).toBeGreaterThan(0);
+    expect(spent).toBeLessThanOrEqual(funded);
+    const user = (await h.request('GET', h.appPath('/users/hot'))).json;
+    expect(user).toMatchObject({ withdrawable_balance: funded - spent, available_balance: funded - spent });
+    // The balance only fell during the race, so each refusal asked for more than is left even now.
+    expect(refused.length).toBeGreaterThan(0);
+    for (const amount of refused) expect(amount).toBeGreaterThan(funded - spent);
+    const list = await h.request('GET', h.appPath('/withdrawals?user=hot&per_page=100'));
+    expect(list.json.total_withdrawals_amount).toBe(spent);
+    const rows = await h.rt.store.db.selectFrom('withdrawals').select('order_no').where('user', '=', 'hot').execute();
+    expect(new Set(rows.map((r) => r.order_no)).size).toBe(rows.length);
+    expect((await h.verify()).drift).toEqual([]);
+  });
+});
