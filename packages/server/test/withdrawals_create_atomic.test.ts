@@ -1,4 +1,9 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CompiledQuery } from 'kysely';
+import type { Db } from '../src/store/db.ts';
+import { createWithdrawalPg, type PgWithdrawalCreate } from '../src/store/pg/withdrawal_create.ts';
+import { DAY_S, PG_TOTALS_SHARDS, totalsShard } from '../src/store/withdrawal_totals.ts';
+import { PayoutWorker } from '../src/channels/worker.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { seedExtra } from './helpers/withdrawals.ts';
 
@@ -139,5 +144,121 @@ describeEngines('withdrawal create: all or nothing', (engine) => {
     const rows = await h.rt.store.db.selectFrom('withdrawals').select('order_no').where('user', '=', 'hot').execute();
     expect(new Set(rows.map((r) => r.order_no)).size).toBe(rows.length);
     expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('every move of a withdrawal lands in its user\'s shard: each kept row is the sum of its own withdrawals', async () => {
+    const users = Array.from({ length: 24 }, (_, i) => `spread${i}`);
+    for (const u of users) {
+      await h.createUser(u);
+      await h.fund(u, 10_000);
+    }
+    const made = await Promise.all(users.flatMap((u, i) => [1, 2, 3].map((k) => create({ user: u, amount: 100 * k + i, order_no: `sp${i}x${k}` }))));
+    const ids = made.map((r) => r.json.id as string);
+    await Promise.all(ids.filter((_, i) => i % 3 === 0).map((id) => h.request('PUT', h.appPath(`/withdrawals/${id}`), { body: { status: 'pending' } })));
+    await Promise.all(ids.filter((_, i) => i % 3 === 1).map((id) => h.request('PUT', h.appPath(`/withdrawals/${id}`), { body: { status: 'canceled' } })));
+
+    const shards = engine === 'postgres' ? PG_TOTALS_SHARDS : 1;
+    const rows = await h.rt.store.db.selectFrom('withdrawals').select(['user', 'status', 'channel', 'created', 'amount']).where('app', '=', h.appId).execute();
+    const want = new Map<string, { count: number; amount: number }>();
+    for (const w of rows) {
+      for (const day of [-1, Number(w.created) - (Number(w.created) % DAY_S)]) {
+        const k = `${w.status}/${w.channel}/${day}/${totalsShard(w.user, shards)}`;
+        const t = want.get(k) ?? { count: 0, amount: 0 };
+        want.set(k, { count: t.count + 1, amount: t.amount + Number(w.amount) });
+      }
+    }
+    const kept = await h.rt.store.db.selectFrom('withdrawal_totals').select(['status', 'channel', 'day_s', 'shard', 'count', 'amount']).where('app', '=', h.appId).execute();
+    const got = new Map(
+      kept.filter((t) => Number(t.count) !== 0 || Number(t.amount) !== 0).map((t) => [`${t.status}/${t.channel}/${Number(t.day_s)}/${t.shard}`, { count: Number(t.count), amount: Number(t.amount) }]),
+    );
+    expect(got).toEqual(want);
+    const used = new Set(kept.map((t) => t.shard));
+    if (engine === 'postgres') expect(used.size).toBeGreaterThan(4);
+    else expect([...used]).toEqual([0]);
+  });
+});
+
+describeEngines('withdrawal creates racing confirms, cancels, batch confirms and the payout worker', (engine) => {
+  it('every answer is a 200, and the ledger and the kept totals stay exact', async () => {
+    const h = await Harness.start(engine, { config: { poolSize: 20, sandboxDelayMs: 0 } });
+    try {
+      const users = Array.from({ length: 20 }, (_, i) => `m${i}`);
+      for (const u of users) {
+        await h.createUser(u);
+        await h.fund(u, 1_000_000);
+      }
+      const worker = new PayoutWorker(h.rt);
+      let stop = false;
+      const paying = (async () => {
+        while (!stop) {
+          await worker.runOnce();
+          // On SQLite a run with nothing due settles without I/O: yield so the requests get the loop.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      const answers: number[] = [];
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, c) => {
+          for (let i = 0; i < 20; i++) {
+            const k = n++;
+            const channel = k % 2 ? 'alipay' : 'wx';
+            const r = await h.request('POST', h.appPath('/withdrawals'), {
+              body: { user: users[(c + i) % users.length], amount: 10 + (k % 50), channel, order_no: `race${k}`, extra: seedExtra(channel) },
+            });
+            answers.push(r.status);
+            if (r.status !== 200) continue;
+            const path = h.appPath(`/withdrawals/${r.json.id}`);
+            if (k % 3 === 0) answers.push((await h.request('PUT', path, { body: { status: 'pending' } })).status);
+            else if (k % 3 === 1) answers.push((await h.request('PUT', path, { body: { status: 'canceled' } })).status);
+            else if (k % 5 === 2) answers.push((await h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: [r.json.id], status: 'pending' } })).status);
+          }
+        }),
+      );
+      stop = true;
+      await paying;
+      expect(answers.length).toBeGreaterThan(400);
+      expect(answers.filter((s) => s !== 200)).toEqual([]);
+      expect((await h.verify()).drift).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  }, 120_000);
+});
+
+describe('the one-statement PostgreSQL create runs again after a deadlock or serialization failure', () => {
+  const input: PgWithdrawalCreate = {
+    app: 'app_x', livemode: false, requestId: 'iar_1', user: 'u1', amount: 500, userFee: 0, channel: 'alipay',
+    extra: { account: 'a@b.cn', name: '张三' }, orderNo: 'o1', requestHash: 'h', description: null, metadata: '{}',
+  };
+  /** A database whose create statement fails with the given codes first, then matches the user. */
+  function fakeDb(codes: string[]) {
+    const seen: unknown[][] = [];
+    const db = {
+      async executeQuery(q: CompiledQuery) {
+        seen.push([...q.parameters]);
+        const code = codes.shift();
+        if (code) throw Object.assign(new Error(`pg error ${code}`), { code });
+        return { rows: [{ pk: 'upk1', available_balance: 1_000, withdrawable_balance: 500 }] };
+      },
+    };
+    return { db: db as unknown as Db, seen };
+  }
+
+  it('40P01 and 40001 are retried, each attempt with new ids', async () => {
+    const { db, seen } = fakeDb(['40P01', '40001']);
+    const row = await createWithdrawalPg(db, () => Date.UTC(2026, 0, 1), input);
+    expect(seen).toHaveLength(3);
+    expect(new Set(seen.map((p) => p[6])).size).toBe(3); // the withdrawal id
+    expect(row).toMatchObject({ id: seen[2]![6], user_pk: 'upk1', amount: 500, status: 'created', balance_transaction: seen[2]![5] });
+  });
+
+  it('other errors, and a conflict that keeps coming back, are not retried without end', async () => {
+    const unique = fakeDb(['23505']);
+    await expect(createWithdrawalPg(unique.db, () => Date.UTC(2026, 0, 1), input)).rejects.toMatchObject({ code: '23505' });
+    expect(unique.seen).toHaveLength(1);
+    const stuck = fakeDb(['40P01', '40P01', '40P01', '40P01', '40P01']);
+    await expect(createWithdrawalPg(stuck.db, () => Date.UTC(2026, 0, 1), input)).rejects.toMatchObject({ code: '40P01' });
+    expect(stuck.seen).toHaveLength(4);
   });
 });

@@ -4,7 +4,7 @@ import { userRetrieve, userRetrieveDistinct, userRetrievePlain } from './user_re
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
-import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreateHot } from './withdrawal_limits.ts';
+import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreate1kPool20, withdrawalCreateHot } from './withdrawal_limits.ts';
 import { consoleWithdrawalsList } from './console_list.ts';
 import { growth } from './growth.ts';
 import { withdrawalCreateProcs1, withdrawalCreateProcs2, withdrawalCreateProcs4 } from './scale.ts';
@@ -28,6 +28,7 @@ export const scenarios = [
   withdrawalCreateLogInfo,
   withdrawalCreate1k,
   withdrawalCreate1kPlain,
+  withdrawalCreate1kPool20,
   withdrawalCreateHot,
   withdrawalCreate1kOneCommitEach,
   userRetrieveDistinct,

@@ -62,6 +62,18 @@ export const withdrawalCreate1kPlain: Scenario<string[]> = {
   serveEnv: { TIXIAN_SIGN_RESPONSES: '0' },
 };
 
+/**
+ * withdrawal_create_1k with 20 PostgreSQL connections instead of 10 (`--pool-size`): on PostgreSQL,
+ * each connection carries one create per commit flush, so this shows whether the pool limits.
+ */
+export const withdrawalCreate1kPool20: Scenario<string[]> = {
+  ...withdrawalCreate1k,
+  name: 'withdrawal_create_1k_pool20',
+  description: 'withdrawal_create_1k with a PostgreSQL pool of 20 connections (TIXIAN_POOL_SIZE=20)',
+  baseline: 'withdrawal_create_1k',
+  serveEnv: { TIXIAN_POOL_SIZE: '20' },
+};
+
 export const withdrawalCreateHot: Scenario<string[]> = {
   name: 'withdrawal_create_hot',
   description: 'POST withdrawals, every one on the same user (one hot balance row)',
