@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runScenario, type Row } from './lib/run.ts';
-import { canPin, pinSelf, type Engine } from './lib/server.ts';
+import { canPin, pinPostgres, pinSelf, type Engine } from './lib/server.ts';
 import { describeFsync } from './lib/machine.ts';
 import { scenarios } from './scenarios/index.ts';
 import { composite, meanCeilings, measureCeilings, type Ceilings } from './lib/ceilings.ts';
@@ -18,11 +18,12 @@ import type { BenchOptions } from './scenario.ts';
  * scenarios (create + confirm with the payout worker, webhook delivery) drive themselves with the
  * same pieces (lib/run.ts).
  * PostgreSQL runs when TIXIAN_BENCH_DATABASE_URL (or TIXIAN_TEST_DATABASE_URL) is set; the
- * PostgreSQL server itself is not pinned and shares the machine.
+ * PostgreSQL server itself is not pinned and shares the machine, unless --pin-postgres moves a
+ * local one onto core 1 with the load generator for the run (its masks are put back afterwards).
  */
 
 const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
-       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings] [--pin-postgres]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
         repeat: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
         ceilings: { type: 'boolean', default: false },
+        'pin-postgres': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -86,6 +88,8 @@ export async function main(argv: string[]): Promise<number> {
   const cores = os.cpus();
   const pin = canPin(cores.length);
   if (pin) pinSelf(1);
+  // Put back at the end of the run (and, should it stop early, when the process exits).
+  const unpinPostgres = pin && args['pin-postgres'] && engines.includes('postgres') ? pinPostgres(1) : null;
   const machine =
     `${new Date().toISOString()} · Node ${process.version} · ${os.platform()} ${os.arch()} · ${cores.length} × ${cores[0]?.model.trim() ?? 'unknown CPU'}` +
     ` · ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB · load average at start ${loadAverage()} · ${describeFsync()}\n` +
@@ -93,7 +97,11 @@ export async function main(argv: string[]): Promise<number> {
     ` · ${connections} connections · warm-up ${warmupS} s · measured ${durationS} s` +
     (repeat > 1 ? ` · ${repeat} rounds, interleaved` : '') +
     (serverNodeArgs.length ? ` · server node ${serverNodeArgs.join(' ')}` : '') +
-    (engines.includes('postgres') ? ' · PostgreSQL unpinned, same machine' : ' · PostgreSQL skipped (set TIXIAN_BENCH_DATABASE_URL)');
+    (engines.includes('postgres')
+      ? unpinPostgres
+        ? ' · PostgreSQL (same machine) pinned to core 1 with the load generator'
+        : ' · PostgreSQL unpinned, same machine'
+      : ' · PostgreSQL skipped (set TIXIAN_BENCH_DATABASE_URL)');
   console.error(machine);
 
   const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs };
@@ -137,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const bad = rows.filter((r) => r.outcome.problems.length > 0 || !r.ledgerOk);
   for (const r of bad) console.error(`${r.scenario}/${r.engine}: ${[...r.outcome.problems, ...(r.ledgerOk ? [] : ['ledger DRIFT'])].join('; ')}`);
+  unpinPostgres?.();
   return bad.length ? 1 : 0;
 }
 

@@ -88,6 +88,54 @@ export function pinSelf(core: number): void {
   execFileSync('taskset', ['-a', '-cp', String(core), String(process.pid)], { stdio: 'ignore', timeout: 5_000 });
 }
 
+/**
+ * `--pin-postgres`: moves a PostgreSQL running on this machine (the postmaster and every process it
+ * has, so also the backends it forks later) onto one core, the load generator's, so the server has
+ * core 0 to itself. Returns a function that puts back each process's earlier CPU mask (also run
+ * at exit, should the bench stop early), or null when no local PostgreSQL can be pinned (another
+ * host, no permission): the run then goes on unpinned and says so.
+ */
+export function pinPostgres(core: number): (() => void) | null {
+  let pids: string[];
+  try {
+    pids = execFileSync('pgrep', ['-x', 'postgres'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((p) => /^[0-9]+$/.test(p));
+  } catch {
+    return null;
+  }
+  const masks = new Map<string, string>();
+  try {
+    for (const pid of pids) {
+      const mask = /affinity mask: ([0-9a-f]+)/.exec(execFileSync('taskset', ['-p', pid], { encoding: 'utf8', timeout: 5_000 }))?.[1];
+      if (!mask) continue;
+      execFileSync('taskset', ['-a', '-cp', String(core), pid], { stdio: 'ignore', timeout: 5_000 });
+      masks.set(pid, mask);
+    }
+  } catch {
+    // A backend that ended meanwhile, or no permission: undo what was done and run unpinned.
+    restoreMasks(masks);
+    return null;
+  }
+  if (masks.size === 0) return null;
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    restoreMasks(masks);
+  };
+  process.once('exit', restore);
+  return restore;
+}
+
+function restoreMasks(masks: Map<string, string>): void {
+  for (const [pid, mask] of masks) {
+    try {
+      execFileSync('taskset', ['-a', '-p', mask, pid], { stdio: 'ignore', timeout: 5_000 });
+    } catch {
+      // The process has ended: nothing to put back.
+    }
+  }
+}
+
 /** A process's CPU time so far and its memory, from /proc (Linux). */
 export interface ProcUsage {
   /** User + system CPU seconds since the process started. */
