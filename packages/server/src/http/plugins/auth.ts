@@ -51,7 +51,9 @@ export function routesNeedingPrincipal(app: FastifyInstance): readonly RouteRef[
  */
 export function needsPrincipal(req: FastifyRequest): boolean {
   // The pattern test also covers a /v1 route registered before this plugin's onRoute hook: fail closed.
-  return req.routeOptions.config.needsPrincipal === true || isV1(req.routeOptions.url ?? '');
+  // routeOptions is built anew at each read (Fastify): read it once.
+  const route = req.routeOptions;
+  return route.config.needsPrincipal === true || isV1(route.url ?? '');
 }
 
 export function registerAuth(app: FastifyInstance, auth: Authenticator): void {
