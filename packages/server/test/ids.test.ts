@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ID_EPOCH_MS, ID_MAX_MS, SnowflakeIds, idNode, newUserPk, numericId } from '../src/domain/ids.ts';
+import { ID_EPOCH_MS, ID_MAX_MS, SnowflakeIds, idNode, newRequestId, newUserPk, numericId } from '../src/domain/ids.ts';
 
 const IDS_TS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/domain/ids.ts');
 const MAX_BIGINT = 2n ** 63n - 1n;
@@ -154,4 +154,18 @@ describe('numeric ids', () => {
     }
     expect(all.size).toBe(400_000);
   }, 60_000);
+});
+
+describe('request ids', () => {
+  it('keep their shape and stay distinct across many refills of the random pool, every character in use', () => {
+    // One 4 KiB pool serves ~150 ids; 20,000 ids span ~130 refills.
+    const ids = Array.from({ length: 20_000 }, () => newRequestId());
+    for (const id of ids) if (!/^iar_[0-9A-Za-z]{24}$/.test(id)) throw new Error(`bad request id: ${id}`);
+    expect(new Set(ids).size).toBe(ids.length);
+    const counts = new Map<string, number>();
+    for (const id of ids) for (const c of id.slice(4)) counts.set(c, (counts.get(c) ?? 0) + 1);
+    // 480,000 characters over 62 symbols: ~7,742 each if uniform; a stuck or biased pool would show.
+    expect(counts.size).toBe(62);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(7_000);
+  });
 });

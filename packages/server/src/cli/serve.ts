@@ -31,9 +31,9 @@ async function serveOne(config: Config): Promise<void> {
   let stopping = false;
   // A response sent while stopping closes its connection: a keep-alive client whose request was in
   // flight would otherwise hold the server open until keepAliveTimeout.
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (stopping) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -72,14 +72,15 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   registerRequestLog(app);
   await registerRateLimit(app, { max: rt.config.rateLimit, windowMs: rt.config.rateLimitWindowMs });
 
-  app.addHook('onSend', async (req, reply, payload) => {
+  // Callback-style hooks where nothing is awaited: no promise and no microtask turn per request.
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     // pingpp-nodejs writes its body only on the socket's `connect` event; on Node ≥ 19 the global
     // agent keeps sockets alive, so its 2nd request on a reused socket is never written and hangs.
     // Closing the connection after each answer to that SDK is the only server-side fix.
     const ua = req.headers['user-agent'];
     if (typeof ua === 'string' && ua.includes('NodeBindings')) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
 
   registerHealth(app, rt);

@@ -68,6 +68,11 @@ export class SignPool {
     return this.#slots.map((s) => s.worker);
   }
 
+  /** Whether signatures may go to a thread; without one, `sign` signs inline (callers may then sign themselves, without a promise). */
+  get hasThreads(): boolean {
+    return !this.#closed && this.#slots.length > 0;
+  }
+
   /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. */
   async sign(key: KeyObject, bytes: Buffer): Promise<string> {
     const slot = this.#pick();

@@ -64,6 +64,8 @@ function accountKey(rt: Runtime, sealed: string): SigningKey {
  * which the platform key signs). The one place the response signer and the webhook dispatcher ask.
  */
 export async function signingKeyFor(rt: Runtime, accountId: string | null): Promise<SigningKey> {
+  const known = cachedSigningKeyFor(rt, accountId);
+  if (known) return known;
   const keys = keysOf(rt);
   if (accountId === null) return keys.platform;
   const nowMs = rt.clock.nowMs();
@@ -80,6 +82,21 @@ export async function signingKeyFor(rt: Runtime, accountId: string | null): Prom
     cached = { sealed: row?.signing_key_sealed ?? null, fetchedMs: nowMs };
     keys.accounts.set(accountId, cached);
   }
+  return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
+}
+
+/**
+ * signingKeyFor without a database read: the key when this process's cache of the account is
+ * fresh (younger than SIGNING_KEY_TTL_MS), else undefined. The response signer asks this first,
+ * so a request whose key is known pays no promise for it.
+ */
+export function cachedSigningKeyFor(rt: Runtime, accountId: string | null): SigningKey | undefined {
+  const keys = keysOf(rt);
+  if (accountId === null) return keys.platform;
+  const cached = keys.accounts.get(accountId);
+  if (!cached) return undefined;
+  const nowMs = rt.clock.nowMs();
+  if (nowMs - cached.fetchedMs >= SIGNING_KEY_TTL_MS || nowMs < cached.fetchedMs) return undefined;
   return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
 }
 

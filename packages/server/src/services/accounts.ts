@@ -204,6 +204,16 @@ interface CachedKey {
   fetchedMs: number;
 }
 
+const SECRET_KEY_SHAPE = /^sk_(test|live)_[A-Za-z0-9]{1,64}$/;
+
+/** The principal a key's row grants now: none for an unknown, revoked, expired or other-mode key. */
+function principalOf(key: string, row: CachedKey['row'], nowMs: number): Principal | null {
+  const livemode = key.startsWith('sk_live_');
+  if (!row || row.revoked || row.livemode !== (livemode ? 1 : 0)) return null;
+  if (row.expires_at !== null && Math.floor(nowMs / 1000) >= row.expires_at) return null;
+  return { accountId: row.account_id, livemode };
+}
+
 /** Resolves secret keys and app ownership, with small bounded caches in front of the database. */
 export class Authenticator {
   private readonly keys = new BoundedCache<string, CachedKey>(CACHE_MAX);
@@ -212,25 +222,37 @@ export class Authenticator {
   constructor(private readonly rt: Runtime) {}
 
   async principalFor(key: string): Promise<Principal | null> {
-    if (!/^sk_(test|live)_[A-Za-z0-9]{1,64}$/.test(key)) return null;
+    const known = this.knownPrincipal(key);
+    if (known !== undefined) return known;
     const hash = hashSecretKey(key);
     const nowMs = this.rt.clock.nowMs();
-    let cached = this.keys.get(hash);
-    if (!cached || nowMs - cached.fetchedMs >= KEY_CACHE_TTL_MS || nowMs < cached.fetchedMs) {
-      const found = await this.rt.store.db
-        .selectFrom('secret_keys')
-        .select(['hash', 'account_id', 'livemode', 'expires_at', 'revoked'])
-        .where('hash', '=', hash)
-        .executeTakeFirst();
-      // The index found the row by equality; compare again in constant time so no early-exit compare decides.
-      cached = { row: found && constantTimeEqual(found.hash, hash) ? found : null, fetchedMs: nowMs };
-      this.keys.set(hash, cached);
-    }
-    const row = cached.row;
-    const livemode = key.startsWith('sk_live_');
-    if (!row || row.revoked || row.livemode !== (livemode ? 1 : 0)) return null;
-    if (row.expires_at !== null && Math.floor(nowMs / 1000) >= row.expires_at) return null;
-    return { accountId: row.account_id, livemode };
+    const found = await this.rt.store.db
+      .selectFrom('secret_keys')
+      .select(['hash', 'account_id', 'livemode', 'expires_at', 'revoked'])
+      .where('hash', '=', hash)
+      .executeTakeFirst();
+    // The index found the row by equality; compare again in constant time so no early-exit compare decides.
+    const cached: CachedKey = { row: found && constantTimeEqual(found.hash, hash) ? found : null, fetchedMs: nowMs };
+    this.keys.set(hash, cached);
+    return principalOf(key, cached.row, nowMs);
+  }
+
+  /**
+   * principalFor without the database: the answer when the key is malformed (null) or its row is
+   * cached and fresh; undefined when the database must be asked. The auth hook asks this first,
+   * so a request with a known key pays no promise for its look-up.
+   */
+  knownPrincipal(key: string): Principal | null | undefined {
+    if (!SECRET_KEY_SHAPE.test(key)) return null;
+    const cached = this.keys.get(hashSecretKey(key));
+    const nowMs = this.rt.clock.nowMs();
+    if (!cached || nowMs - cached.fetchedMs >= KEY_CACHE_TTL_MS || nowMs < cached.fetchedMs) return undefined;
+    return principalOf(key, cached.row, nowMs);
+  }
+
+  /** The owning account of an app when it is cached (apps never change owner), else undefined. */
+  knownAppOwner(appId: string): string | undefined {
+    return this.appOwners.get(appId);
   }
 
   /** The owning account of an app, or null when no such app exists. Apps never change owner. */

@@ -1,6 +1,5 @@
 import type { SettleAccount } from '@tixian/sdk';
-import { CompiledQuery } from 'kysely';
-import type { Db, Engine } from '../store/db.ts';
+import type { Db } from '../store/db.ts';
 import type { SettleAccountRow } from '../store/schema.ts';
 import { parseJsonObject } from './common.ts';
 
@@ -47,7 +46,10 @@ function maskAccount(account: string): string {
   return '***';
 }
 
-export function settleAccountToWire(row: SettleAccountRow): SettleAccount {
+/** The columns the wire form needs (a retrieve reads them joined to the user, users.ts). */
+export type SettleAccountWireColumns = Pick<SettleAccountRow, 'id' | 'created' | 'livemode' | 'channel' | 'recipient'>;
+
+export function settleAccountToWire(row: SettleAccountWireColumns): SettleAccount {
   return {
     id: row.id,
     object: 'settle_account',
@@ -56,17 +58,6 @@ export function settleAccountToWire(row: SettleAccountRow): SettleAccount {
     channel: row.channel as SettleAccount['channel'],
     recipient: maskRecipient(parseJsonObject(row.recipient)),
   };
-}
-
-/** settleAccountsOfUsers for one user, as one constant SQL text per engine (a retrieve runs it per request). */
-const OF_USER_SQL = {
-  sqlite: `select * from "settle_accounts" where "user_pk" = ? and "deleted" = 0 order by "created" desc, "id" desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`,
-  postgres: `select * from "settle_accounts" where "user_pk" = $1 and "deleted" = 0 order by "created" desc, "id" desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`,
-} as const;
-
-export async function settleAccountsOfUser(db: Db, engine: Engine, userPk: string): Promise<SettleAccount[]> {
-  const { rows } = await db.executeQuery(CompiledQuery.raw(OF_USER_SQL[engine], [userPk]) as CompiledQuery<SettleAccountRow>);
-  return rows.map(settleAccountToWire);
 }
 
 /** The live settle accounts of many users in one query (a page of users), newest first per user. */

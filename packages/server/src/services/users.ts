@@ -8,7 +8,7 @@ import { isUniqueViolation } from '../store/db.ts';
 import { seconds } from '../clock.ts';
 import { listPage, type ListParams } from '../store/paging.ts';
 import { findUser, metadataText, mode, parseJsonObject, type Scope } from './common.ts';
-import { settleAccountsOfUser, settleAccountsOfUsers } from './settle_accounts_view.ts';
+import { MAX_SETTLE_ACCOUNTS_PER_USER, settleAccountToWire, settleAccountsOfUsers } from './settle_accounts_view.ts';
 
 export interface UserProfile {
   address?: string | null;
@@ -89,20 +89,38 @@ export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams)
 }
 
 /**
- * The retrieve's user read as one constant SQL text per engine (what Kysely builds for findUser,
- * built once): no query building per request, and one prepared statement per text.
+ * A retrieve is one statement: the user and its live settle accounts (at most
+ * MAX_SETTLE_ACCOUNTS_PER_USER, creation refuses more), newest first, joined; one constant SQL
+ * text per engine, so nothing is built per request and the prepared statement is reused. A user
+ * without settle accounts is one row whose sa_ columns are null.
  */
-const FIND_USER_SQL = {
-  sqlite: 'select * from "users" where "app" = ? and "livemode" = ? and "id" = ?',
-  postgres: 'select * from "users" where "app" = $1 and "livemode" = $2 and "id" = $3',
-} as const;
+const RETRIEVE_USER_SQL = (p: (n: number) => string) =>
+  'select u.*, s.id as sa_id, s.created as sa_created, s.livemode as sa_livemode, s.channel as sa_channel, s.recipient as sa_recipient ' +
+  'from users u left join settle_accounts s on s.user_pk = u.pk and s.deleted = 0 ' +
+  `where u.app = ${p(1)} and u.livemode = ${p(2)} and u.id = ${p(3)} ` +
+  `order by s.created desc, s.id desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`;
+const RETRIEVE_SQL = { sqlite: RETRIEVE_USER_SQL(() => '?'), postgres: RETRIEVE_USER_SQL((n) => `$${n}`) } as const;
+
+type RetrieveRow = UserRow & {
+  sa_id: string | null;
+  sa_created: number | null;
+  sa_livemode: number | null;
+  sa_channel: string | null;
+  sa_recipient: string | null;
+};
 
 export async function retrieveUser(rt: Runtime, scope: Scope, id: string): Promise<User> {
   const { db, engine } = rt.store;
-  const { rows } = await db.executeQuery(CompiledQuery.raw(FIND_USER_SQL[engine], [scope.app, mode(scope), id]) as CompiledQuery<UserRow>);
+  const query = CompiledQuery.raw(RETRIEVE_SQL[engine], [scope.app, mode(scope), id]) as CompiledQuery<RetrieveRow>;
+  const { rows } = await db.executeQuery(query);
   const row = rows[0];
   if (!row) throw errors.notFound('user', id);
-  return userToWire(row, await settleAccountsOfUser(db, engine, row.pk));
+  const accounts: SettleAccount[] = [];
+  for (const r of rows) {
+    if (r.sa_id === null) continue;
+    accounts.push(settleAccountToWire({ id: r.sa_id, created: r.sa_created!, livemode: r.sa_livemode!, channel: r.sa_channel!, recipient: r.sa_recipient! }));
+  }
+  return userToWire(row, accounts);
 }
 
 export async function listUsers(

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { errors } from '../../domain/errors.ts';
+import { errors, type ApiError } from '../../domain/errors.ts';
 import { maskSecretKey } from '../../security/secrets.ts';
-import type { Authenticator } from '../../services/accounts.ts';
+import type { Authenticator, Principal } from '../../services/accounts.ts';
 
 /**
  * Authentication (§2): `Authorization: Basic base64("<key>:")` (Node, Go, curl -u) or
@@ -51,7 +51,9 @@ export function routesNeedingPrincipal(app: FastifyInstance): readonly RouteRef[
  */
 export function needsPrincipal(req: FastifyRequest): boolean {
   // The pattern test also covers a /v1 route registered before this plugin's onRoute hook: fail closed.
-  return req.routeOptions.config.needsPrincipal === true || isV1(req.routeOptions.url ?? '');
+  // routeOptions is built anew at each read (Fastify): read it once.
+  const route = req.routeOptions;
+  return route.config.needsPrincipal === true || isV1(route.url ?? '');
 }
 
 export function registerAuth(app: FastifyInstance, auth: Authenticator): void {
@@ -64,19 +66,35 @@ export function registerAuth(app: FastifyInstance, auth: Authenticator): void {
     for (const method of [route.method].flat()) guarded.push({ method, url: route.url });
   });
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (req) => {
+  // Callback style: with the key and the app in the caches (nearly every request) the decision is
+  // made without a promise; otherwise the database is asked.
+  app.addHook('onRequest', (req, _reply, done) => {
     // A target no route matched runs no handler; under /v1 it still asks for a key first, as before.
     const required = needsPrincipal(req) || (req.is404 && isV1(req.url));
-    if (!required) return;
+    if (!required) return done();
     const key = extractKey(req);
-    if (!key) throw errors.missingApiKey();
-    const principal = await auth.principalFor(key);
-    if (!principal) throw errors.invalidApiKey(maskSecretKey(key));
-    req.principal = principal;
+    if (!key) return done(errors.missingApiKey());
     const appId = (req.params as { app?: string } | undefined)?.app;
-    if (appId !== undefined) {
-      const owner = await auth.appOwner(appId);
-      if (owner !== principal.accountId) throw errors.notFound('app', appId, 'app');
-    }
+    const principal = auth.knownPrincipal(key);
+    if (principal === null) return done(errors.invalidApiKey(maskSecretKey(key)));
+    const owner = appId === undefined ? null : auth.knownAppOwner(appId);
+    if (principal !== undefined && owner !== undefined) return done(admit(req, principal, appId, owner) ?? undefined);
+    authenticate(auth, req, key, appId).then(
+      (refusal) => done(refusal ?? undefined),
+      (err: unknown) => done(err as Error),
+    );
   });
+}
+
+/** The key's principal on the request, or the refusal: an app of another account is answered as one that does not exist. */
+function admit(req: FastifyRequest, principal: Principal, appId: string | undefined, owner: string | null): ApiError | null {
+  req.principal = principal;
+  if (appId !== undefined && owner !== principal.accountId) return errors.notFound('app', appId, 'app');
+  return null;
+}
+
+async function authenticate(auth: Authenticator, req: FastifyRequest, key: string, appId: string | undefined): Promise<ApiError | null> {
+  const principal = await auth.principalFor(key);
+  if (!principal) return errors.invalidApiKey(maskSecretKey(key));
+  return admit(req, principal, appId, appId === undefined ? null : await auth.appOwner(appId));
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { errors } from '../../domain/errors.ts';
+import { errors, type ApiError } from '../../domain/errors.ts';
 
 /**
  * Request bodies: JSON objects, kept as raw bytes too (request signatures are over the exact
@@ -10,12 +10,8 @@ import { errors } from '../../domain/errors.ts';
 export function registerBodyParsing(app: FastifyInstance): void {
   // PostgreSQL text cannot hold U+0000 (SQLite can): refuse it in the path and query, as in bodies
   // below, before anything queries with it.
-  app.addHook('onRequest', async (req) => {
-    for (const part of [req.params, req.query] as (Record<string, unknown> | undefined)[]) {
-      for (const [k, v] of Object.entries(part ?? {})) {
-        if ((typeof v === 'string' && v.includes('\u0000')) || k.includes('\u0000')) throw nulError(k.replaceAll('\u0000', ''));
-      }
-    }
+  app.addHook('onRequest', (req, _reply, done) => {
+    done(nulIn(req.params as Record<string, unknown> | undefined) ?? nulIn(req.query as Record<string, unknown> | undefined) ?? undefined);
   });
   app.decorateRequest('rawBody', null);
   app.removeAllContentTypeParsers();
@@ -40,6 +36,17 @@ export function registerBodyParsing(app: FastifyInstance): void {
     if (problem?.kind === 'nul') return done(nulError(problem.name || 'body'));
     done(null, parsed);
   });
+}
+
+/** The error for the first key or string value of `part` holding U+0000, or null. */
+function nulIn(part: Record<string, unknown> | undefined): ApiError | null {
+  if (!part) return null;
+  for (const k in part) {
+    if (!Object.hasOwn(part, k)) continue;
+    const v = part[k];
+    if ((typeof v === 'string' && v.includes('\u0000')) || k.includes('\u0000')) return nulError(k.replaceAll('\u0000', ''));
+  }
+  return null;
 }
 
 const nulError = (param: string) => errors.invalidParam(param, 'must not contain U+0000', '不能包含 U+0000');

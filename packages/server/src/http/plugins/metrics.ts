@@ -40,8 +40,9 @@ export function registerMetrics(app: FastifyInstance, rt: Runtime): void {
     rt.log.warn({ host: rt.config.host }, '/metrics is served without a token on a non-loopback address; set TIXIAN_METRICS_TOKEN');
   }
 
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     observeHttpRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime);
+    done();
   });
 
   let cached: { atMs: number; backlog: Backlog } | null = null;

@@ -35,7 +35,8 @@ export function registerRequestLog(app: FastifyInstance): void {
   const access = unredactedChild(app.log);
   app.addHook('onResponse', (req, reply, done) => {
     // Probes hit /healthz every few seconds: their successes are debug, not an access line each.
-    const level = reply.statusCode === 200 && req.routeOptions.url === '/healthz' ? 'debug' : 'info';
+    const route = req.routeOptions.url ?? null;
+    const level = reply.statusCode === 200 && route === '/healthz' ? 'debug' : 'info';
     if (!isEnabled(access, level)) return done();
     const params = req.params as { app?: unknown } | undefined;
     const rejection = rejections.get(req);
@@ -43,7 +44,7 @@ export function registerRequestLog(app: FastifyInstance): void {
       {
         reqId: req.id,
         method: req.method,
-        route: req.routeOptions.url ?? null,
+        route,
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
         app: typeof params?.app === 'string' ? params.app.slice(0, 128) : null,

@@ -1,12 +1,13 @@
-import { createHash, verify, type KeyObject } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { verify, type KeyObject } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Runtime } from '../../runtime.ts';
 import { seconds } from '../../clock.ts';
 import { errors } from '../../domain/errors.ts';
 import { signaturePolicy } from '../../services/app_settings.ts';
 import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
-import { signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
+import { cachedSigningKeyFor, signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
+import { sha256Base64 } from '../../security/secrets.ts';
 import { sharedSignPool } from '../../security/sign-pool.ts';
 import { needsPrincipal } from './auth.ts';
 
@@ -31,32 +32,46 @@ const EMPTY = Buffer.alloc(0);
  *   they are: Ping++ keeps keys per account, tixian per app.
  */
 export function registerRequestSignature(app: FastifyInstance, rt: Runtime): void {
-  app.addHook('preValidation', async (req) => {
-    if (!needsPrincipal(req)) return;
+  // Callback style: the common case (a GET without a signature) passes without a promise.
+  app.addHook('preValidation', (req, _reply, done) => {
+    if (!needsPrincipal(req)) return done();
     const principal = req.principal;
-    if (!principal) throw errors.missingApiKey(); // the auth hook answers first; never skip the check
+    if (!principal) return done(errors.missingApiKey()); // the auth hook answers first; never skip the check
     const appId = (req.params as { app?: string } | undefined)?.app;
-    if (appId === undefined) return;
+    if (appId === undefined) return done();
     const mutating = req.method === 'POST' || req.method === 'PUT';
     const signature = req.headers[SIGNATURE_HEADER];
     const signed = signature !== undefined && signature !== '';
-    if (!signed && !mutating) return;
-
-    const policy = await signaturePolicy(rt, appId);
-    if (!policy) return; // the auth hook has answered 404 for unknown apps already
-    const required = mutating && (principal.livemode ? policy.requireLive : policy.requireTest);
-    if (!signed) {
-      if (required) throw errors.signatureMissing();
-      return;
-    }
-    if (!policy.key) {
-      // A switch without a key cannot be set through the services; if a hand-edited row has one,
-      // fail closed rather than accept what cannot be checked.
-      if (required) throw errors.signatureInvalid();
-      return;
-    }
-    checkSignature(req, signature, policy.key, rt);
+    if (!signed && !mutating) return done();
+    checkRequest(rt, req, principal.livemode, appId, mutating, signed ? signature : undefined).then(
+      () => done(),
+      (err: unknown) => done(err as Error),
+    );
   });
+}
+
+async function checkRequest(
+  rt: Runtime,
+  req: FastifyRequest,
+  livemode: boolean,
+  appId: string,
+  mutating: boolean,
+  signature: string | string[] | undefined,
+): Promise<void> {
+  const policy = await signaturePolicy(rt, appId);
+  if (!policy) return; // the auth hook has answered 404 for unknown apps already
+  const required = mutating && (livemode ? policy.requireLive : policy.requireTest);
+  if (signature === undefined) {
+    if (required) throw errors.signatureMissing();
+    return;
+  }
+  if (!policy.key) {
+    // A switch without a key cannot be set through the services; if a hand-edited row has one,
+    // fail closed rather than accept what cannot be checked.
+    if (required) throw errors.signatureInvalid();
+    return;
+  }
+  checkSignature(req, signature, policy.key, rt);
 }
 
 function checkSignature(req: FastifyRequest, signature: string | string[], key: KeyObject, rt: Runtime): void {
@@ -102,32 +117,57 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
   if (!rt.config.signResponses) return;
   const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
   // The account's own key when it has one (signing-keys.ts), else the platform key; the memo is per key.
-  // Signatures are made by worker threads when the process has a spare core (sign-pool.ts).
+  // Signatures are made by worker threads when the process has a spare core (sign-pool.ts); with
+  // none, and with the key in cache, the whole hook runs without a promise.
   const pool = sharedSignPool();
-  const signBody = async (key: SigningKey, bytes: Buffer): Promise<string> => {
-    const memoKey = key.kid + ':' + createHash('sha256').update(bytes).digest('base64');
+
+  /** Signs, sets the header, and hands the bytes on as the payload (no second UTF-8 encoding). */
+  const signInto = (reply: FastifyReply, key: SigningKey, bytes: Buffer, payload: unknown, done: OnSendDone): void => {
+    const memoKey = key.kid + ':' + sha256Base64(bytes);
     const known = memo.get(memoKey);
-    if (known !== undefined) return known;
-    const signature = key.privateKey ? await pool.sign(key.privateKey, bytes) : key.sign(bytes);
-    memo.set(memoKey, signature);
-    return signature;
+    const answer = (signature: string) => {
+      memo.set(memoKey, signature);
+      reply.header(PLATFORM_SIGNATURE_HEADER, signature);
+      done(null, payload === null || payload === undefined ? payload : bytes);
+    };
+    if (known !== undefined) {
+      reply.header(PLATFORM_SIGNATURE_HEADER, known);
+      return done(null, payload === null || payload === undefined ? payload : bytes);
+    }
+    if (!key.privateKey || !pool.hasThreads) {
+      let signature: string;
+      try {
+        signature = key.sign(bytes);
+      } catch (err) {
+        return done(err as Error);
+      }
+      return answer(signature);
+    }
+    pool.sign(key.privateKey, bytes).then(answer, (err: unknown) => done(err as Error));
   };
 
-  app.addHook('onSend', async (req, reply, payload) => {
-    let key: SigningKey;
-    try {
-      key = await signingKeyFor(rt, req.principal?.accountId ?? null);
-    } catch (err) {
-      // The database went away between the answer and its signature (a PostgreSQL restart). The
-      // answer stands, unsigned (a verifying SDK refuses it, as it would a 500): thrown here it
-      // would become a second error, answered outside Ping++'s error shape.
-      req.log.warn({ err }, 'response left unsigned: the signing key could not be read');
-      return payload;
-    }
+  app.addHook('onSend', (req, reply, payload, done) => {
     // JSON answers reach onSend as strings; a stream (none in this API) could not be signed up front.
-    if (typeof payload === 'string') reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, Buffer.from(payload, 'utf8')));
-    else if (Buffer.isBuffer(payload)) reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, payload));
-    else if (payload === null || payload === undefined) reply.header(PLATFORM_SIGNATURE_HEADER, await signBody(key, EMPTY));
-    return payload;
+    const bytes =
+      typeof payload === 'string' ? Buffer.from(payload, 'utf8')
+      : Buffer.isBuffer(payload) ? payload
+      : payload === null || payload === undefined ? EMPTY
+      : null;
+    if (bytes === null) return done(null, payload);
+    const accountId = req.principal?.accountId ?? null;
+    const key = cachedSigningKeyFor(rt, accountId);
+    if (key) return signInto(reply, key, bytes, payload, done);
+    signingKeyFor(rt, accountId).then(
+      (read) => signInto(reply, read, bytes, payload, done),
+      (err: unknown) => {
+        // The database went away between the answer and its signature (a PostgreSQL restart). The
+        // answer stands, unsigned (a verifying SDK refuses it, as it would a 500): passed on as an
+        // error it would become a second one, answered outside Ping++'s error shape.
+        req.log.warn({ err }, 'response left unsigned: the signing key could not be read');
+        done(null, payload);
+      },
+    );
   });
 }
+
+type OnSendDone = (err: Error | null, payload?: unknown) => void;
