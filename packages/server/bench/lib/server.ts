@@ -198,12 +198,15 @@ export interface ServerOptions {
   nodeArgs?: string[];
 }
 
-/** `tixian serve` in a child process, pinned to core 0 when `pin` is set, on a port the OS picks. */
+/**
+ * `tixian serve` in a child process, pinned to core 0 when `pin` is set, on a port the OS picks.
+ * It runs at the default log level (info: one access line per request), as a new user's server does.
+ */
 export async function startServer(storage: Storage, options: ServerOptions): Promise<RunningServer> {
   // The bench drives one key far past the default per-key rate limit: 403s would pass for throughput.
   const env = { ...childEnv(), TIXIAN_RATE_LIMIT: '0', ...options.env };
   const args = [
-    ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']), '--log-level', 'warn',
+    ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']),
     ...storage.flags, ...(options.extraArgs ?? []),
   ];
   const child: ChildProcess = options.pin

@@ -3,7 +3,7 @@ import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
 import { userRetrieve, userRetrieveDistinct, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
-import { withdrawalCreateLogInfo, withdrawalCreateNoMetrics } from './observability.ts';
+import { withdrawalCreateLogWarn, withdrawalCreateNoMetrics } from './observability.ts';
 import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreate1kPool20, withdrawalCreateHot } from './withdrawal_limits.ts';
 import { consoleWithdrawalsList } from './console_list.ts';
 import { growth } from './growth.ts';
@@ -25,7 +25,7 @@ export const scenarios = [
   webhookDelivery,
   webhookDeliveryWide,
   withdrawalCreateNoMetrics,
-  withdrawalCreateLogInfo,
+  withdrawalCreateLogWarn,
   withdrawalCreate1k,
   withdrawalCreate1kPlain,
   withdrawalCreate1kPool20,
