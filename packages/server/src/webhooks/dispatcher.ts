@@ -7,7 +7,6 @@ import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/m
 import type { Worker } from '../workers.ts';
 import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
-import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { signingKeyFor } from '../security/signing-keys.ts';
 import { sharedSignPool } from '../security/sign-pool.ts';
@@ -15,6 +14,7 @@ import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
+import { newTimeOrderedId } from './outbox.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -26,6 +26,18 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * dies therefore becomes due again when the lease runs out and is sent again: at-least-once, with the
  * same event id and the same bytes. The lease value doubles as a fencing token: a try is recorded
  * only if the row still carries the lease it was claimed with.
+ *
+ * Claiming ahead (issue #12): for an endpoint whose slots are all taken, a claim also leases its
+ * next rows (up to CLAIM_AHEAD_FACTOR × its bound, claimed again when half are used; at most
+ * `concurrency` rows in all), kept in memory as ids only. A freed slot then takes a buffered row at
+ * once instead of waiting for a claim transaction, and one claim serves many tries. A buffered row
+ * is loaded (body, endpoint) just before it is sent, in one query for all rows sent together, and
+ * that query checks the lease: a row re-queued, canceled or taken over meanwhile is not sent. A row
+ * waits at most BUFFER_MAX_WAIT_MS, and never so long that its try could outlive its lease; past
+ * that, and on stop(), it is given back (due again when it was due). A slot is freed when its
+ * request is over (answered or failed), not when the try is recorded: records are written in
+ * batches (RECORD_BATCH, RECORD_GATHER_MS), at most MAX_UNRECORDED waiting, and the lease of a try
+ * waiting for its record is as safe as before (the record is fenced by it).
  *
  * Fairness: concurrency is bounded overall and per endpoint, and a claim takes deliveries round-robin
  * over the endpoints among its candidates (one each per pass), not oldest first, so one endpoint's
@@ -42,9 +54,11 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * Destinations: live-mode tries connect only to public addresses (destination.ts) unless the
  * operator allows private ones; test mode is not checked.
  *
- * Back of the envelope (PERFORMANCE.md): per event one RSA signature (~250 µs, then stored and
- * reused by every retry and endpoint), per try one HTTP round trip on a kept-alive socket and one
- * small transaction (~100 µs on SQLite): a few thousand tries a second per process.
+ * Back of the envelope (PERFORMANCE.md): per event one RSA signature (~250–290 µs on this VM kind,
+ * then stored and reused by every retry and endpoint; in a signing thread when the process has a
+ * spare core), per try one HTTP round trip on a kept-alive socket, a share of one load query, of
+ * one claim (~1/8–1/32) and of one record transaction of a fixed number of statements (~1/7–1/20):
+ * on one core with inline signing, the signature is about half of a try's CPU time.
  */
 
 export interface DispatcherOptions {
@@ -82,6 +96,11 @@ const RECORD_BATCH = 128;
 const SIGNATURE_CACHE_MAX = 4096;
 const KEY_CACHE_MAX = 1024;
 const ERROR_BACKOFF_MS = 1000;
+/**
+ * A record batch started with fewer than RECORD_BATCH / 4 tries waits this long for more while
+ * requests are on the wire (their answers may be due any moment): one commit for many tries.
+ */
+const RECORD_GATHER_MS = 5;
 /** Tries answered and waiting for their record beyond which no new try starts (back-pressure on the database). */
 const MAX_UNRECORDED = 2 * RECORD_BATCH;
 /**
@@ -92,6 +111,11 @@ const MAX_UNRECORDED = 2 * RECORD_BATCH;
  */
 const BUFFER_MAX_WAIT_MS = 10_000;
 const LAUNCH_GRACE_MS = 250;
+/**
+ * Claimed ahead per endpoint: this many times its in-flight bound (claims again when half of that
+ * is left, so one claim transaction serves about the bound's worth of tries).
+ */
+const CLAIM_AHEAD_FACTOR = 2;
 /** No claiming ahead when buffered rows could wait less than this (a lease barely above the timeout). */
 const CLAIM_AHEAD_MIN_WAIT_MS = 1_000;
 /** Share of the slots kept for endpoints with nothing in flight (see Fairness above). */
@@ -208,6 +232,7 @@ export class WebhookDispatcher implements Worker {
   private flushing: Promise<void> | null = null;
   private loop: Promise<void> | null = null;
   private stopping = false;
+  private stopped: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   /** A wake-up came while the loop was busy claiming: do not sleep through it. */
   private poked = false;
@@ -262,7 +287,13 @@ export class WebhookDispatcher implements Worker {
     throw new Error(`webhook drain did not settle in ${maxRounds} rounds`);
   }
 
-  async stop(): Promise<void> {
+  /** Stops the loop, gives back buffered rows, waits for (or aborts) the tries in flight. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopping = true;
     this.rt.bus.off('webhook', this.onBus);
     this.poke();
@@ -310,6 +341,9 @@ export class WebhookDispatcher implements Worker {
         continue;
       }
       await this.sleep(this.options.idleMs);
+      // The answers that arrived in this turn free their slots before the next step: one step
+      // (one load query) for all of them rather than one each.
+      await nextTurn();
     }
   }
 
@@ -397,12 +431,14 @@ export class WebhookDispatcher implements Worker {
   }
 
   /**
-   * Rows an endpoint may hold leased beyond its in-flight bound: as many again as the bound while
+   * Rows an endpoint may hold leased beyond its in-flight bound: CLAIM_AHEAD_FACTOR times the bound while
    * its breaker is closed; none while it is open (one try at a time, nothing to keep ready), nor
    * when the lease leaves no time to wait (bufferWaitMs).
    */
   private aheadCapOf(endpointId: string, cap = this.capOf(endpointId)): number {
-    return this.bufferWaitMs >= CLAIM_AHEAD_MIN_WAIT_MS && cap >= this.options.perEndpointConcurrency ? cap : 0;
+    return this.bufferWaitMs >= CLAIM_AHEAD_MIN_WAIT_MS && cap >= this.options.perEndpointConcurrency
+      ? Math.min(CLAIM_AHEAD_FACTOR * cap, this.options.concurrency)
+      : 0;
   }
 
   private bufferedOf(endpointId: string): number {
@@ -445,7 +481,8 @@ export class WebhookDispatcher implements Worker {
     const excluded = [...new Set([...this.perEndpoint.keys(), ...this.buffer.keys()])].filter((id) => {
       const cap = this.capOf(id);
       const launchLimit = free <= reserve && (this.perEndpoint.get(id) ?? 0) > 0 ? 0 : cap;
-      const aheadLimit = ahead ? cap + this.aheadCapOf(id, cap) : 0;
+      // Claimed ahead again only once half of its buffer is used, so a claim takes many rows.
+      const aheadLimit = ahead ? cap + Math.floor(this.aheadCapOf(id, cap) / 2) : 0;
       return this.committed(id) >= Math.max(launchLimit, aheadLimit);
     });
     /** Deliveries due now, leaving out endpoints that may not take another row. */
@@ -727,6 +764,8 @@ export class WebhookDispatcher implements Worker {
       this.records.push({ c, attemptedMs, durationMs, o, signature, sent, made, status, nextMs, resolve, reject });
       this.flushRecords();
     });
+    if (fenced && status === 'succeeded') return;
+    // Built only when something is logged: redactedUrl parses the URL.
     const log = {
       delivery: c.id, event: c.event_id, endpoint: c.endpoint_id, url: redactedUrl(c.url), attempt: made, status_code: o.statusCode, error: o.error,
     };
@@ -739,8 +778,13 @@ export class WebhookDispatcher implements Worker {
   private flushRecords(): void {
     if (this.flushing) return;
     this.flushing = (async () => {
-      // Let the tries that finish in this turn join the batch.
+      // Let the tries that finish in this turn join the batch; while many requests are still on
+      // the wire their answers are due within milliseconds: wait a little for them too (bounded),
+      // so a commit carries many tries. Slots are not held meanwhile (launch), only the records.
       await nextTurn();
+      if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping) {
+        await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
+      }
       while (this.records.length > 0) {
         const batch = this.records.splice(0, RECORD_BATCH);
         observeWebhookRecordBatch(batch.length);
@@ -776,7 +820,7 @@ export class WebhookDispatcher implements Worker {
         .insertInto('webhook_attempts')
         .values(
           batch.map((r) => ({
-            id: newInternalId('wha'), delivery_id: r.c.id, attempted_ms: r.attemptedMs, status_code: r.o.statusCode,
+            id: newTimeOrderedId('wha', r.attemptedMs), delivery_id: r.c.id, attempted_ms: r.attemptedMs, status_code: r.o.statusCode,
             response_body: r.o.responseBody, duration_ms: r.durationMs, error: r.o.error,
           })),
         )
