@@ -100,7 +100,7 @@ const ERROR_BACKOFF_MS = 1000;
  * A record batch started with fewer than RECORD_BATCH / 4 tries waits this long for more while
  * requests are on the wire (their answers may be due any moment): one commit for many tries.
  */
-const RECORD_GATHER_MS = 5;
+const RECORD_GATHER_MS = 20;
 /** Tries answered and waiting for their record beyond which no new try starts (back-pressure on the database). */
 const MAX_UNRECORDED = 2 * RECORD_BATCH;
 /**
@@ -782,10 +782,10 @@ export class WebhookDispatcher implements Worker {
       // the wire their answers are due within milliseconds: wait a little for them too (bounded),
       // so a commit carries many tries. Slots are not held meanwhile (launch), only the records.
       await nextTurn();
-      if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping) {
-        await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
-      }
       while (this.records.length > 0) {
+        if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping) {
+          await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
+        }
         const batch = this.records.splice(0, RECORD_BATCH);
         observeWebhookRecordBatch(batch.length);
         try {
