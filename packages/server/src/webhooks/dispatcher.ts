@@ -236,7 +236,20 @@ export class WebhookDispatcher implements Worker {
   private wakeUp: (() => void) | null = null;
   /** A wake-up came while the loop was busy claiming: do not sleep through it. */
   private poked = false;
-  private readonly onBus = () => this.poke();
+  private readonly onBus = () => {
+    this.queuedHere = true;
+    this.poke();
+  };
+  /** Work was queued in this process since the last look (the bus): look even if the last one found nothing. */
+  private queuedHere = false;
+  /**
+   * The last look of the background loop that found nothing due outside the endpoints it left out
+   * (performance.now(), and which it left out). Such a look walks every due row of the endpoints
+   * left out (a busy endpoint's whole backlog): repeated on every freed slot it would cost more
+   * than the tries. So it is repeated only after idleMs, on the bus, or when an endpoint left out
+   * then may take rows now.
+   */
+  private fruitless: { atMs: number; excluded: Set<string> } | null = null;
 
   constructor(
     private readonly rt: Runtime,
@@ -485,19 +498,60 @@ export class WebhookDispatcher implements Worker {
       const aheadLimit = ahead ? cap + Math.floor(this.aheadCapOf(id, cap) / 2) : 0;
       return this.committed(id) >= Math.max(launchLimit, aheadLimit);
     });
-    /** Deliveries due now, leaving out endpoints that may not take another row. */
-    const due = (qb: Db) => {
+    /** Deliveries due now, of the endpoints `only` (all when null). */
+    const due = (qb: Db, only: string[] | null) => {
       const q = qb.selectFrom('webhook_deliveries').where('next_attempt_ms', '<=', nowMs);
-      return excluded.length > 0 ? q.where('endpoint_id', 'not in', excluded) : q;
+      return only !== null ? q.where('endpoint_id', 'in', only).where('status', '=', 'pending') : q;
     };
-    // Cheap look first: an idle poll must not take SQLite's write lock.
-    if (!(await due(db).select('id').limit(1).executeTakeFirst())) return 0;
+    const excludedSet = new Set(excluded);
+    const last = this.fruitless;
+    if (
+      ahead && excluded.length > 0 && last !== null && !this.queuedHere &&
+      performance.now() - last.atMs < this.options.idleMs && [...last.excluded].every((id) => excludedSet.has(id))
+    ) {
+      return 0;
+    }
+    this.queuedHere = false;
+    this.fruitless = null;
+    // Cheap look first: an idle poll must not take SQLite's write lock. With endpoints left out,
+    // not "the first due row not theirs" (that walks a busy endpoint's whole backlog in the due
+    // index) but the endpoints with a due row, one index probe each (endpoint, status, created),
+    // and the candidates then come from those endpoints only.
+    let only: string[] | null = null;
+    if (excluded.length === 0) {
+      if (!(await due(db, null).select('id').limit(1).executeTakeFirst())) return 0;
+    } else {
+      only = (
+        await db
+          .selectFrom('webhook_endpoints as ep')
+          .select('ep.id')
+          .where('ep.id', 'not in', excluded)
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('webhook_deliveries as d')
+                .select('d.id')
+                .whereRef('d.endpoint_id', '=', 'ep.id')
+                .where('d.status', '=', 'pending')
+                .where('d.next_attempt_ms', '<=', nowMs),
+            ),
+          )
+          .limit(MAX_CANDIDATES)
+          .execute()
+      ).map((r) => r.id);
+      if (only.length === 0) {
+        if (ahead) this.fruitless = { atMs: performance.now(), excluded: excludedSet };
+        return 0;
+      }
+    }
 
     const leaseUntil = nowMs + this.options.leaseMs;
     const taken = await this.rt.store.transaction(async (trx) => {
-      let q = due(trx)
+      // For named endpoints in the order of their index (endpoint, status, created): the rows of
+      // one endpoint come without a sort, oldest first.
+      let q = due(trx, only)
         .select(['id', 'endpoint_id', 'next_attempt_ms'])
-        .orderBy('next_attempt_ms')
+        .orderBy(only === null ? 'next_attempt_ms' : 'created')
         .limit(Math.min((free + aheadRoom) * CANDIDATES_PER_SLOT, MAX_CANDIDATES));
       if (engine === 'postgres') q = q.forUpdate().skipLocked();
       const candidates = await q.execute();
