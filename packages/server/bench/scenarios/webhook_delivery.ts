@@ -248,8 +248,8 @@ async function drainBacklog(ctx: RunContext, env: Record<string, string>): Promi
       { name: 'per endpoint', value: Number(env.TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY ?? defaults.webhookPerEndpointConcurrency), unit: '' },
       { name: 'queueing took', value: queueS, unit: 's' },
       { name: 'tries per record transaction', value: batching.recordBatch, unit: '' },
-      { name: 'SQLite commits per delivery', value: batching.commits / Math.max(1, succeeded), unit: '' },
     ];
+    if (ctx.engine === 'sqlite') metrics.push({ name: 'SQLite commits per delivery', value: batching.commits / Math.max(1, succeeded), unit: '' });
     const problems: string[] = [];
     if (!drained || remaining > 0) problems.push(`${remaining} deliveries not finished after ${drainS.toFixed(1)} s`);
     if (succeeded !== events) problems.push(`${succeeded} of ${events} deliveries succeeded ${JSON.stringify(statuses)}`);

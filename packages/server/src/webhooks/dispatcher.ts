@@ -235,6 +235,15 @@ export class WebhookDispatcher implements Worker {
   /** Rows the last claim leased (the loop claims again at once while claims find work). */
   private lastClaimed = 0;
   private claimChain: Promise<unknown> = Promise.resolve();
+  /**
+   * Launches from the buffer run one at a time (their own chain, not the claims'): a slot freed
+   * while a claim transaction is under way is filled from the buffer without waiting for it.
+   */
+  private launchChain: Promise<unknown> = Promise.resolve();
+  private launchScheduled = false;
+  /** Rows taken from the buffer and being loaded, per endpoint: still committed, about to be in flight. */
+  private readonly launching = new Map<string, number>();
+  private launchingTotal = 0;
   private readonly records: TryRecord[] = [];
   private flushing: Promise<void> | null = null;
   private loop: Promise<void> | null = null;
@@ -319,6 +328,7 @@ export class WebhookDispatcher implements Worker {
     this.poke();
     await this.loop;
     await this.claimChain;
+    await this.launchChain;
     // Buffered rows go back now rather than when their leases run out.
     const buffered = [...this.buffer.values()].flat();
     this.buffer.clear();
@@ -388,7 +398,8 @@ export class WebhookDispatcher implements Worker {
 
   private freeSlots(): number {
     const unrecorded = this.inFlight.size - this.sending;
-    return Math.min(this.options.concurrency - this.sending, this.options.concurrency + MAX_UNRECORDED - this.sending - unrecorded);
+    const taken = this.sending + this.launchingTotal;
+    return Math.min(this.options.concurrency - taken, this.options.concurrency + MAX_UNRECORDED - taken - unrecorded);
   }
 
   /**
@@ -400,11 +411,11 @@ export class WebhookDispatcher implements Worker {
   private claimAndStart(ahead = false): Promise<Promise<void>[]> {
     const next = this.claimChain.then(async () => {
       if (this.stopping) return [];
-      const started = await this.launchBuffered();
+      const started = await this.launchFromBuffer();
       const free = this.freeSlots();
       if (this.stopping || (free <= 0 && !(ahead && this.wantsAhead()))) return started;
       this.lastClaimed = await this.claim(free, ahead);
-      if (this.lastClaimed > 0) started.push(...(await this.launchBuffered()));
+      if (this.lastClaimed > 0) started.push(...(await this.launchFromBuffer()));
       return started;
     });
     this.claimChain = next.catch(() => undefined);
@@ -427,6 +438,8 @@ export class WebhookDispatcher implements Worker {
         this.perEndpoint.delete(c.endpoint_id);
         this.caps.delete(c.endpoint_id);
       }
+      // The background loop refills the slot from the buffer at once (and claims when it runs low).
+      if (this.loop !== null) this.scheduleLaunch();
       this.poke();
     };
     const task: Promise<void> = this.deliver(c, freeSlot)
@@ -467,7 +480,7 @@ export class WebhookDispatcher implements Worker {
 
   /** Tries in flight plus rows leased and waiting, per endpoint. */
   private committed(endpointId: string): number {
-    return (this.perEndpoint.get(endpointId) ?? 0) + this.bufferedOf(endpointId);
+    return (this.perEndpoint.get(endpointId) ?? 0) + this.bufferedOf(endpointId) + (this.launching.get(endpointId) ?? 0);
   }
 
   private reserve(): number {
@@ -643,6 +656,23 @@ export class WebhookDispatcher implements Worker {
    * canceled or taken over since it was claimed is dropped, not sent. A row that waited longer
    * than bufferWaitMs is given back instead (releaseLeases): its try might outlive its lease.
    */
+  /** launchBuffered, after any launch under way (launchChain). */
+  private launchFromBuffer(): Promise<Promise<void>[]> {
+    const next = this.launchChain.then(() => (this.stopping && this.loop !== null ? [] : this.launchBuffered()));
+    this.launchChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** One launch from the buffer after this turn's I/O, for every slot freed in it. */
+  private scheduleLaunch(): void {
+    if (this.launchScheduled || this.stopping || this.bufferedTotal === 0) return;
+    this.launchScheduled = true;
+    setImmediate(() => {
+      this.launchScheduled = false;
+      this.launchFromBuffer().catch((err: unknown) => this.rt.log.error({ err }, 'webhook dispatcher: sending buffered deliveries failed'));
+    });
+  }
+
   private async launchBuffered(): Promise<Promise<void>[]> {
     const free = this.freeSlots();
     if (free <= 0 || this.bufferedTotal === 0) return [];
@@ -665,10 +695,21 @@ export class WebhookDispatcher implements Worker {
     });
     for (const [endpointId, queue] of this.buffer) if (queue.length === 0) this.buffer.delete(endpointId);
     this.bufferedTotal -= stale.length + picked.length;
-    if (stale.length > 0) await this.releaseLeases(stale);
-    if (picked.length === 0) return [];
-    const loaded = await this.load(picked);
-    return loaded.map(({ c, cap }) => this.launch(c, cap));
+    for (const [endpointId, n] of counts) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
+    this.launchingTotal += picked.length;
+    try {
+      if (stale.length > 0) await this.releaseLeases(stale);
+      if (picked.length === 0) return [];
+      const loaded = await this.load(picked);
+      return loaded.map(({ c, cap }) => this.launch(c, cap));
+    } finally {
+      for (const [endpointId, n] of counts) {
+        const left = (this.launching.get(endpointId) ?? n) - n;
+        if (left > 0) this.launching.set(endpointId, left);
+        else this.launching.delete(endpointId);
+      }
+      this.launchingTotal -= picked.length;
+    }
   }
 
   /** The rows to send, with their bodies and endpoints; rows no longer ours or not sendable are left out. */
