@@ -892,7 +892,9 @@ export class WebhookDispatcher implements Worker {
         if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping) {
           await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
         }
-        const batch = this.records.splice(0, RECORD_BATCH);
+        // A power of two: the batch statements' text depends on the count, and SQLite keeps a
+        // prepared statement per text (store/db.ts); eight sizes instead of 128.
+        const batch = this.records.splice(0, 2 ** Math.floor(Math.log2(Math.min(this.records.length, RECORD_BATCH))));
         observeWebhookRecordBatch(batch.length);
         try {
           const { fenced, streaks } = await this.writeRecords(batch);
