@@ -97,8 +97,9 @@ const SIGNATURE_CACHE_MAX = 4096;
 const KEY_CACHE_MAX = 1024;
 const ERROR_BACKOFF_MS = 1000;
 /**
- * A record batch started with fewer than RECORD_BATCH / 4 tries waits this long for more while
- * requests are on the wire (their answers may be due any moment): one commit for many tries.
+ * A record batch started with fewer than RECORD_BATCH / 4 tries, all successes, waits this long
+ * for more while requests are on the wire (their answers may be due any moment): one commit for
+ * many tries. A failure is written without waiting (the breaker reads the recorded run).
  */
 const RECORD_GATHER_MS = 20;
 /** Tries answered and waiting for their record beyond which no new try starts (back-pressure on the database). */
@@ -889,7 +890,8 @@ export class WebhookDispatcher implements Worker {
       // so a commit carries many tries. Slots are not held meanwhile (launch), only the records.
       await nextTurn();
       while (this.records.length > 0) {
-        if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping) {
+        // Failures are written at once: the circuit breaker follows the recorded run of failures.
+        if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping && this.records.every((r) => r.status === 'succeeded')) {
           await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
         }
         // A power of two: the batch statements' text depends on the count, and SQLite keeps a
