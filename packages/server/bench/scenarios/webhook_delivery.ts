@@ -133,6 +133,27 @@ async function deliveryStatuses(rt: Runtime): Promise<Record<string, number>> {
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
 }
 
+/** Histogram sum and count of one metric in Prometheus text. */
+function histogram(text: string, name: string): { sum: number; count: number } {
+  const value = (suffix: string) => Number(new RegExp(`^${name}_${suffix}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { sum: value('sum'), count: value('count') };
+}
+
+/**
+ * How the server batched its writes (from its /metrics): tries per record transaction, and SQLite
+ * COMMITs (group commit batches; NaN on PostgreSQL). NaN when /metrics does not answer.
+ */
+async function serverBatching(baseUrl: string): Promise<{ recordBatch: number; commits: number }> {
+  try {
+    const text = await (await fetch(`${baseUrl}/metrics`)).text();
+    const records = histogram(text, 'tixian_webhook_record_batch_size');
+    const commits = histogram(text, 'tixian_sqlite_group_commit_transactions');
+    return { recordBatch: records.sum / records.count, commits: commits.count };
+  } catch {
+    return { recordBatch: NaN, commits: NaN };
+  }
+}
+
 /**
  * A backlog of `--events` withdrawal-succeeded events (default 100,000), one endpoint, queued in
  * the database before the server starts; then `tixian serve` with its workers drains it to a
@@ -203,6 +224,7 @@ async function drainBacklog(ctx: RunContext, env: Record<string, string>): Promi
       { everyMs: 20, timeoutMs: DRAIN_BASE_MS + DRAIN_MS_PER_EVENT * events },
     );
     const drainEnd = performance.now();
+    const batching = await serverBatching(server.baseUrl);
     const used = window.end();
     const stopped = await server.stop();
     const statuses = await deliveryStatuses(rt);
@@ -225,7 +247,9 @@ async function drainBacklog(ctx: RunContext, env: Record<string, string>): Promi
       { name: 'concurrency', value: Number(env.TIXIAN_WEBHOOK_CONCURRENCY ?? defaults.webhookConcurrency), unit: '' },
       { name: 'per endpoint', value: Number(env.TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY ?? defaults.webhookPerEndpointConcurrency), unit: '' },
       { name: 'queueing took', value: queueS, unit: 's' },
+      { name: 'tries per record transaction', value: batching.recordBatch, unit: '' },
     ];
+    if (ctx.engine === 'sqlite') metrics.push({ name: 'SQLite commits per delivery', value: batching.commits / Math.max(1, succeeded), unit: '' });
     const problems: string[] = [];
     if (!drained || remaining > 0) problems.push(`${remaining} deliveries not finished after ${drainS.toFixed(1)} s`);
     if (succeeded !== events) problems.push(`${succeeded} of ${events} deliveries succeeded ${JSON.stringify(statuses)}`);

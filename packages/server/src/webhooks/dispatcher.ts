@@ -7,14 +7,14 @@ import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/m
 import type { Worker } from '../workers.ts';
 import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
-import { newInternalId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
-import { signingKeyForEvent } from '../security/signing-keys.ts';
+import { signingKeyFor } from '../security/signing-keys.ts';
 import { sharedSignPool } from '../security/sign-pool.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
+import { newTimeOrderedId } from './outbox.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -26,6 +26,18 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * dies therefore becomes due again when the lease runs out and is sent again: at-least-once, with the
  * same event id and the same bytes. The lease value doubles as a fencing token: a try is recorded
  * only if the row still carries the lease it was claimed with.
+ *
+ * Claiming ahead (issue #12): for an endpoint whose slots are all taken, a claim also leases its
+ * next rows (up to CLAIM_AHEAD_FACTOR × its bound, claimed again when half are used; at most
+ * `concurrency` rows in all), kept in memory as ids only. A freed slot then takes a buffered row at
+ * once instead of waiting for a claim transaction, and one claim serves many tries. A buffered row
+ * is loaded (body, endpoint) just before it is sent, in one query for all rows sent together, and
+ * that query checks the lease: a row re-queued, canceled or taken over meanwhile is not sent. A row
+ * waits at most BUFFER_MAX_WAIT_MS, and never so long that its try could outlive its lease; past
+ * that, and on stop(), it is given back (due again when it was due). A slot is freed when its
+ * request is over (answered or failed), not when the try is recorded: records are written in
+ * batches (RECORD_BATCH, RECORD_GATHER_MS), at most MAX_UNRECORDED waiting, and the lease of a try
+ * waiting for its record is as safe as before (the record is fenced by it).
  *
  * Fairness: concurrency is bounded overall and per endpoint, and a claim takes deliveries round-robin
  * over the endpoints among its candidates (one each per pass), not oldest first, so one endpoint's
@@ -42,9 +54,11 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * Destinations: live-mode tries connect only to public addresses (destination.ts) unless the
  * operator allows private ones; test mode is not checked.
  *
- * Back of the envelope (PERFORMANCE.md): per event one RSA signature (~250 µs, then stored and
- * reused by every retry and endpoint), per try one HTTP round trip on a kept-alive socket and one
- * small transaction (~100 µs on SQLite): a few thousand tries a second per process.
+ * Back of the envelope (PERFORMANCE.md): per event one RSA signature (~250–290 µs on this VM kind,
+ * then stored and reused by every retry and endpoint; in a signing thread when the process has a
+ * spare core), per try one HTTP round trip on a kept-alive socket, a share of one load query, of
+ * one claim (~1/8–1/32) and of one record transaction of a fixed number of statements (~1/7–1/20):
+ * on one core with inline signing, the signature is about half of a try's CPU time.
  */
 
 export interface DispatcherOptions {
@@ -82,6 +96,29 @@ const RECORD_BATCH = 128;
 const SIGNATURE_CACHE_MAX = 4096;
 const KEY_CACHE_MAX = 1024;
 const ERROR_BACKOFF_MS = 1000;
+/**
+ * A record batch started with fewer than RECORD_BATCH / 4 tries, all successes, waits this long
+ * for more while requests are on the wire (their answers may be due any moment): one commit for
+ * many tries. A failure is written without waiting (the breaker reads the recorded run).
+ */
+const RECORD_GATHER_MS = 20;
+/** Tries answered and waiting for their record beyond which no new try starts (back-pressure on the database). */
+const MAX_UNRECORDED = 2 * RECORD_BATCH;
+/**
+ * A buffered (claimed ahead) row is sent at most this long after its claim, and never later than
+ * its lease minus the timeout minus 1 s (the margin a try always had to be recorded in), so no try
+ * outlives its lease. Past that it is given back. Never less than LAUNCH_GRACE_MS, the time a
+ * claim may take before what it took for free slots is sent.
+ */
+const BUFFER_MAX_WAIT_MS = 10_000;
+const LAUNCH_GRACE_MS = 250;
+/**
+ * Claimed ahead per endpoint: this many times its in-flight bound (claims again when half of that
+ * is left, so one claim transaction serves about the bound's worth of tries).
+ */
+const CLAIM_AHEAD_FACTOR = 2;
+/** No claiming ahead when buffered rows could wait less than this (a lease barely above the timeout). */
+const CLAIM_AHEAD_MIN_WAIT_MS = 1_000;
 /** Share of the slots kept for endpoints with nothing in flight (see Fairness above). */
 const RESERVE_SHARE = 4;
 /**
@@ -112,9 +149,23 @@ function dispatcherOptions(rt: Runtime, overrides: Partial<DispatcherOptions> = 
   };
 }
 
+/** A delivery this dispatcher holds leased, claimed but not yet sent (the buffer). */
+interface Leased {
+  id: string;
+  endpointId: string;
+  /** The lease (fencing token) it was claimed with. */
+  leaseMs: number;
+  /** When it was due before the claim: what it goes back to if given back unsent. */
+  dueMs: number;
+  /** The endpoint's in-flight bound at claim time. */
+  cap: number;
+  claimedMs: number;
+}
+
 interface Claimed {
   id: string;
   event_id: string;
+  account_id: string;
   endpoint_id: string;
   attempts: number;
   lease_ms: number;
@@ -123,6 +174,13 @@ interface Claimed {
   secret: string | null;
   body: string;
   signature: string | null;
+}
+
+/** A leased row as load() reads it, with its endpoint's state. */
+interface LoadedRow extends Omit<Claimed, 'lease_ms'> {
+  lease_ms: number | null;
+  disabled: number;
+  auto_disabled_ms: number | null;
 }
 
 interface TryRecord {
@@ -153,28 +211,69 @@ export class WebhookDispatcher implements Worker {
   private readonly agent: Agent;
   /** Live-mode tries: public destinations only, checked on the address connected to (DNS rebinding). */
   private readonly liveAgent: Agent;
+  /** Tries from launch until recorded (stop() and runOnce() wait for these). */
   private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Requests on the wire (launch until the answer, or the failure, is in): what the slots bound.
+   * A try answered but not yet recorded no longer holds a slot, so the next one goes out while
+   * its record waits for the next batch; at most MAX_UNRECORDED wait that way (freeSlots).
+   */
+  private sending = 0;
   private readonly perEndpoint = new Map<string, number>();
   /** The in-flight bound of each endpoint with tries in flight (1 while its breaker is open). */
   private readonly caps = new Map<string, number>();
   private readonly signatures = new BoundedCache<string, string>(SIGNATURE_CACHE_MAX);
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   private readonly abort = new AbortController();
+  /**
+   * Leased rows waiting for a slot, per endpoint in claim order (ids and numbers only, no bodies).
+   * Bounded: at most `concurrency` claimed ahead plus one claim's rows for the free slots.
+   */
+  private readonly buffer = new Map<string, Leased[]>();
+  private bufferedTotal = 0;
+  /** How long a buffered row may wait for a slot (BUFFER_MAX_WAIT_MS). */
+  private readonly bufferWaitMs: number;
+  /** Rows the last claim leased (the loop claims again at once while claims find work). */
+  private lastClaimed = 0;
   private claimChain: Promise<unknown> = Promise.resolve();
+  /**
+   * Launches from the buffer run one at a time (their own chain, not the claims'): a slot freed
+   * while a claim transaction is under way is filled from the buffer without waiting for it.
+   */
+  private launchChain: Promise<unknown> = Promise.resolve();
+  private launchScheduled = false;
+  /** Rows taken from the buffer and being loaded, per endpoint: still committed, about to be in flight. */
+  private readonly launching = new Map<string, number>();
+  private launchingTotal = 0;
   private readonly records: TryRecord[] = [];
   private flushing: Promise<void> | null = null;
   private loop: Promise<void> | null = null;
   private stopping = false;
+  private stopped: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   /** A wake-up came while the loop was busy claiming: do not sleep through it. */
   private poked = false;
-  private readonly onBus = () => this.poke();
+  private readonly onBus = () => {
+    this.queuedHere = true;
+    this.poke();
+  };
+  /** Work was queued in this process since the last look (the bus): look even if the last one found nothing. */
+  private queuedHere = false;
+  /**
+   * The last look of the background loop that found nothing due outside the endpoints it left out
+   * (performance.now(), and which it left out). Such a look walks every due row of the endpoints
+   * left out (a busy endpoint's whole backlog): repeated on every freed slot it would cost more
+   * than the tries. So it is repeated only after idleMs, on the bus, or when an endpoint left out
+   * then may take rows now.
+   */
+  private fruitless: { atMs: number; excluded: Set<string> } | null = null;
 
   constructor(
     private readonly rt: Runtime,
     overrides: Partial<DispatcherOptions> = {},
   ) {
     this.options = dispatcherOptions(rt, overrides);
+    this.bufferWaitMs = Math.max(LAUNCH_GRACE_MS, Math.min(BUFFER_MAX_WAIT_MS, this.options.leaseMs - this.options.timeoutMs - 1_000));
     const agentOptions = (guarded: boolean): Agent.Options => ({
       keepAliveTimeout: 4_000,
       // Our own bounds decide how many tries run; the agent must not queue them behind each other
@@ -202,7 +301,7 @@ export class WebhookDispatcher implements Worker {
    * Returns the number of tries made.
    */
   async runOnce(): Promise<number> {
-    const started = await this.claimAndStart();
+    const started = await this.claimAndStart(false);
     await Promise.all(started);
     return started.length;
   }
@@ -218,11 +317,24 @@ export class WebhookDispatcher implements Worker {
     throw new Error(`webhook drain did not settle in ${maxRounds} rounds`);
   }
 
-  async stop(): Promise<void> {
+  /** Stops the loop, gives back buffered rows, waits for (or aborts) the tries in flight. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopping = true;
     this.rt.bus.off('webhook', this.onBus);
     this.poke();
     await this.loop;
+    await this.claimChain;
+    await this.launchChain;
+    // Buffered rows go back now rather than when their leases run out.
+    const buffered = [...this.buffer.values()].flat();
+    this.buffer.clear();
+    this.bufferedTotal = 0;
+    await this.releaseLeases(buffered);
     const settled = Promise.allSettled([...this.inFlight]);
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<true>((resolve) => {
@@ -244,22 +356,25 @@ export class WebhookDispatcher implements Worker {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      let started = 0;
       this.poked = false;
+      this.lastClaimed = 0;
       try {
-        started = (await this.claimAndStart()).length;
+        await this.claimAndStart(true);
       } catch (err) {
         this.rt.log.error({ err }, 'webhook dispatcher: claiming deliveries failed');
         await this.sleep(ERROR_BACKOFF_MS);
         continue;
       }
       if (this.stopping) break;
-      if (started > 0 && this.freeSlots() > 0) {
+      if (this.lastClaimed > 0 && (this.freeSlots() > 0 || this.wantsAhead())) {
         // More may be due: claim again at once, but let I/O callbacks (the API) run first.
         await nextTurn();
         continue;
       }
       await this.sleep(this.options.idleMs);
+      // The answers that arrived in this turn free their slots before the next step: one step
+      // (one load query) for all of them rather than one each.
+      await nextTurn();
     }
   }
 
@@ -283,16 +398,26 @@ export class WebhookDispatcher implements Worker {
   }
 
   private freeSlots(): number {
-    return this.options.concurrency - this.inFlight.size;
+    const unrecorded = this.inFlight.size - this.sending;
+    const taken = this.sending + this.launchingTotal;
+    return Math.min(this.options.concurrency - taken, this.options.concurrency + MAX_UNRECORDED - taken - unrecorded);
   }
 
-  /** One claim at a time per dispatcher, so slot counts never go stale between claim and launch. */
-  private claimAndStart(): Promise<Promise<void>[]> {
+  /**
+   * One step at a time per dispatcher, so slot counts never go stale between claim and launch:
+   * first the buffered rows that fit the free slots are sent (no claim transaction in the way),
+   * then, if slots are still free (or `ahead` and a saturated endpoint's buffer runs low), a claim
+   * leases more and what fits is sent at once.
+   */
+  private claimAndStart(ahead = false): Promise<Promise<void>[]> {
     const next = this.claimChain.then(async () => {
+      if (this.stopping) return [];
+      const started = await this.launchFromBuffer();
       const free = this.freeSlots();
-      if (free <= 0 || this.stopping) return [];
-      const claimed = await this.claim(free);
-      return claimed.map(({ c, cap }) => this.launch(c, cap));
+      if (this.stopping || (free <= 0 && !(ahead && this.wantsAhead()))) return started;
+      this.lastClaimed = await this.claim(free, ahead);
+      if (this.lastClaimed > 0) started.push(...(await this.launchFromBuffer()));
+      return started;
     });
     this.claimChain = next.catch(() => undefined);
     return next;
@@ -300,17 +425,29 @@ export class WebhookDispatcher implements Worker {
 
   private launch(c: Claimed, cap: number): Promise<void> {
     this.perEndpoint.set(c.endpoint_id, (this.perEndpoint.get(c.endpoint_id) ?? 0) + 1);
+    this.sending++;
     if (!this.caps.has(c.endpoint_id)) this.caps.set(c.endpoint_id, cap);
-    const task: Promise<void> = this.deliver(c)
+    let answered = false;
+    /** The request is over (answered, failed or never sent): its slot is free for the next one. */
+    const freeSlot = () => {
+      if (answered) return;
+      answered = true;
+      this.sending--;
+      const n = (this.perEndpoint.get(c.endpoint_id) ?? 1) - 1;
+      if (n > 0) this.perEndpoint.set(c.endpoint_id, n);
+      else {
+        this.perEndpoint.delete(c.endpoint_id);
+        this.caps.delete(c.endpoint_id);
+      }
+      // The background loop refills the slot from the buffer at once (and claims when it runs low).
+      if (this.loop !== null) this.scheduleLaunch();
+      this.poke();
+    };
+    const task: Promise<void> = this.deliver(c, freeSlot)
       .catch((err: unknown) => this.rt.log.error({ err, delivery: c.id }, 'webhook delivery could not be recorded; it is retried after its lease'))
       .finally(() => {
+        freeSlot();
         this.inFlight.delete(task);
-        const n = (this.perEndpoint.get(c.endpoint_id) ?? 1) - 1;
-        if (n > 0) this.perEndpoint.set(c.endpoint_id, n);
-        else {
-          this.perEndpoint.delete(c.endpoint_id);
-          this.caps.delete(c.endpoint_id);
-        }
         this.poke();
       });
     this.inFlight.add(task);
@@ -324,41 +461,131 @@ export class WebhookDispatcher implements Worker {
 
   /** In-flight tries per endpoint that this claim may not exceed for endpoints already busy. */
   private capOf(endpointId: string): number {
-    return this.caps.get(endpointId) ?? this.options.perEndpointConcurrency;
+    return this.caps.get(endpointId) ?? this.buffer.get(endpointId)?.[0]?.cap ?? this.options.perEndpointConcurrency;
   }
 
-  private async claim(free: number): Promise<{ c: Claimed; cap: number }[]> {
+  /**
+   * Rows an endpoint may hold leased beyond its in-flight bound: CLAIM_AHEAD_FACTOR times the bound while
+   * its breaker is closed; none while it is open (one try at a time, nothing to keep ready), nor
+   * when the lease leaves no time to wait (bufferWaitMs).
+   */
+  private aheadCapOf(endpointId: string, cap = this.capOf(endpointId)): number {
+    return this.bufferWaitMs >= CLAIM_AHEAD_MIN_WAIT_MS && cap >= this.options.perEndpointConcurrency
+      ? Math.min(CLAIM_AHEAD_FACTOR * cap, this.options.concurrency)
+      : 0;
+  }
+
+  private bufferedOf(endpointId: string): number {
+    return this.buffer.get(endpointId)?.length ?? 0;
+  }
+
+  /** Tries in flight plus rows leased and waiting, per endpoint. */
+  private committed(endpointId: string): number {
+    return (this.perEndpoint.get(endpointId) ?? 0) + this.bufferedOf(endpointId) + (this.launching.get(endpointId) ?? 0);
+  }
+
+  private reserve(): number {
+    return Math.floor(this.options.concurrency / RESERVE_SHARE);
+  }
+
+  /** A saturated endpoint (every slot in flight) whose buffer fell to half: claim ahead for it. */
+  private wantsAhead(): boolean {
+    if (this.bufferedTotal >= this.options.concurrency) return false;
+    for (const [endpointId, n] of this.perEndpoint) {
+      const cap = this.capOf(endpointId);
+      const aheadCap = this.aheadCapOf(endpointId, cap);
+      if (aheadCap > 0 && n >= cap && this.bufferedOf(endpointId) <= aheadCap / 2) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Leases due deliveries into the buffer: first as many as there are free slots (round-robin over
+   * endpoints, the reserve kept for idle ones: Fairness above), then, with `ahead`, up to each
+   * saturated endpoint's aheadCapOf (round-robin too, at most `concurrency` rows buffered in all).
+   * Returns the number of rows leased. Nothing is sent here: launchBuffered sends.
+   */
+  private async claim(free: number, ahead: boolean): Promise<number> {
     const { db, engine } = this.rt.store;
     const nowMs = this.rt.clock.nowMs();
-    const reserve = Math.floor(this.options.concurrency / RESERVE_SHARE);
-    // Bounded: at most `concurrency` endpoints are busy. Within the reserve only idle endpoints claim.
-    const busy = [...this.perEndpoint.keys()];
-    const excluded = free <= reserve ? busy : busy.filter((id) => this.perEndpoint.get(id)! >= this.capOf(id));
-    /** Deliveries due now, leaving out endpoints that may not take another try. */
-    const due = (qb: Db) => {
+    const reserve = this.reserve();
+    const aheadRoom = ahead ? Math.max(0, this.options.concurrency - this.bufferedTotal) : 0;
+    if (free <= 0 && aheadRoom <= 0) return 0;
+    // Bounded: at most `concurrency` endpoints are busy and as many have buffered rows.
+    const excluded = [...new Set([...this.perEndpoint.keys(), ...this.buffer.keys()])].filter((id) => {
+      const cap = this.capOf(id);
+      const launchLimit = free <= reserve && (this.perEndpoint.get(id) ?? 0) > 0 ? 0 : cap;
+      // Claimed ahead again only once half of its buffer is used, so a claim takes many rows.
+      const aheadLimit = ahead ? cap + Math.floor(this.aheadCapOf(id, cap) / 2) : 0;
+      return this.committed(id) >= Math.max(launchLimit, aheadLimit);
+    });
+    /** Deliveries due now, of the endpoints `only` (all when null). */
+    const due = (qb: Db, only: string[] | null) => {
       const q = qb.selectFrom('webhook_deliveries').where('next_attempt_ms', '<=', nowMs);
-      return excluded.length > 0 ? q.where('endpoint_id', 'not in', excluded) : q;
+      return only !== null ? q.where('endpoint_id', 'in', only).where('status', '=', 'pending') : q;
     };
-    // Cheap look first: an idle poll must not take SQLite's write lock.
-    if (!(await due(db).select('id').limit(1).executeTakeFirst())) return [];
+    const excludedSet = new Set(excluded);
+    const last = this.fruitless;
+    if (
+      ahead && excluded.length > 0 && last !== null && !this.queuedHere &&
+      performance.now() - last.atMs < this.options.idleMs && [...last.excluded].every((id) => excludedSet.has(id))
+    ) {
+      return 0;
+    }
+    this.queuedHere = false;
+    this.fruitless = null;
+    // Cheap look first: an idle poll must not take SQLite's write lock. With endpoints left out,
+    // not "the first due row not theirs" (that walks a busy endpoint's whole backlog in the due
+    // index) but the endpoints with a due row, one index probe each (endpoint, status, created),
+    // and the candidates then come from those endpoints only.
+    let only: string[] | null = null;
+    if (excluded.length === 0) {
+      if (!(await due(db, null).select('id').limit(1).executeTakeFirst())) return 0;
+    } else {
+      only = (
+        await db
+          .selectFrom('webhook_endpoints as ep')
+          .select('ep.id')
+          .where('ep.id', 'not in', excluded)
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('webhook_deliveries as d')
+                .select('d.id')
+                .whereRef('d.endpoint_id', '=', 'ep.id')
+                .where('d.status', '=', 'pending')
+                .where('d.next_attempt_ms', '<=', nowMs),
+            ),
+          )
+          .limit(MAX_CANDIDATES)
+          .execute()
+      ).map((r) => r.id);
+      if (only.length === 0) {
+        if (ahead) this.fruitless = { atMs: performance.now(), excluded: excludedSet };
+        return 0;
+      }
+    }
 
     const leaseUntil = nowMs + this.options.leaseMs;
     const taken = await this.rt.store.transaction(async (trx) => {
-      let q = due(trx)
-        .select(['id', 'endpoint_id'])
-        .orderBy('next_attempt_ms')
-        .limit(Math.min(free * CANDIDATES_PER_SLOT, MAX_CANDIDATES));
+      // For named endpoints in the order of their index (endpoint, status, created): the rows of
+      // one endpoint come without a sort, oldest first.
+      let q = due(trx, only)
+        .select(['id', 'endpoint_id', 'next_attempt_ms'])
+        .orderBy(only === null ? 'next_attempt_ms' : 'created')
+        .limit(Math.min((free + aheadRoom) * CANDIDATES_PER_SLOT, MAX_CANDIDATES));
       if (engine === 'postgres') q = q.forUpdate().skipLocked();
       const candidates = await q.execute();
-      if (candidates.length === 0) return new Map<string, number>();
-      const queues = new Map<string, string[]>();
+      if (candidates.length === 0) return [];
+      const queues = new Map<string, { id: string; dueMs: number }[]>();
       for (const c of candidates) {
+        const row = { id: c.id, dueMs: Number(c.next_attempt_ms) };
         const queue = queues.get(c.endpoint_id);
-        if (queue) queue.push(c.id);
-        else queues.set(c.endpoint_id, [c.id]);
+        if (queue) queue.push(row);
+        else queues.set(c.endpoint_id, [row]);
       }
       const states = await trx.selectFrom('webhook_endpoints').select(['id', 'failure_streak']).where('id', 'in', [...queues.keys()]).execute();
-      // An endpoint row that is gone still gets one pick, so its delivery is canceled below.
+      // An endpoint row that is gone still gets one pick, so its delivery is canceled when loaded.
       const capOf = new Map<string, number>([...queues.keys()].map((id) => [id, 1]));
       for (const st of states) {
         const cap = Math.min(this.capForStreak(st.failure_streak), this.capOf(st.id));
@@ -366,97 +593,221 @@ export class WebhookDispatcher implements Worker {
         // Another process's failures may have opened the breaker: the next claim's exclusions follow.
         if (this.caps.has(st.id)) this.caps.set(st.id, cap);
       }
-      const picked = this.pickRoundRobin(queues, capOf, free, reserve);
-      if (picked.size > 0) {
-        await trx.updateTable('webhook_deliveries').set({ next_attempt_ms: leaseUntil, lease_ms: leaseUntil }).where('id', 'in', [...picked.keys()]).execute();
+      const counts = new Map<string, number>();
+      const picked: Leased[] = [];
+      const take = (endpointId: string, row: { id: string; dueMs: number }, cap: number) => {
+        picked.push({ id: row.id, endpointId, leaseMs: leaseUntil, dueMs: row.dueMs, cap, claimedMs: nowMs });
+        counts.set(endpointId, (counts.get(endpointId) ?? 0) + 1);
+      };
+      // For the free slots: an endpoint stops at its cap; a busy one does not take the reserve.
+      this.pickRoundRobin(queues, free, (endpointId, n) => {
+        const cap = capOf.get(endpointId)!;
+        const held = this.committed(endpointId) + (counts.get(endpointId) ?? 0);
+        if (held >= cap || (held > 0 && n >= free - reserve)) return false;
+        return (row) => take(endpointId, row, cap);
+      });
+      // Ahead, for endpoints whose slots are all taken: their next rows, ready when a slot frees.
+      if (aheadRoom > 0) {
+        this.pickRoundRobin(queues, aheadRoom, (endpointId) => {
+          const cap = capOf.get(endpointId)!;
+          if (this.committed(endpointId) + (counts.get(endpointId) ?? 0) >= cap + this.aheadCapOf(endpointId, cap)) return false;
+          return (row) => take(endpointId, row, cap);
+        });
+      }
+      if (picked.length > 0) {
+        await trx.updateTable('webhook_deliveries').set({ next_attempt_ms: leaseUntil, lease_ms: leaseUntil }).where('id', 'in', picked.map((p) => p.id)).execute();
       }
       return picked;
     });
-    if (taken.size === 0) return [];
-    const rows = await db
-      .selectFrom('webhook_deliveries as d')
-      .innerJoin('events as e', 'e.id', 'd.event_id')
-      .innerJoin('webhook_endpoints as ep', 'ep.id', 'd.endpoint_id')
-      .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'd.lease_ms', 'ep.url', 'ep.livemode', 'ep.secret', 'ep.disabled', 'ep.auto_disabled_ms', 'e.body', 'e.signature'])
-      .where('d.id', 'in', [...taken.keys()])
-      .execute();
+    for (const row of taken) {
+      const queue = this.buffer.get(row.endpointId);
+      if (queue) queue.push(row);
+      else this.buffer.set(row.endpointId, [row]);
+    }
+    this.bufferedTotal += taken.length;
+    return taken.length;
+  }
+
+  /**
+   * Passes over the queues one row per endpoint per pass (endpoints in the order of their oldest
+   * due row) until `max` rows are taken or no endpoint takes one. `admit(endpoint, takenSoFar)`
+   * returns false to skip the endpoint in this pass, or the function that takes the row.
+   */
+  private pickRoundRobin<T>(queues: Map<string, T[]>, max: number, admit: (endpointId: string, taken: number) => false | ((row: T) => void)): number {
+    let taken = 0;
+    for (let progress = true; progress && taken < max; ) {
+      progress = false;
+      for (const [endpointId, queue] of queues) {
+        if (taken >= max) break;
+        if (queue.length === 0) continue;
+        const takeRow = admit(endpointId, taken);
+        if (!takeRow) continue;
+        takeRow(queue.shift()!);
+        taken++;
+        progress = true;
+      }
+    }
+    return taken;
+  }
+
+  /**
+   * Sends buffered rows into the free slots, round-robin over endpoints, each endpoint within its
+   * cap and the reserve kept for idle endpoints. Each row is loaded (body, endpoint) in one query
+   * for all of them, which also checks that the row still carries its lease: a row re-queued,
+   * canceled or taken over since it was claimed is dropped, not sent. A row that waited longer
+   * than bufferWaitMs is given back instead (releaseLeases): its try might outlive its lease.
+   */
+  /** launchBuffered, after any launch under way (launchChain). */
+  private launchFromBuffer(): Promise<Promise<void>[]> {
+    const next = this.launchChain.then(() => (this.stopping && this.loop !== null ? [] : this.launchBuffered()));
+    this.launchChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** One launch from the buffer after this turn's I/O, for every slot freed in it. */
+  private scheduleLaunch(): void {
+    if (this.launchScheduled || this.stopping || this.bufferedTotal === 0) return;
+    this.launchScheduled = true;
+    setImmediate(() => {
+      this.launchScheduled = false;
+      this.launchFromBuffer().catch((err: unknown) => this.rt.log.error({ err }, 'webhook dispatcher: sending buffered deliveries failed'));
+    });
+  }
+
+  private async launchBuffered(): Promise<Promise<void>[]> {
+    const free = this.freeSlots();
+    if (free <= 0 || this.bufferedTotal === 0) return [];
+    const reserve = this.reserve();
+    const nowMs = this.rt.clock.nowMs();
+    const stale: Leased[] = [];
+    for (const [endpointId, queue] of this.buffer) {
+      while (queue.length > 0 && nowMs - queue[0]!.claimedMs > this.bufferWaitMs) stale.push(queue.shift()!);
+      if (queue.length === 0) this.buffer.delete(endpointId);
+    }
+    const counts = new Map<string, number>();
+    const picked: Leased[] = [];
+    this.pickRoundRobin(this.buffer, free, (endpointId, n) => {
+      const inFlight = (this.perEndpoint.get(endpointId) ?? 0) + (counts.get(endpointId) ?? 0);
+      if (inFlight >= this.capOf(endpointId) || (inFlight > 0 && n >= free - reserve)) return false;
+      return (row) => {
+        picked.push(row);
+        counts.set(endpointId, (counts.get(endpointId) ?? 0) + 1);
+      };
+    });
+    for (const [endpointId, queue] of this.buffer) if (queue.length === 0) this.buffer.delete(endpointId);
+    this.bufferedTotal -= stale.length + picked.length;
+    for (const [endpointId, n] of counts) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
+    this.launchingTotal += picked.length;
+    try {
+      if (stale.length > 0) await this.releaseLeases(stale);
+      if (picked.length === 0) return [];
+      const loaded = await this.load(picked);
+      return loaded.map(({ c, cap }) => this.launch(c, cap));
+    } finally {
+      for (const [endpointId, n] of counts) {
+        const left = (this.launching.get(endpointId) ?? n) - n;
+        if (left > 0) this.launching.set(endpointId, left);
+        else this.launching.delete(endpointId);
+      }
+      this.launchingTotal -= picked.length;
+    }
+  }
+
+  /** The rows to send, with their bodies and endpoints; rows no longer ours or not sendable are left out. */
+  private async load(leased: readonly Leased[]): Promise<{ c: Claimed; cap: number }[]> {
+    const byId = new Map(leased.map((l) => [l.id, l]));
+    // Raw SQL: this runs for every group of tries sent (often one or two rows), and building the
+    // same joined query with the query builder cost more than running it.
+    const rows = (
+      await sql<LoadedRow>`
+        select d.id, d.event_id, d.endpoint_id, d.attempts, d.lease_ms, ep.url, ep.livemode, ep.secret, ep.disabled, ep.auto_disabled_ms,
+               e.account_id, e.body, e.signature
+          from webhook_deliveries d
+          join events e on e.id = d.event_id
+          join webhook_endpoints ep on ep.id = d.endpoint_id
+         where d.id in (${sql.join([...byId.keys()])})`.execute(this.rt.store.db)
+    ).rows;
     const claimed: { c: Claimed; cap: number }[] = [];
-    const mine = new Set(taken.keys());
-    const paused: string[] = [];
+    const mine = new Map(byId);
+    const paused: Leased[] = [];
     for (const r of rows) {
+      const l = byId.get(r.id)!;
       // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
-      if (r.lease_ms !== leaseUntil) mine.delete(r.id);
+      if (r.lease_ms === null || Number(r.lease_ms) !== l.leaseMs) mine.delete(r.id);
       else if (!r.disabled && r.auto_disabled_ms === null) {
         const { disabled: _d, auto_disabled_ms: _a, ...c } = r;
-        claimed.push({ c: { ...c, lease_ms: leaseUntil }, cap: taken.get(r.id)! });
+        claimed.push({ c: { ...c, lease_ms: l.leaseMs }, cap: l.cap });
         mine.delete(r.id);
       } else if (!r.disabled) {
-        paused.push(r.id);
+        paused.push(l);
         mine.delete(r.id);
       }
     }
     // Left: still ours, but its endpoint is disabled or its endpoint or event row is gone. Nothing
     // will ever be sent for it; cancel it as removal would, or it would be claimed again each lease.
     // A delivery queued for an endpoint while it was being auto-disabled fails as its others did.
-    if (mine.size > 0) await this.cancelOrphans([...mine], leaseUntil, 'canceled');
-    if (paused.length > 0) await this.cancelOrphans(paused, leaseUntil, 'failed');
+    if (mine.size > 0) await this.cancelOrphans([...mine.values()], 'canceled');
+    if (paused.length > 0) await this.cancelOrphans(paused, 'failed');
     return claimed;
   }
 
-  /**
-   * Takes candidates one per endpoint per pass (endpoints in the order of their oldest due delivery)
-   * until the slots are used: an endpoint stops at its cap; one that already has a try in flight
-   * (or picked in this claim) does not take the reserve. Returns delivery id → the endpoint's cap.
-   */
-  private pickRoundRobin(queues: Map<string, string[]>, capOf: Map<string, number>, free: number, reserve: number): Map<string, number> {
-    const picked = new Map<string, number>();
-    const counts = new Map<string, number>();
-    for (let progress = true; progress && picked.size < free; ) {
-      progress = false;
-      for (const [endpointId, queue] of queues) {
-        if (picked.size >= free) break;
-        const cap = capOf.get(endpointId);
-        if (cap === undefined || queue.length === 0) continue;
-        const n = (this.perEndpoint.get(endpointId) ?? 0) + (counts.get(endpointId) ?? 0);
-        if (n >= cap) continue;
-        if (n > 0 && picked.size >= free - reserve) continue;
-        picked.set(queue.shift()!, cap);
-        counts.set(endpointId, (counts.get(endpointId) ?? 0) + 1);
-        progress = true;
-      }
-    }
-    return picked;
-  }
-
-  private async cancelOrphans(ids: string[], leaseUntil: number, status: 'canceled' | 'failed'): Promise<void> {
+  private async cancelOrphans(rows: readonly Leased[], status: 'canceled' | 'failed'): Promise<void> {
     const canceled = await this.rt.store.transaction(async (trx) => {
-      const rows = await trx
-        .updateTable('webhook_deliveries')
-        .set({ status, next_attempt_ms: null, lease_ms: null })
-        .where('id', 'in', ids)
-        .where('lease_ms', '=', leaseUntil)
-        .returning(['id', 'event_id'])
-        .execute();
-      await decrementPending(trx, rows.map((r) => r.event_id));
-      return rows;
+      const done: { id: string; event_id: string }[] = [];
+      for (const [leaseMs, ids] of groupByLease(rows)) {
+        done.push(
+          ...(await trx
+            .updateTable('webhook_deliveries')
+            .set({ status, next_attempt_ms: null, lease_ms: null })
+            .where('id', 'in', ids)
+            .where('lease_ms', '=', leaseMs)
+            .returning(['id', 'event_id'])
+            .execute()),
+        );
+      }
+      await decrementPending(trx, done.map((r) => r.event_id));
+      return done;
     });
     if (canceled.length > 0) {
       this.rt.log.warn({ deliveries: canceled.map((r) => r.id), status }, `webhook deliveries ${status}: their endpoint is disabled or gone`);
     }
   }
 
-  private async deliver(c: Claimed): Promise<void> {
+  /**
+   * Gives buffered rows back unsent: due again at the time they were due, lease cleared (only
+   * where the row still carries our lease). If this fails, the leases run out and bring them back.
+   */
+  private async releaseLeases(rows: readonly Leased[]): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      await this.rt.store.transaction(async (trx) => {
+        for (const r of rows) {
+          await trx
+            .updateTable('webhook_deliveries')
+            .set({ next_attempt_ms: r.dueMs, lease_ms: null })
+            .where('id', '=', r.id)
+            .where('lease_ms', '=', r.leaseMs)
+            .execute();
+        }
+      });
+    } catch (err) {
+      this.rt.log.warn({ err, deliveries: rows.length }, 'webhook dispatcher: could not give back buffered deliveries; their leases will run out');
+    }
+  }
+
+  private async deliver(c: Claimed, freeSlot: () => void): Promise<void> {
     const attemptedMs = this.rt.clock.nowMs();
     let signature = c.signature;
     let headers: Record<string, string>;
     try {
-      signature ??= await this.signatureFor(c.event_id, c.body);
+      signature ??= await this.signatureFor(c.event_id, c.account_id, c.body);
       headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, [PLATFORM_SIGNATURE_HEADER]: signature };
       if (c.secret !== null) Object.assign(headers, standardWebhookHeaders(this.keyFor(c.secret), c.event_id, Math.floor(attemptedMs / 1000), c.body));
     } catch (err) {
       // Nothing was sent; still a try, so a secret that never opens (sealed with another master key)
       // runs out the schedule instead of being claimed again after every lease.
       const error = `could not sign: ${err instanceof Error ? err.message : String(err)}`.slice(0, ERROR_TEXT_MAX);
+      freeSlot();
       await this.record(c, attemptedMs, 0, { statusCode: null, responseBody: null, error }, signature, false);
       return;
     }
@@ -464,6 +815,7 @@ export class WebhookDispatcher implements Worker {
     const started = performance.now();
     const outcome = await this.post(c, headers);
     const durationMs = Math.round(performance.now() - started);
+    freeSlot();
     // Stopped the hard way: leave the delivery leased; it is sent again when the lease runs out.
     if (this.abort.signal.aborted) return;
     await this.record(c, attemptedMs, durationMs, outcome, signature, true);
@@ -519,6 +871,8 @@ export class WebhookDispatcher implements Worker {
       this.records.push({ c, attemptedMs, durationMs, o, signature, sent, made, status, nextMs, resolve, reject });
       this.flushRecords();
     });
+    if (fenced && status === 'succeeded') return;
+    // Built only when something is logged: redactedUrl parses the URL.
     const log = {
       delivery: c.id, event: c.event_id, endpoint: c.endpoint_id, url: redactedUrl(c.url), attempt: made, status_code: o.statusCode, error: o.error,
     };
@@ -531,15 +885,27 @@ export class WebhookDispatcher implements Worker {
   private flushRecords(): void {
     if (this.flushing) return;
     this.flushing = (async () => {
-      // Let the tries that finish in this turn join the batch.
+      // Let the tries that finish in this turn join the batch; while many requests are still on
+      // the wire their answers are due within milliseconds: wait a little for them too (bounded),
+      // so a commit carries many tries. Slots are not held meanwhile (launch), only the records.
       await nextTurn();
       while (this.records.length > 0) {
-        const batch = this.records.splice(0, RECORD_BATCH);
+        // Failures are written at once: the circuit breaker follows the recorded run of failures.
+        if (this.records.length < RECORD_BATCH / 4 && this.sending > 0 && !this.stopping && this.records.every((r) => r.status === 'succeeded')) {
+          await new Promise((resolve) => setTimeout(resolve, RECORD_GATHER_MS));
+        }
+        // A power of two: the batch statements' text depends on the count, and SQLite keeps a
+        // prepared statement per text (store/db.ts); eight sizes instead of 128.
+        const batch = this.records.splice(0, 2 ** Math.floor(Math.log2(Math.min(this.records.length, RECORD_BATCH))));
         observeWebhookRecordBatch(batch.length);
         try {
           const { fenced, streaks } = await this.writeRecords(batch);
           // The breaker of an endpoint with tries still in flight follows its latest recorded run.
-          for (const [endpointId, streak] of streaks) if (this.caps.has(endpointId)) this.caps.set(endpointId, this.capForStreak(streak));
+          for (const [endpointId, streak] of streaks) {
+            const cap = this.capForStreak(streak);
+            if (this.caps.has(endpointId)) this.caps.set(endpointId, cap);
+            for (const row of this.buffer.get(endpointId) ?? []) row.cap = cap;
+          }
           batch.forEach((r, i) => r.resolve(fenced[i]!));
         } catch (err) {
           for (const r of batch) r.reject(err);
@@ -551,37 +917,58 @@ export class WebhookDispatcher implements Worker {
     });
   }
 
-  /** One transaction: the tries, the first signature of each event, the deliveries (fenced), pending_webhooks. */
+  /**
+   * One transaction, a fixed number of statements whatever the batch size: the tries (one INSERT),
+   * the deliveries (one UPDATE … FROM a list of values, fenced: a row is updated only while it
+   * carries the lease its try was claimed with; RETURNING says which were), the events (one UPDATE:
+   * the first signature of each, and pending_webhooks less the deliveries that finished), then the
+   * endpoints' health (one statement per endpoint in the batch).
+   */
   private writeRecords(batch: readonly TryRecord[]): Promise<{ fenced: boolean[]; streaks: Map<string, number> }> {
     return this.rt.store.transaction(async (trx) => {
       await trx
         .insertInto('webhook_attempts')
         .values(
           batch.map((r) => ({
-            id: newInternalId('wha'), delivery_id: r.c.id, attempted_ms: r.attemptedMs, status_code: r.o.statusCode,
+            id: newTimeOrderedId('wha', r.attemptedMs), delivery_id: r.c.id, attempted_ms: r.attemptedMs, status_code: r.o.statusCode,
             response_body: r.o.responseBody, duration_ms: r.durationMs, error: r.o.error,
           })),
         )
         .execute();
-      const unsigned = new Map<string, string>();
-      for (const r of batch) if (r.c.signature === null && r.signature !== null) unsigned.set(r.c.event_id, r.signature);
-      for (const [eventId, signature] of unsigned) {
-        await trx.updateTable('events').set({ signature }).where('id', '=', eventId).where('signature', 'is', null).execute();
+      const text = (v: string | null) => sql`cast(${v} as text)`;
+      const int = (v: number | null) => sql`cast(${v} as bigint)`;
+      const values = batch.map(
+        (r) => sql`(${text(r.c.id)}, ${int(r.c.lease_ms)}, ${text(r.status)}, ${int(r.made)}, ${int(r.nextMs)}, ${int(r.attemptedMs)}, ${int(r.o.statusCode)})`,
+      );
+      const updated = await sql<{ id: string }>`
+        with v(id, lease_ms, status, attempts, next_attempt_ms, last_attempt_ms, last_status_code) as (values ${sql.join(values)})
+        update webhook_deliveries
+           set status = v.status, attempts = v.attempts, next_attempt_ms = v.next_attempt_ms, lease_ms = null,
+               last_attempt_ms = v.last_attempt_ms, last_status_code = v.last_status_code
+          from v
+         where webhook_deliveries.id = v.id and webhook_deliveries.lease_ms = v.lease_ms
+        returning webhook_deliveries.id`.execute(trx);
+      const recorded = new Set(updated.rows.map((r) => r.id));
+      const fenced = batch.map((r) => recorded.has(r.c.id));
+
+      // Per event: the signature to store (first one only) and how many of its deliveries finished.
+      const events = new Map<string, { signature: string | null; finished: number }>();
+      batch.forEach((r, i) => {
+        const e = events.get(r.c.event_id) ?? { signature: null, finished: 0 };
+        if (r.c.signature === null && r.signature !== null) e.signature ??= r.signature;
+        if (fenced[i] && r.status !== 'pending') e.finished += 1;
+        events.set(r.c.event_id, e);
+      });
+      const changes = [...events].filter(([, e]) => e.signature !== null || e.finished > 0);
+      if (changes.length > 0) {
+        await sql`
+          with v(id, signature, finished) as (values ${sql.join(changes.map(([id, e]) => sql`(${text(id)}, ${text(e.signature)}, ${int(e.finished)})`))})
+          update events
+             set signature = coalesce(events.signature, v.signature),
+                 pending_webhooks = case when events.pending_webhooks > v.finished then events.pending_webhooks - v.finished else 0 end
+            from v
+           where events.id = v.id`.execute(trx);
       }
-      const fenced: boolean[] = [];
-      const finished: string[] = [];
-      for (const r of batch) {
-        const updated = await trx
-          .updateTable('webhook_deliveries')
-          .set({ status: r.status, attempts: r.made, next_attempt_ms: r.nextMs, lease_ms: null, last_attempt_ms: r.attemptedMs, last_status_code: r.o.statusCode })
-          .where('id', '=', r.c.id)
-          .where('lease_ms', '=', r.c.lease_ms)
-          .executeTakeFirst();
-        const ok = Number(updated.numUpdatedRows) === 1;
-        fenced.push(ok);
-        if (ok && r.status !== 'pending') finished.push(r.c.event_id);
-      }
-      await decrementPending(trx, finished);
       const streaks = await this.updateHealth(trx, batch);
       return { fenced, streaks };
     });
@@ -639,11 +1026,11 @@ export class WebhookDispatcher implements Worker {
   }
 
   /** Each event body is signed once (per process; the first record stores it for every other). */
-  private async signatureFor(eventId: string, body: string): Promise<string> {
+  private async signatureFor(eventId: string, accountId: string, body: string): Promise<string> {
     const hit = this.signatures.get(eventId);
     if (hit !== undefined) return hit;
     // The event's account's own key when it has one, else the platform key (signing-keys.ts).
-    const key = await signingKeyForEvent(this.rt, eventId);
+    const key = await signingKeyFor(this.rt, accountId);
     // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
     // event loop's other work go on while it signs.
     const signature = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8')) : key.sign(body);
@@ -654,6 +1041,17 @@ export class WebhookDispatcher implements Worker {
   private keyFor(sealed: string): Buffer {
     return this.keys.getOrSet(sealed, () => standardWebhookKey(this.rt.box.open(sealed)));
   }
+}
+
+/** Rows grouped by the lease they were claimed with (rows of one claim share it). */
+function groupByLease(rows: readonly Leased[]): Map<number, string[]> {
+  const groups = new Map<number, string[]>();
+  for (const r of rows) {
+    const ids = groups.get(r.leaseMs);
+    if (ids) ids.push(r.id);
+    else groups.set(r.leaseMs, [r.id]);
+  }
+  return groups;
 }
 
 /** Takes finished deliveries out of their events' pending_webhooks (one per id listed; never below 0). */

@@ -1,6 +1,6 @@
 import type { Db } from '../store/db.ts';
 import { mode } from '../store/schema.ts';
-import { newEventId, newInternalId } from '../domain/ids.ts';
+import { newEventId, randomBase62 } from '../domain/ids.ts';
 import type { EventType } from '@tixian/sdk';
 
 export interface EmitEvent {
@@ -79,6 +79,16 @@ export async function subscribedEndpoints(trx: Db, app: string, livemode: number
   return endpoints.filter((ep) => (JSON.parse(ep.events) as string[]).includes(type));
 }
 
+/**
+ * `whd_`/`wha_` ids for delivery and try rows: 13 digits of milliseconds, then 7 random base62
+ * characters (same length as other internal ids). Rows made together sit together in the primary
+ * key index, so the dispatcher's batches (claimed oldest first, recorded together) touch a few
+ * index pages instead of one page per row: fewer pages written per commit.
+ */
+export function newTimeOrderedId(prefix: string, nowMs: number): string {
+  return `${prefix}_${Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13)}${randomBase62(7)}`;
+}
+
 /** One pending delivery per endpoint, due at once. */
 export async function insertDeliveries(
   trx: Db,
@@ -91,7 +101,7 @@ export async function insertDeliveries(
     .insertInto('webhook_deliveries')
     .values(
       endpoints.map((ep) => ({
-        id: newInternalId('whd'), event_id: event.id, endpoint_id: ep.id, app: event.app, status: 'pending', attempts: 0,
+        id: newTimeOrderedId('whd', nowMs), event_id: event.id, endpoint_id: ep.id, app: event.app, status: 'pending', attempts: 0,
         next_attempt_ms: nowMs, lease_ms: null, created: event.created, last_attempt_ms: null, last_status_code: null,
       })),
     )
