@@ -1,6 +1,6 @@
 import type { AnyScenario } from '../scenario.ts';
 import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
-import { userRetrieve, userRetrieveDistinct, userRetrievePlain } from './user_retrieve.ts';
+import { userRetrieve, userRetrieveDistinct, userRetrieveDistinctLogWarn, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogWarn, withdrawalCreateNoMetrics } from './observability.ts';
@@ -32,6 +32,7 @@ export const scenarios = [
   withdrawalCreateHot,
   withdrawalCreate1kOneCommitEach,
   userRetrieveDistinct,
+  userRetrieveDistinctLogWarn,
   consoleWithdrawalsList,
   growth,
   withdrawalCreateProcs1,

@@ -53,3 +53,12 @@ export const userRetrieveDistinct: Scenario<string[]> = {
   baseline: undefined,
   setup: (t) => createUsers(t, 'bench_distinct_', 3_000),
 };
+
+/** user_retrieve_distinct at log level warn (the default is info): the cost of the access line on a read. */
+export const userRetrieveDistinctLogWarn: Scenario<string[]> = {
+  ...userRetrieveDistinct,
+  name: 'user_retrieve_distinct_log_warn',
+  description: 'user_retrieve_distinct at log level warn (no per-request access line)',
+  baseline: 'user_retrieve_distinct',
+  serveArgs: ['--log-level', 'warn'],
+};
