@@ -58,24 +58,7 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
     if (drift.length < MAX_REPORTED) drift.push(d);
   };
 
-  const unbalanced = await db
-    .selectFrom('postings')
-    .select(['entry_id', sql<number>`sum(amount)`.as('total')])
-    .groupBy('entry_id')
-    .having(sql`sum(amount)`, '<>', 0)
-    .limit(MAX_REPORTED)
-    .execute();
-  for (const e of unbalanced) add({ kind: 'entry_unbalanced', subject: e.entry_id, detail: `postings sum to ${e.total}` });
-
-  const counts = await db
-    .selectFrom('postings')
-    .select([sql<number>`count(*)`.as('postings'), sql<number>`count(distinct entry_id)`.as('entries')])
-    .executeTakeFirstOrThrow();
-  const entryCount = await db.selectFrom('journal_entries').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
-  if (Number(entryCount.n) !== Number(counts.entries)) {
-    add({ kind: 'entry_unbalanced', subject: 'journal', detail: `${entryCount.n} entries but ${counts.entries} have postings` });
-  }
-
+  const { entries, postings } = await checkEntries(db, null, add);
   // Sum postings per user account in one pass, then compare with every users row.
   const sums = await db
     .selectFrom('postings')
@@ -108,19 +91,7 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
       const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
       byAccount.delete(`user:${u.pk}:withdrawable`);
       byAccount.delete(`user:${u.pk}:bonus`);
-      const subject = `${u.app}/${u.livemode ? 'live' : 'test'}/user ${u.id}`;
-      if (u.withdrawable_balance !== w) {
-        add({ kind: 'user_balance', subject, detail: `withdrawable_balance ${u.withdrawable_balance} but journal says ${w}` });
-      }
-      if (u.available_balance !== w + b) {
-        add({ kind: 'user_balance', subject, detail: `available_balance ${u.available_balance} but journal says ${w + b}` });
-      }
-      if (w < 0 || b < 0) add({ kind: 'negative_balance', subject, detail: `withdrawable ${w}, bonus ${b}` });
-      if (u.withdrawable_balance > u.available_balance) {
-        add({ kind: 'withdrawable_above_available', subject, detail: `${u.withdrawable_balance} > ${u.available_balance}` });
-      }
-      const lines = linesByUser.get(u.pk) ?? 0;
-      if (lines !== w + b) add({ kind: 'line_mismatch', subject, detail: `balance_transactions sum to ${lines}, journal to ${w + b}` });
+      checkUser(u, w, b, linesByUser.get(u.pk) ?? 0, add);
     }
     if (rows.length < pageSize) break;
     after = rows[rows.length - 1]!.pk;
@@ -152,5 +123,55 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
   for (const d of await verifyWithdrawalTotals(db, MAX_REPORTED)) add({ kind: 'withdrawal_totals', ...d });
 
   observeLedgerVerification(drift.length);
-  return { ok: drift.length === 0, entries: Number(entryCount.n), postings: Number(counts.postings), users, drift };
+  return { ok: drift.length === 0, entries, postings, users, drift };
+}
+
+/** A range of journal entries (after, through], or null for the whole journal. */
+export type EntryRange = { after: string; through: string } | null;
+
+/**
+ * Each entry of the range sums to zero, and every entry has postings: the journal's own rule,
+ * checked by the full and the incremental verify alike. Returns the range's counts.
+ */
+export async function checkEntries(db: Db, range: EntryRange, add: (d: Drift) => void): Promise<{ entries: number; postings: number }> {
+  // Postings' primary key starts with entry_id: a range reads only its own rows.
+  const postingsIn = () => {
+    const q = db.selectFrom('postings');
+    return range ? q.where('entry_id', '>', range.after).where('entry_id', '<=', range.through) : q;
+  };
+  const unbalanced = await postingsIn()
+    .select(['entry_id', sql<number>`sum(amount)`.as('total')])
+    .groupBy('entry_id')
+    .having(sql`sum(amount)`, '<>', 0)
+    .limit(MAX_REPORTED)
+    .execute();
+  for (const e of unbalanced) add({ kind: 'entry_unbalanced', subject: e.entry_id, detail: `postings sum to ${e.total}` });
+  const counts = await postingsIn()
+    .select([sql<number>`count(*)`.as('postings'), sql<number>`count(distinct entry_id)`.as('entries')])
+    .executeTakeFirstOrThrow();
+  let journal = db.selectFrom('journal_entries').select(sql<number>`count(*)`.as('n'));
+  if (range) journal = journal.where('id', '>', range.after).where('id', '<=', range.through);
+  const entries = Number((await journal.executeTakeFirstOrThrow()).n);
+  if (entries !== Number(counts.entries)) {
+    add({ kind: 'entry_unbalanced', subject: 'journal', detail: `${entries} ${range ? 'new ' : ''}entries but ${counts.entries} have postings` });
+  }
+  return { entries, postings: Number(counts.postings) };
+}
+
+/** One user's projection against the journal (w, b: their postings) and their balance lines. */
+export function checkUser(
+  u: { app: string; livemode: number; id: string; available_balance: number; withdrawable_balance: number },
+  w: number,
+  b: number,
+  lines: number,
+  add: (d: Drift) => void,
+): void {
+  const subject = `${u.app}/${u.livemode ? 'live' : 'test'}/user ${u.id}`;
+  if (u.withdrawable_balance !== w) add({ kind: 'user_balance', subject, detail: `withdrawable_balance ${u.withdrawable_balance} but journal says ${w}` });
+  if (u.available_balance !== w + b) add({ kind: 'user_balance', subject, detail: `available_balance ${u.available_balance} but journal says ${w + b}` });
+  if (w < 0 || b < 0) add({ kind: 'negative_balance', subject, detail: `withdrawable ${w}, bonus ${b}` });
+  if (u.withdrawable_balance > u.available_balance) {
+    add({ kind: 'withdrawable_above_available', subject, detail: `${u.withdrawable_balance} > ${u.available_balance}` });
+  }
+  if (lines !== w + b) add({ kind: 'line_mismatch', subject, detail: `balance_transactions sum to ${lines}, journal to ${w + b}` });
 }

@@ -105,7 +105,13 @@ export function insertRows(db: Db, table: string, objects: readonly object[]): P
   const first = rows[0];
   if (!first) throw new Error('insertRows: no rows');
   const columns = Object.keys(first).filter((c) => first[c] !== undefined);
-  const sameShape = rows.every((r) => Object.keys(r).filter((c) => r[c] !== undefined).join('\n') === columns.join('\n'));
+  const definedKeys = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
+  // Same columns in the same order as the first row (row 0 is that row itself).
+  const sameShape = rows.every((r, i) => {
+    if (i === 0) return true;
+    const keys = definedKeys(r);
+    return keys.length === columns.length && keys.every((c, j) => c === columns[j]);
+  });
   const key = `${table}\n${columns.join(',')}\n${rows.length}`;
   let shape = insertShapes.get(key);
   if (!shape && sameShape && insertShapes.size < INSERT_SHAPES_MAX) {
