@@ -164,4 +164,29 @@ describeEngines('growth: every list by index', (engine) => {
     expect(deep.json.error.message).toContain('starting_after');
     expect(recorded.some(({ node }) => node.kind === 'SelectQueryNode' && node.limit)).toBe(false);
   });
+
+  it('the payout queue and batch look-ups use their partial indexes (null for most withdrawals, not indexed)', async () => {
+    const explain = async (text: string, params: unknown[]) => {
+      const r = await original.executeQuery<Record<string, string>>(CompiledQuery.raw((engine === 'sqlite' ? 'explain query plan ' : 'explain ') + text, params));
+      return r.rows.map((row) => (engine === 'sqlite' ? row.detail! : row['QUERY PLAN']!)).join('\n');
+    };
+    const p = engine === 'sqlite' ? ['?', '?'] : ['$1', '$2'];
+    // The payout worker's claim (channels/worker.ts) and a batch's items (services/batch_withdrawals.ts).
+    const due = await explain(
+      `select id from withdrawals where status = 'pending' and payout_due_ms <= ${p[0]} and (payout_lease_ms is null or payout_lease_ms < ${p[1]}) order by payout_due_ms limit 10`,
+      [Date.now(), Date.now()],
+    );
+    expect(due).toContain('withdrawals_payout_due');
+    const batch = await explain(`select status, count(*) from withdrawals where batch_withdrawal = ${p[0]} group by status`, ['1801709211630000001']);
+    expect(batch).toContain('withdrawals_batch');
+    // Partial: a withdrawal outside any batch and not yet confirmed has no entry in either.
+    const partial = await original.executeQuery<{ n: number }>(
+      CompiledQuery.raw(
+        engine === 'sqlite'
+          ? "select count(*) as n from sqlite_master where name in ('withdrawals_batch', 'withdrawals_payout_due') and sql like '%where%not null%'"
+          : "select count(*)::int as n from pg_indexes where indexname in ('withdrawals_batch', 'withdrawals_payout_due') and indexdef ilike '%where%not null%'",
+      ),
+    );
+    expect(Number(partial.rows[0]!.n)).toBe(2);
+  });
 });

@@ -560,6 +560,27 @@ const m0010_withdrawal_totals_shards: Migration = {
   },
 };
 
+/**
+ * 0011: the two withdrawal indexes whose column is null for most rows become partial. Every
+ * withdrawal create wrote an entry into both (batch_withdrawal is null outside a batch,
+ * payout_due_ms until the merchant confirms), and no query ever looks for the nulls: each one
+ * compares the column (`batch_withdrawal = ?`, `payout_due_ms <= ?`, `… is not null`), which
+ * implies the index's condition on both engines, so the same plans keep using them (growth_plans
+ * tests). Two fewer index writes per create (issue #12). Idempotent: a crash before the record
+ * of it only makes the next start do it again.
+ */
+const m0011_partial_withdrawal_indexes: Migration = {
+  async up(db: Kysely<unknown>) {
+    for (const [name, column] of [
+      ['withdrawals_batch', 'batch_withdrawal'],
+      ['withdrawals_payout_due', 'payout_due_ms'],
+    ] as const) {
+      await db.schema.dropIndex(name).ifExists().execute();
+      await db.schema.createIndex(name).ifNotExists().on('withdrawals').column(column).where(sql.ref(column), 'is not', null).execute();
+    }
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
@@ -570,6 +591,7 @@ export const migrations: Record<string, Migration> = {
   '0007_scale_out': m0007_scale_out,
   '0009_payout_last_answer': m0009_payout_last_answer,
   '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
+  '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
 };
 
 export const migrationProvider: MigrationProvider = {
