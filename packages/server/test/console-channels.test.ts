@@ -8,6 +8,7 @@ import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { buildApp } from '../src/http/app.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { createOperator } from '../src/admin/operators.ts';
+import { CREDENTIAL_FIELDS } from '../src/channels/credentials.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 import { FakeWechat } from './fakes/wechat.ts';
@@ -75,6 +76,7 @@ describeEngines('console payout channels', (engine) => {
     const s = await session();
     const routes: ['GET' | 'POST' | 'DELETE', string, unknown][] = [
       ['GET', base(), undefined],
+      ['GET', `${base()}/fields`, undefined],
       ['POST', base(), { mode: 'live', credentials: alipay() }],
       ['DELETE', `${base()}/alipay?mode=live`, undefined],
       ['POST', `${base()}/alipay/check`, { mode: 'live' }],
@@ -91,6 +93,25 @@ describeEngines('console payout channels', (engine) => {
     }
     expect(await rt.store.db.selectFrom('channel_credentials').selectAll().execute()).toEqual([]);
     expect(await auditActions()).toEqual([]);
+  });
+
+  it('serves the field descriptions of credentials.ts, per channel, for the form: names and kinds, no values', async () => {
+    const s = await session();
+    const res = await call(s, 'GET', `${base()}/fields`);
+    expect(res.status, res.body).toBe(200);
+    expect(res.json).toEqual({ data: Object.entries(CREDENTIAL_FIELDS).map(([channel, fields]) => ({ channel, fields: JSON.parse(JSON.stringify(fields)) })) });
+    expect(res.json.data.map((c: { channel: string }) => c.channel)).toEqual(['alipay', 'wechat']);
+    const names = (channel: string) => (res.json.data as { channel: string; fields: { name: string }[] }[]).find((c) => c.channel === channel)!.fields.map((f) => f.name);
+    expect(names('alipay')).toEqual(['app_id', 'private_key', 'alipay_public_key', 'app_cert', 'alipay_public_cert', 'alipay_root_cert', 'endpoint', 'order_title']);
+    expect(names('wechat')).toEqual(['mchid', 'merchant_serial', 'private_key', 'wechatpay_public_key', 'wechatpay_public_key_id', 'appids', 'transfer_scene_id', 'report_infos', 'remark', 'endpoint']);
+    const described = new Set(['name', 'kind', 'required', 'secret', 'max_length', 'group', 'keys', 'items', 'min_items', 'max_items', 'default', 'example']);
+    for (const c of res.json.data as { fields: Record<string, unknown>[] }[]) {
+      for (const f of c.fields) expect(Object.keys(f).filter((k) => !described.has(k)), String(f.name)).toEqual([]);
+    }
+    expect(res.json.data[0].fields.find((f: { name: string }) => f.name === 'private_key')).toEqual(expect.objectContaining({ kind: 'pem', secret: true, required: true }));
+    // Nothing is stored or audited by reading it, and another account's app stays hidden.
+    expect(await auditActions()).toEqual([]);
+    expect((await call(await session('other@example.com'), 'GET', `${base()}/fields`)).status).toBe(404);
   });
 
   it('sets Alipay credentials: only a fingerprint and summary come back; the list shows the same', async () => {

@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Alert, App, Button, Card, Form, Input, Radio, Select, Space, Table, Tag, Typography, Upload } from 'antd';
+import { Alert, App, Button, Card, Form, Input, Radio, Select, Skeleton, Space, Table, Tag, Typography, Upload } from 'antd';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api, dateTime } from '../api.ts';
@@ -25,11 +25,11 @@ interface CheckResult {
   message: string;
 }
 
-/** Largest key or certificate file read (the server refuses fields above 16 KiB). */
+/** Largest key or certificate file read when the server names no limit (it refuses fields above 16 KiB). */
 const MAX_FILE_BYTES = 16_384;
 
 /** A PEM field: a file read in the browser, or pasted text. The content is never displayed. */
-function PemField({ value, onChange, id }: { value?: string; onChange?: (v: string) => void; id: string }) {
+function PemField({ value, onChange, id, maxBytes = MAX_FILE_BYTES }: { value?: string; onChange?: (v: string) => void; id: string; maxBytes?: number }) {
   const { t } = useTranslation();
   const { message } = App.useApp();
   const [name, setName] = useState<string | null>(null);
@@ -42,7 +42,7 @@ function PemField({ value, onChange, id }: { value?: string; onChange?: (v: stri
           maxCount={1}
           showUploadList={false}
           beforeUpload={(file) => {
-            if (file.size > MAX_FILE_BYTES) {
+            if (file.size > maxBytes) {
               void message.error(t('channels.tooLarge'));
               return Upload.LIST_IGNORE;
             }
@@ -61,7 +61,7 @@ function PemField({ value, onChange, id }: { value?: string; onChange?: (v: stri
       {paste ? (
         <Input.TextArea
           rows={4}
-          maxLength={MAX_FILE_BYTES}
+          maxLength={maxBytes}
           style={{ fontFamily: 'monospace' }}
           placeholder="-----BEGIN …-----"
           onChange={(e) => {
@@ -74,53 +74,100 @@ function PemField({ value, onChange, id }: { value?: string; onChange?: (v: stri
   );
 }
 
-interface FormValues {
-  channel: 'alipay' | 'wechat';
-  mode: 'test' | 'live';
-  keyMode?: 'public_key' | 'certificate';
-  app_id?: string;
-  private_key?: string;
-  alipay_public_key?: string;
-  app_cert?: string;
-  alipay_public_cert?: string;
-  alipay_root_cert?: string;
-  endpoint?: string;
-  order_title?: string;
-  mchid?: string;
-  merchant_serial?: string;
-  wechatpay_public_key?: string;
-  wechatpay_public_key_id?: string;
-  appid_wx?: string;
-  appid_wx_pub?: string;
-  appid_wx_lite?: string;
-  transfer_scene_id?: string;
-  report_infos?: string;
-  remark?: string;
+/**
+ * One field of a channel's credential set as the server describes it (credentials.ts, GET
+ * …/channel_credentials/fields): its name and kind, never a value. The form is drawn from these.
+ */
+interface CredentialField {
+  name: string;
+  kind: 'text' | 'pem' | 'map' | 'list';
+  required: boolean;
+  secret: boolean;
+  max_length?: number;
+  group?: string;
+  keys?: string[];
+  items?: { name: string; max_length: number; example?: string }[];
+  min_items?: number;
+  max_items?: number;
+  default?: string;
+  example?: string;
+}
+interface ChannelFields {
+  channel: string;
+  fields: CredentialField[];
 }
 
-const opt = <K extends string>(k: K, v: string | undefined) => (v && v.trim() ? { [k]: v.trim() } : {}) as Partial<Record<K, string>>;
+/**
+ * Translation keys of what the server names: a field by `channel.name` where the channels differ,
+ * else by name (a map's keys as `name.key`), a verification group by `group.name`, a channel by
+ * `channel.name`. Anything not here is shown by its own name.
+ */
+const LABELS: Record<string, string> = {
+  'channel.wechat': 'channels.wechat',
+  'alipay.app_id': 'channels.alipayAppId',
+  'alipay.private_key': 'channels.appPrivateKey',
+  'wechat.private_key': 'channels.merchantPrivateKey',
+  'alipay.group': 'channels.keyMode',
+  'group.public_key': 'channels.publicKeyMode',
+  'group.certificate': 'channels.certMode',
+  alipay_public_key: 'channels.alipayPublicKey',
+  app_cert: 'channels.appCert',
+  alipay_public_cert: 'channels.alipayPublicCert',
+  alipay_root_cert: 'channels.alipayRootCert',
+  endpoint: 'channels.endpoint',
+  order_title: 'channels.orderTitle',
+  mchid: 'channels.mchid',
+  merchant_serial: 'channels.merchantSerial',
+  wechatpay_public_key: 'channels.wechatpayPublicKey',
+  wechatpay_public_key_id: 'channels.wechatpayPublicKeyId',
+  'appids.wx': 'channels.appidWx',
+  'appids.wx_pub': 'channels.appidWxPub',
+  'appids.wx_lite': 'channels.appidWxLite',
+  transfer_scene_id: 'channels.transferSceneId',
+  report_infos: 'channels.reportInfos',
+  remark: 'channels.remark',
+};
+const HINTS: Record<string, string> = { 'alipay.endpoint': 'channels.alipayEndpointHint', report_infos: 'channels.reportInfosHint' };
+const lookup = (table: Record<string, string>, scope: string, name: string) => table[`${scope}.${name}`] ?? table[name];
+/** `app_id` → `app-id`, as the page's test ids (cred-app-id, pem-private-key, …). */
+const testId = (name: string) => name.replace(/[_.]/g, '-');
 
-function credentialsOf(v: FormValues): Record<string, unknown> {
-  if (v.channel === 'alipay') {
-    return {
-      channel: 'alipay', app_id: v.app_id?.trim(), private_key: v.private_key,
-      ...(v.keyMode === 'certificate'
-        ? { app_cert: v.app_cert, alipay_public_cert: v.alipay_public_cert, alipay_root_cert: v.alipay_root_cert }
-        : { alipay_public_key: v.alipay_public_key }),
-      ...opt('endpoint', v.endpoint), ...opt('order_title', v.order_title),
-    };
+/** The form: the channel and mode, each channel's values under its own name, and the verification group chosen per channel. */
+interface FormValues {
+  channel: string;
+  mode: 'test' | 'live';
+  groups?: Record<string, string | undefined>;
+  values?: Record<string, Record<string, unknown> | undefined>;
+}
+
+/** A channel's verification groups, in the order their fields come. */
+const groupsOf = (fields: CredentialField[]) => [...new Set(fields.flatMap((f) => (f.group ? [f.group] : [])))];
+
+/** The credential set to send: the chosen group's fields only, text trimmed, empty optional fields left out. */
+function credentialsOf(c: ChannelFields, group: string | undefined, v: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { channel: c.channel };
+  for (const f of c.fields) {
+    if (f.group && f.group !== group) continue;
+    const value = v[f.name];
+    if (f.kind === 'pem') {
+      if (typeof value === 'string' && value) out[f.name] = value;
+    } else if (f.kind === 'text') {
+      const text = typeof value === 'string' ? value.trim() : '';
+      if (text) out[f.name] = text;
+    } else if (f.kind === 'map') {
+      const entries = Object.entries((value ?? {}) as Record<string, unknown>).flatMap(([k, x]) => (typeof x === 'string' && x.trim() ? [[k, x.trim()]] : []));
+      if (entries.length > 0 || f.required) out[f.name] = Object.fromEntries(entries);
+    } else {
+      // One item a line, its fields separated by '=' (the last one takes the rest of the line).
+      const names = (f.items ?? []).map((i) => i.name);
+      const items = String(value ?? '').split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+        const parts = l.split('=');
+        return Object.fromEntries(names.map((n, i) => [n, i === names.length - 1 ? parts.slice(i).join('=') : (parts[i] ?? '')]));
+      });
+      if (items.length > 0 || f.required) out[f.name] = items;
+    }
   }
-  return {
-    channel: 'wechat', mchid: v.mchid?.trim(), merchant_serial: v.merchant_serial?.trim(), private_key: v.private_key,
-    wechatpay_public_key: v.wechatpay_public_key, wechatpay_public_key_id: v.wechatpay_public_key_id?.trim(),
-    appids: { ...opt('wx', v.appid_wx), ...opt('wx_pub', v.appid_wx_pub), ...opt('wx_lite', v.appid_wx_lite) },
-    transfer_scene_id: v.transfer_scene_id?.trim(),
-    report_infos: (v.report_infos ?? '').split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
-      const i = l.indexOf('=');
-      return { info_type: l.slice(0, Math.max(i, 0)), info_content: l.slice(i + 1) };
-    }),
-    ...opt('remark', v.remark), ...opt('endpoint', v.endpoint),
-  };
+  return out;
 }
 
 export function LiveChannels() {
@@ -129,8 +176,13 @@ export function LiveChannels() {
   const { message, modal } = App.useApp();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<FormValues>();
-  const channel = Form.useWatch('channel', form) ?? 'alipay';
-  const keyMode = Form.useWatch('keyMode', form) ?? 'public_key';
+  // The same for every app and run of the server: asked once (through the app shown, for its access check).
+  const described = useQuery({ queryKey: ['channel_credential_fields'], queryFn: () => api<{ data: ChannelFields[] }>('GET', `/admin/apps/${app}/channel_credentials/fields`), staleTime: Infinity });
+  const channels = described.data?.data ?? [];
+  const channel = Form.useWatch('channel', form) ?? channels[0]?.channel;
+  const current = channels.find((c) => c.channel === channel);
+  const groups = groupsOf(current?.fields ?? []);
+  const group = (Form.useWatch(['groups', channel ?? ''], form) as string | undefined) ?? groups[0];
   const [checked, setChecked] = useState<CheckResult | null>(null);
   const key = ['channel_credentials', app];
   const q = useQuery({ queryKey: key, queryFn: () => api<{ data: CredentialInfo[] }>('GET', `/admin/apps/${app}/channel_credentials`) });
@@ -139,7 +191,12 @@ export function LiveChannels() {
     void queryClient.invalidateQueries({ queryKey: ['channels', app] });
   };
   const save = useMutation({
-    mutationFn: (v: FormValues) => api<CredentialInfo>('POST', `/admin/apps/${app}/channel_credentials`, { mode: v.mode, credentials: credentialsOf(v) }),
+    mutationFn: (v: FormValues) => {
+      const c = channels.find((x) => x.channel === v.channel);
+      if (!c) throw new Error(`unknown channel ${v.channel}`);
+      const chosen = v.groups?.[c.channel] ?? groupsOf(c.fields)[0];
+      return api<CredentialInfo>('POST', `/admin/apps/${app}/channel_credentials`, { mode: v.mode, credentials: credentialsOf(c, chosen, v.values?.[c.channel] ?? {}) });
+    },
     onSuccess: (info) => {
       void message.success(`${t('channels.saved')} ${info.fingerprint}`);
       form.resetFields();
@@ -170,6 +227,63 @@ export function LiveChannels() {
       },
     });
   const required = [{ required: true, message: t('login.required') }];
+  /** The translated label of what the server names, or the name itself. */
+  const label = (scope: string, name: string) => {
+    const tKey = lookup(LABELS, scope, name);
+    return tKey ? t(tKey) : name;
+  };
+  const hint = (scope: string, name: string) => {
+    const tKey = lookup(HINTS, scope, name);
+    return tKey ? t(tKey) : undefined;
+  };
+  const groupChoice = (ch: string, names: string[]) => (
+    <Form.Item key={`${ch}.group`} name={['groups', ch]} label={label(ch, 'group')} initialValue={names[0]}>
+      <Radio.Group options={names.map((g) => ({ value: g, label: label('group', g) }))} data-testid="cred-group" />
+    </Form.Item>
+  );
+  const fieldItem = (ch: string, f: CredentialField) => {
+    const itemKey = `${ch}.${f.name}`;
+    const name = ['values', ch, f.name];
+    const rules = f.required ? required : undefined;
+    const placeholder = f.default ?? f.example;
+    switch (f.kind) {
+      case 'pem':
+        return (
+          <Form.Item key={itemKey} name={name} label={label(ch, f.name)} rules={rules} extra={hint(ch, f.name)}>
+            <PemField id={testId(f.name)} maxBytes={f.max_length} />
+          </Form.Item>
+        );
+      case 'text':
+        return (
+          <Form.Item key={itemKey} name={name} label={label(ch, f.name)} rules={rules} extra={hint(ch, f.name)}>
+            {f.secret
+              ? <Input.Password maxLength={f.max_length} autoComplete="off" visibilityToggle={false} data-testid={`cred-${testId(f.name)}`} />
+              : <Input maxLength={f.max_length} placeholder={placeholder} data-testid={`cred-${testId(f.name)}`} />}
+          </Form.Item>
+        );
+      case 'map':
+        // At least one key's value when required: the server says so if none is given.
+        return (f.keys ?? []).map((k) => (
+          <Form.Item key={`${itemKey}.${k}`} name={[...name, k]} label={label(ch, `${f.name}.${k}`)}>
+            <Input maxLength={f.max_length} placeholder={placeholder} data-testid={`cred-${testId(`${f.name}.${k}`)}`} />
+          </Form.Item>
+        ));
+      case 'list': {
+        const items = f.items ?? [];
+        const line = items.reduce((n, i) => n + i.max_length + 1, 0);
+        return (
+          <Form.Item key={itemKey} name={name} label={label(ch, f.name)} rules={rules} extra={hint(ch, f.name)}>
+            <Input.TextArea
+              rows={2}
+              maxLength={(f.max_items ?? 10) * line}
+              placeholder={items.every((i) => i.example) ? items.map((i) => i.example).join('=') : undefined}
+              data-testid={`cred-${testId(f.name)}`}
+            />
+          </Form.Item>
+        );
+      }
+    }
+  };
   return (
     <Card title={t('channels.title')} data-testid="live-channels">
       <Table<CredentialInfo>
@@ -212,72 +326,34 @@ export function LiveChannels() {
       ) : null}
       <Typography.Title level={5} style={{ marginTop: 24 }}>{t('channels.upload')}</Typography.Title>
       <Typography.Paragraph type="secondary">{t('channels.uploadHint')}</Typography.Paragraph>
-      <Form<FormValues>
-        form={form}
-        layout="horizontal"
-        labelCol={{ span: 6 }}
-        wrapperCol={{ span: 14 }}
-        initialValues={{ channel: 'alipay', mode, keyMode: 'public_key' }}
-        onFinish={(v) => save.mutate(v)}
-        data-testid="cred-form"
-      >
-        <Form.Item name="channel" label={t('withdrawals.channel')}>
-          <Select options={[{ value: 'alipay', label: 'alipay' }, { value: 'wechat', label: t('channels.wechat') }]} data-testid="cred-channel" />
-        </Form.Item>
-        <Form.Item name="mode" label={t('developers.mode')}>
-          <Radio.Group options={[{ value: 'test', label: t('header.test') }, { value: 'live', label: t('header.live') }]} data-testid="cred-mode" />
-        </Form.Item>
-        {channel === 'alipay' ? (
-          <>
-            <Form.Item name="app_id" label={t('channels.alipayAppId')} rules={required}>
-              <Input maxLength={32} placeholder="2021…" data-testid="cred-app-id" />
-            </Form.Item>
-            <Form.Item name="private_key" label={t('channels.appPrivateKey')} rules={required}>
-              <PemField id="private-key" />
-            </Form.Item>
-            <Form.Item name="keyMode" label={t('channels.keyMode')}>
-              <Radio.Group options={[{ value: 'public_key', label: t('channels.publicKeyMode') }, { value: 'certificate', label: t('channels.certMode') }]} />
-            </Form.Item>
-            {keyMode === 'public_key' ? (
-              <Form.Item name="alipay_public_key" label={t('channels.alipayPublicKey')} rules={required}>
-                <PemField id="alipay-public-key" />
-              </Form.Item>
-            ) : (
-              <>
-                <Form.Item name="app_cert" label={t('channels.appCert')} rules={required}><PemField id="app-cert" /></Form.Item>
-                <Form.Item name="alipay_public_cert" label={t('channels.alipayPublicCert')} rules={required}><PemField id="alipay-public-cert" /></Form.Item>
-                <Form.Item name="alipay_root_cert" label={t('channels.alipayRootCert')} rules={required}><PemField id="alipay-root-cert" /></Form.Item>
-              </>
-            )}
-            <Form.Item name="endpoint" label={t('channels.endpoint')} extra={t('channels.alipayEndpointHint')}>
-              <Input maxLength={2048} placeholder="https://openapi.alipay.com" data-testid="cred-endpoint" />
-            </Form.Item>
-            <Form.Item name="order_title" label={t('channels.orderTitle')}>
-              <Input maxLength={64} />
-            </Form.Item>
-          </>
-        ) : (
-          <>
-            <Form.Item name="mchid" label={t('channels.mchid')} rules={required}><Input maxLength={32} /></Form.Item>
-            <Form.Item name="merchant_serial" label={t('channels.merchantSerial')} rules={required}><Input maxLength={64} /></Form.Item>
-            <Form.Item name="private_key" label={t('channels.merchantPrivateKey')} rules={required}><PemField id="private-key" /></Form.Item>
-            <Form.Item name="wechatpay_public_key" label={t('channels.wechatpayPublicKey')} rules={required}><PemField id="wechatpay-public-key" /></Form.Item>
-            <Form.Item name="wechatpay_public_key_id" label={t('channels.wechatpayPublicKeyId')} rules={required}><Input maxLength={128} placeholder="PUB_KEY_ID_…" /></Form.Item>
-            <Form.Item name="appid_wx" label={t('channels.appidWx')}><Input maxLength={64} placeholder="wx…" /></Form.Item>
-            <Form.Item name="appid_wx_pub" label={t('channels.appidWxPub')}><Input maxLength={64} placeholder="wx…" /></Form.Item>
-            <Form.Item name="appid_wx_lite" label={t('channels.appidWxLite')}><Input maxLength={64} placeholder="wx…" /></Form.Item>
-            <Form.Item name="transfer_scene_id" label={t('channels.transferSceneId')} rules={required}><Input maxLength={32} placeholder="1000" /></Form.Item>
-            <Form.Item name="report_infos" label={t('channels.reportInfos')} rules={required} extra={t('channels.reportInfosHint')}>
-              <Input.TextArea rows={2} maxLength={4096} placeholder="活动名称=余额提现" />
-            </Form.Item>
-            <Form.Item name="remark" label={t('channels.remark')}><Input maxLength={32} /></Form.Item>
-            <Form.Item name="endpoint" label={t('channels.endpoint')}><Input maxLength={2048} placeholder="https://api.mch.weixin.qq.com/" /></Form.Item>
-          </>
-        )}
-        <Form.Item wrapperCol={{ offset: 6, span: 14 }}>
-          <Button type="primary" htmlType="submit" loading={save.isPending} data-testid="cred-save">{t('channels.save')}</Button>
-        </Form.Item>
-      </Form>
+      {described.isPending ? <Skeleton active /> : null}
+      {described.isError ? <Alert type="error" showIcon message={described.error.message} data-testid="cred-fields-error" /> : null}
+      {current ? (
+        <Form<FormValues>
+          form={form}
+          layout="horizontal"
+          labelCol={{ span: 6 }}
+          wrapperCol={{ span: 14 }}
+          initialValues={{ channel: channels[0]?.channel, mode }}
+          onFinish={(v) => save.mutate(v)}
+          data-testid="cred-form"
+        >
+          <Form.Item name="channel" label={t('withdrawals.channel')}>
+            <Select options={channels.map((c) => ({ value: c.channel, label: label('channel', c.channel) }))} data-testid="cred-channel" />
+          </Form.Item>
+          <Form.Item name="mode" label={t('developers.mode')}>
+            <Radio.Group options={[{ value: 'test', label: t('header.test') }, { value: 'live', label: t('header.live') }]} data-testid="cred-mode" />
+          </Form.Item>
+          {current.fields.flatMap((f, i) => [
+            // A channel with verification groups asks which one where their fields begin.
+            ...(i === current.fields.findIndex((x) => x.group) ? [groupChoice(current.channel, groups)] : []),
+            ...(f.group && f.group !== group ? [] : [fieldItem(current.channel, f)]),
+          ])}
+          <Form.Item wrapperCol={{ offset: 6, span: 14 }}>
+            <Button type="primary" htmlType="submit" loading={save.isPending} data-testid="cred-save">{t('channels.save')}</Button>
+          </Form.Item>
+        </Form>
+      ) : null}
     </Card>
   );
 }

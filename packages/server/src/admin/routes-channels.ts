@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Runtime } from '../runtime.ts';
 import type { Scope } from '../services/common.ts';
 import { errors } from '../domain/errors.ts';
-import { CredentialsError, listCredentials, removeCredentials, type ChannelCredentials } from '../channels/credentials.ts';
+import { CREDENTIAL_FIELDS, CredentialsError, listCredentials, removeCredentials, type ChannelCredentials, type CredentialField } from '../channels/credentials.ts';
 import { checkCredentials, saveCredentials } from '../channels/manage.ts';
 import { writeAudit } from './operators.ts';
 import type { AdminContext } from './routes-settings.ts';
@@ -16,48 +16,58 @@ import type { AdminContext } from './routes-settings.ts';
  * audited, without key material, right after it commits.
  */
 const Mode = Type.Union([Type.Literal('test'), Type.Literal('live')]);
-const ChannelName = Type.Union([Type.Literal('alipay'), Type.Literal('wechat')]);
+const CHANNELS = Object.keys(CREDENTIAL_FIELDS) as (keyof typeof CREDENTIAL_FIELDS)[];
+const ChannelName = Type.Union(CHANNELS.map((c) => Type.Literal(c)));
 const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) });
 const ChannelParams = Type.Object({ app: Type.String({ maxLength: 64 }), channel: ChannelName });
 const ModeQuery = Type.Object({ mode: Mode });
 const ModeBody = Type.Object({ mode: Mode }, { additionalProperties: false });
-// A PEM key or certificate is a few KiB; credentials.ts refuses fields above 16 KiB as well.
-const Pem = Type.String({ minLength: 1, maxLength: 16_384 });
-const Short = (max: number) => Type.String({ minLength: 1, maxLength: max });
-const Alipay = Type.Object(
-  {
-    channel: Type.Literal('alipay'),
-    app_id: Short(32),
-    private_key: Pem,
-    alipay_public_key: Type.Optional(Pem),
-    app_cert: Type.Optional(Pem),
-    alipay_public_cert: Type.Optional(Pem),
-    alipay_root_cert: Type.Optional(Pem),
-    endpoint: Type.Optional(Short(2048)),
-    order_title: Type.Optional(Short(64)),
-  },
+const Short = (max: number | undefined) => Type.String({ minLength: 1, ...(max !== undefined ? { maxLength: max } : {}) });
+
+/**
+ * A credential set's body schema, from the same field descriptions the console's form is drawn
+ * from (credentials.ts): a key or certificate is a few KiB (refused above 16 KiB), a field outside
+ * the description is refused, and which verification group is given is left to credentials.ts.
+ */
+function credentialsSchema(channel: string, fields: readonly CredentialField[]): TSchema {
+  const value = (f: CredentialField): TSchema => {
+    switch (f.kind) {
+      case 'text':
+      case 'pem':
+        return Short(f.max_length);
+      case 'map':
+        return Type.Object(Object.fromEntries((f.keys ?? []).map((k) => [k, Type.Optional(Short(f.max_length))])), { additionalProperties: false });
+      case 'list':
+        return Type.Array(
+          Type.Object(Object.fromEntries((f.items ?? []).map((i) => [i.name, Short(i.max_length)])), { additionalProperties: false }),
+          { ...(f.min_items !== undefined ? { minItems: f.min_items } : {}), ...(f.max_items !== undefined ? { maxItems: f.max_items } : {}) },
+        );
+    }
+  };
+  const properties = Object.fromEntries(fields.map((f) => [f.name, f.required && !f.group ? value(f) : Type.Optional(value(f))]));
+  return Type.Object({ channel: Type.Literal(channel), ...properties }, { additionalProperties: false });
+}
+const SetBody = Type.Object(
+  { mode: Mode, credentials: Type.Union(CHANNELS.map((c) => credentialsSchema(c, CREDENTIAL_FIELDS[c]))) },
   { additionalProperties: false },
 );
-const Wechat = Type.Object(
-  {
-    channel: Type.Literal('wechat'),
-    mchid: Short(32),
-    merchant_serial: Short(64),
-    private_key: Pem,
-    wechatpay_public_key: Pem,
-    wechatpay_public_key_id: Short(128),
-    appids: Type.Object(
-      { wx: Type.Optional(Short(64)), wx_pub: Type.Optional(Short(64)), wx_lite: Type.Optional(Short(64)) },
-      { additionalProperties: false },
-    ),
-    transfer_scene_id: Short(32),
-    report_infos: Type.Array(Type.Object({ info_type: Short(64), info_content: Short(256) }, { additionalProperties: false }), { minItems: 1, maxItems: 10 }),
-    remark: Type.Optional(Short(32)),
-    endpoint: Type.Optional(Short(2048)),
-  },
-  { additionalProperties: false },
-);
-const SetBody = Type.Object({ mode: Mode, credentials: Type.Union([Alipay, Wechat]) }, { additionalProperties: false });
+
+/** The answer of the fields route: descriptions only; a property not named here is never serialized. */
+const FieldAnswer = Type.Object({
+  name: Type.String(),
+  kind: Type.Union([Type.Literal('text'), Type.Literal('pem'), Type.Literal('map'), Type.Literal('list')]),
+  required: Type.Boolean(),
+  secret: Type.Boolean(),
+  max_length: Type.Optional(Type.Integer()),
+  group: Type.Optional(Type.String()),
+  keys: Type.Optional(Type.Array(Type.String())),
+  items: Type.Optional(Type.Array(Type.Object({ name: Type.String(), max_length: Type.Integer(), example: Type.Optional(Type.String()) }))),
+  min_items: Type.Optional(Type.Integer()),
+  max_items: Type.Optional(Type.Integer()),
+  default: Type.Optional(Type.String()),
+  example: Type.Optional(Type.String()),
+});
+const FieldsAnswer = Type.Object({ data: Type.Array(Type.Object({ channel: ChannelName, fields: Type.Array(FieldAnswer) })) });
 const hidden = { hide: true };
 
 export async function channelRoutes(app: FastifyInstance, rt: Runtime, ctx: AdminContext): Promise<void> {
@@ -68,6 +78,17 @@ export async function channelRoutes(app: FastifyInstance, rt: Runtime, ctx: Admi
     const scope = await ctx.scopeFor(req, req.params.app, 'test');
     return { data: await listCredentials(rt, scope.app) };
   });
+
+  // What the form asks for, per channel: field names and kinds, never a value. Any operator who
+  // may see the app may read it (the list is the same for every app).
+  app.get<{ Params: Static<typeof AppParams> }>(
+    '/admin/apps/:app/channel_credentials/fields',
+    { schema: { ...hidden, params: AppParams, response: { 200: FieldsAnswer } } },
+    async (req) => {
+      await ctx.scopeFor(req, req.params.app, 'test');
+      return { data: CHANNELS.map((channel) => ({ channel, fields: CREDENTIAL_FIELDS[channel] })) };
+    },
+  );
 
   app.post<{ Params: Static<typeof AppParams>; Body: Static<typeof SetBody> }>(
     '/admin/apps/:app/channel_credentials',

@@ -34,7 +34,75 @@ export function credentialChannel(channel: string): string {
 }
 
 export const DEFAULT_ALIPAY_ENDPOINT = 'https://openapi.alipay.com';
+// Here, not in wechat.ts: that module loads the WeChat Pay SDK, at first use only.
+export const DEFAULT_WECHAT_ENDPOINT = 'https://api.mch.weixin.qq.com/';
 const MAX_FIELD_CHARS = 16_384;
+
+/**
+ * One field of a channel's credential set, described for the console's form (GET
+ * /admin/apps/:app/channel_credentials/fields) and the admin API's body schema: its name and kind,
+ * never a value. `text` is one line; `pem` a key or certificate (multiline, read from a file);
+ * `map` one value per key of `keys` (at least one when required); `list` 1..n items of `items`.
+ * A field of a `group` is given only with the rest of its group, and exactly one group is given
+ * (Alipay's verification: the Alipay public key, or the three certificates); `required` then
+ * means required in its group. `secret` fields are key material: the console never shows them.
+ */
+export interface CredentialField {
+  readonly name: string;
+  readonly kind: 'text' | 'pem' | 'map' | 'list';
+  readonly required: boolean;
+  readonly secret: boolean;
+  /** Of the value (text, pem) or of each value of a map. */
+  readonly max_length?: number;
+  readonly group?: string;
+  readonly keys?: readonly string[];
+  readonly items?: readonly { readonly name: string; readonly max_length: number; readonly example?: string }[];
+  readonly min_items?: number;
+  readonly max_items?: number;
+  /** What applies when an optional field is left out. */
+  readonly default?: string;
+  /** The shape of a value, e.g. `PUB_KEY_ID_…`. */
+  readonly example?: string;
+}
+
+type FieldName<C> = Exclude<keyof C, 'channel'> & string;
+type FieldOf<C> = CredentialField & { readonly name: FieldName<C> };
+const PEM_CHARS = MAX_FIELD_CHARS;
+
+const ALIPAY_FIELDS = [
+  { name: 'app_id', kind: 'text', required: true, secret: false, max_length: 32, example: '2021…' },
+  { name: 'private_key', kind: 'pem', required: true, secret: true, max_length: PEM_CHARS },
+  { name: 'alipay_public_key', kind: 'pem', required: true, secret: false, max_length: PEM_CHARS, group: 'public_key' },
+  { name: 'app_cert', kind: 'pem', required: true, secret: false, max_length: PEM_CHARS, group: 'certificate' },
+  { name: 'alipay_public_cert', kind: 'pem', required: true, secret: false, max_length: PEM_CHARS, group: 'certificate' },
+  { name: 'alipay_root_cert', kind: 'pem', required: true, secret: false, max_length: PEM_CHARS, group: 'certificate' },
+  { name: 'endpoint', kind: 'text', required: false, secret: false, max_length: 2048, default: DEFAULT_ALIPAY_ENDPOINT },
+  { name: 'order_title', kind: 'text', required: false, secret: false, max_length: 64 },
+] as const satisfies readonly FieldOf<AlipayCredentials>[];
+
+const WECHAT_FIELDS = [
+  { name: 'mchid', kind: 'text', required: true, secret: false, max_length: 32 },
+  { name: 'merchant_serial', kind: 'text', required: true, secret: false, max_length: 64 },
+  { name: 'private_key', kind: 'pem', required: true, secret: true, max_length: PEM_CHARS },
+  { name: 'wechatpay_public_key', kind: 'pem', required: true, secret: false, max_length: PEM_CHARS },
+  { name: 'wechatpay_public_key_id', kind: 'text', required: true, secret: false, max_length: 128, example: 'PUB_KEY_ID_…' },
+  { name: 'appids', kind: 'map', required: true, secret: false, max_length: 64, keys: ['wx', 'wx_pub', 'wx_lite'], example: 'wx…' },
+  { name: 'transfer_scene_id', kind: 'text', required: true, secret: false, max_length: 32, example: '1000' },
+  {
+    name: 'report_infos', kind: 'list', required: true, secret: false, min_items: 1, max_items: 10,
+    items: [{ name: 'info_type', max_length: 64, example: '活动名称' }, { name: 'info_content', max_length: 256, example: '余额提现' }],
+  },
+  { name: 'remark', kind: 'text', required: false, secret: false, max_length: 32 },
+  { name: 'endpoint', kind: 'text', required: false, secret: false, max_length: 2048, default: DEFAULT_WECHAT_ENDPOINT },
+] as const satisfies readonly FieldOf<WechatCredentials>[];
+
+// Every field of the interfaces above is described, or this fails to compile. (The APIv3 key is
+// set with `tixian channels set` only, so far.)
+type Undescribed<C, F extends readonly { name: string }[]> = Exclude<FieldName<C>, F[number]['name']>;
+const _everyFieldDescribed: [Undescribed<AlipayCredentials, typeof ALIPAY_FIELDS>, Exclude<Undescribed<WechatCredentials, typeof WECHAT_FIELDS>, 'apiv3_key'>] extends [never, never] ? true : never = true;
+
+/** The fields of each channel's credential set, in the order the console asks for them. */
+export const CREDENTIAL_FIELDS: Readonly<Record<ChannelCredentials['channel'], readonly CredentialField[]>> = { alipay: ALIPAY_FIELDS, wechat: WECHAT_FIELDS };
 
 export class CredentialsError extends Error {}
 
@@ -71,9 +139,11 @@ export function validateCredentials(c: ChannelCredentials): void {
   }
 }
 
+const WECHAT_REQUIRED_STRINGS = WECHAT_FIELDS.filter((f) => f.required && (f.kind === 'text' || f.kind === 'pem')).map((f) => f.name);
+
 function validateWechat(c: WechatCredentials): void {
-  for (const k of ['mchid', 'merchant_serial', 'private_key', 'wechatpay_public_key', 'wechatpay_public_key_id', 'transfer_scene_id'] as const) {
-    const v = c[k];
+  for (const k of WECHAT_REQUIRED_STRINGS) {
+    const v: unknown = c[k];
     if (typeof v !== 'string' || v.length === 0) throw new CredentialsError(`${k} must be a non-empty string`);
     if (v.length > MAX_FIELD_CHARS) throw new CredentialsError(`${k} is longer than ${MAX_FIELD_CHARS} characters`);
   }
@@ -129,7 +199,7 @@ export function summary(c: ChannelCredentials): Record<string, string> {
     return {
       mchid: c.mchid, merchant_serial: c.merchant_serial, wechatpay_public_key_id: c.wechatpay_public_key_id,
       appids: Object.entries(c.appids).map(([k, v]) => `${k}=${v}`).join(','), transfer_scene_id: c.transfer_scene_id,
-      endpoint: c.endpoint ?? 'https://api.mch.weixin.qq.com/',
+      endpoint: c.endpoint ?? DEFAULT_WECHAT_ENDPOINT,
     };
   }
   return {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
 import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './driver.ts';
 import { outBillNo } from './wechat-bill.ts';
+import { DEFAULT_WECHAT_ENDPOINT } from './credentials.ts';
 
 /**
  * WeChat Pay 商家转账 (`transfer-bills`, APIv3) through `wechatpay-axios-plugin`: submit, query and
@@ -33,8 +34,6 @@ export interface WechatCredentials {
   /** The APIv3 key (32 characters): decrypts WeChat's transfer notifications (AES-256-GCM). */
   apiv3_key?: string;
 }
-
-export const DEFAULT_WECHAT_ENDPOINT = 'https://api.mch.weixin.qq.com/';
 
 const PAYEE_REASONS = new Set([
   'ACCOUNT_FROZEN', 'ACCOUNT_NOT_EXIST', 'BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH', 'BLOCK_B2C_USERLIMITAMOUNT_MONTH',
