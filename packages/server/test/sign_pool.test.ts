@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { SignPool } from '../src/security/sign-pool.ts';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { OnePerTurn, SignPool } from '../src/security/sign-pool.ts';
 
 /** Response and webhook signatures made by worker threads are the same bytes the event loop would make. */
 describe('SignPool', () => {
@@ -59,6 +60,49 @@ describe('SignPool', () => {
       expect(await inline.sign(a.privateKey, body)).toBe(sign('sha256', body, a.privateKey).toString('base64'));
     } finally {
       await inline.close();
+    }
+  });
+});
+
+/**
+ * libuv accepts one connection per event-loop turn: signatures made on the event loop run one
+ * per turn, so a burst of them does not keep new connections waiting until all are done.
+ */
+describe('OnePerTurn (signatures on the event loop)', () => {
+  it('runs jobs in order, and new connections are accepted between them', async () => {
+    const turns = new OnePerTurn();
+    const server = createServer((socket) => {
+      events.push('accepted');
+      socket.destroy();
+    });
+    const events: string[] = [];
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const clients = Array.from({ length: 5 }, () => connect(port, '127.0.0.1').on('error', () => {}));
+      // Every client is in the accept queue before the jobs start.
+      await Promise.all(clients.map((c) => new Promise((resolve) => c.once('connect', resolve))));
+      const done = new Promise<void>((resolve) => {
+        for (let i = 0; i < 20; i++) {
+          turns.push(() => {
+            const until = performance.now() + 3; // ~ one RSA signature of work
+            while (performance.now() < until);
+            events.push(`job ${i}`);
+            if (i === 19) resolve();
+          });
+        }
+      });
+      expect(turns.size).toBe(20);
+      await done;
+      expect(events.filter((e) => e.startsWith('job'))).toEqual(Array.from({ length: 20 }, (_, i) => `job ${i}`));
+      // All five connections were taken in long before the last job (all at the end, had the jobs run in one turn).
+      const lastAccept = events.lastIndexOf('accepted');
+      expect(events.filter((e) => e === 'accepted')).toHaveLength(5);
+      expect(lastAccept).toBeLessThan(events.indexOf('job 15'));
+      expect(turns.size).toBe(0);
+      clients.forEach((c) => c.destroy());
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });

@@ -11,7 +11,8 @@ import { Worker } from 'node:worker_threads';
  *
  * Keys travel to each worker once (KeyObjects can be posted between threads), then only the body
  * bytes and a key number go per signature. Bounded: at most MAX_IN_FLIGHT signatures wait in the
- * workers; beyond that the caller signs inline (back-pressure without a queue that grows).
+ * workers; beyond that the event loop signs them,
+ * one per turn (OnePerTurn below), as it does on a machine without a spare core.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
@@ -26,6 +27,56 @@ parentPort.on('message', (m) => {
 `;
 
 export const MAX_SIGN_THREADS = 4;
+
+/**
+ * Jobs run one per event-loop turn, in arrival order: the signatures made on the event loop.
+ *
+ * libuv accepts ONE connection per loop turn (libuv#3696, in Node since libuv 1.45). A turn that
+ * signs every answer that became ready in it (a group commit's 64 withdrawals, 50 reads from 50
+ * busy keep-alive connections) lasts 20–60 ms at ~0.3–1 ms per RSA signature, so a busy server
+ * took in new connections at ~20 a second: a client opening one (a PHP SDK opens one per call)
+ * waited seconds before its request was even read. With one signature per turn, the poll phase
+ * between two signatures accepts the next connection and reads what arrived. The cost is one more
+ * turn per signature (an epoll_wait without waiting, a few µs, against the ~300 µs signature).
+ */
+export class OnePerTurn {
+  #jobs: (() => void)[] = [];
+  #head = 0;
+  #scheduled = false;
+
+  /** Jobs waiting (tests). */
+  get size(): number {
+    return this.#jobs.length - this.#head;
+  }
+
+  push(job: () => void): void {
+    this.#jobs.push(job);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // An immediate queued from an immediate runs on the next turn, after that turn's poll phase.
+      setImmediate(this.#runOne);
+    }
+  }
+
+  readonly #runOne = (): void => {
+    const job = this.#jobs[this.#head]!;
+    this.#jobs[this.#head++] = NOOP;
+    if (this.#head === this.#jobs.length) {
+      this.#jobs = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#jobs.length) {
+      this.#jobs = this.#jobs.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.size > 0) setImmediate(this.#runOne);
+    else this.#scheduled = false;
+    job();
+  };
+}
+const NOOP = () => {};
+
+/** The event loop's signatures (responses and webhooks signed without a thread), one per turn. */
+export const inlineSignatures = new OnePerTurn();
 const MAX_IN_FLIGHT = 1024;
 
 interface Slot {
@@ -76,7 +127,17 @@ export class SignPool {
   /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. */
   async sign(key: KeyObject, bytes: Buffer): Promise<string> {
     const slot = this.#pick();
-    if (!slot) return sign('sha256', bytes, key).toString('base64');
+    if (!slot) {
+      return new Promise<string>((resolve, reject) =>
+        inlineSignatures.push(() => {
+          try {
+            resolve(sign('sha256', bytes, key).toString('base64'));
+          } catch (err) {
+            reject(err as Error);
+          }
+        }),
+      );
+    }
     let keyId = this.#keyIds.get(key);
     if (keyId === undefined) this.#keyIds.set(key, (keyId = this.#nextKeyId++));
     if (!slot.keys.has(key)) {

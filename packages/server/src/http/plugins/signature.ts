@@ -8,7 +8,7 @@ import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
 import { cachedSigningKeyFor, signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
 import { sha256Base64 } from '../../security/secrets.ts';
-import { sharedSignPool } from '../../security/sign-pool.ts';
+import { inlineSignatures, sharedSignPool } from '../../security/sign-pool.ts';
 import { needsPrincipal } from './auth.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
@@ -118,7 +118,7 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
   const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
   // The account's own key when it has one (signing-keys.ts), else the platform key; the memo is per key.
   // Signatures are made by worker threads when the process has a spare core (sign-pool.ts); with
-  // none, and with the key in cache, the whole hook runs without a promise.
+  // none, on the event loop one per turn, and with the key in cache without a promise.
   const pool = sharedSignPool();
 
   /** Signs, sets the header, and hands the bytes on as the payload (no second UTF-8 encoding). */
@@ -135,13 +135,16 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
       return done(null, payload === null || payload === undefined ? payload : bytes);
     }
     if (!key.privateKey || !pool.hasThreads) {
-      let signature: string;
-      try {
-        signature = key.sign(bytes);
-      } catch (err) {
-        return done(err as Error);
-      }
-      return answer(signature);
+      // On the event loop, one signature per turn (sign-pool.ts: new connections are accepted between them).
+      return inlineSignatures.push(() => {
+        let signature: string;
+        try {
+          signature = key.sign(bytes);
+        } catch (err) {
+          return done(err as Error);
+        }
+        answer(signature);
+      });
     }
     pool.sign(key.privateKey, bytes).then(answer, (err: unknown) => done(err as Error));
   };
