@@ -22,9 +22,7 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
   beforeAll(async () => {
     fake = await new FakeAlipay().start();
     h = await Harness.start(engine, { config: { allowPrivateWebhooks: true } });
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-    });
+    await setCredentials(h.rt, h.appId, true, fake.credentials());
     worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
     pingpp = await officialSdk(h, h.liveKey);
     await pingpp.users.create(h.appId, { id: user });
@@ -202,17 +200,13 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
         expect(res.json.error.message).toContain('channels set');
         expect(res.json.error.message).not.toContain('PRIVATE KEY');
       } finally {
-        await setCredentials(h.rt, h.appId, true, {
-          channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-        });
+        await setCredentials(h.rt, h.appId, true, fake.credentials());
       }
     });
   });
 
   it("test mode pays through Alipay's own sandbox when the app has test credentials, else through the built-in sandbox", async () => {
-    await setCredentials(h.rt, h.appId, false, {
-      channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-    });
+    await setCredentials(h.rt, h.appId, false, fake.credentials());
     await h.createUser('test_mode_user');
     await h.fund('test_mode_user', 10_000);
     const pay = async () => {

@@ -34,9 +34,7 @@ describeEngines('live Alipay payouts survive SIGKILL', (engine) => {
     const rt = await open();
     try {
       merchant = await createApp(rt, { name: 'live crash' });
-      await setCredentials(rt, merchant.id, true, {
-        channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-      });
+      await setCredentials(rt, merchant.id, true, fake.credentials());
     } finally {
       await rt.close();
     }

@@ -34,12 +34,7 @@ describeEngines('live WeChat Pay payouts survive SIGKILL', (engine) => {
     const rt = await open();
     try {
       merchant = await createApp(rt, { name: 'live wx crash' });
-      await setCredentials(rt, merchant.id, true, {
-        channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-        wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-        appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
-        report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint,
-      });
+      await setCredentials(rt, merchant.id, true, fake.credentials());
     } finally {
       await rt.close();
     }

@@ -41,12 +41,7 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
     // 12 key requests per hour (this suite makes 10): notifications carry no key and are never counted.
     h = await Harness.start(engine, { config: { publicUrl, rateLimit: 12, rateLimitWindowMs: 3_600_000 } });
     await h.app.listen({ port, host: '127.0.0.1' });
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
-      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint, apiv3_key: fake.apiv3Key,
-    });
+    await setCredentials(h.rt, h.appId, true, fake.credentials({ apiv3_key: fake.apiv3Key }));
     worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
     await h.request('POST', h.appPath('/users'), { key: h.liveKey, body: { id: user } });
     await h.fund(user, 1_000_000, h.liveKey);

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EventEmitter, once } from 'node:events';
+import type { AlipayCredentials } from '../../src/channels/credentials.ts';
 
 /**
  * A local Alipay open-platform gateway (v2 `gateway.do`) that the official `alipay-sdk` talks to
@@ -107,6 +108,11 @@ export class FakeAlipay extends EventEmitter {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  /** What a merchant sets to pay through this gateway in public-key mode (after start). */
+  credentials(): AlipayCredentials {
+    return { channel: 'alipay', app_id: this.appId, private_key: this.appPrivateKey, alipay_public_key: this.alipayPublicKey, endpoint: this.endpoint };
   }
 
   /** The orders paid more than once (should always be empty). */

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { constants, createCipheriv, createSign, createVerify, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
+import type { WechatCredentials } from '../../src/channels/wechat.ts';
 
 /**
  * A local WeChat Pay APIv3 gateway for 商家转账 (transfer-bills) that `wechatpay-axios-plugin`
@@ -89,6 +90,20 @@ export class FakeWechat extends EventEmitter {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  /**
+   * What a merchant sets to pay through this gateway (after start): its keys, one wx_lite appid and
+   * transfer scene 1000 with the one report it asks for. `extra` adds fields or replaces them.
+   */
+  credentials(extra: Partial<WechatCredentials> = {}): WechatCredentials {
+    return {
+      channel: 'wechat', mchid: this.mchid, merchant_serial: this.merchantSerial, private_key: this.merchantPrivateKey,
+      wechatpay_public_key: this.wechatpayPublicKey, wechatpay_public_key_id: this.publicKeyId,
+      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
+      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: this.endpoint,
+      ...extra,
+    };
   }
 
   /** The payee confirms the bill in WeChat: it is paid. */
