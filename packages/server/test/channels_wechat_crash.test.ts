@@ -1,12 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
-import { describeEngines, freshStorage } from './helpers/harness.ts';
-import { startServer, type ServerProcess } from './helpers/process.ts';
-import {
-  callApp, emitted, expectNoKeyIn, finalEventWithdrawals, ledgerVerify, payoutsInFlight, pollUntilFinal, statusById, storageArgs, withStorage,
-  type ApiMethod, type Storage,
-} from './helpers/crash.ts';
+import { describeEngines } from './helpers/harness.ts';
+import { CrashRig, emitted, expectNoKeyIn, finalEventWithdrawals, ledgerVerify, payoutsInFlight, pollUntilFinal, statusById, withStorage } from './helpers/crash.ts';
 import { FakeWechat } from './fakes/wechat.ts';
 
 /**
@@ -16,35 +11,28 @@ import { FakeWechat } from './fakes/wechat.ts';
  */
 describeEngines('live WeChat Pay payouts survive SIGKILL', (engine) => {
   const COUNT = 50;
-  let storage: Storage;
-  let merchant: CreatedApp;
   let fake: FakeWechat;
-  let server: ServerProcess | undefined;
-  const outputs: string[] = [];
-  const env = { TIXIAN_PAYOUT_LEASE_MS: '2000', TIXIAN_DATA_DIR: '', TIXIAN_LOG_LEVEL: 'info' };
+  let rig: CrashRig;
 
   beforeAll(async () => {
     fake = await new FakeWechat().start();
     // Every bill is paid at once but answered late: the kill catches answers on the wire.
     fake.answerDelayMs = 150;
-    storage = await freshStorage(engine);
-    merchant = await withStorage(storage, async (rt) => {
-      const created = await createApp(rt, { name: 'live wx crash' });
-      await setCredentials(rt, created.id, true, fake.credentials());
-      return created;
+    rig = await CrashRig.create(engine, {
+      appName: 'live wx crash',
+      mode: 'live',
+      env: { TIXIAN_PAYOUT_LEASE_MS: '2000', TIXIAN_LOG_LEVEL: 'info' },
+      prepare: (rt, app) => setCredentials(rt, app.id, true, fake.credentials()),
     });
-    env.TIXIAN_DATA_DIR = storage.dataDir; // the master key lives there for both engines
   });
   afterAll(async () => {
-    await server?.kill();
+    await rig?.close();
     await fake?.close();
-    await storage?.drop();
   });
 
-  const call = (method: ApiMethod, path: string, body?: unknown) => callApp({ url: server!.url, app: merchant.id, key: merchant.secret_key_live }, method, path, body);
-
   it('every confirmed withdrawal settles exactly once across a crash, paid at most once at WeChat', async () => {
-    server = await startServer(storageArgs(storage), env);
+    const { call } = rig;
+    await rig.start();
     await call('POST', '/users', { id: 'crash_user' });
     await call('POST', '/balance_settlements', { user: 'crash_user', amount: 10_000_000, order_no: 'crashfund' });
     fake.invalidOpenids.add('o_nobody');
@@ -62,19 +50,16 @@ describeEngines('live WeChat Pay payouts survive SIGKILL', (engine) => {
     expect(batch.status).toBe('pending');
     // Kill once WeChat has paid some bills whose answers are still on their way.
     await emitted(fake, 'bill', 5);
-    expect(await server.kill('SIGKILL')).toBe(null);
-    outputs.push(server.output());
+    expect(await rig.stop('SIGKILL')).toBe(null);
     // The crash must have caught payouts already handed to WeChat, or this test proves nothing.
-    expect(await payoutsInFlight(storage)).toBeGreaterThan(0);
+    expect(await payoutsInFlight(rig.storage)).toBeGreaterThan(0);
 
-    server = await startServer(storageArgs(storage), env);
+    await rig.start();
     await pollUntilFinal(call, 'crash_user', { timeoutMs: 60_000, pollMs: 200 });
-    await server.kill('SIGTERM');
-    outputs.push(server.output());
-    server = undefined;
+    await rig.stop('SIGTERM');
 
     expect(fake.doublePaid()).toEqual([]);
-    await withStorage(storage, async (rt) => {
+    await withStorage(rig.storage, async (rt) => {
       const byId = await statusById(rt);
       for (const w of ids) {
         expect(byId.get(w.id)).toBe(w.fails ? 'failed' : 'succeeded');
@@ -85,11 +70,11 @@ describeEngines('live WeChat Pay payouts survive SIGKILL', (engine) => {
       expect(await finalEventWithdrawals(rt)).toEqual(ids.map((w) => w.id).sort());
     });
 
-    const { code, out } = await ledgerVerify(storage);
+    const { code, out } = await ledgerVerify(rig.storage);
     expect(code, out).toBe(0);
     expect(out).toMatch(/no drift/);
 
     // The credentials never reach the logs.
-    expectNoKeyIn(outputs.join('\n'), fake.merchantPrivateKey);
+    expectNoKeyIn(rig.outputs.join('\n'), fake.merchantPrivateKey);
   });
 });

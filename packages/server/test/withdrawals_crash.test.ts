@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { verifyLedger } from '../src/ledger/verify.ts';
-import { describeEngines, freshStorage } from './helpers/harness.ts';
-import { startServer, type ServerProcess } from './helpers/process.ts';
-import { callApp, payoutsInFlight, pollUntilFinal, statusById, storageArgs, withStorage, type ApiMethod, type Storage } from './helpers/crash.ts';
+import { describeEngines } from './helpers/harness.ts';
+import { CrashRig, payoutsInFlight, pollUntilFinal, statusById, withStorage } from './helpers/crash.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
 /**
@@ -12,25 +10,18 @@ import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
  * withdrawal, one event, ledger clean.
  */
 describeEngines('payout worker survives SIGKILL', (engine) => {
-  let storage: Storage;
-  let merchant: CreatedApp;
-  let server: ServerProcess | undefined;
-  const env = { TIXIAN_PAYOUT_LEASE_MS: '300', TIXIAN_SANDBOX_DELAY_MS: '400', TIXIAN_DATA_DIR: '' };
+  let rig: CrashRig;
 
   beforeAll(async () => {
-    storage = await freshStorage(engine);
-    merchant = await withStorage(storage, (rt) => createApp(rt, { name: 'crash' }));
-    env.TIXIAN_DATA_DIR = storage.dataDir; // the master key lives there for both engines
+    rig = await CrashRig.create(engine, { appName: 'crash', mode: 'test', env: { TIXIAN_PAYOUT_LEASE_MS: '300', TIXIAN_SANDBOX_DELAY_MS: '400' } });
   });
   afterAll(async () => {
-    await server?.kill();
-    await storage?.drop();
+    await rig?.close();
   });
 
-  const call = (method: ApiMethod, path: string, body?: unknown) => callApp({ url: server!.url, app: merchant.id, key: merchant.secret_key_test }, method, path, body);
-
   it('every confirmed withdrawal settles exactly once across a crash', async () => {
-    server = await startServer(storageArgs(storage), env);
+    const { call } = rig;
+    await rig.start();
     await call('POST', '/users', { id: 'crash_user' });
     await call('POST', '/balance_settlements', { user: 'crash_user', amount: 1_000_000, order_no: 'crashfund' });
     const endings = ['', '0002', '0004'] as const;
@@ -45,16 +36,15 @@ describeEngines('payout worker survives SIGKILL', (engine) => {
     }
     for (const w of ids) await call('PUT', `/withdrawals/${w.id}`, { status: 'pending' });
     // The sandbox answers 400 ms after a submit: right now the payouts are at the channel.
-    expect(await server.kill('SIGKILL')).toBe(null);
+    expect(await rig.stop('SIGKILL')).toBe(null);
     // The crash must have caught payouts already handed to the channel, or this test proves nothing.
-    expect(await payoutsInFlight(storage)).toBeGreaterThan(0);
+    expect(await payoutsInFlight(rig.storage)).toBeGreaterThan(0);
 
-    server = await startServer(storageArgs(storage), env);
+    await rig.start();
     await pollUntilFinal(call, 'crash_user', { timeoutMs: 30_000, pollMs: 100 });
-    await server.kill('SIGTERM');
-    server = undefined;
+    await rig.stop('SIGTERM');
 
-    await withStorage(storage, async (rt) => {
+    await withStorage(rig.storage, async (rt) => {
       const byId = await statusById(rt);
       for (const w of ids) expect(byId.get(w.id)).toBe(w.ending === '0002' ? 'failed' : 'succeeded');
       const payouts = await rt.store.db.selectFrom('sandbox_payouts').select(['withdrawal_id']).execute();

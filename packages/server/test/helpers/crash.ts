@@ -5,8 +5,9 @@ import { request } from 'undici';
 import { expect } from 'vitest';
 import { defaults } from '../../src/config.ts';
 import { openRuntime, type Runtime } from '../../src/runtime.ts';
-import type { freshStorage } from './harness.ts';
-import { TIXIAN_BIN } from './process.ts';
+import { createApp, type CreatedApp } from '../../src/services/accounts.ts';
+import { freshStorage, type Engine } from './harness.ts';
+import { startServer, TIXIAN_BIN, type ServerProcess } from './process.ts';
 
 /**
  * What the crash tests share: a `tixian serve` process on a file's own storage is killed while
@@ -35,23 +36,82 @@ export type ApiMethod = 'GET' | 'POST' | 'PUT';
 /** A JSON answer of the API, loosely typed as the tests read it. */
 export type ApiAnswer = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** One app's API on a server process, and the key it is called with. */
-export interface AppApi {
-  url: string;
-  app: string;
-  key: string | null;
+export interface CrashRigOptions {
+  /** The name of the one app made before the first run. */
+  appName: string;
+  /** Which of the app's keys the API calls use: the mode the withdrawals are made in. */
+  mode: 'live' | 'test';
+  /** Environment of every server run (TIXIAN_DATA_DIR is added: the master key lives there for both engines). */
+  env: Record<string, string>;
+  /** Prepares the app before the first run, e.g. sets its channel credentials. */
+  prepare?: (rt: Runtime, app: CreatedApp) => Promise<unknown>;
 }
 
-/** Calls `/v1/apps/<app><path>` over HTTP as a merchant would; any answer but 200 throws with its body. */
-export async function callApp(to: AppApi, method: ApiMethod, path: string, body?: unknown): Promise<ApiAnswer> {
-  const res = await request(`${to.url}/v1/apps/${to.app}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${to.key}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = (await res.body.json()) as ApiAnswer;
-  if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`);
-  return json;
+/**
+ * Fresh storage with one app, and `tixian serve` on it as a real process that a test starts,
+ * kills and starts again; every run's output is kept, for checks on the logs.
+ */
+export class CrashRig {
+  /** What each stopped run printed, in order. */
+  readonly outputs: string[] = [];
+  private server: ServerProcess | undefined;
+
+  private constructor(
+    readonly storage: Storage,
+    readonly merchant: CreatedApp,
+    private readonly options: CrashRigOptions,
+  ) {}
+
+  static async create(engine: Engine, options: CrashRigOptions): Promise<CrashRig> {
+    const storage = await freshStorage(engine);
+    try {
+      const merchant = await withStorage(storage, async (rt) => {
+        const app = await createApp(rt, { name: options.appName });
+        await options.prepare?.(rt, app);
+        return app;
+      });
+      return new CrashRig(storage, merchant, options);
+    } catch (err) {
+      await storage.drop();
+      throw err;
+    }
+  }
+
+  /** Starts the server; resolves once it listens. */
+  async start(): Promise<void> {
+    this.server = await startServer(storageArgs(this.storage), { ...this.options.env, TIXIAN_DATA_DIR: this.storage.dataDir });
+  }
+
+  /** Ends the running server with `signal` and keeps its output; its exit code (null when the signal ended it). */
+  async stop(signal: NodeJS.Signals): Promise<number | null> {
+    const server = this.server!;
+    this.server = undefined;
+    const code = await server.kill(signal);
+    this.outputs.push(server.output());
+    return code;
+  }
+
+  /**
+   * Calls `/v1/apps/<app><path>` on the running server over HTTP as a merchant would; any answer
+   * but 200 throws with its body. (A bound function: it may be passed on, e.g. to pollUntilFinal.)
+   */
+  call = async (method: ApiMethod, path: string, body?: unknown): Promise<ApiAnswer> => {
+    const key = this.options.mode === 'live' ? this.merchant.secret_key_live : this.merchant.secret_key_test;
+    const res = await request(`${this.server!.url}/v1/apps/${this.merchant.id}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const json = (await res.body.json()) as ApiAnswer;
+    if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`);
+    return json;
+  };
+
+  /** Kills a server still running (SIGKILL) and drops the storage. */
+  async close(): Promise<void> {
+    await this.server?.kill();
+    await this.storage.drop();
+  }
 }
 
 /** Resolves once `emitter` has emitted `event` `times` times from now. */
