@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PayoutWorker } from '../src/channels/worker.ts';
+import type { PayoutWorker } from '../src/channels/worker.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
 import { AlipayDriver } from '../src/channels/alipay.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { liveSdkUser, startLivePayouts } from './helpers/channels.ts';
+import type { PingppClient } from './helpers/pingpp.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 import { registry } from '../src/observability/metrics.ts';
@@ -21,12 +22,8 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
 
   beforeAll(async () => {
     fake = await new FakeAlipay().start();
-    h = await Harness.start(engine, { config: { allowPrivateWebhooks: true } });
-    await setCredentials(h.rt, h.appId, true, fake.credentials());
-    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
-    pingpp = await officialSdk(h, h.liveKey);
-    await pingpp.users.create(h.appId, { id: user });
-    await h.fund(user, 1_000_000, h.liveKey);
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials(), { config: { allowPrivateWebhooks: true } }));
+    pingpp = await liveSdkUser(h, user);
   });
   afterAll(async () => {
     await h?.close();
