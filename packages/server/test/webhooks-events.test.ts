@@ -9,7 +9,7 @@ import { asUsageError, UsageError } from '../src/cli/shared.ts';
 import { listEndpoints, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { MAX_ENDPOINTS_PER_APP_MODE } from '../src/webhooks/outbox.ts';
 import { recoverEndpoint, resendEvent } from '../src/webhooks/events.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, verifyPingppSignature, type Receiver } from './helpers/receiver.ts';
@@ -34,16 +34,10 @@ describeEngines('events and webhook endpoints', (engine) => {
     rig = await WebhookRig.start(engine, { clock, config: { webhookTimeoutMs: 2_000, sandboxDelayMs: 0, allowPrivateWebhooks: true } });
     ({ h, receiver } = rig);
     port = Number(new URL(await h.app.listen({ port: 0, host: '127.0.0.1' })).port);
-    d = new WebhookDispatcher(h.rt);
+    d = rig.fileDispatcher();
   });
-  afterEach(async () => {
-    receiver.behaviour = () => ({ status: 200 });
-    await rig.reset();
-  });
-  afterAll(async () => {
-    await d?.stop();
-    await rig?.close();
-  });
+  afterEach(() => rig.reset({ behaviour: () => ({ status: 200 }) }));
+  afterAll(() => rig?.close());
 
   const emit = (m: CreatedApp, extra: Partial<Parameters<typeof emitTestEvent>[1]> = {}) =>
     emitTestEvent(h.rt, { app: m.id, accountId: m.account, ...extra });

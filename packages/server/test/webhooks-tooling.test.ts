@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, failFirst, type Receiver } from './helpers/receiver.ts';
 import { WebhookRig } from './helpers/webhooks.ts';
@@ -19,16 +19,10 @@ describeEngines('webhook tooling', (engine) => {
   beforeAll(async () => {
     rig = await WebhookRig.start(engine, { config: { webhookTimeoutMs: 2_000 } });
     ({ h, receiver } = rig);
-    d = new WebhookDispatcher(h.rt);
+    d = rig.fileDispatcher();
   });
-  afterEach(async () => {
-    receiver.behaviour = () => ({ status: 200 });
-    await rig.reset();
-  });
-  afterAll(async () => {
-    await d?.stop();
-    await rig?.close();
-  });
+  afterEach(() => rig.reset({ behaviour: () => ({ status: 200 }) }));
+  afterAll(() => rig?.close());
 
   const storageArgs = () => ['--data-dir', h.rt.config.dataDir, ...(h.rt.config.databaseUrl ? ['--database-url', h.rt.config.databaseUrl] : [])];
 

@@ -2,7 +2,7 @@ import { createApp, type CreatedApp } from '../../src/services/accounts.ts';
 import { removeEndpoint } from '../../src/webhooks/endpoints.ts';
 import { WebhookDispatcher } from '../../src/webhooks/dispatcher.ts';
 import { Harness, type Engine, type HarnessOptions } from './harness.ts';
-import { Receiver } from './receiver.ts';
+import { Receiver, type Behaviour } from './receiver.ts';
 
 export type DispatcherOptions = ConstructorParameters<typeof WebhookDispatcher>[1];
 
@@ -12,6 +12,7 @@ export type DispatcherOptions = ConstructorParameters<typeof WebhookDispatcher>[
  */
 export class WebhookRig {
   private readonly dispatchers: WebhookDispatcher[] = [];
+  private shared: WebhookDispatcher | undefined;
 
   private constructor(
     readonly h: Harness,
@@ -35,6 +36,11 @@ export class WebhookRig {
     return d;
   }
 
+  /** One dispatcher (default options) for the whole file, for suites that drain() it by hand: reset() leaves it running, close() stops it. */
+  fileDispatcher(): WebhookDispatcher {
+    return (this.shared ??= new WebhookDispatcher(this.h.rt));
+  }
+
   async stopDispatchers(): Promise<void> {
     for (const d of this.dispatchers.splice(0)) await d.stop();
   }
@@ -51,16 +57,19 @@ export class WebhookRig {
   }
 
   /**
-   * After each test: stops the dispatchers it started and removes its endpoints. Their waiting
-   * deliveries are canceled with them, so no later test (which may move the clock on) sees another's retries.
+   * After each test: gives the receiver `behaviour` (when one is given), stops the dispatchers the
+   * test started and removes its endpoints. Their waiting deliveries are canceled with them, so no
+   * later test (which may move the clock on) sees another's retries.
    */
-  async reset(): Promise<void> {
+  async reset(options: { behaviour?: Behaviour } = {}): Promise<void> {
+    if (options.behaviour) this.receiver.behaviour = options.behaviour;
     await this.stopDispatchers();
     const endpoints = await this.h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
     for (const ep of endpoints) await removeEndpoint(this.h.rt, ep.app, ep.id);
   }
 
   async close(): Promise<void> {
+    await this.shared?.stop();
     await this.receiver.close();
     await this.h.close();
   }
