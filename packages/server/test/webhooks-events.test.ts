@@ -4,7 +4,6 @@ import { ManualClock } from '../src/clock.ts';
 import { ApiError } from '../src/domain/errors.ts';
 import type { CreatedApp } from '../src/services/accounts.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
-import { main } from '../src/cli/main.ts';
 import { asUsageError, UsageError } from '../src/cli/shared.ts';
 import { listEndpoints, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { MAX_ENDPOINTS_PER_APP_MODE } from '../src/webhooks/outbox.ts';
@@ -14,6 +13,7 @@ import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, verifyPingppSignature, type Receiver } from './helpers/receiver.ts';
 import { WebhookRig } from './helpers/webhooks.ts';
+import { runCli } from './helpers/cli.ts';
 import { orderNo, seedExtra } from './helpers/withdrawals.ts';
 
 const require = createRequire(import.meta.url);
@@ -335,24 +335,7 @@ describeEngines('events and webhook endpoints', (engine) => {
   });
 
   describe('CLI', () => {
-    async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-      const out: string[] = [];
-      const err: string[] = [];
-      const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-      const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (err.push(String(chunk)), true));
-      const storage = h.rt.config.databaseUrl ? ['--database-url', h.rt.config.databaseUrl] : [];
-      try {
-        process.exitCode = 0;
-        await main(['node', 'tixian', ...args, '--data-dir', h.rt.config.dataDir, ...storage]);
-        return { out, err, code: Number(process.exitCode ?? 0) };
-      } finally {
-        process.exitCode = 0;
-        log.mockRestore();
-        error.mockRestore();
-        stderr.mockRestore();
-      }
-    }
+    const cli = (...args: string[]) => runCli(h, ...args);
 
     it('apps update --webhook-url, apps webhooks list/remove, events resend/recover', async () => {
       vi.stubEnv('TIXIAN_ALLOW_PRIVATE_WEBHOOKS', '1');

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, failFirst, type Receiver } from './helpers/receiver.ts';
 import { WebhookRig } from './helpers/webhooks.ts';
+import { harnessStorageArgs, runCli } from './helpers/cli.ts';
 import { TIXIAN_BIN } from './helpers/process.ts';
 
 // The system clock throughout: `events tail` runs in another process and looks at real time.
@@ -24,25 +24,7 @@ describeEngines('webhook tooling', (engine) => {
   afterEach(() => rig.reset({ behaviour: () => ({ status: 200 }) }));
   afterAll(() => rig?.close());
 
-  const storageArgs = () => ['--data-dir', h.rt.config.dataDir, ...(h.rt.config.databaseUrl ? ['--database-url', h.rt.config.databaseUrl] : [])];
-
-  async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-    const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (err.push(String(chunk)), true));
-    try {
-      process.exitCode = 0;
-      await main(['node', 'tixian', ...args, ...storageArgs()]);
-      return { out, err, code: Number(process.exitCode ?? 0) };
-    } finally {
-      process.exitCode = 0;
-      log.mockRestore();
-      error.mockRestore();
-      stderr.mockRestore();
-    }
-  }
+  const cli = (...args: string[]) => runCli(h, ...args);
 
   describe('GET /v1/events/{id}/deliveries and tixian events deliveries', () => {
     it('shows every try with its status code, answer excerpt and time; only to the owner', async () => {
@@ -172,7 +154,7 @@ describeEngines('webhook tooling', (engine) => {
     const before = await emitTestEvent(h.rt, { app: m.id, accountId: m.account });
     await d.drain();
 
-    const child = spawn(process.execPath, [TIXIAN_BIN, 'events', 'tail', '--app', m.id, '--interval-ms', '100', ...storageArgs()], {
+    const child = spawn(process.execPath, [TIXIAN_BIN, 'events', 'tail', '--app', m.id, '--interval-ms', '100', ...harnessStorageArgs(h)], {
       env: { ...process.env, TIXIAN_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
