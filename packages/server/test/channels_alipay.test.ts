@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PayoutWorker } from '../src/channels/worker.ts';
+import type { PayoutWorker } from '../src/channels/worker.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
 import { AlipayDriver } from '../src/channels/alipay.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { liveSdkUser, startLivePayouts } from './helpers/channels.ts';
+import type { PingppClient } from './helpers/pingpp.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 import { registry } from '../src/observability/metrics.ts';
@@ -21,14 +22,8 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
 
   beforeAll(async () => {
     fake = await new FakeAlipay().start();
-    h = await Harness.start(engine, { config: { allowPrivateWebhooks: true } });
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-    });
-    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
-    pingpp = await officialSdk(h, h.liveKey);
-    await pingpp.users.create(h.appId, { id: user });
-    await h.fund(user, 1_000_000, h.liveKey);
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials(), { config: { allowPrivateWebhooks: true } }));
+    pingpp = await liveSdkUser(h, user);
   });
   afterAll(async () => {
     await h?.close();
@@ -202,17 +197,13 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
         expect(res.json.error.message).toContain('channels set');
         expect(res.json.error.message).not.toContain('PRIVATE KEY');
       } finally {
-        await setCredentials(h.rt, h.appId, true, {
-          channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-        });
+        await setCredentials(h.rt, h.appId, true, fake.credentials());
       }
     });
   });
 
   it("test mode pays through Alipay's own sandbox when the app has test credentials, else through the built-in sandbox", async () => {
-    await setCredentials(h.rt, h.appId, false, {
-      channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-    });
+    await setCredentials(h.rt, h.appId, false, fake.credentials());
     await h.createUser('test_mode_user');
     await h.fund('test_mode_user', 10_000);
     const pay = async () => {

@@ -1,14 +1,7 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import pino from 'pino';
-import { request } from 'undici';
-import { defaults } from '../src/config.ts';
-import { openRuntime, type Runtime } from '../src/runtime.ts';
-import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
-import { describeEngines, freshStorage } from './helpers/harness.ts';
-import { startServer, TIXIAN_BIN, type ServerProcess } from './helpers/process.ts';
+import { describeEngines } from './helpers/harness.ts';
+import { CrashRig, emitted, expectNoKeyIn, finalEventWithdrawals, ledgerVerify, payoutsInFlight, pollUntilFinal, statusById, withStorage } from './helpers/crash.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 
 /**
@@ -18,53 +11,28 @@ import { FakeAlipay } from './fakes/alipay.ts';
  */
 describeEngines('live Alipay payouts survive SIGKILL', (engine) => {
   const COUNT = 50;
-  let storage: Awaited<ReturnType<typeof freshStorage>>;
-  let merchant: CreatedApp;
   let fake: FakeAlipay;
-  let server: ServerProcess | undefined;
-  const outputs: string[] = [];
-  const args = () => (storage.databaseUrl ? ['--database-url', storage.databaseUrl] : ['--data-dir', storage.dataDir]);
-  const env = { TIXIAN_PAYOUT_LEASE_MS: '2000', TIXIAN_DATA_DIR: '', TIXIAN_LOG_LEVEL: 'info' };
+  let rig: CrashRig;
 
   beforeAll(async () => {
     fake = await new FakeAlipay().start();
     // Every transfer is paid at once but answered late: the kill catches answers on the wire.
     fake.answerDelayMs = 150;
-    storage = await freshStorage(engine);
-    const rt = await open();
-    try {
-      merchant = await createApp(rt, { name: 'live crash' });
-      await setCredentials(rt, merchant.id, true, {
-        channel: 'alipay', app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-      });
-    } finally {
-      await rt.close();
-    }
-    env.TIXIAN_DATA_DIR = storage.dataDir; // the master key lives there for both engines
+    rig = await CrashRig.create(engine, {
+      appName: 'live crash',
+      mode: 'live',
+      env: { TIXIAN_PAYOUT_LEASE_MS: '2000', TIXIAN_LOG_LEVEL: 'info' },
+      prepare: (rt, app) => setCredentials(rt, app.id, true, fake.credentials()),
+    });
   });
   afterAll(async () => {
-    await server?.kill();
+    await rig?.close();
     await fake?.close();
-    await storage?.drop();
   });
 
-  function open(): Promise<Runtime> {
-    return openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false }, { log: pino({ level: 'silent' }) });
-  }
-
-  async function call(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown) {
-    const res = await request(`${server!.url}/v1/apps/${merchant.id}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${merchant.secret_key_live}`, 'content-type': 'application/json' },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await res.body.json()) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`);
-    return json;
-  }
-
   it('every confirmed withdrawal settles exactly once across a crash, paid at most once at Alipay', async () => {
-    server = await startServer(args(), env);
+    const { call } = rig;
+    await rig.start();
     await call('POST', '/users', { id: 'crash_user' });
     await call('POST', '/balance_settlements', { user: 'crash_user', amount: 10_000_000, order_no: 'crashfund' });
     fake.unknownPayees.add('nobody@example.com');
@@ -80,62 +48,31 @@ describeEngines('live Alipay payouts survive SIGKILL', (engine) => {
     const batch = await call('POST', '/batch_withdrawals', { withdrawals: ids.map((w) => w.id), status: 'pending' });
     expect(batch.status).toBe('pending');
     // Kill once Alipay has paid some orders whose answers are still on their way.
-    let paid = 0;
-    while (paid < 5) {
-      await once(fake, 'order');
-      paid++;
-    }
-    expect(await server.kill('SIGKILL')).toBe(null);
-    outputs.push(server.output());
-    const atCrash = await open();
-    try {
-      const inFlight = await atCrash.store.db.selectFrom('withdrawals').select('id').where('status', '=', 'pending').where('payout_phase', '=', 'query').execute();
-      // The crash must have caught payouts already handed to Alipay, or this test proves nothing.
-      expect(inFlight.length).toBeGreaterThan(0);
-    } finally {
-      await atCrash.close();
-    }
+    await emitted(fake, 'order', 5);
+    expect(await rig.stop('SIGKILL')).toBe(null);
+    // The crash must have caught payouts already handed to Alipay, or this test proves nothing.
+    expect(await payoutsInFlight(rig.storage)).toBeGreaterThan(0);
 
-    server = await startServer(args(), env);
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      const list = await call('GET', '/withdrawals?per_page=100&user=crash_user');
-      if (list.data.every((w: { status: string }) => w.status === 'succeeded' || w.status === 'failed')) break;
-      await new Promise((r) => setTimeout(r, 200)); // polling the API the way a merchant would
-    }
-    await server.kill('SIGTERM');
-    outputs.push(server.output());
-    server = undefined;
+    await rig.start();
+    await pollUntilFinal(call, 'crash_user', { timeoutMs: 60_000, pollMs: 200 });
+    await rig.stop('SIGTERM');
 
     expect(fake.doublePaid()).toEqual([]);
-    const rt = await open();
-    try {
-      const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status']).execute();
-      const byId = new Map(rows.map((r) => [r.id, r.status]));
+    await withStorage(rig.storage, async (rt) => {
+      const byId = await statusById(rt);
       for (const w of ids) {
         expect(byId.get(w.id)).toBe(w.fails ? 'failed' : 'succeeded');
         expect(fake.debits.get(w.id) ?? 0).toBe(w.fails ? 0 : 1);
       }
       // Exactly one final event per withdrawal.
-      const events = await rt.store.db.selectFrom('events').select(['type', 'body']).where('type', 'in', ['balance.withdrawal.succeeded', 'balance.withdrawal.failed']).execute();
-      const eventFor = events.map((e) => (JSON.parse(e.body) as { data: { object: { id: string } } }).data.object.id).sort();
-      expect(eventFor).toEqual(ids.map((w) => w.id).sort());
-    } finally {
-      await rt.close();
-    }
+      expect(await finalEventWithdrawals(rt)).toEqual(ids.map((w) => w.id).sort());
+    });
 
-    const verify = spawn(process.execPath, [TIXIAN_BIN, 'ledger', 'verify', ...args()], { env: { ...process.env, TIXIAN_DATA_DIR: storage.dataDir }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    verify.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    verify.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const [code] = (await once(verify, 'exit')) as [number | null];
+    const { code, out } = await ledgerVerify(rig.storage);
     expect(code, out).toBe(0);
     expect(out).toMatch(/no drift/);
 
     // The credentials never reach the logs.
-    const keyBody = fake.appPrivateKey.split('\n').slice(1, -2).join('');
-    const all = outputs.join('\n');
-    for (const line of fake.appPrivateKey.split('\n').slice(1, -2)) expect(all.includes(line)).toBe(false);
-    expect(all.includes(keyBody.slice(0, 40))).toBe(false);
+    expectNoKeyIn(rig.outputs.join('\n'), fake.appPrivateKey);
   });
 });

@@ -17,13 +17,10 @@ describe('WeChat Pay transfer-bills driver', () => {
 
   beforeAll(async () => {
     fake = await new FakeWechat().start();
-    creds = {
-      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-      appids: { wx_lite: 'wxlite0000000001', wx_pub: 'wxpub00000000001' }, transfer_scene_id: '1000',
+    creds = fake.credentials({
+      appids: { wx_lite: 'wxlite0000000001', wx_pub: 'wxpub00000000001' },
       report_infos: [{ info_type: '活动名称', info_content: '余额提现' }, { info_type: '奖励说明', info_content: '用户余额提现' }],
-      endpoint: fake.endpoint,
-    };
+    });
     driver = new WechatDriver(async () => creds, pino({ level: 'silent' }));
   });
   afterAll(async () => fake?.close());

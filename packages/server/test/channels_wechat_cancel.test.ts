@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PayoutWorker } from '../src/channels/worker.ts';
-import { setCredentials } from '../src/channels/credentials.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
+import type { PayoutWorker } from '../src/channels/worker.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { startLivePayouts } from './helpers/channels.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeWechat } from './fakes/wechat.ts';
 
@@ -19,14 +19,7 @@ describeEngines('WeChat Pay transfer-bills cancel', (engine) => {
 
   beforeAll(async () => {
     fake = await new FakeWechat().start();
-    h = await Harness.start(engine);
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
-      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint,
-    });
-    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials()));
     await h.request('POST', h.appPath('/users'), { key: h.liveKey, body: { id: user } });
     await h.fund(user, 1_000_000, h.liveKey);
   });

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PayoutWorker } from '../src/channels/worker.ts';
-import { setCredentials } from '../src/channels/credentials.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { officialSdk, type PingppClient } from './helpers/pingpp.ts';
+import type { PayoutWorker } from '../src/channels/worker.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { liveSdkUser, startLivePayouts } from './helpers/channels.ts';
+import type { PingppClient } from './helpers/pingpp.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeWechat } from './fakes/wechat.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
@@ -21,17 +21,8 @@ describeEngines('live WeChat Pay payouts through the official SDKs', (engine) =>
 
   beforeAll(async () => {
     fake = await new FakeWechat().start();
-    h = await Harness.start(engine, { config: { allowPrivateWebhooks: true } });
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
-      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint,
-    });
-    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
-    pingpp = await officialSdk(h, h.liveKey);
-    await pingpp.users.create(h.appId, { id: user });
-    await h.fund(user, 1_000_000, h.liveKey);
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials(), { config: { allowPrivateWebhooks: true } }));
+    pingpp = await liveSdkUser(h, user);
   });
   afterAll(async () => {
     await h?.close();

@@ -3,9 +3,9 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { wechatNotifyUrl } from '../src/channels/live.ts';
-import { PayoutWorker } from '../src/channels/worker.ts';
-import { setCredentials } from '../src/channels/credentials.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
+import type { PayoutWorker } from '../src/channels/worker.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { startLivePayouts } from './helpers/channels.ts';
 import { orderNo } from './helpers/withdrawals.ts';
 import { FakeWechat } from './fakes/wechat.ts';
 import { registry } from '../src/observability/metrics.ts';
@@ -39,15 +39,10 @@ describeEngines('WeChat Pay transfer notifications', (engine) => {
     const port = await freePort();
     publicUrl = `http://127.0.0.1:${port}`;
     // 12 key requests per hour (this suite makes 10): notifications carry no key and are never counted.
-    h = await Harness.start(engine, { config: { publicUrl, rateLimit: 12, rateLimitWindowMs: 3_600_000 } });
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials({ apiv3_key: fake.apiv3Key }), {
+      config: { publicUrl, rateLimit: 12, rateLimitWindowMs: 3_600_000 },
+    }));
     await h.app.listen({ port, host: '127.0.0.1' });
-    await setCredentials(h.rt, h.appId, true, {
-      channel: 'wechat', mchid: fake.mchid, merchant_serial: fake.merchantSerial, private_key: fake.merchantPrivateKey,
-      wechatpay_public_key: fake.wechatpayPublicKey, wechatpay_public_key_id: fake.publicKeyId,
-      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
-      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: fake.endpoint, apiv3_key: fake.apiv3Key,
-    });
-    worker = new PayoutWorker(h.rt, { leaseMs: 10_000 });
     await h.request('POST', h.appPath('/users'), { key: h.liveKey, body: { id: user } });
     await h.fund(user, 1_000_000, h.liveKey);
   });

@@ -1,66 +1,38 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { Harness } from './helpers/harness.ts';
-import { createOperator } from '../src/admin/operators.ts';
+import type { Page } from 'playwright-core';
+import type { Harness } from './helpers/harness.ts';
+import { ChromiumSession, chromiumInstalled, logIn, startConsole } from './helpers/browser.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 
 /**
- * The Developers page's live payout channels in a real browser (Debian's Chromium, as in
+ * The Developers page's live payout channels in a real browser (helpers/browser.ts, as in
  * console-browser.test.ts): Alipay keys uploaded as files, pointed at the local fake gateway,
  * only the fingerprint shown, and the connectivity check passing. SQLite only (the API is covered
  * on both engines by console-channels.test.ts).
  */
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/console/', import.meta.url));
-const PASSWORD = 'console test password';
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium && process.env.CI) throw new Error(`CI must have ${CHROMIUM} (.ci/run installs Debian's chromium)`);
-
-describe.skipIf(!hasChromium)('console payout channels in Chromium', () => {
+describe.skipIf(!chromiumInstalled())('console payout channels in Chromium', () => {
   let h: Harness;
   let fake: FakeAlipay;
-  let browser: Browser;
-  let context: BrowserContext;
+  let session: ChromiumSession;
   let page: Page;
   let base: string;
-  let profile: string;
 
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
     fake = await new FakeAlipay().start();
-    h = await Harness.start('sqlite', { config: { sandboxDelayMs: 0 } });
-    await createOperator(h.rt, { email: 'ops@example.com', password: PASSWORD, account: 'default' });
-    base = await h.app.listen({ host: '127.0.0.1', port: 0 });
-    profile = mkdtempSync(path.join(tmpdir(), 'tixian-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      viewport: { width: 1440, height: 900 },
-      locale: 'zh-CN',
-    });
-    browser = context.browser()!;
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ h, base } = await startConsole({ config: { sandboxDelayMs: 0 } }));
+    session = await ChromiumSession.launch();
+    page = session.page;
   }, 120_000);
 
   afterAll(async () => {
-    await context?.close();
-    await browser?.close().catch(() => {});
+    await session?.close();
     await h?.close();
     await fake?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   it('uploads Alipay credentials from files, shows only the fingerprint, and passes the check against the gateway', async () => {
     await page.goto(base + '/dashboard/');
-    await page.getByTestId('login-email').fill('ops@example.com');
-    await page.getByTestId('login-password').fill(PASSWORD);
-    await page.getByTestId('login-submit').click();
+    await logIn(page);
     await page.getByRole('tab', { name: '全部提现' }).waitFor();
 
     await page.goto(base + '/dashboard/developers');
@@ -85,7 +57,7 @@ describe.skipIf(!hasChromium)('console payout channels in Chromium', () => {
     const result = card.getByTestId('cred-check-result');
     await result.filter({ hasText: '检查通过' }).waitFor();
     expect(await result.textContent()).toContain('verified');
-    await page.screenshot({ path: path.join(ARTIFACTS, '10-developers-channels.png'), fullPage: true });
+    await session.shot('10-developers-channels');
 
     // The page never shows the key back.
     const html = await page.content();

@@ -1,70 +1,42 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { Harness } from './helpers/harness.ts';
+import type { Page } from 'playwright-core';
+import type { Harness } from './helpers/harness.ts';
 import { Receiver } from './helpers/receiver.ts';
 import { orderNo, seedExtra } from './helpers/withdrawals.ts';
-import { createOperator } from '../src/admin/operators.ts';
+import { ChromiumSession, chromiumInstalled, logIn, OPERATOR, startConsole } from './helpers/browser.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { startWorkers, type Worker } from '../src/workers.ts';
 
 /**
- * The console in a real browser: Debian's Chromium driven by playwright-core (no browser
- * download; .ci/run installs the package when it is missing). One server on SQLite (storage is
- * covered on both engines by console-admin.test.ts), its workers running, a webhook receiver.
- * Screenshots of each page go to test-artifacts/console/.
+ * The console in a real browser (helpers/browser.ts). One server on SQLite (storage is covered on
+ * both engines by console-admin.test.ts), its workers running, a webhook receiver. Screenshots of
+ * each page go to test-artifacts/console/.
  */
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/console/', import.meta.url));
-const PASSWORD = 'console test password';
-
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium && process.env.CI) throw new Error(`CI must have ${CHROMIUM} (.ci/run installs Debian's chromium)`);
-
-describe.skipIf(!hasChromium)('console in Chromium', () => {
+describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
   let h: Harness;
   let workers: Worker;
   let receiver: Receiver;
-  let browser: Browser;
-  let context: BrowserContext;
+  let session: ChromiumSession;
   let page: Page;
   let base: string;
-  let profile: string;
 
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    h = await Harness.start('sqlite', { config: { sandboxDelayMs: 0, allowPrivateWebhooks: true } });
+    ({ h, base } = await startConsole({ config: { sandboxDelayMs: 0, allowPrivateWebhooks: true } }));
     receiver = await Receiver.start();
     await upsertEndpoint(h.rt, { app: h.appId, livemode: false, url: receiver.urlFor('/hook') });
-    await createOperator(h.rt, { email: 'ops@example.com', password: PASSWORD, account: 'default' });
     await h.createUser('bu1');
     await h.fund('bu1', 1_000_000);
-    base = await h.app.listen({ host: '127.0.0.1', port: 0 });
     workers = startWorkers(h.rt);
-    profile = mkdtempSync(path.join(tmpdir(), 'tixian-chromium-'));
-    // A fresh profile each run (launchPersistentContext with our own user-data-dir).
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      viewport: { width: 1440, height: 900 },
-      locale: 'zh-CN',
-    });
-    browser = context.browser()!;
-    page = context.pages()[0] ?? (await context.newPage());
+    session = await ChromiumSession.launch();
+    page = session.page;
   }, 120_000);
 
   afterAll(async () => {
-    await context?.close();
-    await browser?.close().catch(() => {});
+    await session?.close();
     await workers?.stop();
     await receiver?.close();
     await h?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   async function withdrawal(amount: number): Promise<string> {
@@ -72,7 +44,7 @@ describe.skipIf(!hasChromium)('console in Chromium', () => {
     expect(res.status, res.body).toBe(200);
     return res.json.id as string;
   }
-  const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const shot = (name: string) => session.shot(name);
   const status = async (id: string) => (await h.request('GET', h.appPath(`/withdrawals/${id}`))).json.status as string;
 
   it('logs in, confirms a withdrawal from the queue, sees it succeed with its webhook attempt, and finds it in the audit log', async () => {
@@ -81,9 +53,7 @@ describe.skipIf(!hasChromium)('console in Chromium', () => {
     expect(page.url()).toBe(base + '/dashboard/');
     await page.getByTestId('login-email').waitFor();
     await shot('01-login');
-    await page.getByTestId('login-email').fill('ops@example.com');
-    await page.getByTestId('login-password').fill(PASSWORD);
-    await page.getByTestId('login-submit').click();
+    await logIn(page);
 
     const row = page.getByTestId(`row-${id}`);
     await row.waitFor();
@@ -110,7 +80,7 @@ describe.skipIf(!hasChromium)('console in Chromium', () => {
     await page.goto(base + '/dashboard/audit');
     const line = page.getByTestId(`audit-withdrawal.confirm-${id}`);
     await line.waitFor();
-    expect(await line.textContent()).toContain('ops@example.com');
+    expect(await line.textContent()).toContain(OPERATOR.email);
     await shot('04-audit');
   });
 

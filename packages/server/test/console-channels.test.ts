@@ -64,9 +64,7 @@ describeEngines('console payout channels', (engine) => {
     answers.push(res.body);
     return { status: res.statusCode, body: res.body, json: res.json() as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
   }
-  const alipay = (privateKey = fake.appPrivateKey) => ({
-    channel: 'alipay', app_id: fake.appId, private_key: privateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint,
-  });
+  const alipay = (privateKey = fake.appPrivateKey) => ({ ...fake.credentials(), private_key: privateKey });
   const base = () => `/admin/apps/${merchant.id}/channel_credentials`;
   const checks = async (result: 'ok' | 'failed') =>
     (await registry.getSingleMetric('tixian_channel_checks_total')!.get()).values.find((v) => v.labels.channel === 'alipay' && v.labels.result === result)?.value ?? 0;
@@ -197,11 +195,7 @@ describeEngines('console payout channels', (engine) => {
     const wx = await new FakeWechat().start();
     try {
       const s = await session();
-      const credentials = {
-        channel: 'wechat', mchid: wx.mchid, merchant_serial: wx.merchantSerial, private_key: wx.merchantPrivateKey,
-        wechatpay_public_key: wx.wechatpayPublicKey, wechatpay_public_key_id: wx.publicKeyId, appids: { wx_lite: 'wxlite0000000001' },
-        transfer_scene_id: '1000', report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: wx.endpoint,
-      };
+      const credentials = wx.credentials();
       const noScene = await call(s, 'POST', base(), { mode: 'test', credentials: { ...credentials, report_infos: [] } });
       expect(noScene.status).toBe(400);
       const set = await call(s, 'POST', base(), { mode: 'test', credentials });

@@ -1,10 +1,9 @@
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
-import { createApp } from '../src/services/accounts.ts';
-import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { emitTestEvent, emitTestEvents, Receiver } from './helpers/receiver.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { emitTestEvent, emitTestEvents, type Receiver } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
 
 /**
  * The background dispatcher claims rows ahead for saturated endpoints (a bounded buffer of leased
@@ -13,35 +12,19 @@ import { emitTestEvent, emitTestEvents, Receiver } from './helpers/receiver.ts';
  * not sent, and stopping gives the buffered rows back.
  */
 describeEngines('webhook claiming ahead', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let clock: ManualClock;
   let receiver: Receiver;
-  const dispatchers: WebhookDispatcher[] = [];
 
   beforeAll(async () => {
     clock = new ManualClock(Date.UTC(2026, 5, 1, 0, 0, 0));
-    h = await Harness.start(engine, { clock });
-    receiver = await Receiver.start();
+    rig = await WebhookRig.start(engine, { clock });
+    ({ h, receiver } = rig);
   });
-  afterEach(async () => {
-    for (const d of dispatchers.splice(0)) await d.stop();
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await receiver?.close();
-    await h?.close();
-  });
+  afterEach(() => rig.reset());
+  afterAll(() => rig?.close());
 
-  const dispatcher = (options: ConstructorParameters<typeof WebhookDispatcher>[1]) => {
-    const d = new WebhookDispatcher(h.rt, options);
-    dispatchers.push(d);
-    return d;
-  };
-  const freshApp = async (name: string) => {
-    const app = await createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
-    return { app: app.id, accountId: app.account };
-  };
   const deliveriesTo = (endpointId: string) =>
     h.rt.store.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', endpointId).orderBy('event_id').execute();
   /** Polls the database (the dispatcher's claims are not observable otherwise) until `done` holds. */
@@ -54,8 +37,8 @@ describeEngines('webhook claiming ahead', (engine) => {
   };
 
   it('leases at most twice the per-endpoint bound ahead, keeps other endpoints moving, and gives the rest back on stop', async () => {
-    const busy = await freshApp('busy');
-    const other = await freshApp('other');
+    const busy = await rig.freshApp('busy');
+    const other = await rig.freshApp('other');
     receiver.behaviour = (r) => (r.path === '/busy' ? 'hang' : { status: 200 });
     const { endpoint: busyEp } = await upsertEndpoint(h.rt, { app: busy.app, livemode: false, url: receiver.urlFor('/busy') });
     await upsertEndpoint(h.rt, { app: other.app, livemode: false, url: receiver.urlFor('/other') });
@@ -63,7 +46,7 @@ describeEngines('webhook claiming ahead', (engine) => {
     const dueAt = clock.nowMs();
 
     // The hangs outlast the test (20 s); the 60 s lease leaves buffered rows 10 s to wait.
-    const d = dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
+    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
     await receiver.waitFor(() => receiver.to('/busy').length === 8);
     // 8 in flight and 16 claimed ahead, never more: the rest of the backlog stays free for other processes.
     await until(async () => (await deliveriesTo(busyEp.id)).filter((r) => r.lease_ms !== null).length === 24);
@@ -86,14 +69,14 @@ describeEngines('webhook claiming ahead', (engine) => {
   });
 
   it('does not send a buffered row whose lease was lost meanwhile', async () => {
-    const { app, accountId } = await freshApp('lost');
+    const { app, accountId } = await rig.freshApp('lost');
     let hang = true;
     receiver.behaviour = (r) => (r.path === '/lost' && hang ? 'hang' : { status: 200 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/lost') });
     await emitTestEvents(h.rt, { app, accountId }, 20);
 
     // The first eight hang until their 1 s timeout; the other twelve wait in the buffer meanwhile.
-    dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 1_000 }).start();
+    rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 1_000 }).start();
     await receiver.waitFor(() => receiver.to('/lost').length === 8);
     await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
     const sent = new Set(receiver.to('/lost').map((r) => r.event!.id));
@@ -107,7 +90,7 @@ describeEngines('webhook claiming ahead', (engine) => {
     // The timeouts free the slots: the buffered rows go out, all but the one no longer ours.
     await receiver.waitFor(() => receiver.to('/lost').length === 19, 10_000);
     await until(async () => (await deliveriesTo(endpoint.id)).filter((r) => r.status === 'succeeded').length === 11);
-    for (const d of dispatchers.splice(0)) await d.stop();
+    await rig.stopDispatchers();
     expect(receiver.to('/lost')).toHaveLength(19);
     expect(receiver.to('/lost').some((r) => r.event!.id === lost.event_id)).toBe(false);
     expect((await deliveriesTo(endpoint.id)).find((r) => r.id === lost.id)).toMatchObject({
@@ -116,12 +99,12 @@ describeEngines('webhook claiming ahead', (engine) => {
   });
 
   it('claims one row at a time for an endpoint whose breaker is open (nothing ahead)', async () => {
-    const { app, accountId } = await freshApp('open');
+    const { app, accountId } = await rig.freshApp('open');
     receiver.behaviour = (r) => (r.path === '/open' ? 'hang' : { status: 200 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/open') });
     await h.rt.store.db.updateTable('webhook_endpoints').set({ failure_streak: 50, failing_since_ms: clock.nowMs() }).where('id', '=', endpoint.id).execute();
     await emitTestEvents(h.rt, { app, accountId }, 10);
-    dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 60_000, stopGraceMs: 50 }).start();
+    rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 60_000, stopGraceMs: 50 }).start();
     await receiver.waitFor(() => receiver.to('/open').length === 1);
     // The claim that sent it would have leased the rows ahead in the same transaction.
     expect((await deliveriesTo(endpoint.id)).filter((r) => r.lease_ms !== null)).toHaveLength(1);

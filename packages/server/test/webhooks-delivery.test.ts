@@ -5,46 +5,32 @@ import { ManualClock } from '../src/clock.ts';
 import { openRuntime } from '../src/runtime.ts';
 import { SecretBox } from '../src/security/secrets.ts';
 import { createApp } from '../src/services/accounts.ts';
-import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { attemptOffsetsMs, MAX_ATTEMPTS } from '../src/webhooks/schedule.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
-import { closedPort, emitTestEvent, failFirst, Receiver, verifyPingppSignature, type ReceivedRequest } from './helpers/receiver.ts';
+import { closedPort, emitTestEvent, failFirst, type Receiver, verifyPingppSignature, type ReceivedRequest } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
 import { SignPool } from '../src/security/sign-pool.ts';
 
 // Long enough that a loaded CI machine answers every healthy request in time; the hang test waits it out once.
 const TIMEOUT_MS = 2_000;
 
 describeEngines('webhook delivery', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let clock: ManualClock;
   let receiver: Receiver;
-  const dispatchers: WebhookDispatcher[] = [];
 
   beforeAll(async () => {
     clock = new ManualClock(Date.UTC(2026, 0, 1, 8, 0, 0));
-    h = await Harness.start(engine, { clock, config: { webhookTimeoutMs: TIMEOUT_MS } });
-    receiver = await Receiver.start();
+    rig = await WebhookRig.start(engine, { clock, config: { webhookTimeoutMs: TIMEOUT_MS } });
+    ({ h, receiver } = rig);
   });
-  afterEach(async () => {
-    for (const d of dispatchers.splice(0)) await d.stop();
-    // Each test's endpoints go away with it: their waiting deliveries are canceled, so no later test
-    // (which moves the clock on) sees another's retries.
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await receiver?.close();
-    await h?.close();
-  });
+  afterEach(() => rig.reset());
+  afterAll(() => rig?.close());
 
-  const dispatcher = (options: ConstructorParameters<typeof WebhookDispatcher>[1] = {}) => {
-    const d = new WebhookDispatcher(h.rt, options);
-    dispatchers.push(d);
-    return d;
-  };
-
-  /** A fresh app (so endpoints of one test never see another test's events). */
+  /** A fresh app in the default account (so endpoints of one test never see another test's events). */
   const freshApp = async (name: string) => {
     const app = await createApp(h.rt, { name });
     return { app: app.id, accountId: app.account };
@@ -62,7 +48,7 @@ describeEngines('webhook delivery', (engine) => {
     await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/signed') });
     const eventId = await emitTestEvent(h.rt, { app, accountId, request: 'iar_test' });
 
-    expect(await dispatcher().drain()).toBe(1);
+    expect(await rig.dispatcher().drain()).toBe(1);
     const [got] = receiver.to('/signed');
     expect(got).toBeDefined();
     const row = await eventRow(eventId);
@@ -108,7 +94,7 @@ describeEngines('webhook delivery', (engine) => {
     }
     const t0 = clock.nowMs();
     const eventId = await emitTestEvent(h.rt, { app, accountId });
-    const d = dispatcher();
+    const d = rig.dispatcher();
     const offsets = attemptOffsetsMs();
     const tries = (n: number) => receiver.to(`/fail/${n}`).length;
 
@@ -170,7 +156,7 @@ describeEngines('webhook delivery', (engine) => {
     const byUrl = new Map<string, string>();
     for (const url of urls) byUrl.set((await upsertEndpoint(h.rt, { app, livemode: false, url })).endpoint.id, url);
     const eventId = await emitTestEvent(h.rt, { app, accountId });
-    const d = dispatcher();
+    const d = rig.dispatcher();
 
     const started = performance.now();
     await d.drain();
@@ -210,7 +196,7 @@ describeEngines('webhook delivery', (engine) => {
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/standard'), standardWebhooks: true });
     expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
     const eventId = await emitTestEvent(h.rt, { app, accountId });
-    await dispatcher().drain();
+    await rig.dispatcher().drain();
     const [got] = receiver.to('/standard');
     const timestamp = got!.headers['webhook-timestamp'] as string;
     expect(got!.headers['webhook-id']).toBe(eventId);
@@ -231,7 +217,7 @@ describeEngines('webhook delivery', (engine) => {
     await upsertEndpoint(h.rt, { app: healthy.app, livemode: false, url: receiver.urlFor('/healthy') });
     // A backlog of 40 for the dead endpoint, queued first, so it is at the head of the queue.
     for (let i = 0; i < 40; i++) await emitTestEvent(h.rt, { ...dead });
-    const d = dispatcher({ timeoutMs: 20_000, stopGraceMs: 100 });
+    const d = rig.dispatcher({ timeoutMs: 20_000, stopGraceMs: 100 });
     d.start();
     await receiver.waitFor(() => receiver.openCount === d.options.perEndpointConcurrency, 5_000);
 
@@ -264,7 +250,7 @@ describeEngines('webhook delivery', (engine) => {
     expect(await attemptsOf(leased!.id)).toHaveLength(0);
 
     answer = 'ok';
-    const second = dispatcher({ timeoutMs: 20_000 });
+    const second = rig.dispatcher({ timeoutMs: 20_000 });
     expect(await second.drain()).toBe(0);
     clock.advance(first.options.leaseMs - 1);
     expect(await second.drain()).toBe(0);
@@ -288,7 +274,7 @@ describeEngines('webhook delivery', (engine) => {
     await h.rt.store.db.updateTable('webhook_endpoints').set({ secret: foreign }).where('id', '=', endpoint.id).execute();
     const t0 = clock.nowMs();
     const eventId = await emitTestEvent(h.rt, { app, accountId });
-    const d = dispatcher();
+    const d = rig.dispatcher();
 
     expect(await d.drain()).toBe(1);
     const [first] = await deliveriesOf(eventId);
@@ -313,7 +299,7 @@ describeEngines('webhook delivery', (engine) => {
     const { app, accountId } = await freshApp('unsigned');
     await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/unsigned') });
     const eventId = await emitTestEvent(h.rt, { app, accountId });
-    const d = dispatcher();
+    const d = rig.dispatcher();
     const sign = vi.spyOn(h.rt.platformKey, 'sign').mockImplementation(() => {
       throw new Error('signing key unavailable');
     });
@@ -349,7 +335,7 @@ describeEngines('webhook delivery', (engine) => {
     // Changed behind the services' back (removeEndpoint would have canceled the waiting deliveries).
     await h.rt.store.db.updateTable('webhook_endpoints').set({ disabled: 1 }).where('id', '=', disabled.id).execute();
     await h.rt.store.db.deleteFrom('webhook_endpoints').where('id', '=', gone.id).execute();
-    const d = dispatcher();
+    const d = rig.dispatcher();
 
     expect(await d.drain()).toBe(1);
     expect(receiver.to('/orphan-healthy')).toHaveLength(1);
@@ -372,7 +358,7 @@ describeEngines('webhook delivery', (engine) => {
     for (let i = 0; i < 150; i++) ids.add(await emitTestEvent(h.rt, { app, accountId }));
     const other = await openRuntime(h.rt.config, { clock, log: pino({ level: 'silent' }) });
     try {
-      const a = dispatcher({ concurrency: 16, perEndpointConcurrency: 16 });
+      const a = rig.dispatcher({ concurrency: 16, perEndpointConcurrency: 16 });
       const b = new WebhookDispatcher(other, { concurrency: 16, perEndpointConcurrency: 16 });
       const [na, nb] = await Promise.all([a.drain(), b.drain()]);
       await b.stop();

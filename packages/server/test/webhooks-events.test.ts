@@ -2,17 +2,18 @@ import { createRequire } from 'node:module';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { ApiError } from '../src/domain/errors.ts';
-import { createApp, type CreatedApp } from '../src/services/accounts.ts';
+import type { CreatedApp } from '../src/services/accounts.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
-import { main } from '../src/cli/main.ts';
 import { asUsageError, UsageError } from '../src/cli/shared.ts';
 import { listEndpoints, MAX_URL_LENGTH, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { MAX_ENDPOINTS_PER_APP_MODE } from '../src/webhooks/outbox.ts';
 import { recoverEndpoint, resendEvent } from '../src/webhooks/events.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { emitTestEvent, Receiver, verifyPingppSignature } from './helpers/receiver.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { emitTestEvent, verifyPingppSignature, type Receiver } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
+import { runCli } from './helpers/cli.ts';
 import { orderNo, seedExtra } from './helpers/withdrawals.ts';
 
 const require = createRequire(import.meta.url);
@@ -20,6 +21,7 @@ const require = createRequire(import.meta.url);
 const Pingpp = require('pingpp') as (key: string) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describeEngines('events and webhook endpoints', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let clock: ManualClock;
   let receiver: Receiver;
@@ -29,31 +31,21 @@ describeEngines('events and webhook endpoints', (engine) => {
   beforeAll(async () => {
     clock = new ManualClock(Date.UTC(2026, 2, 1, 0, 0, 0));
     // Live endpoints here are loopback receivers over http: the operator allows that (webhooks-ssrf.test.ts checks the default).
-    h = await Harness.start(engine, { clock, config: { webhookTimeoutMs: 2_000, sandboxDelayMs: 0, allowPrivateWebhooks: true } });
-    receiver = await Receiver.start();
+    rig = await WebhookRig.start(engine, { clock, config: { webhookTimeoutMs: 2_000, sandboxDelayMs: 0, allowPrivateWebhooks: true } });
+    ({ h, receiver } = rig);
     port = Number(new URL(await h.app.listen({ port: 0, host: '127.0.0.1' })).port);
-    d = new WebhookDispatcher(h.rt);
+    d = rig.fileDispatcher();
   });
-  afterEach(async () => {
-    receiver.behaviour = () => ({ status: 200 });
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await d?.stop();
-    await receiver?.close();
-    await h?.close();
-  });
+  afterEach(() => rig.reset({ behaviour: () => ({ status: 200 }) }));
+  afterAll(() => rig?.close());
 
-  /** A merchant account of its own, so its event lists hold only what the test made. */
-  const newMerchant = (name: string) => createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
   const emit = (m: CreatedApp, extra: Partial<Parameters<typeof emitTestEvent>[1]> = {}) =>
     emitTestEvent(h.rt, { app: m.id, accountId: m.account, ...extra });
   const ids = (list: { data: { id: string }[] }) => list.data.map((e) => e.id);
 
   describe('GET /v1/events/{id}', () => {
     it("answers the key's own event, with the current pending_webhooks", async () => {
-      const m = await newMerchant('retrieve');
+      const m = await rig.newMerchant('retrieve');
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/retrieve') });
       const id = await emit(m, { request: 'iar_abc' });
       const before = await h.request('GET', `/v1/events/${id}`, { key: m.secret_key_test });
@@ -72,8 +64,8 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
 
     it("answers 404 param id for another account's event, another mode's, and an unknown id", async () => {
-      const m = await newMerchant('owner');
-      const other = await newMerchant('stranger');
+      const m = await rig.newMerchant('owner');
+      const other = await rig.newMerchant('stranger');
       const id = await emit(m);
       const live = await emit(m, { livemode: true });
       for (const [key, eventId] of [[other.secret_key_test, id], [m.secret_key_live, id], [m.secret_key_test, live], [m.secret_key_test, 'evt_000000000000000000000000']] as const) {
@@ -87,7 +79,7 @@ describeEngines('events and webhook endpoints', (engine) => {
 
   describe('GET /v1/events', () => {
     it('lists newest first with type, created, delivery_success filters and both pagination schemes', async () => {
-      const m = await newMerchant('list');
+      const m = await rig.newMerchant('list');
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/list') });
       receiver.behaviour = (r) => ({ status: r.event?.type === 'balance.withdrawal.failed' ? 500 : 200 });
       const t = Math.floor(clock.nowMs() / 1000);
@@ -98,7 +90,7 @@ describeEngines('events and webhook endpoints', (engine) => {
       const e3 = await emit(m);
       const e4 = await emit(m); // same second as e3: the time-ordered id keeps it newer
       const live = await emit(m, { livemode: true });
-      await emit(await newMerchant('list-other'));
+      await emit(await rig.newMerchant('list-other'));
       await d.drain();
       const get = async (query: string) => {
         const res = await h.request('GET', `/v1/events${query}`, { key: m.secret_key_test });
@@ -139,7 +131,7 @@ describeEngines('events and webhook endpoints', (engine) => {
 
   describe('GET /v1/events cursors under changing filters', () => {
     it('pages on with delivery_success=false after the cursor event was delivered meanwhile', async () => {
-      const m = await newMerchant('cursor');
+      const m = await rig.newMerchant('cursor');
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/cursor') });
       const failing = new Set<string>();
       receiver.behaviour = (r) => ({ status: r.event && failing.has(r.event.id) ? 500 : 200 });
@@ -172,7 +164,7 @@ describeEngines('events and webhook endpoints', (engine) => {
       // A cursor outside the type filter still marks a place in the list.
       expect(ids(await get(`?type=balance.withdrawal.failed&limit=2&starting_after=${e2}`))).toEqual([]);
       // A cursor outside the key's account and mode is still refused.
-      const stranger = await emit(await newMerchant('cursor-other'));
+      const stranger = await emit(await rig.newMerchant('cursor-other'));
       const refused = await h.request('GET', `/v1/events?delivery_success=false&limit=2&starting_after=${stranger}`, { key: m.secret_key_test });
       expect(refused.status).toBe(400);
       expect(refused.json.error.param).toBe('starting_after');
@@ -181,7 +173,7 @@ describeEngines('events and webhook endpoints', (engine) => {
 
   describe('resend and recover', () => {
     it('POST /v1/events/{id}/resend sends a delivered event again: same id, same bytes, pending_webhooks back up', async () => {
-      const m = await newMerchant('resend');
+      const m = await rig.newMerchant('resend');
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/resend') });
       const id = await emit(m);
       await d.drain();
@@ -198,13 +190,13 @@ describeEngines('events and webhook endpoints', (engine) => {
       const [delivery] = await h.rt.store.db.selectFrom('webhook_deliveries').select('id').where('event_id', '=', id).execute();
       expect(await h.rt.store.db.selectFrom('webhook_attempts').select('id').where('delivery_id', '=', delivery!.id).execute()).toHaveLength(2);
 
-      const foreign = await newMerchant('resend-other');
+      const foreign = await rig.newMerchant('resend-other');
       expect((await h.request('POST', `/v1/events/${id}/resend`, { key: foreign.secret_key_test })).status).toBe(404);
       expect((await h.request('POST', `/v1/events/${id}/resend`, { key: m.secret_key_live })).status).toBe(404);
     });
 
     it('resend of an event that had no endpoint delivers it to the endpoints subscribed now', async () => {
-      const m = await newMerchant('late');
+      const m = await rig.newMerchant('late');
       const id = await emit(m);
       expect(await d.drain()).toBe(0);
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/late') });
@@ -217,7 +209,7 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
 
     it('resend after every endpoint the event went to was removed delivers it to the endpoints subscribed now', async () => {
-      const m = await newMerchant('moved');
+      const m = await rig.newMerchant('moved');
       const { endpoint: old } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/moved-old') });
       const id = await emit(m);
       await d.drain();
@@ -239,7 +231,7 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
 
     it('concurrent resends of an event that had no endpoint queue one delivery per endpoint, not one each', async () => {
-      const m = await newMerchant('race');
+      const m = await rig.newMerchant('race');
       const events: string[] = [];
       for (let i = 0; i < 5; i++) events.push(await emit(m));
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/race') });
@@ -254,7 +246,7 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
 
     it('recover re-queues the deliveries to one endpoint that failed for good since a time', async () => {
-      const m = await newMerchant('recover');
+      const m = await rig.newMerchant('recover');
       const { endpoint } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/recover') });
       receiver.behaviour = () => ({ status: 500 });
       const old = await emit(m);
@@ -284,7 +276,7 @@ describeEngines('events and webhook endpoints', (engine) => {
 
   describe('endpoints', () => {
     it('validates URLs and event types, bounds the count, and updates the endpoint with the same URL', async () => {
-      const m = await newMerchant('endpoints');
+      const m = await rig.newMerchant('endpoints');
       const bad = async (input: Partial<Parameters<typeof upsertEndpoint>[1]>, param: string) => {
         const err = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: 'https://example.com/hook', ...input }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ApiError);
@@ -318,7 +310,7 @@ describeEngines('events and webhook endpoints', (engine) => {
     });
 
     it('delivers only subscribed types; removing an endpoint cancels what waits for it', async () => {
-      const m = await newMerchant('remove');
+      const m = await rig.newMerchant('remove');
       const all = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/all') });
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/failed-only'), events: ['balance.withdrawal.failed'] });
       await upsertEndpoint(h.rt, { app: m.id, livemode: true, url: receiver.urlFor('/live') });
@@ -343,29 +335,12 @@ describeEngines('events and webhook endpoints', (engine) => {
   });
 
   describe('CLI', () => {
-    async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-      const out: string[] = [];
-      const err: string[] = [];
-      const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-      const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (err.push(String(chunk)), true));
-      const storage = h.rt.config.databaseUrl ? ['--database-url', h.rt.config.databaseUrl] : [];
-      try {
-        process.exitCode = 0;
-        await main(['node', 'tixian', ...args, '--data-dir', h.rt.config.dataDir, ...storage]);
-        return { out, err, code: Number(process.exitCode ?? 0) };
-      } finally {
-        process.exitCode = 0;
-        log.mockRestore();
-        error.mockRestore();
-        stderr.mockRestore();
-      }
-    }
+    const cli = (...args: string[]) => runCli(h, ...args);
 
     it('apps update --webhook-url, apps webhooks list/remove, events resend/recover', async () => {
       vi.stubEnv('TIXIAN_ALLOW_PRIVATE_WEBHOOKS', '1');
       onTestFinished(() => void vi.unstubAllEnvs());
-      const m = await newMerchant('cli');
+      const m = await rig.newMerchant('cli');
       const added = await cli('apps', 'update', m.id, '--webhook-url', receiver.urlFor('/cli'), '--mode', 'live', '--events', 'balance.withdrawal.failed', '--standard-webhooks');
       expect(added.code, added.err.join('')).toBe(0);
       const id = /webhook endpoint added: (we_\w+) {2}live /.exec(added.out[0]!)?.[1];

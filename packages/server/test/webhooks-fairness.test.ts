@@ -1,13 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { ManualClock } from '../src/clock.ts';
-import { createApp } from '../src/services/accounts.ts';
-import { enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { BREAKER_OPEN_AFTER_FAILURES, WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { enableEndpoint, listEndpoints, upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { BREAKER_OPEN_AFTER_FAILURES } from '../src/webhooks/dispatcher.ts';
 import { recoverEndpoint } from '../src/webhooks/events.ts';
 import { attemptOffsetsMs } from '../src/webhooks/schedule.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { emitTestEvent, emitTestEvents, Receiver } from './helpers/receiver.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { emitTestEvent, emitTestEvents, type Receiver } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
 
 describe('auto-disable settings', () => {
   it('default to 3 days and 20 failures, and are bounded', () => {
@@ -22,40 +22,24 @@ describe('auto-disable settings', () => {
 });
 
 describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let clock: ManualClock;
   let receiver: Receiver;
-  const dispatchers: WebhookDispatcher[] = [];
 
   beforeAll(async () => {
     clock = new ManualClock(Date.UTC(2026, 3, 1, 0, 0, 0));
-    h = await Harness.start(engine, { clock });
-    receiver = await Receiver.start();
+    rig = await WebhookRig.start(engine, { clock });
+    ({ h, receiver } = rig);
   });
-  afterEach(async () => {
-    for (const d of dispatchers.splice(0)) await d.stop();
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await receiver?.close();
-    await h?.close();
-  });
+  afterEach(() => rig.reset());
+  afterAll(() => rig?.close());
 
-  const dispatcher = (options: ConstructorParameters<typeof WebhookDispatcher>[1] = {}) => {
-    const d = new WebhookDispatcher(h.rt, options);
-    dispatchers.push(d);
-    return d;
-  };
-  const freshApp = async (name: string) => {
-    const app = await createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
-    return { app: app.id, accountId: app.account };
-  };
   const endpointRow = (id: string) => h.rt.store.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 
   it('eight receivers that never answer do not starve a healthy endpoint of another app', async () => {
-    const dead = await freshApp('dead');
-    const healthy = await freshApp('healthy');
+    const dead = await rig.freshApp('dead');
+    const healthy = await rig.freshApp('healthy');
     receiver.behaviour = (r) => (r.path.startsWith('/hang/') ? 'hang' : { status: 200, body: 'ok' });
     for (let i = 0; i < 8; i++) await upsertEndpoint(h.rt, { app: dead.app, livemode: false, url: receiver.urlFor(`/hang/${i}`) });
     await upsertEndpoint(h.rt, { app: healthy.app, livemode: false, url: receiver.urlFor('/healthy') });
@@ -65,7 +49,7 @@ describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) =
     const healthyEvents = await emitTestEvents(h.rt, healthy, 20);
 
     // The hangs outlast the test: the healthy endpoint must get through while all eight still hold slots.
-    const d = dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 60_000, stopGraceMs: 50 }).start();
+    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 60_000, stopGraceMs: 50 }).start();
     await receiver.waitFor((rs) => rs.filter((r) => r.path === '/healthy').length >= healthyEvents.length, 15_000);
     expect(new Set(receiver.to('/healthy').map((r) => r.event!.id))).toEqual(new Set(healthyEvents));
     // The reserve (a quarter of the slots) was never taken by endpoints that already had tries in flight.
@@ -74,12 +58,12 @@ describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) =
   });
 
   it('backs a failing endpoint off to one try in flight, and back to its bound after a success', async () => {
-    const { app, accountId } = await freshApp('breaker');
+    const { app, accountId } = await rig.freshApp('breaker');
     let failing = true;
     receiver.behaviour = (r) => (r.path === '/flaky' ? { status: failing ? 503 : 200, body: failing ? 'down' : 'ok' } : { status: 404 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/flaky') });
     await emitTestEvents(h.rt, { app, accountId }, 20);
-    const d = dispatcher({ concurrency: 64, perEndpointConcurrency: 8 });
+    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8 });
 
     // Closed: up to the per-endpoint bound at once, also after fewer than BREAKER_OPEN_AFTER_FAILURES failures.
     const t0 = clock.nowMs();
@@ -104,12 +88,12 @@ describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) =
   });
 
   it('disables an endpoint after a long run of failures, visibly; re-enabling and recover bring it back', async () => {
-    const { app, accountId } = await freshApp('autodisable');
+    const { app, accountId } = await rig.freshApp('autodisable');
     let failing = true;
     receiver.behaviour = (r) => (r.path === '/dead' ? { status: failing ? 500 : 200 } : { status: 404 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/dead') });
     const disableAfterMs = 2 * 3_600_000;
-    const d = dispatcher({ disableAfterMs, disableAfterFailures: 5 });
+    const d = rig.dispatcher({ disableAfterMs, disableAfterFailures: 5 });
     const error = vi.spyOn(h.rt.log, 'error');
 
     const t0 = clock.nowMs();

@@ -1,12 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
-import { createApp } from '../src/services/accounts.ts';
-import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { isPublicAddress, PRIVATE_DESTINATION, publicOnlyLookup, redactedUrl } from '../src/webhooks/destination.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { emitTestEvent, Receiver } from './helpers/receiver.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { emitTestEvent, type Receiver } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
 
 describe('isPublicAddress', () => {
   it.each([
@@ -40,35 +39,19 @@ describe('isPublicAddress', () => {
 });
 
 describeEngines('webhook destinations (SSRF)', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let receiver: Receiver;
-  const dispatchers: WebhookDispatcher[] = [];
 
   beforeAll(async () => {
-    h = await Harness.start(engine, { clock: new ManualClock(Date.UTC(2026, 4, 1)), config: { webhookTimeoutMs: 2_000 } });
-    receiver = await Receiver.start();
+    rig = await WebhookRig.start(engine, { clock: new ManualClock(Date.UTC(2026, 4, 1)), config: { webhookTimeoutMs: 2_000 } });
+    ({ h, receiver } = rig);
   });
-  afterEach(async () => {
-    for (const d of dispatchers.splice(0)) await d.stop();
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await receiver?.close();
-    await h?.close();
-  });
-  const dispatcher = (options: ConstructorParameters<typeof WebhookDispatcher>[1] = {}) => {
-    const d = new WebhookDispatcher(h.rt, options);
-    dispatchers.push(d);
-    return d;
-  };
-  const freshApp = async (name: string) => {
-    const app = await createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
-    return { app: app.id, accountId: app.account };
-  };
+  afterEach(() => rig.reset());
+  afterAll(() => rig?.close());
 
   it('refuses live endpoints over http or to non-public addresses when they are configured; test mode keeps them', async () => {
-    const { app } = await freshApp('configure');
+    const { app } = await rig.freshApp('configure');
     const live = (url: string) => upsertEndpoint(h.rt, { app, livemode: true, url });
     for (const url of [
       'http://example.com/hooks', 'https://127.0.0.1/hooks', 'https://10.1.2.3/hooks', 'https://169.254.169.254/latest/meta-data',
@@ -83,7 +66,7 @@ describeEngines('webhook destinations (SSRF)', (engine) => {
   });
 
   it('refuses at delivery time a live endpoint whose name resolves to loopback, or an IP literal; test mode and an allowing operator deliver', async () => {
-    const { app, accountId } = await freshApp('deliver');
+    const { app, accountId } = await rig.freshApp('deliver');
     receiver.behaviour = () => ({ status: 200, body: 'secret internal answer' });
     const port = new URL(receiver.url).port;
     // Endpoints that passed configuration before their name pointed inward (or written before the rule).
@@ -94,7 +77,7 @@ describeEngines('webhook destinations (SSRF)', (engine) => {
 
     const liveEvent = await emitTestEvent(h.rt, { app, accountId, livemode: true });
     const testEvent = await emitTestEvent(h.rt, { app, accountId, livemode: false });
-    expect(await dispatcher().drain()).toBe(3);
+    expect(await rig.dispatcher().drain()).toBe(3);
     expect(receiver.to('/by-name')).toHaveLength(0);
     expect(receiver.to('/by-literal')).toHaveLength(0);
     expect(receiver.to('/test-mode').map((r) => r.event!.id)).toEqual([testEvent]);
@@ -114,7 +97,7 @@ describeEngines('webhook destinations (SSRF)', (engine) => {
     // The operator allows private destinations: the same deliveries go out.
     const { clock } = h.rt as unknown as { clock: ManualClock };
     clock.advance(5_000);
-    expect(await dispatcher({ allowPrivate: true }).drain()).toBe(2);
+    expect(await rig.dispatcher({ allowPrivate: true }).drain()).toBe(2);
     expect(receiver.to('/by-name')).toHaveLength(1);
     expect(receiver.to('/by-literal')).toHaveLength(1);
   });

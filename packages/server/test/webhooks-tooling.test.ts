@@ -1,60 +1,34 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
-import { createApp } from '../src/services/accounts.ts';
-import { removeEndpoint, upsertEndpoint } from '../src/webhooks/endpoints.ts';
-import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
-import { describeEngines, Harness } from './helpers/harness.ts';
-import { emitTestEvent, failFirst, Receiver } from './helpers/receiver.ts';
+import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
+import { describeEngines, type Harness } from './helpers/harness.ts';
+import { emitTestEvent, failFirst, type Receiver } from './helpers/receiver.ts';
+import { WebhookRig } from './helpers/webhooks.ts';
+import { harnessStorageArgs, runCli } from './helpers/cli.ts';
 import { TIXIAN_BIN } from './helpers/process.ts';
 
 // The system clock throughout: `events tail` runs in another process and looks at real time.
 describeEngines('webhook tooling', (engine) => {
+  let rig: WebhookRig;
   let h: Harness;
   let receiver: Receiver;
   let d: WebhookDispatcher;
 
   beforeAll(async () => {
-    h = await Harness.start(engine, { config: { webhookTimeoutMs: 2_000 } });
-    receiver = await Receiver.start();
-    d = new WebhookDispatcher(h.rt);
+    rig = await WebhookRig.start(engine, { config: { webhookTimeoutMs: 2_000 } });
+    ({ h, receiver } = rig);
+    d = rig.fileDispatcher();
   });
-  afterEach(async () => {
-    receiver.behaviour = () => ({ status: 200 });
-    const endpoints = await h.rt.store.db.selectFrom('webhook_endpoints').select(['id', 'app']).where('disabled', '=', 0).execute();
-    for (const ep of endpoints) await removeEndpoint(h.rt, ep.app, ep.id);
-  });
-  afterAll(async () => {
-    await d?.stop();
-    await receiver?.close();
-    await h?.close();
-  });
+  afterEach(() => rig.reset({ behaviour: () => ({ status: 200 }) }));
+  afterAll(() => rig?.close());
 
-  const newMerchant = (name: string) => createApp(h.rt, { name, account: `${name}-${Math.random().toString(36).slice(2, 8)}` });
-  const storageArgs = () => ['--data-dir', h.rt.config.dataDir, ...(h.rt.config.databaseUrl ? ['--database-url', h.rt.config.databaseUrl] : [])];
-
-  async function cli(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-    const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (err.push(String(chunk)), true));
-    try {
-      process.exitCode = 0;
-      await main(['node', 'tixian', ...args, ...storageArgs()]);
-      return { out, err, code: Number(process.exitCode ?? 0) };
-    } finally {
-      process.exitCode = 0;
-      log.mockRestore();
-      error.mockRestore();
-      stderr.mockRestore();
-    }
-  }
+  const cli = (...args: string[]) => runCli(h, ...args);
 
   describe('GET /v1/events/{id}/deliveries and tixian events deliveries', () => {
     it('shows every try with its status code, answer excerpt and time; only to the owner', async () => {
-      const m = await newMerchant('deliveries');
+      const m = await rig.newMerchant('deliveries');
       receiver.behaviour = failFirst(1);
       const { endpoint } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/hook?token=s3cret') });
       const eventId = await emitTestEvent(h.rt, { app: m.id, accountId: m.account });
@@ -83,7 +57,7 @@ describeEngines('webhook tooling', (engine) => {
       expect(res.body).not.toContain('s3cret');
 
       // Another account, the other mode, an unknown id: 404 as if it did not exist.
-      const other = await newMerchant('other');
+      const other = await rig.newMerchant('other');
       for (const key of [other.secret_key_test, m.secret_key_live]) {
         const denied = await h.request('GET', `/v1/events/${eventId}/deliveries`, { key });
         expect(denied.status).toBe(404);
@@ -101,7 +75,7 @@ describeEngines('webhook tooling', (engine) => {
     });
 
     it('logs a failed try at warn with the endpoint URL (no query) and status', async () => {
-      const m = await newMerchant('warn');
+      const m = await rig.newMerchant('warn');
       receiver.behaviour = () => ({ status: 502, body: 'bad gateway' });
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/warn?token=s3cret') });
       const warn = vi.spyOn(h.rt.log, 'warn');
@@ -114,7 +88,7 @@ describeEngines('webhook tooling', (engine) => {
   });
 
   it('tixian apps webhooks list shows a disabled or failing endpoint; enable turns it back on', async () => {
-    const m = await newMerchant('enable');
+    const m = await rig.newMerchant('enable');
     const { endpoint } = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/enable') });
     const since = Date.UTC(2026, 0, 1);
     await h.rt.store.db
@@ -146,7 +120,7 @@ describeEngines('webhook tooling', (engine) => {
     ] as const)('%s runs a test-mode withdrawal to %s', async (what, status, eventType) => {
       vi.stubEnv('TIXIAN_SANDBOX_DELAY_MS', '0');
       onTestFinished(() => void vi.unstubAllEnvs());
-      const m = await newMerchant('trigger');
+      const m = await rig.newMerchant('trigger');
       await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor(`/trigger/${status}`) });
       const res = await cli('trigger', what, '--app', m.id, '--json');
       expect(res.code, res.err.join('')).toBe(0);
@@ -173,14 +147,14 @@ describeEngines('webhook tooling', (engine) => {
   });
 
   it('tixian events tail prints events and delivery results as they happen, and ends on SIGINT', async () => {
-    const m = await newMerchant('tail');
-    const other = await newMerchant('tail-other');
+    const m = await rig.newMerchant('tail');
+    const other = await rig.newMerchant('tail-other');
     receiver.behaviour = () => ({ status: 200, body: 'ok' });
     await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/tail') });
     const before = await emitTestEvent(h.rt, { app: m.id, accountId: m.account });
     await d.drain();
 
-    const child = spawn(process.execPath, [TIXIAN_BIN, 'events', 'tail', '--app', m.id, '--interval-ms', '100', ...storageArgs()], {
+    const child = spawn(process.execPath, [TIXIAN_BIN, 'events', 'tail', '--app', m.id, '--interval-ms', '100', ...harnessStorageArgs(h)], {
       env: { ...process.env, TIXIAN_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

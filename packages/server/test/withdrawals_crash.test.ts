@@ -1,12 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import pino from 'pino';
-import { request } from 'undici';
-import { defaults } from '../src/config.ts';
-import { openRuntime, type Runtime } from '../src/runtime.ts';
-import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { verifyLedger } from '../src/ledger/verify.ts';
-import { describeEngines, freshStorage } from './helpers/harness.ts';
-import { startServer, type ServerProcess } from './helpers/process.ts';
+import { describeEngines } from './helpers/harness.ts';
+import { CrashRig, payoutsInFlight, pollUntilFinal, statusById, withStorage } from './helpers/crash.ts';
 import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
 
 /**
@@ -15,41 +10,18 @@ import { sandboxPayee, seedExtra } from './helpers/withdrawals.ts';
  * withdrawal, one event, ledger clean.
  */
 describeEngines('payout worker survives SIGKILL', (engine) => {
-  let storage: Awaited<ReturnType<typeof freshStorage>>;
-  let merchant: CreatedApp;
-  let server: ServerProcess | undefined;
-  const args = () => (storage.databaseUrl ? ['--database-url', storage.databaseUrl] : ['--data-dir', storage.dataDir]);
-  const env = { TIXIAN_PAYOUT_LEASE_MS: '300', TIXIAN_SANDBOX_DELAY_MS: '400', TIXIAN_DATA_DIR: '' };
+  let rig: CrashRig;
 
   beforeAll(async () => {
-    storage = await freshStorage(engine);
-    const rt = await open();
-    merchant = await createApp(rt, { name: 'crash' });
-    await rt.close();
-    env.TIXIAN_DATA_DIR = storage.dataDir; // the master key lives there for both engines
+    rig = await CrashRig.create(engine, { appName: 'crash', mode: 'test', env: { TIXIAN_PAYOUT_LEASE_MS: '300', TIXIAN_SANDBOX_DELAY_MS: '400' } });
   });
   afterAll(async () => {
-    await server?.kill();
-    await storage?.drop();
+    await rig?.close();
   });
 
-  function open(): Promise<Runtime> {
-    return openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false }, { log: pino({ level: 'silent' }) });
-  }
-
-  async function call(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown) {
-    const res = await request(`${server!.url}/v1/apps/${merchant.id}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${merchant.secret_key_test}`, 'content-type': 'application/json' },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await res.body.json()) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${JSON.stringify(json)}`);
-    return json;
-  }
-
   it('every confirmed withdrawal settles exactly once across a crash', async () => {
-    server = await startServer(args(), env);
+    const { call } = rig;
+    await rig.start();
     await call('POST', '/users', { id: 'crash_user' });
     await call('POST', '/balance_settlements', { user: 'crash_user', amount: 1_000_000, order_no: 'crashfund' });
     const endings = ['', '0002', '0004'] as const;
@@ -64,32 +36,16 @@ describeEngines('payout worker survives SIGKILL', (engine) => {
     }
     for (const w of ids) await call('PUT', `/withdrawals/${w.id}`, { status: 'pending' });
     // The sandbox answers 400 ms after a submit: right now the payouts are at the channel.
-    expect(await server.kill('SIGKILL')).toBe(null);
-    const atCrash = await open();
-    try {
-      const inFlight = await atCrash.store.db.selectFrom('withdrawals').select('id').where('status', '=', 'pending').where('payout_phase', '=', 'query').execute();
-      // The crash must have caught payouts already handed to the channel, or this test proves nothing.
-      expect(inFlight.length).toBeGreaterThan(0);
-    } finally {
-      await atCrash.close();
-    }
+    expect(await rig.stop('SIGKILL')).toBe(null);
+    // The crash must have caught payouts already handed to the channel, or this test proves nothing.
+    expect(await payoutsInFlight(rig.storage)).toBeGreaterThan(0);
 
-    server = await startServer(args(), env);
-    const deadline = Date.now() + 30_000;
-    let statuses: string[] = [];
-    while (Date.now() < deadline) {
-      const list = await call('GET', '/withdrawals?per_page=100&user=crash_user');
-      statuses = list.data.map((w: { status: string }) => w.status);
-      if (statuses.every((s) => s === 'succeeded' || s === 'failed')) break;
-      await new Promise((r) => setTimeout(r, 100)); // polling the API the way a merchant would
-    }
-    await server.kill('SIGTERM');
-    server = undefined;
+    await rig.start();
+    await pollUntilFinal(call, 'crash_user', { timeoutMs: 30_000, pollMs: 100 });
+    await rig.stop('SIGTERM');
 
-    const rt = await open();
-    try {
-      const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status']).execute();
-      const byId = new Map(rows.map((r) => [r.id, r.status]));
+    await withStorage(rig.storage, async (rt) => {
+      const byId = await statusById(rt);
       for (const w of ids) expect(byId.get(w.id)).toBe(w.ending === '0002' ? 'failed' : 'succeeded');
       const payouts = await rt.store.db.selectFrom('sandbox_payouts').select(['withdrawal_id']).execute();
       expect(payouts.map((p) => p.withdrawal_id).sort()).toEqual(ids.map((w) => w.id).sort());
@@ -101,8 +57,6 @@ describeEngines('payout worker survives SIGKILL', (engine) => {
       expect(user.withdrawable_balance).toBe(1_000_000 - paid);
       const report = await verifyLedger(rt.store);
       expect(report.drift).toEqual([]);
-    } finally {
-      await rt.close();
-    }
+    });
   });
 });

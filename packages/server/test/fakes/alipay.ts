@@ -1,11 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, createSign, createVerify, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { EventEmitter, once } from 'node:events';
+import type { AlipayCredentials } from '../../src/channels/credentials.ts';
+import { FakeGateway, rsaKeyPair } from './gateway.ts';
 
 /**
  * A local Alipay open-platform gateway (v2 `gateway.do`) that the official `alipay-sdk` talks to
@@ -30,7 +30,7 @@ export interface FakeAlipayOrder {
   errorCode?: string;
 }
 
-export class FakeAlipay extends EventEmitter {
+export class FakeAlipay extends FakeGateway {
   readonly appId = '2021000000000001';
   /** The app's key pair (the merchant uploads the public half to Alipay). */
   readonly appPrivateKey: string;
@@ -39,9 +39,8 @@ export class FakeAlipay extends EventEmitter {
   readonly alipayPublicKey: string;
   private readonly alipayPrivateKey: string;
 
+  /** Orders by out_biz_no (debits count per out_biz_no too). */
   readonly orders = new Map<string, FakeAlipayOrder>();
-  /** Debits per out_biz_no: a value above 1 means an order was paid twice. */
-  readonly debits = new Map<string, number>();
   /** The merchant's Alipay balance in fen: a transfer above it answers BALANCE_IS_NOT_ENOUGH. */
   balanceFen = Number.MAX_SAFE_INTEGER;
   /** Payees Alipay does not know (PAYEE_NOT_EXIST). */
@@ -75,46 +74,24 @@ export class FakeAlipay extends EventEmitter {
   readonly calls: string[] = [];
   rejectedSignatures = 0;
 
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
   private seq = 0;
 
   constructor() {
     super();
-    const app = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    this.appPrivateKey = app.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-    this.appPublicKey = app.publicKey.export({ type: 'spki', format: 'pem' }) as string;
-    const gw = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    this.alipayPrivateKey = gw.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-    this.alipayPublicKey = gw.publicKey.export({ type: 'spki', format: 'pem' }) as string;
-  }
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => void this.handle(req, res));
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return this;
+    ({ privateKey: this.appPrivateKey, publicKey: this.appPublicKey } = rsaKeyPair());
+    ({ privateKey: this.alipayPrivateKey, publicKey: this.alipayPublicKey } = rsaKeyPair());
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
+    return this.origin;
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  /** What a merchant sets to pay through this gateway in public-key mode (after start). */
+  credentials(): AlipayCredentials {
+    return { channel: 'alipay', app_id: this.appId, private_key: this.appPrivateKey, alipay_public_key: this.alipayPublicKey, endpoint: this.endpoint };
   }
 
-  /** The orders paid more than once (should always be empty). */
-  doublePaid(): string[] {
-    return [...this.debits].filter(([, n]) => n > 1).map(([k]) => k);
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.requests++;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);

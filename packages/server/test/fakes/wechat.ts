@@ -1,7 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { constants, createCipheriv, createSign, createVerify, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants, createCipheriv, createSign, createVerify, privateDecrypt, randomBytes } from 'node:crypto';
+import type { WechatCredentials } from '../../src/channels/wechat.ts';
+import { FakeGateway, rsaKeyPair } from './gateway.ts';
 
 /**
  * A local WeChat Pay APIv3 gateway for 商家转账 (transfer-bills) that `wechatpay-axios-plugin`
@@ -32,7 +32,7 @@ export interface FakeNotification {
   body: string;
 }
 
-export class FakeWechat extends EventEmitter {
+export class FakeWechat extends FakeGateway {
   readonly mchid = '1900000001';
   readonly merchantSerial = 'MERCHANT_SERIAL_0001';
   readonly publicKeyId = 'PUB_KEY_ID_0111111111111111111111111111';
@@ -43,8 +43,8 @@ export class FakeWechat extends EventEmitter {
   readonly wechatpayPublicKey: string;
   private readonly wechatpayPrivateKey: string;
 
+  /** Bills by out_bill_no (debits count per out_bill_no too). */
   readonly bills = new Map<string, FakeBill>();
-  readonly debits = new Map<string, number>();
   balanceFen = Number.MAX_SAFE_INTEGER;
   /** Openids WeChat rejects (the bill fails with OPENID_INVALID). */
   readonly invalidOpenids = new Set<string>();
@@ -57,38 +57,30 @@ export class FakeWechat extends EventEmitter {
   answerDelayMs = 0;
   readonly calls: string[] = [];
   rejectedSignatures = 0;
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
   private seq = 0;
 
   constructor() {
     super();
-    const m = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    this.merchantPrivateKey = m.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-    this.merchantPublicKey = m.publicKey.export({ type: 'spki', format: 'pem' }) as string;
-    const w = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    this.wechatpayPrivateKey = w.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-    this.wechatpayPublicKey = w.publicKey.export({ type: 'spki', format: 'pem' }) as string;
-  }
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => void this.handle(req, res));
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return this;
+    ({ privateKey: this.merchantPrivateKey, publicKey: this.merchantPublicKey } = rsaKeyPair());
+    ({ privateKey: this.wechatpayPrivateKey, publicKey: this.wechatpayPublicKey } = rsaKeyPair());
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/`;
+    return `${this.origin}/`;
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  /**
+   * What a merchant sets to pay through this gateway (after start): its keys, one wx_lite appid and
+   * transfer scene 1000 with the one report it asks for. `extra` adds fields or replaces them.
+   */
+  credentials(extra: Partial<WechatCredentials> = {}): WechatCredentials {
+    return {
+      channel: 'wechat', mchid: this.mchid, merchant_serial: this.merchantSerial, private_key: this.merchantPrivateKey,
+      wechatpay_public_key: this.wechatpayPublicKey, wechatpay_public_key_id: this.publicKeyId,
+      appids: { wx_lite: 'wxlite0000000001' }, transfer_scene_id: '1000',
+      report_infos: [{ info_type: '活动名称', info_content: '余额提现' }], endpoint: this.endpoint,
+      ...extra,
+    };
   }
 
   /** The payee confirms the bill in WeChat: it is paid. */
@@ -145,17 +137,12 @@ export class FakeWechat extends EventEmitter {
     return res.status;
   }
 
-  /** Bills debited more than once (must always be empty). */
-  doublePaid(): string[] {
-    return [...this.debits].filter(([, n]) => n > 1).map(([k]) => k);
-  }
-
   private pay(bill: FakeBill): void {
     bill.state = 'SUCCESS';
     this.debits.set(bill.out_bill_no, (this.debits.get(bill.out_bill_no) ?? 0) + 1);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');
