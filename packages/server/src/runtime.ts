@@ -3,6 +3,7 @@ import { createLogger } from './logging.ts';
 import type { Config } from './config.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { describeDatabaseErrors, openStore, type Store } from './store/db.ts';
+import { inlineSignatures } from './security/sign-pool.ts';
 import { openMasterKey, SecretBox } from './security/secrets.ts';
 import { PlatformKey } from './security/platform-key.ts';
 import { EventEmitter } from 'node:events';
@@ -45,6 +46,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
     onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
   });
+  // SQLite group commit gathers while earlier answers are still being signed on the event loop.
+  if (store.groupCommit) store.groupCommit.answersPending = () => inlineSignatures.size;
   try {
     const box = await describeDatabaseErrors(config, async () => {
       if (options.migrate !== false) await store.migrate();

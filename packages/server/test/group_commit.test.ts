@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { request } from 'undici';
 import { defaults } from '../src/config.ts';
 import { Store } from '../src/store/db.ts';
-import { GROUP_COMMIT_MAX_BATCH } from '../src/store/group-commit.ts';
+import { GROUP_COMMIT_MAX_BATCH, MAX_GATHER_MS } from '../src/store/group-commit.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { verifyLedger } from '../src/ledger/verify.ts';
@@ -130,6 +130,29 @@ describe('SQLite group commit', () => {
     expect(rows.map((r) => Number(r.id)).sort((a, b) => a - b)).toEqual([...Array.from({ length: 50 }, (_, i) => i), 100, 102]);
     // The last savepoint that committed wrote every one of the first 50 rows; the refused one left no trace.
     expect(new Set(rows.filter((r) => Number(r.id) < 50).map((r) => r.who.slice(0, 3)))).toEqual(new Set(['t2:']));
+  });
+
+  it('gathers while earlier answers are still being signed, for at most MAX_GATHER_MS', async () => {
+    // The runtime passes the event loop's signing queue; here a counter stands for it.
+    let pending = 4;
+    store.groupCommit!.answersPending = () => pending;
+    const insert = (id: number) => store.transaction((trx) => sql`insert into probe (id, who) values (${id}, 'x')`.execute(trx));
+    const started = [insert(1)];
+    // Requests keep arriving over later turns while the answers go out one per turn.
+    for (let id = 2; id <= 5; id++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      started.push(insert(id));
+      pending--;
+    }
+    await Promise.all(started);
+    expect(store.groupCommit!.stats).toMatchObject({ batches: 1, transactions: 5, largestBatch: 5 });
+
+    // Answers that never finish do not hold a transaction back for longer than the bound.
+    pending = 1;
+    const t0 = performance.now();
+    await insert(6);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(MAX_GATHER_MS - 1);
+    expect(store.groupCommit!.stats.batches).toBe(2);
   });
 
   it('with --sqlite-group-commit-max 1 every transaction commits on its own', async () => {

@@ -21,7 +21,13 @@ type Db = Kysely<Database>;
  *   the batch (none of them was applied);
  * - a batch is bounded (`maxBatch` requests) and nobody waits for one to fill: a batch starts one
  *   event-loop turn (setImmediate, after the poll phase) after the first request queued, taking
- *   whatever arrived meanwhile. While it runs the next batch gathers.
+ *   whatever arrived meanwhile. While it runs the next batch gathers;
+ * - except while the answers of earlier batches are still being signed on the event loop
+ *   (`answersPending`, one RSA signature per turn: security/sign-pool.ts): their clients' next
+ *   requests arrive during those turns, and a batch started in each turn would carry one or two
+ *   of them and pay a commit each (at FULL an fsync each: half the throughput, measured). So a
+ *   batch waits until those answers are out, it is full, or its first request has waited
+ *   MAX_GATHER_MS, whichever comes first.
  *
  * The callbacks run one at a time on the one connection, as Kysely's SQLite driver ran them before
  * (it serialises transactions with a mutex), so the money rules inside them are unchanged.
@@ -36,11 +42,15 @@ interface Pending {
   fn: (trx: Db) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+  /** performance.now() when it was queued. */
+  queuedAt: number;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export const GROUP_COMMIT_MAX_BATCH = 64;
+/** The longest a batch waits for earlier answers to go out before it starts anyway. */
+export const MAX_GATHER_MS = 20;
 /** A queue is a limit too: beyond this many waiting transactions a new one is refused at once. */
 export const GROUP_COMMIT_MAX_QUEUE = 10_000;
 
@@ -49,6 +59,8 @@ export class GroupCommitter {
   #queue: Pending[] = [];
   #scheduled = false;
   #running = false;
+  /** How many answers are waiting to be signed on the event loop (none unless set). */
+  #answersPending: () => number = () => 0;
   readonly #begin: BetterSqlite3.Statement;
   readonly #commit: BetterSqlite3.Statement;
   readonly #rollback: BetterSqlite3.Statement;
@@ -74,9 +86,14 @@ export class GroupCommitter {
   run<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
     if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(new Error('too many transactions waiting for the database'));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
       this.#schedule();
     });
+  }
+
+  /** The count of answers still to be signed on the event loop (the runtime passes the signing queue's). */
+  set answersPending(count: () => number) {
+    this.#answersPending = count;
   }
 
   #schedule(): void {
@@ -84,11 +101,17 @@ export class GroupCommitter {
     this.#scheduled = true;
     // setImmediate, not a microtask: the requests whose bytes arrived in this poll phase reach
     // their transaction first, so they share this batch's fsync.
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#runBatch();
-    });
+    setImmediate(this.#startWhenGathered);
   }
+
+  readonly #startWhenGathered = (): void => {
+    const gathering =
+      this.#queue.length < this.maxBatch && this.#answersPending() > 0 && performance.now() - this.#queue[0]!.queuedAt < MAX_GATHER_MS;
+    // Checked again next turn: each of those turns signs one answer (and reads new requests).
+    if (gathering) return void setImmediate(this.#startWhenGathered);
+    this.#scheduled = false;
+    void this.#runBatch();
+  };
 
   async #runBatch(): Promise<void> {
     this.#running = true;
