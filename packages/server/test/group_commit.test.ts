@@ -138,7 +138,7 @@ describe('SQLite group commit', () => {
     store.groupCommit!.answersPending = () => pending;
     const insert = (id: number) => store.transaction((trx) => sql`insert into probe (id, who) values (${id}, 'x')`.execute(trx));
     const started = [insert(1)];
-    // Requests keep arriving over later turns while the answers go out one per turn.
+    // Requests keep arriving over later turns while the answers go out a few per turn.
     for (let id = 2; id <= 5; id++) {
       await new Promise((resolve) => setImmediate(resolve));
       started.push(insert(id));

@@ -23,9 +23,10 @@ type Db = Kysely<Database>;
  *   event-loop turn (setImmediate, after the poll phase) after the first request queued, taking
  *   whatever arrived meanwhile. While it runs the next batch gathers;
  * - except while the answers of earlier batches are still being signed on the event loop
- *   (`answersPending`, one RSA signature per turn: security/sign-pool.ts): their clients' next
- *   requests arrive during those turns, and a batch started in each turn would carry one or two
- *   of them and pay a commit each (at FULL an fsync each: half the throughput, measured). So a
+ *   (`answersPending`, a bounded share per turn: security/sign-pool.ts): their clients' next
+ *   requests arrive during those turns, and a batch started in each turn would carry only the few
+ *   that arrived in it and pay a commit each (at FULL an fsync each: half the throughput, measured
+ *   with one signature per turn). So a
  *   batch waits until those answers are out, it is full, or its first request has waited
  *   MAX_GATHER_MS, whichever comes first.
  *
@@ -107,7 +108,7 @@ export class GroupCommitter {
   readonly #startWhenGathered = (): void => {
     const gathering =
       this.#queue.length < this.maxBatch && this.#answersPending() > 0 && performance.now() - this.#queue[0]!.queuedAt < MAX_GATHER_MS;
-    // Checked again next turn: each of those turns signs one answer (and reads new requests).
+    // Checked again next turn: each of those turns signs some answers (and reads new requests).
     if (gathering) return void setImmediate(this.#startWhenGathered);
     this.#scheduled = false;
     void this.#runBatch();

@@ -118,7 +118,7 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
   const memo = new BoundedCache<string, string>(SIGNED_MEMO_MAX);
   // The account's own key when it has one (signing-keys.ts), else the platform key; the memo is per key.
   // Signatures are made by worker threads when the process has a spare core (sign-pool.ts); with
-  // none, on the event loop one per turn, and with the key in cache without a promise.
+  // none, on the event loop a bounded share per turn, and with the key in cache without a promise.
   const pool = sharedSignPool();
 
   /** Signs, sets the header, and hands the bytes on as the payload (no second UTF-8 encoding). */
@@ -135,7 +135,7 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
       return done(null, payload === null || payload === undefined ? payload : bytes);
     }
     if (!key.privateKey || !pool.hasThreads) {
-      // On the event loop, one signature per turn (sign-pool.ts: new connections are accepted between them).
+      // On the event loop, a bounded share per turn (sign-pool.ts: new connections are accepted between turns).
       return inlineSignatures.push(() => {
         let signature: string;
         try {
