@@ -581,6 +581,20 @@ const m0011_partial_withdrawal_indexes: Migration = {
   },
 };
 
+/**
+ * 0012: the kept withdrawal totals by day first. Their primary key leads with status and channel,
+ * so a total without a status (the all-time buckets, `day_s = -1`, or a `created` range) walked
+ * every bucket row of the app and kept the day's. With 16 shards per key on PostgreSQL (0010) that
+ * is 16 times the rows: the growth bench on PostgreSQL (1,000,000 withdrawals over a year) took
+ * 42 ms for the unfiltered list's total, 6.5 times its time at 10,000. This index reads only the
+ * days asked for (and the status, when given).
+ */
+const m0012_withdrawal_totals_by_day: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createIndex('withdrawal_totals_day').ifNotExists().on('withdrawal_totals').columns(['app', 'livemode', 'day_s', 'status', 'channel']).execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001_initial,
   '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
@@ -592,6 +606,7 @@ export const migrations: Record<string, Migration> = {
   '0009_payout_last_answer': m0009_payout_last_answer,
   '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
   '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
+  '0012_withdrawal_totals_by_day': m0012_withdrawal_totals_by_day,
 };
 
 export const migrationProvider: MigrationProvider = {
