@@ -138,9 +138,19 @@ export function newEventId(nowMs: number): string {
   } else {
     eventCounter = (eventCounter + 1) % 1000;
   }
-  const ms = Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
-  return 'evt_' + ms + eventCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
+  return 'evt_' + msDigits(nowMs) + eventCounter.toString().padStart(3, '0') + randomInt(0, 100_000_000).toString().padStart(8, '0');
 }
+
+/** 13 digits of Unix milliseconds: ids that start with them sort in time order. */
+const msDigits = (nowMs: number) => Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
+
+/**
+ * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters (the length of
+ * newInternalId's random part): webhook delivery and try rows. Rows made together sit together in
+ * the primary key index, so the dispatcher's batches (claimed oldest first, recorded together)
+ * touch a few index pages instead of one page per row: fewer pages written per commit.
+ */
+export const newTimeOrderedId = (prefix: string, nowMs: number) => `${prefix}_${msDigits(nowMs)}${randomBase62(7)}`;
 /**
  * Request ids are made for every request: their random bytes come from a pool refilled 4 KiB at a
  * time (one `randomBytes` call per ~150 ids instead of one each). Same alphabet and rejection

@@ -129,24 +129,25 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
 /** A range of journal entries (after, through], or null for the whole journal. */
 export type EntryRange = { after: string; through: string } | null;
 
+/** The postings of a range of entries (all when null). Their primary key starts with entry_id: a range reads only its own rows. */
+export function postingsIn(db: Db, range: EntryRange) {
+  const q = db.selectFrom('postings');
+  return range ? q.where('entry_id', '>', range.after).where('entry_id', '<=', range.through) : q;
+}
+
 /**
  * Each entry of the range sums to zero, and every entry has postings: the journal's own rule,
  * checked by the full and the incremental verify alike. Returns the range's counts.
  */
 export async function checkEntries(db: Db, range: EntryRange, add: (d: Drift) => void): Promise<{ entries: number; postings: number }> {
-  // Postings' primary key starts with entry_id: a range reads only its own rows.
-  const postingsIn = () => {
-    const q = db.selectFrom('postings');
-    return range ? q.where('entry_id', '>', range.after).where('entry_id', '<=', range.through) : q;
-  };
-  const unbalanced = await postingsIn()
+  const unbalanced = await postingsIn(db, range)
     .select(['entry_id', sql<number>`sum(amount)`.as('total')])
     .groupBy('entry_id')
     .having(sql`sum(amount)`, '<>', 0)
     .limit(MAX_REPORTED)
     .execute();
   for (const e of unbalanced) add({ kind: 'entry_unbalanced', subject: e.entry_id, detail: `postings sum to ${e.total}` });
-  const counts = await postingsIn()
+  const counts = await postingsIn(db, range)
     .select([sql<number>`count(*)`.as('postings'), sql<number>`count(distinct entry_id)`.as('entries')])
     .executeTakeFirstOrThrow();
   let journal = db.selectFrom('journal_entries').select(sql<number>`count(*)`.as('n'));

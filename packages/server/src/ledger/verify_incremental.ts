@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
 import { ID_EPOCH_MS } from '../domain/ids.ts';
 import { ALL_TIME } from '../store/withdrawal_totals.ts';
-import { checkEntries, checkUser, inSnapshot, MAX_REPORTED, verifySnapshot, type Drift, type VerifyReport } from './verify.ts';
+import { checkEntries, checkUser, inSnapshot, postingsIn, MAX_REPORTED, verifySnapshot, type Drift, type VerifyReport } from './verify.ts';
 
 /**
  * `tixian ledger verify --incremental`: checks only what changed since the last verified
@@ -95,14 +95,11 @@ async function incremental(db: Db, cp: Checkpoint, bound: string): Promise<{ rep
     if (drift.length < MAX_REPORTED) drift.push(d);
   };
   const through = await lastEntryThrough(db, cp.through, bound);
-  const { entries, postings } = await checkEntries(db, { after: cp.through, through }, add);
+  const range = { after: cp.through, through };
+  const { entries, postings } = await checkEntries(db, range, add);
 
   // Every user with a posting since the checkpoint, in full.
-  const touched = await db
-    .selectFrom('postings')
-    .where('entry_id', '>', cp.through)
-    .where('entry_id', '<=', through)
-    .select('account').distinct().where('account', 'like', 'user:%').execute();
+  const touched = await postingsIn(db, range).select('account').distinct().where('account', 'like', 'user:%').execute();
   const pks = [...new Set(touched.map((t) => t.account.split(':')[1]!))];
   for (let i = 0; i < pks.length; i += USER_BATCH) await checkUsers(db, pks.slice(i, i + USER_BATCH), add);
 

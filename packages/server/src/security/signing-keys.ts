@@ -66,23 +66,20 @@ function accountKey(rt: Runtime, sealed: string): SigningKey {
 export async function signingKeyFor(rt: Runtime, accountId: string | null): Promise<SigningKey> {
   const known = cachedSigningKeyFor(rt, accountId);
   if (known) return known;
-  const keys = keysOf(rt);
-  if (accountId === null) return keys.platform;
-  const nowMs = rt.clock.nowMs();
-  let cached = keys.accounts.get(accountId);
-  if (!cached || nowMs - cached.fetchedMs >= SIGNING_KEY_TTL_MS || nowMs < cached.fetchedMs) {
-    let row: { signing_key_sealed: string | null } | undefined;
-    try {
-      row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
-    } catch (err) {
-      // The database is away (a restart): the key it last gave is better than no signature.
-      if (cached) return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
-      throw err;
-    }
-    cached = { sealed: row?.signing_key_sealed ?? null, fetchedMs: nowMs };
-    keys.accounts.set(accountId, cached);
+  // Not cached or stale: an account (null is always known), read again.
+  const accounts = keysOf(rt).accounts;
+  const stale = accounts.get(accountId!);
+  let row: { signing_key_sealed: string | null } | undefined;
+  try {
+    row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId!).executeTakeFirst();
+  } catch (err) {
+    // The database is away (a restart): the key it last gave is better than no signature.
+    if (stale) return keyOf(rt, stale.sealed);
+    throw err;
   }
-  return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
+  const sealed = row?.signing_key_sealed ?? null;
+  accounts.set(accountId!, { sealed, fetchedMs: rt.clock.nowMs() });
+  return keyOf(rt, sealed);
 }
 
 /**
@@ -91,19 +88,17 @@ export async function signingKeyFor(rt: Runtime, accountId: string | null): Prom
  * so a request whose key is known pays no promise for it.
  */
 export function cachedSigningKeyFor(rt: Runtime, accountId: string | null): SigningKey | undefined {
-  const keys = keysOf(rt);
-  if (accountId === null) return keys.platform;
-  const cached = keys.accounts.get(accountId);
+  if (accountId === null) return keysOf(rt).platform;
+  const cached = keysOf(rt).accounts.get(accountId);
   if (!cached) return undefined;
   const nowMs = rt.clock.nowMs();
   if (nowMs - cached.fetchedMs >= SIGNING_KEY_TTL_MS || nowMs < cached.fetchedMs) return undefined;
-  return cached.sealed === null ? keys.platform : accountKey(rt, cached.sealed);
+  return keyOf(rt, cached.sealed);
 }
 
-/** The key that signs an event's webhooks: its account's. */
-export async function signingKeyForEvent(rt: Runtime, eventId: string): Promise<SigningKey> {
-  const row = await rt.store.db.selectFrom('events').select('account_id').where('id', '=', eventId).executeTakeFirst();
-  return signingKeyFor(rt, row?.account_id ?? null);
+/** The key a sealed PEM stands for: null is the platform key. */
+function keyOf(rt: Runtime, sealed: string | null): SigningKey {
+  return sealed === null ? keysOf(rt).platform : accountKey(rt, sealed);
 }
 
 /** The key that signs for the account owning an app, or null when there is no such app. */

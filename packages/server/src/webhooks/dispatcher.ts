@@ -7,6 +7,7 @@ import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/m
 import type { Worker } from '../workers.ts';
 import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
+import { newTimeOrderedId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
 import { signingKeyFor } from '../security/signing-keys.ts';
 import { sharedSignPool } from '../security/sign-pool.ts';
@@ -14,7 +15,6 @@ import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
-import { newTimeOrderedId } from './outbox.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -650,13 +650,6 @@ export class WebhookDispatcher implements Worker {
     return taken;
   }
 
-  /**
-   * Sends buffered rows into the free slots, round-robin over endpoints, each endpoint within its
-   * cap and the reserve kept for idle endpoints. Each row is loaded (body, endpoint) in one query
-   * for all of them, which also checks that the row still carries its lease: a row re-queued,
-   * canceled or taken over since it was claimed is dropped, not sent. A row that waited longer
-   * than bufferWaitMs is given back instead (releaseLeases): its try might outlive its lease.
-   */
   /** launchBuffered, after any launch under way (launchChain). */
   private launchFromBuffer(): Promise<Promise<void>[]> {
     const next = this.launchChain.then(() => (this.stopping && this.loop !== null ? [] : this.launchBuffered()));
@@ -674,6 +667,13 @@ export class WebhookDispatcher implements Worker {
     });
   }
 
+  /**
+   * Sends buffered rows into the free slots, round-robin over endpoints, each endpoint within its
+   * cap and the reserve kept for idle endpoints. Each row is loaded (body, endpoint) in one query
+   * for all of them, which also checks that the row still carries its lease: a row re-queued,
+   * canceled or taken over since it was claimed is dropped, not sent. A row that waited longer
+   * than bufferWaitMs is given back instead (releaseLeases): its try might outlive its lease.
+   */
   private async launchBuffered(): Promise<Promise<void>[]> {
     const free = this.freeSlots();
     if (free <= 0 || this.bufferedTotal === 0) return [];
@@ -765,7 +765,7 @@ export class WebhookDispatcher implements Worker {
             .execute()),
         );
       }
-      await decrementPending(trx, done.map((r) => r.event_id));
+      await updateEvents(trx, done.map((r) => ({ eventId: r.event_id, signature: null, finished: true })));
       return done;
     });
     if (canceled.length > 0) {
@@ -935,8 +935,6 @@ export class WebhookDispatcher implements Worker {
           })),
         )
         .execute();
-      const text = (v: string | null) => sql`cast(${v} as text)`;
-      const int = (v: number | null) => sql`cast(${v} as bigint)`;
       const values = batch.map(
         (r) => sql`(${text(r.c.id)}, ${int(r.c.lease_ms)}, ${text(r.status)}, ${int(r.made)}, ${int(r.nextMs)}, ${int(r.attemptedMs)}, ${int(r.o.statusCode)})`,
       );
@@ -950,25 +948,14 @@ export class WebhookDispatcher implements Worker {
         returning webhook_deliveries.id`.execute(trx);
       const recorded = new Set(updated.rows.map((r) => r.id));
       const fenced = batch.map((r) => recorded.has(r.c.id));
-
-      // Per event: the signature to store (first one only) and how many of its deliveries finished.
-      const events = new Map<string, { signature: string | null; finished: number }>();
-      batch.forEach((r, i) => {
-        const e = events.get(r.c.event_id) ?? { signature: null, finished: 0 };
-        if (r.c.signature === null && r.signature !== null) e.signature ??= r.signature;
-        if (fenced[i] && r.status !== 'pending') e.finished += 1;
-        events.set(r.c.event_id, e);
-      });
-      const changes = [...events].filter(([, e]) => e.signature !== null || e.finished > 0);
-      if (changes.length > 0) {
-        await sql`
-          with v(id, signature, finished) as (values ${sql.join(changes.map(([id, e]) => sql`(${text(id)}, ${text(e.signature)}, ${int(e.finished)})`))})
-          update events
-             set signature = coalesce(events.signature, v.signature),
-                 pending_webhooks = case when events.pending_webhooks > v.finished then events.pending_webhooks - v.finished else 0 end
-            from v
-           where events.id = v.id`.execute(trx);
-      }
+      await updateEvents(
+        trx,
+        batch.map((r, i) => ({
+          eventId: r.c.event_id,
+          signature: r.c.signature === null ? r.signature : null,
+          finished: fenced[i]! && r.status !== 'pending',
+        })),
+      );
       const streaks = await this.updateHealth(trx, batch);
       return { fenced, streaks };
     });
@@ -1054,17 +1041,30 @@ function groupByLease(rows: readonly Leased[]): Map<number, string[]> {
   return groups;
 }
 
-/** Takes finished deliveries out of their events' pending_webhooks (one per id listed; never below 0). */
-async function decrementPending(trx: Db, eventIds: readonly string[]): Promise<void> {
-  const perEvent = new Map<string, number>();
-  for (const id of eventIds) perEvent.set(id, (perEvent.get(id) ?? 0) + 1);
-  for (const [eventId, n] of perEvent) {
-    await trx
-      .updateTable('events')
-      .set({ pending_webhooks: sql<number>`case when pending_webhooks > ${n} then pending_webhooks - ${n} else 0 end` })
-      .where('id', '=', eventId)
-      .execute();
+const text = (v: string | null) => sql`cast(${v} as text)`;
+const int = (v: number | null) => sql`cast(${v} as bigint)`;
+
+/**
+ * Per event, in one statement: the first signature made for it is stored (a later one never
+ * replaces it), and each finished delivery is taken out of pending_webhooks (never below 0).
+ */
+async function updateEvents(trx: Db, changes: readonly { eventId: string; signature: string | null; finished: boolean }[]): Promise<void> {
+  const events = new Map<string, { signature: string | null; finished: number }>();
+  for (const c of changes) {
+    const e = events.get(c.eventId) ?? { signature: null, finished: 0 };
+    e.signature ??= c.signature;
+    if (c.finished) e.finished += 1;
+    events.set(c.eventId, e);
   }
+  const rows = [...events].filter(([, e]) => e.signature !== null || e.finished > 0);
+  if (rows.length === 0) return;
+  await sql`
+    with v(id, signature, finished) as (values ${sql.join(rows.map(([id, e]) => sql`(${text(id)}, ${text(e.signature)}, ${int(e.finished)})`))})
+    update events
+       set signature = coalesce(events.signature, v.signature),
+           pending_webhooks = case when events.pending_webhooks > v.finished then events.pending_webhooks - v.finished else 0 end
+      from v
+     where events.id = v.id`.execute(trx);
 }
 
 /** The first RESPONSE_PREFIX_BYTES of an answer as text; reads on a little so the socket can be reused. */

@@ -1,6 +1,6 @@
 import type { Db } from '../store/db.ts';
 import { mode } from '../store/schema.ts';
-import { newEventId, randomBase62 } from '../domain/ids.ts';
+import { newEventId, newTimeOrderedId } from '../domain/ids.ts';
 import type { EventType } from '@tixian/sdk';
 
 export interface EmitEvent {
@@ -77,16 +77,6 @@ export async function subscribedEndpoints(trx: Db, app: string, livemode: number
     .limit(MAX_ENDPOINTS_PER_APP_MODE)
     .execute();
   return endpoints.filter((ep) => (JSON.parse(ep.events) as string[]).includes(type));
-}
-
-/**
- * `whd_`/`wha_` ids for delivery and try rows: 13 digits of milliseconds, then 7 random base62
- * characters (same length as other internal ids). Rows made together sit together in the primary
- * key index, so the dispatcher's batches (claimed oldest first, recorded together) touch a few
- * index pages instead of one page per row: fewer pages written per commit.
- */
-export function newTimeOrderedId(prefix: string, nowMs: number): string {
-  return `${prefix}_${Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13)}${randomBase62(7)}`;
 }
 
 /** One pending delivery per endpoint, due at once. */
