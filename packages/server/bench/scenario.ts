@@ -18,6 +18,11 @@ export interface Scenario<State = unknown> {
   /** Run the payout worker and the webhook dispatcher in the server (default: `--no-workers`). */
   workers?: boolean;
   /**
+   * Leave the server free on every core instead of pinning it to core 0 (its signing pool then has
+   * threads); it shares core 1 with the load generator.
+   */
+  unpinned?: boolean;
+  /**
    * The scenario this one is compared with, side by side: the summary prints the difference in
    * per-request cost on the server's core (1/throughput), e.g. signed minus unsigned creates.
    */
@@ -87,8 +92,11 @@ export interface RunContext extends PrepareContext {
   storage: Storage;
   secretKey: string;
   options: BenchOptions;
-  /** `tixian serve` on core 0 (pinned when possible); stopped by the harness if the scenario does not. */
-  startServer(o?: { workers?: boolean; args?: string[]; env?: Record<string, string> }): Promise<RunningServer>;
+  /**
+   * `tixian serve` on core 0 (pinned when possible; `unpinned`: free on every core, as a server
+   * with spare cores runs); stopped by the harness if the scenario does not.
+   */
+  startServer(o?: { workers?: boolean; args?: string[]; env?: Record<string, string>; unpinned?: boolean }): Promise<RunningServer>;
   target(server: RunningServer): Target;
   /** One bounded autocannon run against the server, from this process. */
   load(server: RunningServer, requests: LoadRequest[], durationS: number): Promise<LoadResult>;

@@ -38,7 +38,7 @@ export async function runScenario(scenario: AnyScenario, engine: Engine, pgUrl: 
       tixian: async (args) => tixianCli(args, storage),
       async startServer(s = {}) {
         const server = await startServer(storage, {
-          pin: o.pin,
+          pin: o.pin && !s.unpinned,
           nodeArgs: o.serverNodeArgs,
           ...(s.workers ? { workers: true } : {}),
           ...(s.args ? { extraArgs: s.args } : {}),
@@ -88,6 +88,7 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
     ...(scenario.workers ? { workers: true } : {}),
     ...(scenario.serveArgs ? { args: scenario.serveArgs } : {}),
     ...(scenario.serveEnv ? { env: scenario.serveEnv } : {}),
+    ...(scenario.unpinned ? { unpinned: true } : {}),
   });
   const target = ctx.target(server);
   const state = await scenario.setup(target);

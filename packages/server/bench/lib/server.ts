@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -83,9 +83,24 @@ export function canPin(cores: number): boolean {
   }
 }
 
+/** Set by pinSelf: this process, and so every child it starts, is held to one core. */
+let selfPinned = false;
+
 /** Pins this process (all its threads) to one core: the load generator runs here. */
 export function pinSelf(core: number): void {
   execFileSync('taskset', ['-a', '-cp', String(core), String(process.pid)], { stdio: 'ignore', timeout: 5_000 });
+  selfPinned = true;
+}
+
+/**
+ * How to start node for a server: on core 0 when `pin`, else on every core. A child inherits its
+ * parent's CPU mask, so a server started plainly from a pinned bench would share the load
+ * generator's one core (until 2026-11-26 the unpinned scenarios did exactly that).
+ */
+function serverCommand(pin: boolean, args: string[]): [string, string[]] {
+  if (pin) return ['taskset', ['-c', '0', process.execPath, ...args]];
+  if (selfPinned) return ['taskset', ['-c', `0-${os.cpus().length - 1}`, process.execPath, ...args]];
+  return [process.execPath, args];
 }
 
 /**
@@ -209,9 +224,8 @@ export async function startServer(storage: Storage, options: ServerOptions): Pro
     ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']),
     ...storage.flags, ...(options.extraArgs ?? []),
   ];
-  const child: ChildProcess = options.pin
-    ? spawn('taskset', ['-c', '0', process.execPath, ...args], { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, args, { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, commandArgs] = serverCommand(options.pin, args);
+  const child: ChildProcess = spawn(command, commandArgs, { cwd: storage.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   // What the server printed (bounded: the tail), for errors and the report.
   let output = '';
   const keep = (d: string) => {

@@ -2,9 +2,9 @@ import type { AnyScenario } from '../scenario.ts';
 import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
 import { userRetrieve, userRetrieveDistinct, userRetrieveDistinctLogWarn, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
-import { webhookDelivery, webhookDeliveryWide } from './webhook_delivery.ts';
+import { webhookDelivery, webhookDeliveryTwoCores, webhookDeliveryWide } from './webhook_delivery.ts';
 import { withdrawalCreateLogWarn, withdrawalCreateNoMetrics } from './observability.ts';
-import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreate1kPool20, withdrawalCreateHot } from './withdrawal_limits.ts';
+import { withdrawalCreate1k, withdrawalCreate1kOneCommitEach, withdrawalCreate1kPlain, withdrawalCreate1kPool20, withdrawalCreate1kTwoCores, withdrawalCreateHot } from './withdrawal_limits.ts';
 import { consoleWithdrawalsList } from './console_list.ts';
 import { growth } from './growth.ts';
 import { withdrawalCreateProcs1, withdrawalCreateProcs2, withdrawalCreateProcs4 } from './scale.ts';
@@ -24,9 +24,11 @@ export const scenarios = [
   withdrawalCreateConfirm,
   webhookDelivery,
   webhookDeliveryWide,
+  webhookDeliveryTwoCores,
   withdrawalCreateNoMetrics,
   withdrawalCreateLogWarn,
   withdrawalCreate1k,
+  withdrawalCreate1kTwoCores,
   withdrawalCreate1kPlain,
   withdrawalCreate1kPool20,
   withdrawalCreateHot,

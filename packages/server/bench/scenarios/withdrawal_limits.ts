@@ -74,6 +74,19 @@ export const withdrawalCreate1kPool20: Scenario<string[]> = {
   serveEnv: { TIXIAN_POOL_SIZE: '20' },
 };
 
+/**
+ * withdrawal_create_1k with the server on both cores (not pinned): the answers are signed in the
+ * signing pool's thread (cores − 1 = 1 here) while the event loop serves, as on a host with spare
+ * cores. The load generator and, on PostgreSQL, the backends share those cores with it.
+ */
+export const withdrawalCreate1kTwoCores: Scenario<string[]> = {
+  ...withdrawalCreate1k,
+  name: 'withdrawal_create_1k_two_cores',
+  description: 'withdrawal_create_1k with the server unpinned: response signatures in a signing thread',
+  baseline: 'withdrawal_create_1k',
+  unpinned: true,
+};
+
 export const withdrawalCreateHot: Scenario<string[]> = {
   name: 'withdrawal_create_hot',
   description: 'POST withdrawals, every one on the same user (one hot balance row)',
