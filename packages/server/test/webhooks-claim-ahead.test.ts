@@ -36,7 +36,7 @@ describeEngines('webhook claiming ahead', (engine) => {
     }
   };
 
-  it('leases at most twice the per-endpoint bound ahead, keeps other endpoints moving, and gives the rest back on stop', async () => {
+  it('leases at most four times the per-endpoint bound ahead, keeps other endpoints moving, and gives the rest back on stop', async () => {
     const busy = await rig.freshApp('busy');
     const other = await rig.freshApp('other');
     receiver.behaviour = (r) => (r.path === '/busy' ? 'hang' : { status: 200 });
@@ -48,16 +48,16 @@ describeEngines('webhook claiming ahead', (engine) => {
     // The hangs outlast the test (20 s); the 60 s lease leaves buffered rows 10 s to wait.
     const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
     await receiver.waitFor(() => receiver.to('/busy').length === 8);
-    // 8 in flight and 16 claimed ahead, never more: the rest of the backlog stays free for other processes.
-    await until(async () => (await deliveriesTo(busyEp.id)).filter((r) => r.lease_ms !== null).length === 24);
+    // 8 in flight and 32 claimed ahead, never more: the rest of the backlog stays free for other processes.
+    await until(async () => (await deliveriesTo(busyEp.id)).filter((r) => r.lease_ms !== null).length === 40);
     clock.advance(1);
     const otherId = await emitTestEvent(h.rt, other);
     h.rt.bus.emit('webhook');
     await receiver.waitFor((rs) => rs.some((r) => r.path === '/other' && r.event?.id === otherId), 5_000);
-    expect((await deliveriesTo(busyEp.id)).filter((r) => r.lease_ms !== null)).toHaveLength(24);
+    expect((await deliveriesTo(busyEp.id)).filter((r) => r.lease_ms !== null)).toHaveLength(40);
     expect(receiver.to('/busy')).toHaveLength(8);
 
-    // Stopped: the 8 hanging tries keep their lease (sent, not recorded); the 16 buffered rows are
+    // Stopped: the 8 hanging tries keep their lease (sent, not recorded); the 32 buffered rows are
     // due again at the time they were due before, unsent.
     await d.stop();
     const rows = await deliveriesTo(busyEp.id);
@@ -66,6 +66,23 @@ describeEngines('webhook claiming ahead', (engine) => {
     const unsent = rows.filter((r) => !sent.has(r.event_id));
     expect(unsent).toHaveLength(52);
     for (const r of unsent) expect(r).toMatchObject({ status: 'pending', attempts: 0, lease_ms: null, next_attempt_ms: dueAt });
+  });
+
+  it('while one endpoint is saturated, finds another endpoint\'s rows queued by another process (no wake-up) within its idle poll', async () => {
+    const busy = await rig.freshApp('busy2');
+    const other = await rig.freshApp('other2');
+    receiver.behaviour = (r) => (r.path === '/busy2' ? 'hang' : { status: 200 });
+    await upsertEndpoint(h.rt, { app: busy.app, livemode: false, url: receiver.urlFor('/busy2') });
+    await upsertEndpoint(h.rt, { app: other.app, livemode: false, url: receiver.urlFor('/other2') });
+    await emitTestEvents(h.rt, busy, 60);
+    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
+    await receiver.waitFor(() => receiver.to('/busy2').length === 8);
+    // Its claims now read only the busy endpoint's rows, on the strength of a look that found
+    // nothing else due; that look must be made again, or this row would wait for ever.
+    clock.advance(1);
+    const otherId = await emitTestEvent(h.rt, other);
+    await receiver.waitFor((rs) => rs.some((r) => r.path === '/other2' && r.event?.id === otherId), 5_000);
+    await d.stop();
   });
 
   it('does not send a buffered row whose lease was lost meanwhile', async () => {
