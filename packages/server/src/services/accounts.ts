@@ -222,9 +222,10 @@ export class Authenticator {
   constructor(private readonly rt: Runtime) {}
 
   async principalFor(key: string): Promise<Principal | null> {
-    const known = this.knownPrincipal(key);
-    if (known !== undefined) return known;
+    if (!SECRET_KEY_SHAPE.test(key)) return null;
     const hash = hashSecretKey(key);
+    const known = this.cachedPrincipal(key, hash);
+    if (known !== undefined) return known;
     const nowMs = this.rt.clock.nowMs();
     const found = await this.rt.store.db
       .selectFrom('secret_keys')
@@ -244,7 +245,12 @@ export class Authenticator {
    */
   knownPrincipal(key: string): Principal | null | undefined {
     if (!SECRET_KEY_SHAPE.test(key)) return null;
-    const cached = this.keys.get(hashSecretKey(key));
+    return this.cachedPrincipal(key, hashSecretKey(key));
+  }
+
+  /** The answer from the cached row of the key with this hash, when it is fresh; else undefined. */
+  private cachedPrincipal(key: string, hash: string): Principal | null | undefined {
+    const cached = this.keys.get(hash);
     const nowMs = this.rt.clock.nowMs();
     if (!cached || nowMs - cached.fetchedMs >= KEY_CACHE_TTL_MS || nowMs < cached.fetchedMs) return undefined;
     return principalOf(key, cached.row, nowMs);
