@@ -77,13 +77,15 @@ export const withdrawalCreate1kPool20: Scenario<string[]> = {
 /**
  * withdrawal_create_1k with the server on both cores (not pinned): the answers are signed in the
  * signing pool's thread (cores − 1 = 1 here) while the event loop serves, as on a host with spare
- * cores. The load generator and, on PostgreSQL, the backends share those cores with it.
+ * cores. One API process (`--workers 1`; on PostgreSQL the default would be one per core). The load
+ * generator and, on PostgreSQL, the backends share those cores with it.
  */
 export const withdrawalCreate1kTwoCores: Scenario<string[]> = {
   ...withdrawalCreate1k,
   name: 'withdrawal_create_1k_two_cores',
-  description: 'withdrawal_create_1k with the server unpinned: response signatures in a signing thread',
+  description: 'withdrawal_create_1k with one API process unpinned: response signatures in a signing thread',
   baseline: 'withdrawal_create_1k',
+  serveArgs: ['--workers', '1'],
   unpinned: true,
 };
 
