@@ -43,7 +43,7 @@ const zh = {
     endpoint: '网关地址', alipayEndpointHint: '默认 https://openapi.alipay.com；沙箱为 https://openapi-sandbox.dl.alipaydev.com', orderTitle: '账单标题',
     mchid: '商户号', merchantSerial: '商户 API 证书序列号', merchantPrivateKey: '商户 API 私钥（PEM）', wechatpayPublicKey: '微信支付公钥（PEM）',
     wechatpayPublicKeyId: '微信支付公钥 ID', appidWx: 'APP appid（wx）', appidWxPub: '公众号 appid（wx_pub）', appidWxLite: '小程序 appid（wx_lite）',
-    transferSceneId: '转账场景 ID', reportInfos: '转账场景报备信息', reportInfosHint: '每行一条：类型=内容', remark: '转账备注', save: '保存凭证', saved: '凭证已保存：',
+    transferSceneId: '转账场景 ID', reportInfos: '转账场景报备信息', reportInfosHint: '每行一条：类型=内容', remark: '转账备注', apiv3Key: 'APIv3 密钥', apiv3KeyHint: '32 位，用于解密微信支付的结果通知；不填则结果靠查询得到', save: '保存凭证', saved: '凭证已保存：',
   },
 };
 
@@ -88,7 +88,7 @@ const en: typeof zh = {
     endpoint: 'Gateway', alipayEndpointHint: 'Default https://openapi.alipay.com; the sandbox: https://openapi-sandbox.dl.alipaydev.com', orderTitle: 'Bill title',
     mchid: 'Merchant id (mchid)', merchantSerial: 'Merchant API certificate serial', merchantPrivateKey: 'Merchant API private key (PEM)', wechatpayPublicKey: 'WeChat Pay public key (PEM)',
     wechatpayPublicKeyId: 'WeChat Pay public key id', appidWx: 'APP appid (wx)', appidWxPub: 'Official account appid (wx_pub)', appidWxLite: 'Mini program appid (wx_lite)',
-    transferSceneId: 'Transfer scene id', reportInfos: 'Transfer scene report infos', reportInfosHint: 'One per line: type=content', remark: 'Transfer remark', save: 'Save credentials', saved: 'Credentials saved:',
+    transferSceneId: 'Transfer scene id', reportInfos: 'Transfer scene report infos', reportInfosHint: 'One per line: type=content', remark: 'Transfer remark', apiv3Key: 'APIv3 key', apiv3KeyHint: '32 characters; decrypts WeChat Pay\'s result notifications. Without it results come by query', save: 'Save credentials', saved: 'Credentials saved:',
   },
 };
 

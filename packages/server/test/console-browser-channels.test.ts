@@ -65,4 +65,18 @@ describe.skipIf(!chromiumInstalled())('console payout channels in Chromium', () 
     const audit = await h.rt.store.db.selectFrom('audit_log').select('action').where('app', '=', h.appId).orderBy('created').execute();
     expect(audit.map((a) => a.action)).toEqual(['channel_credentials.set', 'channel_credentials.check']);
   });
+
+  it('asks for WeChat Pay\'s APIv3 key as a password field, with its label and hint', async () => {
+    await page.goto(base + '/dashboard/developers');
+    const card = page.getByTestId('live-channels');
+    await card.waitFor();
+    await card.getByTestId('cred-channel').click();
+    await page.locator('.ant-select-item-option', { hasText: '微信支付' }).click();
+    const key = card.getByTestId('cred-apiv3-key');
+    await key.waitFor();
+    expect(await key.getAttribute('type')).toBe('password');
+    expect(await key.getAttribute('maxlength')).toBe('32');
+    await card.getByText('APIv3 密钥').waitFor();
+    await card.getByText('用于解密微信支付的结果通知', { exact: false }).waitFor();
+  });
 });

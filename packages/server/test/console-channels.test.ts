@@ -8,7 +8,7 @@ import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { buildApp } from '../src/http/app.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { createOperator } from '../src/admin/operators.ts';
-import { CREDENTIAL_FIELDS } from '../src/channels/credentials.ts';
+import { CREDENTIAL_FIELDS, loadCredentials } from '../src/channels/credentials.ts';
 import { describeEngines, freshStorage } from './helpers/harness.ts';
 import { FakeAlipay } from './fakes/alipay.ts';
 import { FakeWechat } from './fakes/wechat.ts';
@@ -101,7 +101,7 @@ describeEngines('console payout channels', (engine) => {
     expect(res.json.data.map((c: { channel: string }) => c.channel)).toEqual(['alipay', 'wechat']);
     const names = (channel: string) => (res.json.data as { channel: string; fields: { name: string }[] }[]).find((c) => c.channel === channel)!.fields.map((f) => f.name);
     expect(names('alipay')).toEqual(['app_id', 'private_key', 'alipay_public_key', 'app_cert', 'alipay_public_cert', 'alipay_root_cert', 'endpoint', 'order_title']);
-    expect(names('wechat')).toEqual(['mchid', 'merchant_serial', 'private_key', 'wechatpay_public_key', 'wechatpay_public_key_id', 'appids', 'transfer_scene_id', 'report_infos', 'remark', 'endpoint']);
+    expect(names('wechat')).toEqual(['mchid', 'merchant_serial', 'private_key', 'wechatpay_public_key', 'wechatpay_public_key_id', 'appids', 'transfer_scene_id', 'report_infos', 'remark', 'apiv3_key', 'endpoint']);
     const described = new Set(['name', 'kind', 'required', 'secret', 'max_length', 'group', 'keys', 'items', 'min_items', 'max_items', 'default', 'example']);
     for (const c of res.json.data as { fields: Record<string, unknown>[] }[]) {
       for (const f of c.fields) expect(Object.keys(f).filter((k) => !described.has(k)), String(f.name)).toEqual([]);
@@ -210,6 +210,27 @@ describeEngines('console payout channels', (engine) => {
         expect(set.body.includes(line) || check.body.includes(line)).toBe(false);
         expect(lines.join('').includes(line), 'merchant key logged').toBe(false);
       }
+      expect((await call(s, 'DELETE', `${base()}/wechat?mode=test`)).status).toBe(200);
+    } finally {
+      await wx.close();
+    }
+  });
+
+  it('sets the WeChat Pay APIv3 key (notifications) from the console: kept sealed, never answered, a bad one refused', async () => {
+    const wx = await new FakeWechat().start();
+    try {
+      const s = await session();
+      const credentials = wx.credentials();
+      const short = await call(s, 'POST', base(), { mode: 'test', credentials: { ...credentials, apiv3_key: 'k'.repeat(31) } });
+      expect(short.status).toBe(400);
+      expect(short.body).not.toContain('k'.repeat(31));
+      expect(await loadCredentials(rt, merchant.id, false, 'wechat')).toBeNull();
+      const set = await call(s, 'POST', base(), { mode: 'test', credentials: { ...credentials, apiv3_key: wx.apiv3Key } });
+      expect(set.status, set.body).toBe(200);
+      expect(set.body).not.toContain(wx.apiv3Key);
+      expect((await call(s, 'GET', base())).body).not.toContain(wx.apiv3Key);
+      expect(lines.join('').includes(wx.apiv3Key), 'APIv3 key logged').toBe(false);
+      expect((await loadCredentials(rt, merchant.id, false, 'wechat'))?.credentials).toEqual(expect.objectContaining({ apiv3_key: wx.apiv3Key }));
       expect((await call(s, 'DELETE', `${base()}/wechat?mode=test`)).status).toBe(200);
     } finally {
       await wx.close();

@@ -126,8 +126,9 @@ const LABELS: Record<string, string> = {
   transfer_scene_id: 'channels.transferSceneId',
   report_infos: 'channels.reportInfos',
   remark: 'channels.remark',
+  apiv3_key: 'channels.apiv3Key',
 };
-const HINTS: Record<string, string> = { 'alipay.endpoint': 'channels.alipayEndpointHint', report_infos: 'channels.reportInfosHint' };
+const HINTS: Record<string, string> = { 'alipay.endpoint': 'channels.alipayEndpointHint', report_infos: 'channels.reportInfosHint', apiv3_key: 'channels.apiv3KeyHint' };
 const lookup = (table: Record<string, string>, scope: string, name: string) => table[`${scope}.${name}`] ?? table[name];
 /** `app_id` → `app-id`, as the page's test ids (cred-app-id, pem-private-key, …). */
 const testId = (name: string) => name.replace(/[_.]/g, '-');

@@ -93,13 +93,14 @@ const WECHAT_FIELDS = [
     items: [{ name: 'info_type', max_length: 64, example: '活动名称' }, { name: 'info_content', max_length: 256, example: '余额提现' }],
   },
   { name: 'remark', kind: 'text', required: false, secret: false, max_length: 32 },
+  // Decrypts WeChat Pay's result notifications (wechat-notify.ts); without it results come by query.
+  { name: 'apiv3_key', kind: 'text', required: false, secret: true, max_length: 32 },
   { name: 'endpoint', kind: 'text', required: false, secret: false, max_length: 2048, default: DEFAULT_WECHAT_ENDPOINT },
 ] as const satisfies readonly FieldOf<WechatCredentials>[];
 
-// Every field of the interfaces above is described, or this fails to compile. (The APIv3 key is
-// set with `tixian channels set` only, so far.)
+// Every field of the interfaces above is described, or this fails to compile.
 type Undescribed<C, F extends readonly { name: string }[]> = Exclude<FieldName<C>, F[number]['name']>;
-const _everyFieldDescribed: [Undescribed<AlipayCredentials, typeof ALIPAY_FIELDS>, Exclude<Undescribed<WechatCredentials, typeof WECHAT_FIELDS>, 'apiv3_key'>] extends [never, never] ? true : never = true;
+const _everyFieldDescribed: [Undescribed<AlipayCredentials, typeof ALIPAY_FIELDS>, Undescribed<WechatCredentials, typeof WECHAT_FIELDS>] extends [never, never] ? true : never = true;
 
 /** The fields of each channel's credential set, in the order the console asks for them. */
 export const CREDENTIAL_FIELDS: Readonly<Record<ChannelCredentials['channel'], readonly CredentialField[]>> = { alipay: ALIPAY_FIELDS, wechat: WECHAT_FIELDS };
