@@ -61,6 +61,25 @@ describeEngines('growth: incremental ledger verify', (engine) => {
     expect((await verifyLedgerIncremental(h.rt.store, clock.nowMs())).ok).toBe(true);
   });
 
+  it('finds a touched user\'s balance lines that no longer add up to the journal, and which user', async () => {
+    for (const u of ['iv_l1', 'iv_l2', 'iv_l3']) {
+      await h.createUser(u);
+      await h.fund(u, 1_000);
+    }
+    later();
+    expect((await verifyLedgerIncremental(h.rt.store, clock.nowMs())).ok).toBe(true);
+    // Three users touched since the checkpoint; one of their lines changed behind the ledger's back.
+    for (const u of ['iv_l1', 'iv_l2', 'iv_l3']) await h.fund(u, 7);
+    const line = await h.rt.store.db.selectFrom('balance_transactions').select(['id', 'amount']).where('user', '=', 'iv_l2').orderBy('created').limit(1).executeTakeFirstOrThrow();
+    await h.rt.store.db.updateTable('balance_transactions').set({ amount: Number(line.amount) + 3 }).where('id', '=', line.id).execute();
+    later();
+    const report = await verifyLedgerIncremental(h.rt.store, clock.nowMs());
+    expect(report).toMatchObject({ mode: 'incremental', ok: false, users: 3 });
+    expect(report.drift.filter((d) => d.kind === 'line_mismatch').map((d) => d.subject)).toEqual([expect.stringMatching(/\/user iv_l2$/)]);
+    await h.rt.store.db.updateTable('balance_transactions').set({ amount: Number(line.amount) }).where('id', '=', line.id).execute();
+    expect((await verifyLedgerIncremental(h.rt.store, clock.nowMs())).ok).toBe(true);
+  });
+
   it('an entry newer than the margin waits for the next run; holds count it at once', async () => {
     later();
     const before = await verifyLedgerIncremental(h.rt.store, clock.nowMs());

@@ -131,18 +131,21 @@ async function checkUsers(db: Db, pks: string[], add: (d: Drift) => void): Promi
   const accounts = pks.flatMap((pk) => [`user:${pk}:withdrawable`, `user:${pk}:bonus`]);
   const sums = await db.selectFrom('postings').select(['account', sql<number>`sum(amount)`.as('total')]).where('account', 'in', accounts).groupBy('account').execute();
   const byAccount = new Map(sums.map((s) => [s.account, Number(s.total)]));
+  // Every user's balance lines in one statement: a probe of the (app, livemode, user, …) index per user.
+  const lines = new Map<string, number>();
+  if (users.length > 0) {
+    const keys = users.map((u) => sql`(cast(${u.pk} as text), cast(${u.app} as text), cast(${u.livemode} as integer), cast(${u.id} as text))`);
+    const { rows } = await sql<{ pk: string; total: number }>`
+      with v(pk, app, livemode, uid) as (values ${sql.join(keys)})
+      select v.pk as pk, sum(bt.amount) as total
+        from v join balance_transactions bt on bt.app = v.app and bt.livemode = v.livemode and bt."user" = v.uid
+       group by v.pk`.execute(db);
+    for (const r of rows) lines.set(r.pk, Number(r.total));
+  }
   for (const u of users) {
     const w = byAccount.get(`user:${u.pk}:withdrawable`) ?? 0;
     const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
-    // The user's balance lines through the (app, livemode, user, …) index.
-    const lines = await db
-      .selectFrom('balance_transactions')
-      .select(sql<number>`coalesce(sum(amount), 0)`.as('total'))
-      .where('app', '=', u.app)
-      .where('livemode', '=', u.livemode)
-      .where('user', '=', u.id)
-      .executeTakeFirstOrThrow();
-    checkUser(u, w, b, Number(lines.total), add);
+    checkUser(u, w, b, lines.get(u.pk) ?? 0, add);
   }
   const found = new Set(users.map((u) => u.pk));
   for (const pk of pks) if (!found.has(pk)) add({ kind: 'user_balance', subject: `user:${pk}`, detail: 'postings to an account with no user' });
