@@ -115,6 +115,29 @@ describeEngines('webhook claiming ahead', (engine) => {
     });
   });
 
+  it('gives back on stop only the buffered rows still carrying its lease, each due when it was', async () => {
+    const { app, accountId } = await rig.freshApp('giveback');
+    receiver.behaviour = (r) => (r.path === '/giveback' ? 'hang' : { status: 200 });
+    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/giveback') });
+    await emitTestEvents(h.rt, { app, accountId }, 20);
+    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
+    await receiver.waitFor(() => receiver.to('/giveback').length === 8);
+    await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
+    const sent = new Set(receiver.to('/giveback').map((r) => r.event!.id));
+    const buffered = (await deliveriesTo(endpoint.id)).filter((r) => !sent.has(r.event_id));
+    expect(buffered).toHaveLength(12);
+    // Another process took one over meanwhile (a later lease): giving back must not touch it.
+    const taken = buffered[3]!;
+    const theirs = { lease_ms: Number(taken.lease_ms) + 1, next_attempt_ms: Number(taken.lease_ms) + 1 };
+    await h.rt.store.db.updateTable('webhook_deliveries').set(theirs).where('id', '=', taken.id).execute();
+    await d.stop();
+    const after = new Map((await deliveriesTo(endpoint.id)).map((r) => [r.id, r]));
+    expect(after.get(taken.id)).toMatchObject({ status: 'pending', attempts: 0, ...theirs });
+    for (const r of buffered.filter((b) => b.id !== taken.id)) {
+      expect(after.get(r.id)).toMatchObject({ status: 'pending', attempts: 0, lease_ms: null, next_attempt_ms: clock.nowMs() });
+    }
+  });
+
   it('claims one row at a time for an endpoint whose breaker is open (nothing ahead)', async () => {
     const { app, accountId } = await rig.freshApp('open');
     receiver.behaviour = (r) => (r.path === '/open' ? 'hang' : { status: 200 });

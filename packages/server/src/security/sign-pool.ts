@@ -74,7 +74,7 @@ export class TurnQueue {
         this.#jobs = this.#jobs.slice(this.#head);
         this.#head = 0;
       }
-      job(); // callers catch their own errors (a job that threw would only end this turn's share)
+      job(); // a job must not throw: it would be an uncaught exception (signOnLoop catches for its jobs)
     } while (this.size > 0 && performance.now() - started < this.budgetMs);
     if (this.size > 0) setImmediate(this.#run);
     else this.#scheduled = false;
@@ -87,6 +87,23 @@ export const SIGNING_TURN_BUDGET_MS = 10;
 
 /** The event loop's signatures (responses and webhooks signed without a thread). */
 export const inlineSignatures = new TurnQueue(SIGNING_TURN_BUDGET_MS);
+
+/**
+ * Signs on the event loop in its bounded share per turn (inlineSignatures), then calls `done` with
+ * the signature or the error `sign` threw; `done` runs outside the catch, so its own errors are not
+ * taken for a signing failure.
+ */
+export function signOnLoop(sign: () => string, done: (err: Error | null, signature?: string) => void): void {
+  inlineSignatures.push(() => {
+    let signature: string;
+    try {
+      signature = sign();
+    } catch (err) {
+      return done(err as Error);
+    }
+    done(null, signature);
+  });
+}
 const MAX_IN_FLIGHT = 1024;
 
 interface Slot {
@@ -139,13 +156,7 @@ export class SignPool {
     const slot = this.#pick();
     if (!slot) {
       return new Promise<string>((resolve, reject) =>
-        inlineSignatures.push(() => {
-          try {
-            resolve(sign('sha256', bytes, key).toString('base64'));
-          } catch (err) {
-            reject(err as Error);
-          }
-        }),
+        signOnLoop(() => sign('sha256', bytes, key).toString('base64'), (err, signature) => (err ? reject(err) : resolve(signature!))),
       );
     }
     let keyId = this.#keyIds.get(key);

@@ -64,21 +64,22 @@ function accountKey(rt: Runtime, sealed: string): SigningKey {
  * which the platform key signs). The one place the response signer and the webhook dispatcher ask.
  */
 export async function signingKeyFor(rt: Runtime, accountId: string | null): Promise<SigningKey> {
+  if (accountId === null) return keysOf(rt).platform;
   const known = cachedSigningKeyFor(rt, accountId);
   if (known) return known;
-  // Not cached or stale: an account (null is always known), read again.
+  // Not cached or stale: read again.
   const accounts = keysOf(rt).accounts;
-  const stale = accounts.get(accountId!);
+  const stale = accounts.get(accountId);
   let row: { signing_key_sealed: string | null } | undefined;
   try {
-    row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId!).executeTakeFirst();
+    row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
   } catch (err) {
     // The database is away (a restart): the key it last gave is better than no signature.
     if (stale) return keyOf(rt, stale.sealed);
     throw err;
   }
   const sealed = row?.signing_key_sealed ?? null;
-  accounts.set(accountId!, { sealed, fetchedMs: rt.clock.nowMs() });
+  accounts.set(accountId, { sealed, fetchedMs: rt.clock.nowMs() });
   return keyOf(rt, sealed);
 }
 

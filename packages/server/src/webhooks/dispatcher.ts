@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
@@ -537,14 +537,14 @@ export class WebhookDispatcher implements Worker {
     const excludedSet = new Set(excluded);
     const last = this.fruitless;
     const lastStillHolds = last !== null && !this.queuedHere && performance.now() - last.atMs < this.options.idleMs;
-    if (ahead && excluded.length > 0 && lastStillHolds && [...last.excluded].every((id) => excludedSet.has(id))) return 0;
     let only: string[] | null = null;
     if (ahead && lastStillHolds) {
       // The last look found nothing due outside the endpoints it left out, and it still holds
       // (within idleMs, nothing queued here since): what is due now is theirs. Read only the rows
       // of those that may take some now, as many as each may take, instead of walking the due
       // index past rows nobody may take (one busy endpoint with a backlog: 256 rows read to lease
-      // 8). The look itself is made again once it is idleMs old, as an idle poll would be.
+      // 8). The look itself is made again once it is idleMs old, as an idle poll would be. None of
+      // them may take any (all left out again): nothing to do until a slot frees or the look is old.
       only = [...last.excluded].filter((id) => !excludedSet.has(id));
       if (only.length === 0) return 0;
     } else {
@@ -773,18 +773,7 @@ export class WebhookDispatcher implements Worker {
 
   private async cancelOrphans(rows: readonly Leased[], status: 'canceled' | 'failed'): Promise<void> {
     const canceled = await this.rt.store.transaction(async (trx) => {
-      const done: { id: string; event_id: string }[] = [];
-      for (const [leaseMs, ids] of groupByLease(rows)) {
-        done.push(
-          ...(await trx
-            .updateTable('webhook_deliveries')
-            .set({ status, next_attempt_ms: null, lease_ms: null })
-            .where('id', 'in', ids)
-            .where('lease_ms', '=', leaseMs)
-            .returning(['id', 'event_id'])
-            .execute()),
-        );
-      }
+      const done = await updateLeased(trx, rows, sql`status = ${text(status)}, next_attempt_ms = null, lease_ms = null`);
       await updateEvents(trx, done.map((r) => ({ eventId: r.event_id, signature: null, finished: true })));
       return done;
     });
@@ -800,18 +789,7 @@ export class WebhookDispatcher implements Worker {
   private async releaseLeases(rows: readonly Leased[]): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await this.rt.store.transaction(async (trx) => {
-        // One statement per RECORD_BATCH rows (they may be due at different times), fenced like a record.
-        for (let i = 0; i < rows.length; i += RECORD_BATCH) {
-          const values = rows.slice(i, i + RECORD_BATCH).map((r) => sql`(${text(r.id)}, ${int(r.leaseMs)}, ${int(r.dueMs)})`);
-          await sql`
-            with v(id, lease_ms, due_ms) as (values ${sql.join(values)})
-            update webhook_deliveries
-               set next_attempt_ms = v.due_ms, lease_ms = null
-              from v
-             where webhook_deliveries.id = v.id and webhook_deliveries.lease_ms = v.lease_ms`.execute(trx);
-        }
-      });
+      await this.rt.store.transaction((trx) => updateLeased(trx, rows, sql`next_attempt_ms = v.due_ms, lease_ms = null`));
     } catch (err) {
       this.rt.log.warn({ err, deliveries: rows.length }, 'webhook dispatcher: could not give back buffered deliveries; their leases will run out');
     }
@@ -1061,19 +1039,30 @@ export class WebhookDispatcher implements Worker {
   }
 }
 
-/** Rows grouped by the lease they were claimed with (rows of one claim share it). */
-function groupByLease(rows: readonly Leased[]): Map<number, string[]> {
-  const groups = new Map<number, string[]>();
-  for (const r of rows) {
-    const ids = groups.get(r.leaseMs);
-    if (ids) ids.push(r.id);
-    else groups.set(r.leaseMs, [r.id]);
-  }
-  return groups;
-}
-
 const text = (v: string | null) => sql`cast(${v} as text)`;
 const int = (v: number | null) => sql`cast(${v} as bigint)`;
+
+/**
+ * `UPDATE webhook_deliveries SET <set>` for leased rows, each only while it still carries the lease
+ * it was claimed with (the fence: a row re-queued, canceled or taken over meanwhile is left alone),
+ * RECORD_BATCH rows per statement; `set` may read `v.due_ms`, the row's due time before its claim.
+ * Returns the rows updated.
+ */
+async function updateLeased(trx: Db, rows: readonly Leased[], set: RawBuilder<unknown>): Promise<{ id: string; event_id: string }[]> {
+  const done: { id: string; event_id: string }[] = [];
+  for (let i = 0; i < rows.length; i += RECORD_BATCH) {
+    const values = rows.slice(i, i + RECORD_BATCH).map((r) => sql`(${text(r.id)}, ${int(r.leaseMs)}, ${int(r.dueMs)})`);
+    const { rows: updated } = await sql<{ id: string; event_id: string }>`
+      with v(id, lease_ms, due_ms) as (values ${sql.join(values)})
+      update webhook_deliveries
+         set ${set}
+        from v
+       where webhook_deliveries.id = v.id and webhook_deliveries.lease_ms = v.lease_ms
+      returning webhook_deliveries.id, webhook_deliveries.event_id`.execute(trx);
+    done.push(...updated);
+  }
+  return done;
+}
 
 /**
  * Per event, in one statement: the first signature made for it is stored (a later one never

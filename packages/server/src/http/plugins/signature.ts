@@ -8,7 +8,7 @@ import { BoundedCache } from '../../domain/bounded-cache.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../../security/platform-key.ts';
 import { cachedSigningKeyFor, signingKeyFor, type SigningKey } from '../../security/signing-keys.ts';
 import { sha256Base64 } from '../../security/secrets.ts';
-import { inlineSignatures, sharedSignPool } from '../../security/sign-pool.ts';
+import { sharedSignPool, signOnLoop } from '../../security/sign-pool.ts';
 import { needsPrincipal } from './auth.ts';
 
 const SIGNATURE_HEADER = 'pingplusplus-signature';
@@ -136,15 +136,7 @@ export function registerResponseSignature(app: FastifyInstance, rt: Runtime): vo
     }
     if (!key.privateKey || !pool.hasThreads) {
       // On the event loop, a bounded share per turn (sign-pool.ts: new connections are accepted between turns).
-      return inlineSignatures.push(() => {
-        let signature: string;
-        try {
-          signature = key.sign(bytes);
-        } catch (err) {
-          return done(err as Error);
-        }
-        answer(signature);
-      });
+      return signOnLoop(() => key.sign(bytes), (err, signature) => (err ? done(err) : answer(signature!)));
     }
     pool.sign(key.privateKey, bytes).then(answer, (err: unknown) => done(err as Error));
   };
