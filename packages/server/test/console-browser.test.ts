@@ -159,5 +159,7 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
     expect(unsigned.json.error.code).toBe('signature_missing');
     const audit = await h.rt.store.db.selectFrom('audit_log').select(['action', 'detail']).where('action', '=', 'signature.update').execute();
     expect(audit.map((a) => JSON.parse(a.detail).require_signature_test)).toContain(true);
-  });
+    // Room for Playwright's own 30 s waits to run out and the catch above to say which side stalled:
+    // at 60 s a second CI stall (2026-11-26 13:40, under the full suite's load) ended as a bare test timeout.
+  }, 120_000);
 });
