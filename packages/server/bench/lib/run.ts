@@ -3,7 +3,7 @@ import { loadConfig } from '../../src/config.ts';
 import { openRuntime, type Runtime } from '../../src/runtime.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './load.ts';
 import { freshStorage, startServer, tixianCli, type Engine, type RunningServer, type Storage } from './server.ts';
-import { isCustom, type AnyScenario, type BenchOptions, type Outcome, type RunContext, type Scenario, type Target } from '../scenario.ts';
+import { isCustom, type AnyScenario, type BenchOptions, type Metric, type Outcome, type RunContext, type Scenario, type Target } from '../scenario.ts';
 
 /** One scenario on one engine: what the report prints. */
 export interface Row {
@@ -95,10 +95,40 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
   const requests = scenario.requests(target, state);
   if (ctx.options.warmupS > 0) await ctx.load(server, requests, ctx.options.warmupS);
   const window = startWindow(server);
+  const before = await scrape(server.baseUrl);
   const load = await ctx.load(server, requests, ctx.options.durationS);
   const used = window.end();
+  const after = await scrape(server.baseUrl);
   const stopped = await server.stop();
-  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: [], problems: loadProblems(load) };
+  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: commitMetrics(before, after, used.windowS), problems: loadProblems(load) };
+}
+
+/** The server's /metrics text, or '' when it does not answer (metrics off). */
+async function scrape(baseUrl: string): Promise<string> {
+  try {
+    return await (await fetch(`${baseUrl}/metrics`)).text();
+  } catch {
+    return '';
+  }
+}
+
+/** Histogram sum and count of one metric in Prometheus text (NaN when absent). */
+export function histogram(text: string, name: string): { sum: number; count: number } {
+  const value = (suffix: string) => Number(new RegExp(`^${name}_${suffix}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { sum: value('sum'), count: value('count') };
+}
+
+/** SQLite group commits during the measured window: COMMITs per second and transactions per COMMIT. */
+function commitMetrics(before: string, after: string, windowS: number): Metric[] {
+  const name = 'tixian_sqlite_group_commit_transactions';
+  const a = histogram(before, name);
+  const b = histogram(after, name);
+  const commits = b.count - a.count;
+  if (!(commits > 0)) return [];
+  return [
+    { name: 'SQLite commits', value: commits / windowS, unit: '/s' },
+    { name: 'transactions per commit', value: (b.sum - a.sum) / commits, unit: '' },
+  ];
 }
 
 /** Non-2xx answers and connection errors make a load run's figures untrustworthy. */

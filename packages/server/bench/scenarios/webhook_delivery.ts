@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { defaults } from '../../src/config.ts';
 import { emitEvent } from '../../src/webhooks/outbox.ts';
 import type { Runtime } from '../../src/runtime.ts';
-import { startWindow, usageOver, waitFor } from '../lib/run.ts';
+import { histogram, startWindow, usageOver, waitFor } from '../lib/run.ts';
 import type { CustomScenario, Metric, Outcome, RunContext } from '../scenario.ts';
 
 /** Events queued per transaction while filling the backlog. */
@@ -131,12 +131,6 @@ async function remainingDeliveries(rt: Runtime): Promise<number> {
 async function deliveryStatuses(rt: Runtime): Promise<Record<string, number>> {
   const rows = await rt.store.db.selectFrom('webhook_deliveries').select(['status', sql<number>`count(*)`.as('n')]).groupBy('status').execute();
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
-}
-
-/** Histogram sum and count of one metric in Prometheus text. */
-function histogram(text: string, name: string): { sum: number; count: number } {
-  const value = (suffix: string) => Number(new RegExp(`^${name}_${suffix}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return { sum: value('sum'), count: value('count') };
 }
 
 /**

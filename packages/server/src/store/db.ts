@@ -22,6 +22,7 @@ import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 import { observePool } from '../observability/metrics.ts';
 import { GroupCommitter } from './group-commit.ts';
+import { WalCheckpointer } from './checkpointer.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -32,11 +33,30 @@ export type Db = Kysely<Database>;
  * waits up to busy_timeout instead.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  #gated: DatabaseConnection | null = null;
   constructor(
     config: SqliteDialectConfig,
     private readonly inTransaction: () => boolean,
+    private readonly pendingDurability: () => Promise<void> | null,
   ) {
     super(config);
+  }
+
+  /**
+   * A statement run outside a transaction returns once every commit it could have seen is durable
+   * (group-commit.ts syncs the WAL off the event loop, so a batch is visible a little before).
+   * The wait holds the one connection, as SQLite's own fsync in COMMIT held the whole thread.
+   */
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const connection = await super.acquireConnection();
+    return (this.#gated ??= {
+      executeQuery: async <R>(query: CompiledQuery) => {
+        const result = await connection.executeQuery<R>(query);
+        if (!this.inTransaction()) await this.pendingDurability();
+        return result;
+      },
+      streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => connection.streamQuery<R>(query, chunkSize),
+    });
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
@@ -58,12 +78,13 @@ class ImmediateSqliteDialect extends SqliteDialect {
   constructor(
     config: SqliteDialectConfig,
     private readonly inTransaction: () => boolean,
+    private readonly pendingDurability: () => Promise<void> | null,
   ) {
     super(config);
     this.#config = config;
   }
   override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#config, this.inTransaction);
+    return new ImmediateSqliteDriver(this.#config, this.inTransaction, this.pendingDurability);
   }
 }
 
@@ -225,6 +246,8 @@ export interface StoreOptions {
   sqliteSynchronous?: 'FULL' | 'NORMAL';
   /** SQLite group commit: the most write transactions one COMMIT carries (1: a commit each). */
   sqliteGroupCommitMax?: number;
+  /** SQLite: the checkpoint thread failed and the connection checkpoints for itself again (checkpointer.ts). */
+  onCheckpointError?: (err: Error) => void;
 }
 
 export class Store {
@@ -233,6 +256,8 @@ export class Store {
     readonly engine: Engine,
     /** SQLite only: write transactions that arrive together share one COMMIT (group-commit.ts). */
     readonly groupCommit: GroupCommitter | null = null,
+    /** SQLite on a file: WAL checkpoints on a thread of their own (checkpointer.ts). */
+    readonly checkpointer: WalCheckpointer | null = null,
   ) {}
 
   static open(options: StoreOptions): Store {
@@ -268,7 +293,8 @@ export class Store {
     sqlite.pragma('journal_mode = WAL');
     if (file !== ':memory:') restrictSqliteFiles(file);
     // FULL by default: a 200 answered for a money movement survives a power cut, not only a crash.
-    sqlite.pragma(`synchronous = ${options.sqliteSynchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+    const synchronous = options.sqliteSynchronous === 'NORMAL' ? 'NORMAL' : 'FULL';
+    sqlite.pragma(`synchronous = ${synchronous}`);
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     // Group commit runs each request in a SAVEPOINT (group-commit.ts), and inside a savepoint SQLite
@@ -279,8 +305,19 @@ export class Store {
     // b-trees (sorts and groupings without an index) are held in memory too: the server's queries
     // are bounded pages on indexes (growth_plans tests), so those stay small.
     sqlite.pragma('temp_store = MEMORY');
-    const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(sqlite) }, () => sqlite.inTransaction) });
-    return new Store(db, 'sqlite', new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax));
+    let groupCommit: GroupCommitter | null = null;
+    const dialect = new ImmediateSqliteDialect(
+      { database: cachingStatements(sqlite) },
+      () => sqlite.inTransaction,
+      () => groupCommit?.pendingDurability() ?? null,
+    );
+    const db = new Kysely<Database>({ dialect });
+    const onDisk = file !== ':memory:';
+    // With FULL, the group commit syncs the WAL itself, off the event loop (group-commit.ts).
+    const walFile = onDisk && synchronous === 'FULL' ? path.resolve(file) + '-wal' : null;
+    groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walFile);
+    const checkpointer = onDisk ? new WalCheckpointer(sqlite, path.resolve(file), synchronous, options.onCheckpointError) : null;
+    return new Store(db, 'sqlite', groupCommit, checkpointer);
   }
 
   /**
@@ -312,6 +349,8 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    await this.checkpointer?.close();
+    await this.groupCommit?.close();
     await this.db.destroy();
   }
 }
@@ -332,7 +371,7 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /** Opens the configured store; a data directory or SQLite file that cannot be used is a ConfigError. */
-export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError'> = {}): Store {
+export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError' | 'onCheckpointError'> = {}): Store {
   try {
     return Store.open({
       databaseUrl: config.databaseUrl,

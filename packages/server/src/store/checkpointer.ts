@@ -1,0 +1,186 @@
+import { createRequire } from 'node:module';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import type BetterSqlite3 from 'better-sqlite3';
+
+/**
+ * SQLite WAL checkpoints on a thread of their own (issue #12).
+ *
+ * A checkpoint copies the WAL's pages into the database file and fsyncs both. SQLite runs one
+ * after the COMMIT that takes the WAL past 1,000 pages, on the connection that committed: here the
+ * event loop's. Sampling the serving thread under creates found it in uninterruptible sleep
+ * (fsync, `blkdev_issue_flush`) 13–21% of the time, most of it in those checkpoints (with
+ * `synchronous=NORMAL`, no fsync per commit, 11–13% remained), and no request is served while the
+ * thread waits.
+ *
+ * So once the connection has written, a worker thread with its own connection runs
+ * `wal_checkpoint(PASSIVE)` every `intervalMs` (when something was written since), and the event
+ * loop's connection runs none of its own (`wal_autocheckpoint = 0`). PASSIVE never blocks the
+ * writer: the two connections coordinate through SQLite's WAL locks, as two processes would. What
+ * durability means does not change: a commit is durable at its own COMMIT (the WAL fsync of
+ * `synchronous=FULL`), and a checkpoint fsyncs the database before it lets the WAL be reused.
+ *
+ * The WAL is reused from its start (rather than grown) only by a write that begins when every
+ * frame has been copied. Frames committed while the thread copied are copied by a second pass
+ * (it took a fraction of the first's time, so it has few to copy); what even that leaves is copied
+ * here on the event loop's connection between transactions, a few pages and two fsyncs, so the WAL
+ * starts over once per cycle under steady load instead of growing without end.
+ *
+ * Should the thread fail (it could not open the file, it died), the connection checkpoints for
+ * itself again as SQLite does by default.
+ */
+export const CHECKPOINT_INTERVAL_MS = 200;
+/** SQLite's default `wal_autocheckpoint`, put back if the thread fails. */
+const AUTOCHECKPOINT_PAGES = 1000;
+/** Passes of the thread per cycle (the second copies what was committed during the first). */
+const PASSES = 2;
+/** Turns the event loop waits for its connection to be out of a transaction before it gives up a finishing copy. */
+const FINISH_TRIES = 100;
+const CLOSE_TIMEOUT_MS = 5_000;
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+let db = null, checkpoint = null;
+parentPort.on('message', (m) => {
+  if (m === 'close') { if (db) db.close(); parentPort.close(); return; }
+  let result = null, error = null;
+  try {
+    if (!db) {
+      db = new Database(workerData.file, { fileMustExist: true });
+      db.pragma('synchronous = ' + workerData.synchronous);
+      checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+    }
+    for (let pass = 0; pass < workerData.passes; pass++) {
+      result = checkpoint.get();
+      if (result.busy || result.log === result.checkpointed) break;
+    }
+  } catch (e) { error = String((e && e.message) || e); }
+  parentPort.postMessage({ result, error });
+});
+`;
+
+interface CheckpointResult {
+  busy: number;
+  /** Frames in the WAL. */
+  log: number;
+  /** Frames of it copied into the database. */
+  checkpointed: number;
+}
+
+export interface CheckpointerStats {
+  /** Checkpoints the thread ran (cycles, each one or two passes). */
+  cycles: number;
+  /** Remainders copied on the event loop's connection. */
+  finishes: number;
+  /** The most frames a cycle found in the WAL. */
+  largestWal: number;
+}
+
+export class WalCheckpointer {
+  readonly stats: CheckpointerStats = { cycles: 0, finishes: 0, largestWal: 0 };
+  #worker: Worker | null = null;
+  #busy = false;
+  #stopped = false;
+  #lastChanges = 0;
+  readonly #timer: NodeJS.Timeout;
+  readonly #changes: BetterSqlite3.Statement;
+  readonly #checkpoint: BetterSqlite3.Statement;
+
+  constructor(
+    private readonly sqlite: BetterSqlite3.Database,
+    private readonly file: string,
+    private readonly synchronous: 'FULL' | 'NORMAL',
+    private readonly onError: (err: Error) => void = () => {},
+    intervalMs = CHECKPOINT_INTERVAL_MS,
+  ) {
+    this.#changes = sqlite.prepare('SELECT total_changes()').pluck();
+    this.#checkpoint = sqlite.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+    this.#lastChanges = this.#changes.get() as number;
+    this.#timer = setInterval(() => this.#tick(), intervalMs).unref();
+  }
+
+  /** The thread, once started (tests stop it to see the fallback). */
+  get worker(): Worker | null {
+    return this.#worker;
+  }
+
+  /** True while the thread does the checkpoints (false before the first write, after a failure or close). */
+  get active(): boolean {
+    return this.#worker !== null && !this.#stopped;
+  }
+
+  async close(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stop();
+    const worker = this.#worker;
+    if (!worker) return;
+    const exited = once(worker, 'exit');
+    worker.postMessage('close');
+    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  #tick(): void {
+    if (this.#busy || this.#stopped) return;
+    const changes = this.#changes.get() as number;
+    if (changes === this.#lastChanges) return;
+    this.#lastChanges = changes;
+    this.#busy = true;
+    this.#start().postMessage('checkpoint');
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.synchronous, passes: PASSES },
+    });
+    worker.on('message', (m: { result: CheckpointResult | null; error: string | null }) => this.#settle(m));
+    worker.on('error', (err) => this.#fail(err));
+    worker.on('exit', () => this.#fail(new Error('the checkpoint thread exited')));
+    worker.unref();
+    this.sqlite.pragma('wal_autocheckpoint = 0');
+    return (this.#worker = worker);
+  }
+
+  #settle(m: { result: CheckpointResult | null; error: string | null }): void {
+    this.#busy = false;
+    if (this.#stopped) return;
+    if (m.error !== null || !m.result) {
+      // The next cycle tries again; a thread that cannot checkpoint at all gives the work back.
+      if (this.stats.cycles === 0) this.#fail(new Error(`checkpoint thread: ${m.error}`));
+      else this.onError(new Error(`checkpoint thread: ${m.error}`));
+      return;
+    }
+    const { busy, log, checkpointed } = m.result;
+    this.stats.cycles++;
+    this.stats.largestWal = Math.max(this.stats.largestWal, log);
+    if (!busy && log > checkpointed) this.#finish(FINISH_TRIES);
+  }
+
+  /** Copies the frames the thread's passes left, so the next write can start the WAL over. */
+  #finish(tries: number): void {
+    if (this.#stopped) return;
+    if (this.sqlite.inTransaction) {
+      if (tries > 1) setImmediate(() => this.#finish(tries - 1));
+      return;
+    }
+    this.#checkpoint.get();
+    this.stats.finishes++;
+  }
+
+  #fail(err: Error): void {
+    if (this.#stopped) return;
+    this.#stop();
+    this.onError(err);
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    // The connection checkpoints for itself again (SQLite's default); closing it checkpoints too.
+    if (this.sqlite.open) this.sqlite.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+  }
+}

@@ -1,0 +1,164 @@
+import type * as nodeFs from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Store } from '../src/store/db.ts';
+import { WalCheckpointer } from '../src/store/checkpointer.ts';
+
+type SyncCallback = (err: NodeJS.ErrnoException | null) => void;
+
+/** The group commit's WAL sync (fs.fdatasync), held or failed by a test; otherwise the real one. */
+const syncs = vi.hoisted(() => ({
+  hook: null as ((fd: number, done: SyncCallback) => void) | null,
+  real: null as unknown as (fd: number, done: SyncCallback) => void,
+  count: 0,
+}));
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof nodeFs>();
+  syncs.real = fs.fdatasync;
+  return {
+    ...fs,
+    fdatasync: (fd: number, done: SyncCallback) => {
+      syncs.count++;
+      return syncs.hook ? syncs.hook(fd, done) : fs.fdatasync(fd, done);
+    },
+  };
+});
+
+/** A few event-loop turns (the loop is not blocked: these come back). */
+async function turns(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tixian-bgio-'));
+  syncs.hook = null;
+  syncs.count = 0;
+});
+afterEach(() => {
+  syncs.hook = null;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('SQLite group commit: the WAL sync runs off the event loop', () => {
+  let store: Store;
+  beforeEach(async () => {
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 't.db')}`, dataDir: dir });
+    await sql`create table probe (id integer primary key)`.execute(store.db);
+  });
+  /** Syncs a test holds back; whatever it left is let go before the store closes (close waits for it). */
+  const held: (() => void)[] = [];
+  afterEach(async () => {
+    syncs.hook = null;
+    for (const release of held.splice(0)) release();
+    await store.close();
+  });
+  const insert = (id: number) => store.transaction(async (trx) => void (await sql`insert into probe (id) values (${id})`.execute(trx)));
+  const count = async () => Number((await sql<{ n: number }>`select count(*) as n from probe`.execute(store.db)).rows[0]!.n);
+
+  it('answers a batch, and any read that could see it, only after the sync that follows its COMMIT', async () => {
+    syncs.hook = (fd, done) => held.push(() => syncs.real(fd, done));
+    const settled: string[] = [];
+    const first = insert(1).then(() => settled.push('write'));
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    // Committed (the connection sees it) but not yet durable: neither its caller nor a reader hears of it.
+    const read = count().then((n) => (settled.push('read'), n));
+    const second = insert(2).then(() => settled.push('second'));
+    await turns(20);
+    expect(settled).toEqual([]);
+    // The second batch gathers while the first one's sync is in flight: no second COMMIT, no second sync.
+    expect(held).toHaveLength(1);
+    expect(store.groupCommit!.stats.batches).toBe(1);
+
+    syncs.hook = null;
+    held.shift()!();
+    await Promise.all([first, second]);
+    expect(await read).toBe(1);
+    expect(settled.slice(0, 2).sort()).toEqual(['read', 'write']);
+    expect(await count()).toBe(2);
+    expect(store.groupCommit!.stats.batches).toBe(2);
+  });
+
+  it('a failed sync fails its batch and every transaction and read after it, until a restart', async () => {
+    syncs.hook = (_fd, done) => done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await expect(insert(1)).rejects.toThrow(/could not make a commit durable \(EIO: i\/o error, fdatasync\); restart the server/);
+    syncs.hook = null;
+    await expect(insert(2)).rejects.toThrow(/could not make a commit durable/);
+    await expect(count()).rejects.toThrow(/could not make a commit durable/);
+  });
+
+  it('leaves the sync to COMMIT when the store runs at synchronous=NORMAL', async () => {
+    await store.close();
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'n.db')}`, dataDir: dir, sqliteSynchronous: 'NORMAL' });
+    await sql`create table probe (id integer primary key)`.execute(store.db);
+    await insert(1);
+    expect(syncs.count).toBe(0);
+    expect(await count()).toBe(1);
+  });
+});
+
+describe('SQLite checkpoints on a thread of their own', () => {
+  let sqlite: BetterSqlite3.Database;
+  let checkpointer: WalCheckpointer;
+  const errors: Error[] = [];
+  beforeEach(() => {
+    errors.length = 0;
+    const file = path.join(dir, 'c.db');
+    sqlite = new BetterSqlite3(file);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.exec('create table blobs (id integer primary key, b blob not null)');
+    checkpointer = new WalCheckpointer(sqlite, file, 'FULL', (err) => errors.push(err), 10);
+  });
+  afterEach(async () => {
+    await checkpointer.close();
+    sqlite.close();
+  });
+
+  it('copies the WAL back while the connection writes, and the WAL starts over instead of growing', async () => {
+    const insert = sqlite.prepare('insert into blobs (b) values (?)');
+    const payload = Buffer.alloc(4000, 7);
+    const rounds = 20;
+    for (let round = 0; round < rounds; round++) {
+      sqlite.transaction(() => {
+        for (let i = 0; i < 250; i++) insert.run(payload);
+      })();
+      const cycles = checkpointer.stats.cycles;
+      await vi.waitFor(() => expect(checkpointer.stats.cycles).toBeGreaterThan(cycles));
+      // The event loop's connection runs no checkpoint of its own meanwhile.
+      expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    }
+    expect(checkpointer.active).toBe(true);
+    // ~20 MB written; without checkpoints the WAL would hold all of it. One round is ~1 MB.
+    expect(statSync(path.join(dir, 'c.db-wal')).size).toBeLessThan(4 * 1024 * 1024);
+    expect(sqlite.prepare('select count(*) from blobs').pluck().get()).toBe(rounds * 250);
+    expect(sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(errors).toEqual([]);
+  });
+
+  it('gives checkpoints back to the connection when the thread dies', async () => {
+    sqlite.prepare('insert into blobs (b) values (?)').run(Buffer.alloc(10));
+    await vi.waitFor(() => expect(checkpointer.stats.cycles).toBeGreaterThan(0));
+    expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    await checkpointer.worker!.terminate();
+    await vi.waitFor(() => expect(checkpointer.active).toBe(false));
+    expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    expect(errors.map((e) => e.message)).toEqual(['the checkpoint thread exited']);
+  });
+
+  it('starts no thread until something was written, and stops it on close', async () => {
+    await turns(50);
+    expect(checkpointer.worker).toBeNull();
+    sqlite.prepare('insert into blobs (b) values (?)').run(Buffer.alloc(10));
+    await vi.waitFor(() => expect(checkpointer.stats.cycles).toBe(1));
+    const worker = checkpointer.worker!;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    await checkpointer.close();
+    await exited;
+    expect(checkpointer.active).toBe(false);
+    expect(errors).toEqual([]);
+  });
+});
