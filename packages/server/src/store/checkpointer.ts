@@ -123,12 +123,18 @@ export class WalCheckpointer {
   }
 
   #tick(): void {
-    if (this.#busy || this.#stopped) return;
-    const changes = this.#changes.get() as number;
-    if (changes === this.#lastChanges) return;
-    this.#lastChanges = changes;
-    this.#busy = true;
-    this.#start().postMessage('checkpoint');
+    if (this.#busy || this.#stopped || !this.sqlite.open) return;
+    try {
+      const changes = this.#changes.get() as number;
+      if (changes === this.#lastChanges) return;
+      this.#lastChanges = changes;
+      this.#busy = true;
+      this.#start().postMessage('checkpoint');
+    } catch (err) {
+      // The connection is busy with an open cursor, or the thread could not start: not this time.
+      this.#busy = false;
+      this.onError(err as Error);
+    }
   }
 
   #start(): Worker {
@@ -163,12 +169,18 @@ export class WalCheckpointer {
   /** Copies the frames the thread's passes left, so the next write can start the WAL over. */
   #finish(tries: number): void {
     if (this.#stopped) return;
+    if (!this.sqlite.open) return;
     if (this.sqlite.inTransaction) {
       if (tries > 1) setImmediate(() => this.#finish(tries - 1));
       return;
     }
-    this.#checkpoint.get();
-    this.stats.finishes++;
+    try {
+      this.#checkpoint.get();
+      this.stats.finishes++;
+    } catch (err) {
+      // Left for the next cycle (an open cursor on the connection, a closed connection).
+      if (this.sqlite.open) this.onError(err as Error);
+    }
   }
 
   #fail(err: Error): void {
