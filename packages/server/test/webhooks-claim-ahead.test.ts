@@ -138,6 +138,24 @@ describeEngines('webhook claiming ahead', (engine) => {
     }
   });
 
+  it('cancels for a gone endpoint only the rows still carrying its lease (one taken over between load and cancel is left alone)', async () => {
+    const { app, accountId } = await rig.freshApp('orphan');
+    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/orphan') });
+    await emitTestEvents(h.rt, { app, accountId }, 2);
+    const [ours, taken] = await deliveriesTo(endpoint.id);
+    // Both leased by this dispatcher (its fencing token 1000); then another process took one over.
+    const lease = 1_000;
+    await h.rt.store.db.updateTable('webhook_deliveries').set({ lease_ms: lease }).where('endpoint_id', '=', endpoint.id).execute();
+    await h.rt.store.db.updateTable('webhook_deliveries').set({ lease_ms: lease + 1 }).where('id', '=', taken!.id).execute();
+    const leased = [ours!, taken!].map((r) => ({ id: r.id, endpointId: endpoint.id, leaseMs: lease, dueMs: Number(r.next_attempt_ms), cap: 8, claimedMs: clock.nowMs() }));
+    // What `load` does for rows whose endpoint is disabled or gone, run on rows as it loaded them.
+    const d = rig.dispatcher() as unknown as { cancelOrphans(rows: typeof leased, status: 'canceled'): Promise<void> };
+    await d.cancelOrphans(leased, 'canceled');
+    const after = new Map((await deliveriesTo(endpoint.id)).map((r) => [r.id, r]));
+    expect(after.get(ours!.id)).toMatchObject({ status: 'canceled', lease_ms: null, next_attempt_ms: null });
+    expect(after.get(taken!.id)).toMatchObject({ status: 'pending', lease_ms: lease + 1, next_attempt_ms: taken!.next_attempt_ms });
+  });
+
   it('claims one row at a time for an endpoint whose breaker is open (nothing ahead)', async () => {
     const { app, accountId } = await rig.freshApp('open');
     receiver.behaviour = (r) => (r.path === '/open' ? 'hang' : { status: 200 });
