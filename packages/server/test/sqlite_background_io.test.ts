@@ -1,5 +1,5 @@
 import type * as nodeFs from 'node:fs';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -89,6 +89,20 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
     syncs.hook = null;
     await expect(insert(2)).rejects.toThrow(/could not make a commit durable/);
     await expect(count()).rejects.toThrow(/could not make a commit durable/);
+  });
+
+  it('syncs the WAL SQLite writes when the database file is a symbolic link (SQLite names the WAL after its target)', async () => {
+    await store.close();
+    mkdirSync(path.join(dir, 'real'));
+    writeFileSync(path.join(dir, 'real', 's.db'), '');
+    symlinkSync(path.join(dir, 'real', 's.db'), path.join(dir, 'link.db'));
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'link.db')}`, dataDir: dir });
+    await sql`create table probe (id integer primary key)`.execute(store.db);
+    const before = syncs.count;
+    await insert(1);
+    expect(syncs.count).toBe(before + 1);
+    expect(await count()).toBe(1);
+    expect(existsSync(path.join(dir, 'real', 's.db-wal'))).toBe(true);
   });
 
   it('leaves the sync to COMMIT when the store runs at synchronous=NORMAL', async () => {

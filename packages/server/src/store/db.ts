@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -52,7 +52,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
     return (this.#gated ??= {
       executeQuery: async <R>(query: CompiledQuery) => {
         const result = await connection.executeQuery<R>(query);
-        if (!this.inTransaction()) await this.pendingDurability();
+        const durable = this.inTransaction() ? null : this.pendingDurability();
+        if (durable) await durable;
         return result;
       },
       streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => connection.streamQuery<R>(query, chunkSize),
@@ -312,11 +313,12 @@ export class Store {
       () => groupCommit?.pendingDurability() ?? null,
     );
     const db = new Kysely<Database>({ dialect });
-    const onDisk = file !== ':memory:';
+    // SQLite names the WAL after the database's real path (symbolic links resolved).
+    const realFile = file === ':memory:' ? null : realpathSync(file);
     // With FULL, the group commit syncs the WAL itself, off the event loop (group-commit.ts).
-    const walFile = onDisk && synchronous === 'FULL' ? path.resolve(file) + '-wal' : null;
+    const walFile = realFile !== null && synchronous === 'FULL' ? realFile + '-wal' : null;
     groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walFile);
-    const checkpointer = onDisk ? new WalCheckpointer(sqlite, path.resolve(file), synchronous, options.onCheckpointError) : null;
+    const checkpointer = realFile !== null ? new WalCheckpointer(sqlite, realFile, synchronous, options.onCheckpointError) : null;
     return new Store(db, 'sqlite', groupCommit, checkpointer);
   }
 

@@ -123,7 +123,7 @@ export class GroupCommitter {
     this.#synced = sqlite.prepare('PRAGMA synchronous = FULL');
   }
 
-  /** Runs `fn` as one state change; resolves after the batch it ran in has committed. */
+  /** Runs `fn` as one state change; resolves once the batch it ran in has committed and is durable. */
   run<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(new Error('too many transactions waiting for the database'));
