@@ -160,10 +160,11 @@ export class WalCheckpointer {
       else this.onError(new Error(`checkpoint thread: ${m.error}`));
       return;
     }
-    const { busy, log, checkpointed } = m.result;
     this.stats.cycles++;
-    this.stats.largestWal = Math.max(this.stats.largestWal, log);
-    if (!busy && log > checkpointed) this.#finish(FINISH_TRIES);
+    this.stats.largestWal = Math.max(this.stats.largestWal, m.result.log);
+    // Not only when `log > checkpointed`: `log` is the WAL as the thread's pass found it, and the
+    // frames committed during that pass are in neither count.
+    if (!m.result.busy) this.#finish(FINISH_TRIES);
   }
 
   /** Copies the frames the thread's passes left, so the next write can start the WAL over. */
