@@ -45,7 +45,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
   const store = openStore(config, {
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
     onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
-    onCheckpointError: (err) => log.warn({ err }, 'SQLite checkpoint thread failed; the connection checkpoints for itself'),
+    onCheckpointError: (err) => log.warn({ err }, 'SQLite background checkpoint failed'),
   });
   // SQLite group commit gathers while earlier answers are still being signed on the event loop.
   if (store.groupCommit) store.groupCommit.answersPending = () => inlineSignatures.size;

@@ -187,7 +187,7 @@ export class WalCheckpointer {
   #fail(err: Error): void {
     if (this.#stopped) return;
     this.#stop();
-    this.onError(err);
+    this.onError(new Error(`${err.message}; the connection checkpoints for itself again`, { cause: err }));
   }
 
   #stop(): void {
