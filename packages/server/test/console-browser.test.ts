@@ -146,12 +146,15 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
       // whether the switch's change reached the server, so the next occurrence says which side stalled.
       await shot('FAILED-09-developers').catch(() => {});
       const toasts = await page.locator('.ant-message').innerText().catch(() => '(no message)');
+      // Whether the confirmation is still open, and waiting on its request (a loading OK button).
+      const ok = page.getByTestId('switch-ok');
+      const dialog = (await ok.isVisible()) ? `open, OK ${(await ok.getAttribute('class'))?.includes('loading') ? 'loading' : 'idle'}` : 'closed';
       // Bounded: if the database itself is stuck, that is the answer.
       const stored = await Promise.race([
         h.rt.store.db.selectFrom('apps').select(['require_signature_test']).where('id', '=', h.appId).executeTakeFirst().then((r) => String(r?.require_signature_test)),
         new Promise<string>((resolve) => setTimeout(() => resolve('(the database did not answer within 5 s)'), 5_000).unref()),
       ]);
-      throw new Error(`the switch did not turn on; page messages: ${toasts}; stored require_signature_test: ${stored}`, { cause: err });
+      throw new Error(`the switch did not turn on; page messages: ${toasts}; confirmation: ${dialog}; stored require_signature_test: ${stored}`, { cause: err });
     }
     await shot('09-developers');
     const unsigned = await h.request('POST', h.appPath('/users'), { body: { id: 'unsigned_refused' } });

@@ -36,6 +36,24 @@ describeEngines('webhook claiming ahead', (engine) => {
     }
   };
 
+  /**
+   * One endpoint at /<name> with 20 events, 8 tries in flight to it (answered only once `hanging()`
+   * turns false) and the other 12 leased into the dispatcher's buffer.
+   */
+  const saturate = async (name: string, hanging: () => boolean, options: { timeoutMs: number; stopGraceMs?: number }) => {
+    const { app, accountId } = await rig.freshApp(name);
+    receiver.behaviour = (r) => (r.path === `/${name}` && hanging() ? 'hang' : { status: 200 });
+    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor(`/${name}`) });
+    await emitTestEvents(h.rt, { app, accountId }, 20);
+    const dispatcher = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, ...options }).start();
+    await receiver.waitFor(() => receiver.to(`/${name}`).length === 8);
+    await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
+    const sent = new Set(receiver.to(`/${name}`).map((r) => r.event!.id));
+    const buffered = (await deliveriesTo(endpoint.id)).filter((r) => !sent.has(r.event_id));
+    expect(buffered).toHaveLength(12);
+    return { endpoint, buffered, dispatcher };
+  };
+
   it('leases at most four times the per-endpoint bound ahead, keeps other endpoints moving, and gives the rest back on stop', async () => {
     const busy = await rig.freshApp('busy');
     const other = await rig.freshApp('other');
@@ -86,19 +104,9 @@ describeEngines('webhook claiming ahead', (engine) => {
   });
 
   it('does not send a buffered row whose lease was lost meanwhile', async () => {
-    const { app, accountId } = await rig.freshApp('lost');
     let hang = true;
-    receiver.behaviour = (r) => (r.path === '/lost' && hang ? 'hang' : { status: 200 });
-    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/lost') });
-    await emitTestEvents(h.rt, { app, accountId }, 20);
-
     // The first eight hang until their 1 s timeout; the other twelve wait in the buffer meanwhile.
-    rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 1_000 }).start();
-    await receiver.waitFor(() => receiver.to('/lost').length === 8);
-    await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
-    const sent = new Set(receiver.to('/lost').map((r) => r.event!.id));
-    const buffered = (await deliveriesTo(endpoint.id)).filter((r) => !sent.has(r.event_id));
-    expect(buffered).toHaveLength(12);
+    const { endpoint, buffered } = await saturate('lost', () => hang, { timeoutMs: 1_000 });
     // Another process took one of them over (its lease, its fencing token, is no longer ours).
     const lost = buffered[5]!;
     await h.rt.store.db.updateTable('webhook_deliveries').set({ lease_ms: Number(lost.lease_ms) + 1 }).where('id', '=', lost.id).execute();
@@ -116,16 +124,7 @@ describeEngines('webhook claiming ahead', (engine) => {
   });
 
   it('gives back on stop only the buffered rows still carrying its lease, each due when it was', async () => {
-    const { app, accountId } = await rig.freshApp('giveback');
-    receiver.behaviour = (r) => (r.path === '/giveback' ? 'hang' : { status: 200 });
-    const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor('/giveback') });
-    await emitTestEvents(h.rt, { app, accountId }, 20);
-    const d = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
-    await receiver.waitFor(() => receiver.to('/giveback').length === 8);
-    await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
-    const sent = new Set(receiver.to('/giveback').map((r) => r.event!.id));
-    const buffered = (await deliveriesTo(endpoint.id)).filter((r) => !sent.has(r.event_id));
-    expect(buffered).toHaveLength(12);
+    const { endpoint, buffered, dispatcher: d } = await saturate('giveback', () => true, { timeoutMs: 20_000, stopGraceMs: 50 });
     // Another process took one over meanwhile (a later lease): giving back must not touch it.
     const taken = buffered[3]!;
     const theirs = { lease_ms: Number(taken.lease_ms) + 1, next_attempt_ms: Number(taken.lease_ms) + 1 };

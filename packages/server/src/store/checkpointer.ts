@@ -17,8 +17,8 @@ import type BetterSqlite3 from 'better-sqlite3';
  * `wal_checkpoint(PASSIVE)` every `intervalMs` (when something was written since), and the event
  * loop's connection runs none of its own (`wal_autocheckpoint = 0`). PASSIVE never blocks the
  * writer: the two connections coordinate through SQLite's WAL locks, as two processes would. What
- * durability means does not change: a commit is durable at its own COMMIT (the WAL fsync of
- * `synchronous=FULL`), and a checkpoint fsyncs the database before it lets the WAL be reused.
+ * durability means does not change: a commit is durable once the WAL is synced after it
+ * (group-commit.ts), and a checkpoint fsyncs the database before it lets the WAL be reused.
  *
  * The WAL is reused from its start (rather than grown) only by a write that begins when every
  * frame has been copied. Frames committed while the thread copied are copied by a second pass
@@ -51,9 +51,11 @@ parentPort.on('message', (m) => {
       db.pragma('synchronous = ' + workerData.synchronous);
       checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
     }
+    // Not stopped when a pass reports log === checkpointed: its log is the WAL as it found it, so
+    // what was committed during it is counted nowhere; the next pass copies that.
     for (let pass = 0; pass < workerData.passes; pass++) {
       result = checkpoint.get();
-      if (result.busy || result.log === result.checkpointed) break;
+      if (result.busy) break;
     }
   } catch (e) { error = String((e && e.message) || e); }
   parentPort.postMessage({ result, error });

@@ -17,9 +17,9 @@ type Db = Kysely<Database>;
  * - each request's state change still runs as a unit of its own, in its own SAVEPOINT: it is
  *   released when its callback succeeds and rolled back alone (`ROLLBACK TO`) when it throws, so a
  *   refused withdrawal undoes exactly its own writes and none of its neighbours';
- * - every caller is answered only after the shared COMMIT returned (durable, with FULL): a
- *   callback's success is not reported before then, and a failed COMMIT fails every request of
- *   the batch (none of them was applied);
+ * - every caller is answered only after the shared COMMIT is durable (with FULL, once the WAL
+ *   sync below has returned): a callback's success is not reported before then, and a failed
+ *   COMMIT fails every request of the batch (none of them was applied);
  * - a batch is bounded (`maxBatch` requests) and nobody waits for one to fill: a batch starts one
  *   event-loop turn (setImmediate, after the poll phase) after the first request queued, taking
  *   whatever arrived meanwhile. While it runs the next batch gathers;
@@ -145,7 +145,7 @@ export class GroupCommitter {
 
   /** Waits for the sync in flight, then lets go of the WAL. */
   async close(): Promise<void> {
-    await this.#syncing?.catch(() => {});
+    await this.#syncing; // never rejects: a failed sync resolves it (#fail)
     if (this.#walFd !== null) closeSync(this.#walFd);
     this.#walFd = null;
   }

@@ -115,7 +115,7 @@ const LAUNCH_GRACE_MS = 250;
 /**
  * Claimed ahead per endpoint: this many times its in-flight bound (claims again when half of that
  * is left, so one claim transaction serves about twice the bound's worth of tries). Each claim is a
- * commit, which the event loop waits for (~0.6 ms at FULL on this VM kind); 4, not 2, halves them.
+ * commit the dispatcher waits for (on SQLite its batch's WAL sync, ~0.2–2 ms); 4, not 2, halves them.
  */
 const CLAIM_AHEAD_FACTOR = 4;
 /** No claiming ahead when buffered rows could wait less than this (a lease barely above the timeout). */
