@@ -84,6 +84,45 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
     expect(store.groupCommit!.stats.batches).toBe(2);
   });
 
+  it('a streamed read yields nothing until the commits it could see are durable', async () => {
+    await insert(1);
+    syncs.hook = (fd, done) => held.push(() => syncs.real(fd, done));
+    const write = insert(2);
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    const rows: number[] = [];
+    const streamed = (async () => {
+      for await (const row of store.db.selectFrom('probe' as never).select('id' as never).stream()) rows.push((row as { id: number }).id);
+    })();
+    await turns(20);
+    expect(rows).toEqual([]);
+    syncs.hook = null;
+    held.shift()!();
+    await Promise.all([write, streamed]);
+    expect(rows).toEqual([1, 2]);
+  });
+
+  it('a BEGIN refused for a lock held elsewhere fails its batch and leaves the connection at FULL for the next', async () => {
+    await insert(1);
+    const connection = (store.groupCommit as unknown as { sqlite: BetterSqlite3.Database }).sqlite;
+    connection.pragma('busy_timeout = 50');
+    const other = new BetterSqlite3(path.join(dir, 't.db'));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      await expect(insert(2)).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+      // The batch switched the connection to NORMAL for its COMMIT (the sync is its own); a BEGIN
+      // that failed must not leave it there, or every writer outside group commit would lose FULL.
+      expect(connection.pragma('synchronous', { simple: true })).toBe(2);
+      expect(connection.inTransaction).toBe(false);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    const before = syncs.count;
+    await insert(3);
+    expect(syncs.count).toBe(before + 1);
+    expect(await count()).toBe(2);
+  });
+
   it('a failed sync fails its batch and every transaction and read after it, until a restart', async () => {
     syncs.hook = (_fd, done) => done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
     await expect(insert(1)).rejects.toThrow(/could not make a commit durable \(EIO: i\/o error, fdatasync\); restart the server/);

@@ -49,14 +49,22 @@ class ImmediateSqliteDriver extends SqliteDriver {
    */
   override async acquireConnection(): Promise<DatabaseConnection> {
     const connection = await super.acquireConnection();
+    const durable = async () => {
+      const pending = this.inTransaction() ? null : this.pendingDurability();
+      if (pending) await pending;
+    };
     return (this.#gated ??= {
       executeQuery: async <R>(query: CompiledQuery) => {
         const result = await connection.executeQuery<R>(query);
-        const durable = this.inTransaction() ? null : this.pendingDurability();
-        if (durable) await durable;
+        await durable();
         return result;
       },
-      streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => connection.streamQuery<R>(query, chunkSize),
+      // A stream holds the one connection until it ends, so nothing commits while it reads: once
+      // what was committed before it is durable, every row it yields is.
+      streamQuery: async function* <R>(query: CompiledQuery, chunkSize?: number) {
+        await durable();
+        yield* connection.streamQuery<R>(query, chunkSize);
+      },
     });
   }
 
