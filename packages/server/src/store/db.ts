@@ -20,6 +20,7 @@ import {
 import type { Database } from './schema.ts';
 import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
+import { buildOnlineIndexes } from './pg/online-indexes.ts';
 import { observePool } from '../observability/metrics.ts';
 import { GroupCommitter } from './group-commit.ts';
 import { WalCheckpointer } from './checkpointer.ts';
@@ -351,11 +352,19 @@ export class Store {
     }
   }
 
+  /**
+   * Applies pending migrations (on PostgreSQL in one transaction), then, on PostgreSQL, builds
+   * the indexes that must not stop writes while they build (pg/online-indexes.ts). Returns what
+   * it did.
+   */
   async migrate(): Promise<string[]> {
     const migrator = new Migrator({ db: this.db, provider: migrationProvider });
     const { error, results } = await migrator.migrateToLatest();
     if (error) throw error instanceof Error ? error : new Error(String(error));
-    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    if (this.engine !== 'postgres') return applied;
+    const built = await buildOnlineIndexes(this.db);
+    return [...applied, ...built.map((name) => `index ${name} (concurrently)`)];
   }
 
   async close(): Promise<void> {

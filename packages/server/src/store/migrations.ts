@@ -567,10 +567,12 @@ const m0010_withdrawal_totals_shards: Migration = {
  * compares the column (`batch_withdrawal = ?`, `payout_due_ms <= ?`, `… is not null`), which
  * implies the index's condition on both engines, so the same plans keep using them (growth_plans
  * tests). Two fewer index writes per create (issue #12). Idempotent: a crash before the record
- * of it only makes the next start do it again.
+ * of it only makes the next start do it again. On PostgreSQL the indexes are built CONCURRENTLY
+ * after the migrations' transaction instead (pg/online-indexes.ts): writes go on meanwhile.
  */
 const m0011_partial_withdrawal_indexes: Migration = {
   async up(db: Kysely<unknown>) {
+    if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return;
     for (const [name, column] of [
       ['withdrawals_batch', 'batch_withdrawal'],
       ['withdrawals_payout_due', 'payout_due_ms'],
@@ -587,10 +589,12 @@ const m0011_partial_withdrawal_indexes: Migration = {
  * every bucket row of the app and kept the day's. With 16 shards per key on PostgreSQL (0010) that
  * is 16 times the rows: the growth bench on PostgreSQL (1,000,000 withdrawals over a year) took
  * 42 ms for the unfiltered list's total, 6.5 times its time at 10,000. This index reads only the
- * days asked for (and the status, when given).
+ * days asked for (and the status, when given). On PostgreSQL it is built CONCURRENTLY after the
+ * migrations' transaction (pg/online-indexes.ts).
  */
 const m0012_withdrawal_totals_by_day: Migration = {
   async up(db: Kysely<unknown>) {
+    if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return;
     await db.schema.createIndex('withdrawal_totals_day').ifNotExists().on('withdrawal_totals').columns(['app', 'livemode', 'day_s', 'status', 'channel']).execute();
   },
 };
