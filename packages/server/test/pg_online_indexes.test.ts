@@ -9,6 +9,8 @@ import { freshStorage } from './helpers/harness.ts';
  * transaction (store/pg/online-indexes.ts), so an upgrade does not stop writes to `withdrawals`
  * while they build. SQLite builds them in the migrations (growth_plans checks them on both engines).
  */
+// As describeEngines: in CI a missing URL is an error, never a silent skip.
+if (process.env.CI && !process.env.TIXIAN_TEST_DATABASE_URL) throw new Error('CI must set TIXIAN_TEST_DATABASE_URL: the PostgreSQL suites must run');
 describe.skipIf(!process.env.TIXIAN_TEST_DATABASE_URL)('PostgreSQL: indexes built without stopping writes', () => {
   let storage: Awaited<ReturnType<typeof freshStorage>>;
   let store: Store;
