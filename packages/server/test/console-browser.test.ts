@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
+import type { Locator, Page, Request } from 'playwright-core';
 import type { Harness } from './helpers/harness.ts';
 import { Receiver } from './helpers/receiver.ts';
 import { orderNo, seedExtra } from './helpers/withdrawals.ts';
@@ -45,6 +45,18 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
     return res.json.id as string;
   }
   const shot = (name: string) => session.shot(name);
+  /**
+   * A confirmation's button (modal.confirm, Popconfirm), matched only once the dialog or popover
+   * holding it has finished appearing. antd zooms it in with rc-motion: two frames at full size but
+   * transparent ("prepare"), two at scale(0) ("start"), then the zoom ("active"). Playwright finds
+   * the button stable during the held frames and checks the hit target on the press alone; under
+   * load the release came after the dialog had shrunk or moved, landed beside the button, and the
+   * click went to the dialog itself: nothing happened, yet the click passed (the 2026-11-26 stalls:
+   * confirmation still open, OK idle, no request sent). While the motion runs, an ancestor carries
+   * its `-appear`/`-enter` classes; they go when it ends.
+   */
+  const settled = (testId: string): Locator =>
+    page.locator(`xpath=//*[@data-testid="${testId}"][not(ancestor::*[contains(@class, "-appear") or contains(@class, "-enter")])]`);
   const status = async (id: string) => (await h.request('GET', h.appPath(`/withdrawals/${id}`))).json.status as string;
 
   it('logs in, confirms a withdrawal from the queue, sees it succeed with its webhook attempt, and finds it in the audit log', async () => {
@@ -62,7 +74,7 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
     await shot('02-withdrawals-queue');
 
     await page.getByTestId(`confirm-${id}`).click();
-    await page.locator('[data-testid=popconfirm-ok]:visible').click();
+    await settled('popconfirm-ok').filter({ visible: true }).click();
     await row.waitFor({ state: 'detached' }); // left the review queue
     await receiver.waitFor((reqs) => reqs.some((r) => r.event?.type === 'balance.withdrawal.succeeded'), 20_000);
     expect(await status(id)).toBe('succeeded');
@@ -90,7 +102,7 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
     for (const id of ids) await page.getByTestId(`row-${id}`).locator('input[type=checkbox]').check();
     await page.getByTestId('batch-cancel').click();
     await shot('05-batch-cancel-confirm');
-    await page.getByTestId('batch-ok').click();
+    await settled('batch-ok').click();
     for (const id of ids) await page.getByTestId(`row-${id}`).waitFor({ state: 'detached' });
     for (const id of ids) expect(await status(id)).toBe('canceled');
     expect((await h.verify()).ok).toBe(true);
@@ -138,13 +150,25 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
     await page.getByTestId('public-key-upload').click();
     await page.getByTestId('key-fingerprint').filter({ hasText: 'SHA-256' }).waitFor();
     await page.getByTestId('require-test').click();
-    await page.getByTestId('switch-ok').click();
+    // What the confirmation sent, and how each request ended: none means OK's handler never ran.
+    const sent = new Map<Request, string>();
+    const onRequest = (r: Request) => {
+      if (r.method() === 'POST' && r.url().endsWith('/signature')) sent.set(r, `${r.postData()} → pending`);
+    };
+    const onEnd = (r: Request) => {
+      if (sent.has(r)) void r.response().then((res) => sent.set(r, `${r.postData()} → ${res?.status() ?? r.failure()?.errorText}`), () => {});
+    };
+    page.on('request', onRequest);
+    page.on('requestfinished', onEnd);
+    page.on('requestfailed', onEnd);
     try {
+      await settled('switch-ok').click();
       await page.locator('[data-testid=require-test][aria-checked=true]').waitFor();
     } catch (err) {
-      // Seen once in CI (2026-11-26) and not reproduced since: keep what the page showed, and
-      // whether the switch's change reached the server, so the next occurrence says which side stalled.
+      // Keep what the page showed, what it sent, and whether the switch's change reached the
+      // database, so a next occurrence says which side stalled.
       await shot('FAILED-09-developers').catch(() => {});
+      // A toast lasts 3 s: by now only a stuck one is left.
       const toasts = await page.locator('.ant-message').innerText().catch(() => '(no message)');
       // Whether the confirmation is still open, and waiting on its request (a loading OK button).
       const ok = page.getByTestId('switch-ok');
@@ -154,7 +178,12 @@ describe.skipIf(!chromiumInstalled())('console in Chromium', () => {
         h.rt.store.db.selectFrom('apps').select(['require_signature_test']).where('id', '=', h.appId).executeTakeFirst().then((r) => String(r?.require_signature_test)),
         new Promise<string>((resolve) => setTimeout(() => resolve('(the database did not answer within 5 s)'), 5_000).unref()),
       ]);
-      throw new Error(`the switch did not turn on; page messages: ${toasts}; confirmation: ${dialog}; stored require_signature_test: ${stored}`, { cause: err });
+      const requests = sent.size ? [...sent.values()].join('; ') : 'none';
+      throw new Error(`the switch did not turn on; page messages: ${toasts}; confirmation: ${dialog}; requests sent: ${requests}; stored require_signature_test: ${stored}`, { cause: err });
+    } finally {
+      page.off('request', onRequest);
+      page.off('requestfinished', onEnd);
+      page.off('requestfailed', onEnd);
     }
     await shot('09-developers');
     const unsigned = await h.request('POST', h.appPath('/users'), { body: { id: 'unsigned_refused' } });
