@@ -1,5 +1,5 @@
-import type * as nodeFs from 'node:fs';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, fdatasync, mkdirSync, mkdtempSync, open, openSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,26 +8,37 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
 import { WalCheckpointer } from '../src/store/checkpointer.ts';
+import { WalSyncThread, type WalSyncFactory } from '../src/store/wal-sync.ts';
 
 type SyncCallback = (err: NodeJS.ErrnoException | null) => void;
 
-/** The group commit's WAL sync (fs.fdatasync), held or failed by a test; otherwise the real one. */
-const syncs = vi.hoisted(() => ({
+/**
+ * The group commit's WAL sync, held or failed by a test (otherwise fs.fdatasync on the main
+ * thread's pool); the default, a thread of its own, has its own tests below.
+ */
+const syncs = {
   hook: null as ((fd: number, done: SyncCallback) => void) | null,
-  real: null as unknown as (fd: number, done: SyncCallback) => void,
+  real: fdatasync as (fd: number, done: SyncCallback) => void,
   count: 0,
-}));
-vi.mock('node:fs', async (importOriginal) => {
-  const fs = await importOriginal<typeof nodeFs>();
-  syncs.real = fs.fdatasync;
+  files: [] as string[],
+};
+const testSync: WalSyncFactory = (file) => {
+  syncs.files.push(file);
+  let fd: number | null = null;
   return {
-    ...fs,
-    fdatasync: (fd: number, done: SyncCallback) => {
-      syncs.count++;
-      return syncs.hook ? syncs.hook(fd, done) : fs.fdatasync(fd, done);
+    sync: () =>
+      new Promise<void>((resolve, reject) => {
+        syncs.count++;
+        fd ??= openSync(file, 'r');
+        const done: SyncCallback = (err) => (err ? reject(err) : resolve());
+        if (syncs.hook) syncs.hook(fd, done);
+        else fdatasync(fd, done);
+      }),
+    close: async () => {
+      if (fd !== null) closeSync(fd);
     },
   };
-});
+};
 
 /** A few event-loop turns (the loop is not blocked: these come back). */
 async function turns(n = 5): Promise<void> {
@@ -39,6 +50,7 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'tixian-bgio-'));
   syncs.hook = null;
   syncs.count = 0;
+  syncs.files = [];
 });
 afterEach(() => {
   syncs.hook = null;
@@ -48,7 +60,7 @@ afterEach(() => {
 describe('SQLite group commit: the WAL sync runs off the event loop', () => {
   let store: Store;
   beforeEach(async () => {
-    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 't.db')}`, dataDir: dir });
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 't.db')}`, dataDir: dir , sqliteWalSync: testSync });
     await sql`create table probe (id integer primary key)`.execute(store.db);
   });
   /** Syncs a test holds back; whatever it left is let go before the store closes (close waits for it). */
@@ -101,6 +113,63 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
     expect(rows).toEqual([1, 2]);
   });
 
+  it('a batch whose callbacks ran while an earlier sync failed is rolled back and its callers told, not left waiting', async () => {
+    await store.close();
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'one.db')}`, dataDir: dir, sqliteGroupCommitMax: 1, sqliteWalSync: testSync });
+    await sql`create table probe (id integer primary key)`.execute(store.db);
+    const pending: SyncCallback[] = [];
+    syncs.hook = (_fd, done) => pending.push(done);
+    const first = insert(1);
+    await vi.waitFor(() => expect(pending).toHaveLength(1));
+    // A full queue (here: batches of one) starts the next batch while the first one's sync is in flight.
+    let inside!: () => void;
+    const entered = new Promise<void>((resolve) => (inside = resolve));
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    const second = store.transaction(async (trx) => {
+      await sql`insert into probe (id) values (2)`.execute(trx);
+      inside();
+      await gate;
+    });
+    await entered;
+    pending.shift()!(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await expect(first).rejects.toThrow(/could not make a commit durable/);
+    letGo();
+    await expect(second).rejects.toThrow(/could not make a commit durable/);
+    syncs.hook = null;
+    // Its row was never committed.
+    const check = new BetterSqlite3(path.join(dir, 'one.db'), { readonly: true });
+    try {
+      expect(check.prepare('select id from probe').pluck().all()).toEqual([1]);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('close waits for the sync a returning sync starts for the batches committed meanwhile', async () => {
+    await store.close();
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'one.db')}`, dataDir: dir, sqliteGroupCommitMax: 1, sqliteWalSync: testSync });
+    await sql`create table probe (id integer primary key)`.execute(store.db);
+    const pending: (() => void)[] = [];
+    syncs.hook = (fd, done) => pending.push(() => syncs.real(fd, done));
+    const first = insert(1);
+    await vi.waitFor(() => expect(pending).toHaveLength(1));
+    const second = insert(2);
+    await vi.waitFor(() => expect(store.groupCommit!.stats.batches).toBe(2));
+    let closed = false;
+    const closing = store.close().then(() => (closed = true));
+    pending.shift()!(); // the first sync returns and starts the second's
+    await first;
+    await vi.waitFor(() => expect(pending).toHaveLength(1));
+    await turns(20);
+    expect(closed).toBe(false); // the WAL is still owed a sync: not let go of yet
+    pending.shift()!();
+    await second;
+    await closing;
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'one.db')}`, dataDir: dir, sqliteWalSync: testSync });
+    expect(await count()).toBe(2);
+  });
+
   it('a BEGIN refused for a lock held elsewhere fails its batch and leaves the connection at FULL for the next', async () => {
     await insert(1);
     const connection = (store.groupCommit as unknown as { sqlite: BetterSqlite3.Database }).sqlite;
@@ -136,22 +205,51 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
     mkdirSync(path.join(dir, 'real'));
     writeFileSync(path.join(dir, 'real', 's.db'), '');
     symlinkSync(path.join(dir, 'real', 's.db'), path.join(dir, 'link.db'));
-    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'link.db')}`, dataDir: dir });
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'link.db')}`, dataDir: dir , sqliteWalSync: testSync });
     await sql`create table probe (id integer primary key)`.execute(store.db);
     const before = syncs.count;
     await insert(1);
     expect(syncs.count).toBe(before + 1);
     expect(await count()).toBe(1);
     expect(existsSync(path.join(dir, 'real', 's.db-wal'))).toBe(true);
+    expect(syncs.files.at(-1)).toBe(path.join(realpathSync(dir), 'real', 's.db-wal'));
   });
 
   it('leaves the sync to COMMIT when the store runs at synchronous=NORMAL', async () => {
     await store.close();
-    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'n.db')}`, dataDir: dir, sqliteSynchronous: 'NORMAL' });
+    store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'n.db')}`, dataDir: dir, sqliteSynchronous: 'NORMAL' , sqliteWalSync: testSync });
     await sql`create table probe (id integer primary key)`.execute(store.db);
     await insert(1);
     expect(syncs.count).toBe(0);
     expect(await count()).toBe(1);
+  });
+});
+
+describe('the WAL sync on a thread of its own (the default)', () => {
+  it('answers commits and reads while every thread of libuv\'s pool is held by other work', async () => {
+    const store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'd.db')}`, dataDir: dir });
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Opening a FIFO for reading blocks until a writer opens it: each holds one pool thread (4 by
+    // default; more asked for than there are, so all are taken whatever UV_THREADPOOL_SIZE is).
+    const holders = Array.from({ length: 16 }, () => new Promise<number>((resolve, reject) => open(fifo, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))));
+    try {
+      await sql`create table probe (id integer primary key)`.execute(store.db);
+      await store.transaction(async (trx) => void (await sql`insert into probe (id) values (1)`.execute(trx)));
+      const n = (await sql<{ n: number }>`select count(*) as n from probe`.execute(store.db)).rows[0]!.n;
+      expect(n).toBe(1);
+    } finally {
+      const writer = openSync(fifo, 'w'); // lets every reader's open return
+      for (const fd of await Promise.all(holders)) closeSync(fd);
+      closeSync(writer);
+      await store.close();
+    }
+  });
+
+  it('reports a sync that could not be done with its cause (the group commit then stops: above)', async () => {
+    const walSync = new WalSyncThread(path.join(dir, 'missing-wal'));
+    await expect(walSync.sync()).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('missing-wal') });
+    await walSync.close();
   });
 });
 
@@ -212,6 +310,21 @@ describe('SQLite checkpoints on a thread of their own', () => {
     expect(largest).toBeLessThan(8 * 1024 * 1024);
     expect(sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(errors).toEqual([]);
+  });
+
+  it('a thread that cannot open the database gives checkpoints back, and is stopped rather than left running', async () => {
+    const own: Error[] = [];
+    const broken = new WalCheckpointer(sqlite, path.join(dir, 'not-there.db'), 'FULL', (err) => own.push(err), 10);
+    try {
+      sqlite.prepare('insert into blobs (b) values (?)').run(Buffer.alloc(10));
+      await vi.waitFor(() => expect(own).toHaveLength(1));
+      expect(own[0]!.message).toMatch(/^checkpoint thread: .*; the connection checkpoints for itself again$/);
+      // Its thread exits (threadId becomes -1 once it has).
+      await vi.waitFor(() => expect(broken.worker!.threadId).toBe(-1));
+      expect(broken.active).toBe(false);
+    } finally {
+      await broken.close();
+    }
   });
 
   it('gives checkpoints back to the connection when the thread dies', async () => {

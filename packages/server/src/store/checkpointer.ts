@@ -189,6 +189,9 @@ export class WalCheckpointer {
   #fail(err: Error): void {
     if (this.#stopped) return;
     this.#stop();
+    // A thread that failed a cycle is still running, with its connection open: close() will not
+    // (the checkpointer is stopped), so it goes now. After an exit this does nothing.
+    void this.#worker?.terminate();
     this.onError(new Error(`${err.message}; the connection checkpoints for itself again`, { cause: err }));
   }
 

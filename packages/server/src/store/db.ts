@@ -24,6 +24,7 @@ import { buildOnlineIndexes } from './pg/online-indexes.ts';
 import { observePool } from '../observability/metrics.ts';
 import { GroupCommitter } from './group-commit.ts';
 import { WalCheckpointer } from './checkpointer.ts';
+import { walSyncThread, type WalSyncFactory } from './wal-sync.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -258,6 +259,8 @@ export interface StoreOptions {
   sqliteGroupCommitMax?: number;
   /** SQLite: the checkpoint thread failed and the connection checkpoints for itself again (checkpointer.ts). */
   onCheckpointError?: (err: Error) => void;
+  /** SQLite at FULL: what syncs the WAL for the group commit (tests hold or fail it); a thread of its own by default. */
+  sqliteWalSync?: WalSyncFactory;
 }
 
 export class Store {
@@ -326,7 +329,8 @@ export class Store {
     const realFile = file === ':memory:' ? null : realpathSync(file);
     // With FULL, the group commit syncs the WAL itself, off the event loop (group-commit.ts).
     const walFile = realFile !== null && synchronous === 'FULL' ? realFile + '-wal' : null;
-    groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walFile);
+    const walSync = walFile !== null ? (options.sqliteWalSync ?? walSyncThread)(walFile) : null;
+    groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walSync);
     const checkpointer = realFile !== null ? new WalCheckpointer(sqlite, realFile, synchronous, options.onCheckpointError) : null;
     return new Store(db, 'sqlite', groupCommit, checkpointer);
   }

@@ -1,7 +1,7 @@
-import { closeSync, fdatasync, openSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.ts';
+import type { WalSync } from './wal-sync.ts';
 import { observeGroupCommit } from '../observability/metrics.ts';
 
 type Db = Kysely<Database>;
@@ -37,12 +37,12 @@ type Db = Kysely<Database>;
  * The callbacks run one at a time on the one connection, as Kysely's SQLite driver ran them before
  * (it serialises transactions with a mutex), so the money rules inside them are unchanged.
  *
- * The shared commit's fsync runs off the event loop (`walFile`, with `synchronous=FULL`). SQLite
+ * The shared commit's fsync runs off the event loop (`walSync`, with `synchronous=FULL`). SQLite
  * fsyncs the WAL inside COMMIT, and the thread waits in the kernel meanwhile: 0.2–2 ms per batch
  * in which no request is served (the serving thread sampled 12% of its time in that fsync once
  * checkpoints had their own thread). So a batch commits with `synchronous=NORMAL` (the WAL
  * written, not yet synced; the connection is back at FULL right after), and the WAL is then
- * fdatasync'ed on libuv's thread pool while the next batch runs. A batch's callers learn their
+ * fdatasync'ed on a thread of its own (wal-sync.ts) while the next batch runs. A batch's callers learn their
  * outcomes only once a sync that began after its COMMIT has returned: the same durability as
  * FULL, whose sync is of the same file. One sync is in flight at a time; one that returns finds
  * every batch committed since it began and starts the next for them all.
@@ -93,8 +93,6 @@ export class GroupCommitter {
   readonly #rollbackTo: BetterSqlite3.Statement;
   readonly #unsynced: BetterSqlite3.Statement;
   readonly #synced: BetterSqlite3.Statement;
-  /** The WAL, opened at the first commit (SQLite creates it), when this committer syncs it itself. */
-  #walFd: number | null = null;
   /** Batches committed, and of those the ones known durable (a count of both). */
   #committed = 0;
   #durable = 0;
@@ -109,8 +107,8 @@ export class GroupCommitter {
     private readonly db: Db,
     private readonly sqlite: BetterSqlite3.Database,
     private readonly maxBatch = GROUP_COMMIT_MAX_BATCH,
-    /** The WAL to sync off the event loop; null: COMMIT syncs (or not) as the connection is set. */
-    private readonly walFile: string | null = null,
+    /** Syncs the WAL off the event loop; null: COMMIT syncs (or not) as the connection is set. */
+    private readonly walSync: WalSync | null = null,
   ) {
     // Prepared once: these run several times per request on the hot path.
     this.#begin = sqlite.prepare('BEGIN IMMEDIATE');
@@ -143,11 +141,13 @@ export class GroupCommitter {
     return this.#durable === this.#committed ? null : this.#whenDurable(this.#committed);
   }
 
-  /** Waits for the sync in flight, then lets go of the WAL. */
+  /**
+   * Waits for the syncs owed, then lets go of the WAL. A sync that ends starts the next for the
+   * batches committed meanwhile, so this waits until none is in flight.
+   */
   async close(): Promise<void> {
-    await this.#syncing; // never rejects: a failed sync resolves it (#fail)
-    if (this.#walFd !== null) closeSync(this.#walFd);
-    this.#walFd = null;
+    while (this.#syncing) await this.#syncing; // never rejects: a failed sync resolves it (#fail)
+    await this.walSync?.close();
   }
 
   /** The count of answers still to be signed on the event loop (the runtime passes the signing queue's). */
@@ -201,12 +201,15 @@ export class GroupCommitter {
   }
 
   async #runOnConnection(conn: Db, batch: Pending[]): Promise<void> {
-    const syncHere = this.walFile !== null;
+    const syncHere = this.walSync !== null;
     if (syncHere) this.#unsynced.run();
     let outcomes: Outcome[];
     try {
       this.#begin.run();
       outcomes = await this.#runEach(conn, batch);
+      // A sync failed while the callbacks ran: nothing commits any more (the catch rolls back,
+      // and every caller of the batch learns it was not applied).
+      if (this.#failed) throw this.#failed;
       this.#commit.run();
     } catch (err) {
       // Nothing of the batch is applied; every caller learns it (the caller of #runBatch rejects all).
@@ -233,28 +236,23 @@ export class GroupCommitter {
   }
 
   #whenDurable(seq: number): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
     return new Promise((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
   }
 
-  /** One fdatasync of the WAL at a time, on the thread pool; each covers every batch committed before it began. */
+  /** One sync of the WAL at a time, off the event loop; each covers every batch committed before it began. */
   #sync(): void {
     if (this.#syncing || this.#failed || this.#durable === this.#committed) return;
     const target = this.#committed;
-    this.#syncing = new Promise<void>((resolve) => {
-      try {
-        this.#walFd ??= openSync(this.walFile!, 'r');
-      } catch (err) {
-        return resolve(this.#fail(err as Error));
-      }
-      fdatasync(this.#walFd, (err) => {
-        if (err) return resolve(this.#fail(err));
+    this.#syncing = this.walSync!.sync().then(
+      () => {
         this.#durable = target;
         const ready = this.#waiters.filter((w) => w.seq <= target);
         this.#waiters = this.#waiters.filter((w) => w.seq > target);
         for (const w of ready) w.resolve();
-        resolve();
-      });
-    }).finally(() => {
+      },
+      (err: Error) => this.#fail(err),
+    ).finally(() => {
       this.#syncing = null;
       this.#sync();
       this.#wake();
