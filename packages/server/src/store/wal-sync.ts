@@ -48,6 +48,7 @@ export class WalSyncThread implements WalSync {
   #worker: Worker | null = null;
   #next = 0;
   readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  #closing: Promise<void> | null = null;
   /** Called once no sync is owed (close waits for it). */
   #idle: (() => void) | null = null;
   /** Set when the thread failed: every sync after it fails the same way. */
@@ -72,7 +73,12 @@ export class WalSyncThread implements WalSync {
     });
   }
 
-  async close(): Promise<void> {
+  /** Idempotent: a store closed twice (a test's teardown after the test closed it) closes once. */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
     const worker = this.#worker;
     if (!worker) return;
     if (this.#pending.size > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
