@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
-import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
+import { closeThread } from './threads.ts';
 
 /**
  * SQLite WAL checkpoints on a thread of their own (issue #12).
@@ -36,7 +36,6 @@ const AUTOCHECKPOINT_PAGES = 1000;
 const PASSES = 2;
 /** Turns the event loop waits for its connection to be out of a transaction before it gives up a finishing copy. */
 const FINISH_TRIES = 100;
-const CLOSE_TIMEOUT_MS = 5_000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -117,11 +116,7 @@ export class WalCheckpointer {
     this.#stop();
     const worker = this.#worker;
     if (!worker) return;
-    const exited = once(worker, 'exit');
-    worker.postMessage('close');
-    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
+    await closeThread(worker, 'close');
   }
 
   #tick(): void {

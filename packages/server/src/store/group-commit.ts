@@ -42,9 +42,9 @@ type Db = Kysely<Database>;
  * in which no request is served (the serving thread sampled 12% of its time in that fsync once
  * checkpoints had their own thread). So a batch commits with `synchronous=NORMAL` (the WAL
  * written, not yet synced; the connection is back at FULL right after), and the WAL is then
- * fdatasync'ed on a thread of its own (wal-sync.ts) while the next batch runs. A batch's callers learn their
- * outcomes only once a sync that began after its COMMIT has returned: the same durability as
- * FULL, whose sync is of the same file. One sync is in flight at a time; one that returns finds
+ * fdatasync'ed on a thread of its own (wal-sync.ts) while the next batch runs. A batch's callers
+ * learn their outcomes only once a sync that began after its COMMIT has returned: the same
+ * durability as FULL, whose sync is of the same file. One sync is in flight at a time; one that returns finds
  * every batch committed since it began and starts the next for them all.
  *
  * A read outside a transaction could see a batch that is committed but not yet durable, and

@@ -1,5 +1,5 @@
-import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import { closeThread } from './threads.ts';
 
 /**
  * The group commit's WAL sync (group-commit.ts): makes what SQLite wrote to the WAL durable.
@@ -13,8 +13,6 @@ export interface WalSync {
 }
 
 export type WalSyncFactory = (walFile: string) => WalSync;
-
-const CLOSE_TIMEOUT_MS = 5_000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -83,11 +81,7 @@ export class WalSyncThread implements WalSync {
     if (!worker) return;
     if (this.#pending.size > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
     this.#dead ??= new Error('the WAL sync thread is closed');
-    const exited = once(worker, 'exit');
-    worker.postMessage('close');
-    const timer = setTimeout(() => void worker.terminate(), CLOSE_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
+    await closeThread(worker, 'close');
   }
 
   #start(): Worker {
