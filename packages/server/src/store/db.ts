@@ -14,6 +14,7 @@ import {
   type DatabaseConnection,
   type Driver,
   type PostgresDialectConfig,
+  type QueryResult,
   type SqliteDatabase,
   type SqliteDialectConfig,
 } from 'kysely';
@@ -51,23 +52,29 @@ class ImmediateSqliteDriver extends SqliteDriver {
    */
   override async acquireConnection(): Promise<DatabaseConnection> {
     const connection = await super.acquireConnection();
-    const durable = async () => {
-      const pending = this.inTransaction() ? null : this.pendingDurability();
-      if (pending) await pending;
-    };
     return (this.#gated ??= {
       executeQuery: async <R>(query: CompiledQuery) => {
         const result = await connection.executeQuery<R>(query);
-        await durable();
+        await this.#durable();
         return result;
       },
-      // A stream holds the one connection until it ends, so nothing commits while it reads: once
-      // what was committed before it is durable, every row it yields is.
-      streamQuery: async function* <R>(query: CompiledQuery, chunkSize?: number) {
-        await durable();
-        yield* connection.streamQuery<R>(query, chunkSize);
-      },
+      streamQuery: <R>(query: CompiledQuery, chunkSize?: number) => this.#stream<R>(connection, query, chunkSize),
     });
+  }
+
+  /**
+   * A stream holds the one connection until it ends, so nothing commits while it reads: once what
+   * was committed before it is durable, every row it yields is.
+   */
+  async *#stream<R>(connection: DatabaseConnection, query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    await this.#durable();
+    yield* connection.streamQuery<R>(query, chunkSize);
+  }
+
+  /** Outside a transaction: once every commit so far is durable (inside one, its batch waits). */
+  async #durable(): Promise<void> {
+    const pending = this.inTransaction() ? null : this.pendingDurability();
+    if (pending) await pending;
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {

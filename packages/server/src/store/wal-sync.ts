@@ -77,10 +77,11 @@ export class WalSyncThread implements WalSync {
   }
 
   async #close(): Promise<void> {
+    // No sync is taken after close begins (a thread would start again); those owed are waited for.
+    this.#dead ??= new Error('the WAL sync thread is closed');
     const worker = this.#worker;
     if (!worker) return;
     if (this.#pending.size > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-    this.#dead ??= new Error('the WAL sync thread is closed');
     await closeThread(worker, 'close');
   }
 

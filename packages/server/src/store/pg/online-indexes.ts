@@ -47,9 +47,10 @@ interface Found {
 export async function buildOnlineIndexes<DB>(db: Kysely<DB>, indexes: readonly OnlineIndex[] = PG_ONLINE_INDEXES): Promise<string[]> {
   // One pooled connection, outside any transaction, for the whole run (the lock is the session's).
   return db.connection().execute(async (conn) => {
-    const pending = [];
-    for (const index of indexes) if (!(await isCurrent(conn, index))) pending.push(index);
-    if (pending.length === 0) return []; // every start after the first: no lock taken
+    // Every start after the first: one look at the catalog, no lock taken.
+    const found = await lookUp(conn, indexes);
+    const pending = indexes.filter((index) => !current(index, found.get(index.name)) || found.has(index.name + NEW));
+    if (pending.length === 0) return [];
     // Waiting in pg_advisory_lock would deadlock: a concurrent build waits for every transaction
     // older than its own snapshot to end, the waiting lock call's included. Short tries do not.
     while (!(await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(hashtext(${LOCK_KEY})) AS locked`.execute(conn)).rows[0]!.locked) {
@@ -68,25 +69,23 @@ export async function buildOnlineIndexes<DB>(db: Kysely<DB>, indexes: readonly O
   });
 }
 
-/** The index under its own name and under its temporary one, as the catalog has them now. */
-async function lookUp<DB>(db: Kysely<DB>, index: OnlineIndex): Promise<{ old?: Found; fresh?: Found }> {
+/** The indexes under their own names and their temporary ones, as the catalog has them now. */
+async function lookUp<DB>(db: Kysely<DB>, indexes: readonly OnlineIndex[]): Promise<Map<string, Found>> {
+  const names = indexes.flatMap((index) => [index.name, index.name + NEW]);
   const found = await sql<Found>`
     SELECT c.relname AS name, i.indisvalid AS valid, i.indpred IS NOT NULL AS partial
     FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-    WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN (${index.name}, ${index.name + NEW})`.execute(db);
-  return { old: found.rows.find((f) => f.name === index.name), fresh: found.rows.find((f) => f.name === index.name + NEW) };
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(${names}::text[])`.execute(db);
+  return new Map(found.rows.map((f) => [f.name, f]));
 }
 
 const current = (index: OnlineIndex, f: Found | undefined) => f !== undefined && f.valid && f.partial === index.partial;
 
-async function isCurrent<DB>(db: Kysely<DB>, index: OnlineIndex): Promise<boolean> {
-  const { old, fresh } = await lookUp(db, index);
-  return current(index, old) && fresh === undefined;
-}
-
 /** Under the lock: looks again (another process may have built it meanwhile), then builds and swaps. */
 async function buildOne<DB>(db: Kysely<DB>, index: OnlineIndex): Promise<boolean> {
-  const { old, fresh } = await lookUp(db, index);
+  const found = await lookUp(db, [index]);
+  const old = found.get(index.name);
+  const fresh = found.get(index.name + NEW);
   const drop = (name: string) => sql.raw(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`).execute(db);
   if (current(index, old)) {
     if (fresh) await drop(index.name + NEW);
