@@ -100,6 +100,23 @@ describe.skipIf(!process.env.TIXIAN_TEST_DATABASE_URL)('PostgreSQL: indexes buil
     expect(await indexes()).toEqual(expected);
   });
 
+  it('a build that died after its index was built (before the drop, or between drop and rename) ends with a rename, not a second build', async () => {
+    const oid = async (name: string) => (await admin.query<{ oid: string }>(`SELECT to_regclass($1)::oid AS oid`, [name])).rows[0]!.oid;
+    // Died between "drop old" and "rename new": only the new index is there, under its temporary name.
+    await admin.query('DROP INDEX withdrawals_payout_due');
+    await admin.query('CREATE INDEX CONCURRENTLY withdrawals_payout_due__new ON withdrawals (payout_due_ms) WHERE payout_due_ms IS NOT NULL');
+    // Died after the build, before the drop: the earlier full index and the new one side by side.
+    await admin.query('DROP INDEX withdrawals_batch');
+    await admin.query('CREATE INDEX withdrawals_batch ON withdrawals (batch_withdrawal)');
+    await admin.query('CREATE INDEX CONCURRENTLY withdrawals_batch__new ON withdrawals (batch_withdrawal) WHERE batch_withdrawal IS NOT NULL');
+    const builtBefore = { payoutDue: await oid('withdrawals_payout_due__new'), batch: await oid('withdrawals_batch__new') };
+
+    expect((await store.migrate()).sort()).toEqual(['index withdrawals_batch (concurrently)', 'index withdrawals_payout_due (concurrently)']);
+    expect(await indexes()).toEqual(expected);
+    // The indexes now in place are the ones the dead builds made (same relation), renamed.
+    expect({ payoutDue: await oid('withdrawals_payout_due'), batch: await oid('withdrawals_batch') }).toEqual(builtBefore);
+  });
+
   it('two processes migrating at once build each index once', async () => {
     await admin.query('DROP INDEX withdrawal_totals_day');
     const other = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir });
