@@ -225,6 +225,86 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
   });
 });
 
+describe('two processes on one SQLite file: a read waits until the other\'s commit it saw is durable', () => {
+  /** A WAL sync of one store's own, which the test holds or lets through. */
+  function ownSync() {
+    const state = { hold: false, held: [] as (() => void)[], count: 0 };
+    const factory: WalSyncFactory = (file) => {
+      let fd: number | null = null;
+      return {
+        sync: () =>
+          new Promise<void>((resolve, reject) => {
+            state.count++;
+            fd ??= openSync(file, 'r');
+            const run = () => fdatasync(fd!, (err) => (err ? reject(err) : resolve()));
+            if (state.hold) state.held.push(run);
+            else run();
+          }),
+        close: async () => {
+          if (fd !== null) closeSync(fd);
+        },
+      };
+    };
+    return { state, factory, release: () => state.held.splice(0).forEach((run) => run()) };
+  }
+  const a = ownSync();
+  const b = ownSync();
+  let writer: Store;
+  let reader: Store;
+  beforeEach(async () => {
+    for (const s of [a, b]) Object.assign(s.state, { hold: false, held: [], count: 0 });
+    // Two stores, two connections: as two processes, one SQLite file.
+    writer = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'shared.db')}`, dataDir: dir, sqliteWalSync: a.factory });
+    reader = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'shared.db')}`, dataDir: dir, sqliteWalSync: b.factory });
+    await sql`create table probe (id integer primary key)`.execute(writer.db);
+  });
+  afterEach(async () => {
+    a.release();
+    b.release();
+    await reader.close();
+    await writer.close();
+  });
+  const ids = async (store: Store) => (await sql<{ id: number }>`select id from probe order by id`.execute(store.db)).rows.map((r) => r.id);
+
+  it('the reader answers another process\'s commit only after a sync of its own, and looks once per change', async () => {
+    expect(await ids(reader)).toEqual([]); // the reader saw the table made: one sync
+    const before = b.state.count;
+    expect(await ids(reader)).toEqual([]);
+    expect(b.state.count).toBe(before); // nothing committed elsewhere since: no sync
+
+    // The writer's batch is committed (visible to others) and its sync held: not yet durable.
+    a.state.hold = true;
+    const written = writer.transaction(async (trx) => void (await sql`insert into probe (id) values (1)`.execute(trx)));
+    await vi.waitFor(() => expect(a.state.held).toHaveLength(1));
+
+    b.state.hold = true;
+    const settled: string[] = [];
+    const read = ids(reader).then((rows) => (settled.push('read'), rows));
+    void written.then(() => settled.push('write'));
+    await vi.waitFor(() => expect(b.state.held).toHaveLength(1));
+    await turns(20);
+    expect(settled).toEqual([]);
+    // The reader's own sync is of the same file: it makes the writer's commit durable too.
+    b.state.hold = false;
+    b.release();
+    expect(await read).toEqual([1]);
+    expect(settled).toEqual(['read']);
+
+    // A stream waits the same way, and one left early gives the connection back.
+    a.state.hold = false;
+    a.release();
+    await written;
+    await writer.transaction(async (trx) => void (await sql`insert into probe (id) values (2)`.execute(trx)));
+    const syncsBefore = b.state.count;
+    for await (const row of reader.db.selectFrom('probe' as never).select('id' as never).stream()) {
+      expect((row as { id: number }).id).toBe(1);
+      break;
+    }
+    expect(b.state.count).toBe(syncsBefore + 1);
+    expect(await ids(reader)).toEqual([1, 2]);
+  });
+});
+
 describe('the WAL sync on a thread of its own (the default)', () => {
   it('answers commits and reads while every thread of libuv\'s pool is held by other work', async () => {
     const store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'd.db')}`, dataDir: dir });

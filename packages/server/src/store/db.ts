@@ -63,12 +63,20 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 
   /**
-   * A stream holds the one connection until it ends, so nothing commits while it reads: once what
-   * was committed before it is durable, every row it yields is.
+   * A stream reads one snapshot, taken at its first step, and holds the one connection until it
+   * ends: once what that snapshot could see is durable (checked after the first step, so another
+   * process's commit just before it counts), every row it yields is.
    */
   async *#stream<R>(connection: DatabaseConnection, query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    await this.#durable();
-    yield* connection.streamQuery<R>(query, chunkSize);
+    const chunks = connection.streamQuery<R>(query, chunkSize)[Symbol.asyncIterator]();
+    try {
+      const first = await chunks.next();
+      await this.#durable();
+      for (let chunk = first; !chunk.done; chunk = await chunks.next()) yield chunk.value;
+    } finally {
+      // A reader that stops early (or a failed sync) ends the statement, as yield* would have.
+      await chunks.return?.();
+    }
   }
 
   /** Outside a transaction: once every commit so far is durable (inside one, its batch waits). */

@@ -52,6 +52,13 @@ type Db = Kysely<Database>;
  * in flight (`pendingDurability`, used by the SQLite driver in db.ts) have returned; reads and
  * writes inside a batch need not wait, their batch does.
  *
+ * Another process on the same file (`--workers N`, separate `--role` processes, the CLI) commits
+ * the same way, and its commits are visible here before its own sync has returned. A read that
+ * could have seen one (SQLite's `data_version` moved since the last look: it counts commits of
+ * other connections only) waits for a sync of ours that begins after it ran: fdatasync is per
+ * file, so ours makes the other's commit durable too. In one process the version never moves and
+ * the look is all a read pays.
+ *
  * A sync that fails leaves it unknown what the disk holds (the kernel may have dropped the pages
  * it could not write, so a later sync proves nothing). The batches waiting on it fail, and so
  * does every transaction after, until the server is restarted and SQLite recovers from the WAL.
@@ -93,7 +100,13 @@ export class GroupCommitter {
   readonly #rollbackTo: BetterSqlite3.Statement;
   readonly #unsynced: BetterSqlite3.Statement;
   readonly #synced: BetterSqlite3.Statement;
-  /** Batches committed, and of those the ones known durable (a count of both). */
+  readonly #dataVersion: BetterSqlite3.Statement;
+  /** `data_version` at the last look: it moves when another connection (another process) commits. */
+  #seenVersion: unknown;
+  /**
+   * Points in the WAL's history to be made durable (each batch's COMMIT, each read that saw
+   * another process's commit), and of those the ones known durable (a count of both).
+   */
   #committed = 0;
   #durable = 0;
   #syncing: Promise<void> | null = null;
@@ -119,6 +132,8 @@ export class GroupCommitter {
     this.#rollbackTo = sqlite.prepare('ROLLBACK TO request');
     this.#unsynced = sqlite.prepare('PRAGMA synchronous = NORMAL');
     this.#synced = sqlite.prepare('PRAGMA synchronous = FULL');
+    this.#dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
+    this.#seenVersion = this.#dataVersion.get();
   }
 
   /** Runs `fn` as one state change; resolves once the batch it ran in has committed and is durable. */
@@ -138,7 +153,23 @@ export class GroupCommitter {
    */
   pendingDurability(): Promise<void> | null {
     if (this.#failed) return Promise.reject(this.#failed);
+    if (this.walSync && this.#otherProcessCommitted()) {
+      // What the read saw may not be durable yet: a sync that begins from here covers it (and
+      // every batch of ours before it), as one that follows a COMMIT covers its batch.
+      const mark = ++this.#committed;
+      const durable = this.#whenDurable(mark);
+      this.#sync();
+      return durable;
+    }
     return this.#durable === this.#committed ? null : this.#whenDurable(this.#committed);
+  }
+
+  /** True once per change of `data_version`: another connection committed since the last look. */
+  #otherProcessCommitted(): boolean {
+    const version = this.#dataVersion.get();
+    if (version === this.#seenVersion) return false;
+    this.#seenVersion = version;
+    return true;
   }
 
   /**
