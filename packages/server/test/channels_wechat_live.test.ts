@@ -63,6 +63,31 @@ describeEngines('live WeChat Pay payouts through the official SDKs', (engine) =>
     expect(fake.bills.get(w.id)!.transfer_amount).toBe(990);
   });
 
+  it('a transfer whose answer was lost still shows its confirmation: WeChat\'s query has no package_info, so the same transfer is asked for again, one bill, paid once', async () => {
+    const openid = 'o_live_lost_answer';
+    const w = await pingpp.withdrawals.create(h.appId, { user, amount: 1000, channel: 'wx_lite', order_no: orderNo(), extra: { open_id: openid, name: '张三' } });
+    await pingpp.withdrawals.confirm(h.appId, w.id);
+    fake.cutAfterAccept.add(openid); // WeChat keeps the bill; its answer never arrives
+    const lost = await round(w.id);
+    expect(lost.status).toBe('pending');
+    expect(lost.extra.wx_confirmation).toBeUndefined();
+    expect(fake.bills.get(w.id)?.state).toBe('WAIT_USER_CONFIRM');
+    fake.cutAfterAccept.delete(openid);
+
+    const calls = fake.calls.length;
+    const shown = await round(w.id);
+    expect(shown.extra.wx_confirmation).toEqual({ package_info: fake.bills.get(w.id)!.package_info, mch_id: fake.mchid, app_id: 'wxlite0000000001', out_bill_no: w.id });
+    expect(fake.calls.slice(calls)).toEqual([`GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/${w.id}`, 'POST /v3/fund-app/mch-transfer/transfer-bills']);
+    // Shown once: later rounds only query.
+    const queried = fake.calls.length;
+    expect((await round(w.id)).extra.wx_confirmation).toEqual(shown.extra.wx_confirmation);
+    expect(fake.calls.slice(queried)).toEqual([`GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/${w.id}`]);
+    fake.confirm(w.id);
+    expect((await round(w.id)).status).toBe('succeeded');
+    expect([...fake.bills.keys()].filter((no) => no.startsWith(w.id))).toEqual([w.id]);
+    expect(fake.debits.get(w.id)).toBe(1);
+  });
+
   it("an expired confirmation ends as the user's failure, the hold returned", async () => {
     const before = (await pingpp.users.retrieve(h.appId, user)).withdrawable_balance as number;
     const w = await confirmed('o_live_expire');

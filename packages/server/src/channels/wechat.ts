@@ -91,7 +91,8 @@ export class WechatDriver implements ChannelDriver {
       const status = e.response?.status ?? 0;
       if (status >= 400 && status < 500 && SUBMIT_REFUSALS.has(code)) {
         // A refusal is only safe to blame on the merchant once WeChat has no bill under this number.
-        const q = await this.query(order, call);
+        // (No second transfer from this query: that is what was just refused.)
+        const q = await this.lookUp(order, call, false);
         if (q.kind === 'not_found') return { kind: 'failed', blame: 'merchant', message: `wechat refused the transfer: ${code}` };
         return q;
       }
@@ -99,13 +100,27 @@ export class WechatDriver implements ChannelDriver {
     }
   }
 
-  async query(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
+  query(order: PayoutOrder, call: ChannelCall): Promise<PayoutOutcome> {
+    return this.lookUp(order, call, true);
+  }
+
+  /**
+   * WeChat's query answers a bill's state but never its `package_info`: only the transfer's own
+   * answer carries it. So a bill found waiting for the payee whose confirmation the withdrawal does
+   * not show yet (the transfer's answer was lost: a timeout, a cut connection, a crash) is asked
+   * for again with the same transfer, same `out_bill_no`: WeChat answers a repeated number with
+   * the bill it has (never a second one), package included. Without it the payee could never
+   * confirm, and the bill would close unpaid after ~24 h.
+   */
+  private async lookUp(order: PayoutOrder, call: ChannelCall, mayAskForPackage: boolean): Promise<PayoutOutcome> {
     const c = await this.credentialsFor(order);
     if (!c) return { kind: 'unknown', message: `no live wechat credentials for app ${order.app}` };
     const appid = c.appids[order.channel as 'wx' | 'wx_pub' | 'wx_lite'] ?? '';
     try {
       const res = await this.bills(c, call).outBillNo.$out_bill_no$.get({ out_bill_no: outBillNo(order.key), signal: call.signal });
-      return this.byState(order, c, appid, res.data as Bill);
+      const bill = res.data as Bill;
+      if (mayAskForPackage && bill.state === 'WAIT_USER_CONFIRM' && !bill.package_info && !this.confirmationShown(order)) return this.submit(order, call);
+      return this.byState(order, c, appid, bill);
     } catch (err) {
       const e = err as AxiosLikeError;
       if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') return { kind: 'not_found' };
@@ -178,8 +193,7 @@ export class WechatDriver implements ChannelDriver {
       if (reason === 'OVERDUE_CLOSE') {
         // Closed after ~24 h: the payee's fault if this very bill was waiting for their confirmation
         // (shown on the withdrawal), otherwise it sat unpaid on the merchant's side (channels.md §4).
-        const shown = order.extra.wx_confirmation as { out_bill_no?: string } | undefined;
-        const waitedForPayee = shown?.out_bill_no === outBillNo(order.key);
+        const waitedForPayee = this.confirmationShown(order);
         return { kind: 'failed', blame: waitedForPayee ? 'user' : 'merchant', message: `wechat: OVERDUE_CLOSE${waitedForPayee ? ' (the payee did not confirm in time)' : ''}` };
       }
       if (PAYEE_REASONS.has(reason)) return { kind: 'failed', blame: 'user', message: `wechat: ${reason}` };
@@ -189,6 +203,12 @@ export class WechatDriver implements ChannelDriver {
     if (state === 'CANCELLED') return { kind: 'failed', blame: 'merchant', message: 'wechat: the transfer bill was cancelled' };
     this.log.error({ withdrawal: order.withdrawalId, state }, 'wechat answered an unknown bill state');
     return { kind: 'unknown', message: `wechat state ${state}` };
+  }
+
+  /** The withdrawal shows the payee the confirmation of this very bill (a later round has another). */
+  private confirmationShown(order: PayoutOrder): boolean {
+    const shown = order.extra.wx_confirmation as { out_bill_no?: string } | undefined;
+    return shown?.out_bill_no === outBillNo(order.key);
   }
 
   private unknown(err: unknown, what: string): PayoutOutcome {

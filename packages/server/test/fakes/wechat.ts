@@ -9,7 +9,8 @@ import { FakeGateway, rsaKeyPair } from './gateway.ts';
  * (WECHATPAY2-SHA256-RSA2048 over `METHOD\nurl\ntimestamp\nnonce\nbody\n`, merchant key, serial,
  * ±300 s), decrypts `user_name` with the WeChat Pay private key (RSA-OAEP/SHA-1) under the
  * `Wechatpay-Serial` it names, signs every answer with the WeChat Pay key (`Wechatpay-*` headers),
- * keeps bills by `out_bill_no` (same body replays, another body is INVALID_REQUEST), counts debits,
+ * keeps bills by `out_bill_no` (same body replays, another body is INVALID_REQUEST), answers a
+ * query without `package_info` as WeChat does (only a transfer's answer carries it), counts debits,
  * and lets tests confirm or expire a bill and inject faults (spec/channels.md §5.2).
  */
 export interface FakeBill {
@@ -159,7 +160,8 @@ export class FakeWechat extends FakeGateway {
       if (!bill) return this.answer(res, 404, { code: 'NOT_FOUND', message: '记录不存在' });
       // A cancel completes by the next look at the bill.
       if (bill.state === 'CANCELING') bill.state = 'CANCELLED';
-      return this.answer(res, 200, this.billView(bill));
+      // As WeChat's query: no package_info (only the transfer's own answer carries it).
+      return this.answer(res, 200, this.billView(bill, false));
     }
     const cancel = /^\/v3\/fund-app\/mch-transfer\/transfer-bills\/out-bill-no\/([0-9A-Za-z]{1,32})\/cancel$/.exec(url);
     if (req.method === 'POST' && cancel) {
@@ -243,11 +245,11 @@ export class FakeWechat extends FakeGateway {
     this.answer(res, 200, this.billView(bill));
   }
 
-  private billView(b: FakeBill): Record<string, unknown> {
+  private billView(b: FakeBill, withPackage = true): Record<string, unknown> {
     return {
       mch_id: this.mchid, out_bill_no: b.out_bill_no, transfer_bill_no: b.transfer_bill_no, appid: b.appid, state: b.state,
       transfer_amount: b.transfer_amount, openid: b.openid, create_time: '2026-01-01T12:00:00+08:00', update_time: '2026-01-01T12:00:00+08:00',
-      ...(b.fail_reason ? { fail_reason: b.fail_reason } : {}), ...(b.state === 'WAIT_USER_CONFIRM' && b.package_info ? { package_info: b.package_info } : {}),
+      ...(b.fail_reason ? { fail_reason: b.fail_reason } : {}), ...(withPackage && b.state === 'WAIT_USER_CONFIRM' && b.package_info ? { package_info: b.package_info } : {}),
     };
   }
 
