@@ -25,10 +25,10 @@ describe('WeChat Pay transfer-bills driver', () => {
   });
   afterAll(async () => fake?.close());
 
-  const call = (): ChannelCall => ({ timeoutMs: 3000, signal: new AbortController().signal });
+  const call = (): ChannelCall => ({ timeoutMs: 3000, signal: new AbortController().signal, nowMs: Date.now() });
   function order(openid: string, round = 1, amount = 1000): PayoutOrder {
     const id = `40${String(Date.now()).slice(-10)}${String(++seq).padStart(7, '0')}`;
-    return { key: round === 1 ? id : `${id}_${round}`, withdrawalId: id, app: 'app_x', channel: 'wx_lite', amount, extra: { open_id: openid, name: '张三' }, livemode: true };
+    return { key: round === 1 ? id : `${id}_${round}`, withdrawalId: id, app: 'app_x', channel: 'wx_lite', amount, extra: { open_id: openid, name: '张三' }, livemode: true, confirmedMs: Date.now() };
   }
 
   it('maps payout keys to WeChat out_bill_no: letters and digits, at most 32', () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PayoutWorker } from '../src/channels/worker.ts';
+import { ManualClock } from '../src/clock.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { liveSdkUser, startLivePayouts } from './helpers/channels.ts';
 import type { PingppClient } from './helpers/pingpp.ts';
@@ -110,5 +111,57 @@ describeEngines('live WeChat Pay payouts through the official SDKs', (engine) =>
   it('ledger clean, nothing paid twice', async () => {
     expect([...fake.debits.values()].every((n) => n === 1)).toBe(true);
     expect((await h.verify()).ok).toBe(true);
+  });
+});
+
+describeEngines('WeChat: not found past the 30-day query window is not proof of absence', (engine) => {
+  let h: Harness;
+  let fake: FakeWechat;
+  let worker: PayoutWorker;
+  let pingpp: PingppClient;
+  const clock = new ManualClock(Date.now());
+  const user = 'live_wx_window_user';
+
+  beforeAll(async () => {
+    fake = await new FakeWechat().start();
+    ({ h, worker } = await startLivePayouts(engine, fake.credentials(), { clock }));
+    pingpp = await liveSdkUser(h, user);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await fake?.close();
+  });
+
+  async function round(id: string) {
+    await h.rt.store.db.updateTable('withdrawals').set({ payout_due_ms: 0 }).where('id', '=', id).where('status', '=', 'pending').execute();
+    await worker.runOnce();
+    return pingpp.withdrawals.retrieve(h.appId, id);
+  }
+  const transfers = () => fake.calls.filter((c) => c === 'POST /v3/fund-app/mch-transfer/transfer-bills').length;
+
+  it('a bill paid with its answer lost, still unsettled a month on, is not sent again when the query no longer finds it', async () => {
+    const openid = 'o_live_window';
+    fake.preAuthorized.add(openid); // 免确认收款: paid at once
+    fake.cutAfterAccept.add(openid); // and the answer is lost
+    const w = await pingpp.withdrawals.create(h.appId, { user, amount: 1000, channel: 'wx_lite', order_no: orderNo(), extra: { open_id: openid } });
+    await pingpp.withdrawals.confirm(h.appId, w.id);
+    expect((await round(w.id)).status).toBe('pending');
+    expect(fake.debits.get(w.id)).toBe(1);
+    fake.cutAfterAccept.delete(openid);
+
+    // Within the window a query finds the bill whatever its age (here 28 days): no transfer sent.
+    clock.advance(28 * 86_400_000);
+    fake.badSignature = true; // no answer verifies (a key rotation the merchant has not caught up with)
+    expect((await round(w.id)).status).toBe('pending');
+    // Day 31: WeChat's query no longer knows the bill.
+    clock.advance(3 * 86_400_000);
+    fake.badSignature = false;
+    fake.bills.delete(w.id);
+    const before = transfers();
+    expect((await round(w.id)).status).toBe('pending');
+    expect(transfers()).toBe(before);
+    expect(fake.doublePaid()).toEqual([]);
+    const row = await h.rt.store.db.selectFrom('withdrawals').select('payout_answer').where('id', '=', w.id).executeTakeFirstOrThrow();
+    expect(row.payout_answer).toMatch(/^unknown: wechat: not found, but the bill is 31 days old, past the 30-day query window/);
   });
 });

@@ -175,8 +175,8 @@ describeEngines('the sandbox channel counts submits (what the chaos run checks)'
     const rt = await openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false, sandboxDelayMs: 0 }, { log: pino({ level: 'silent' }) });
     try {
       const driver = rt.drivers.driverFor('alipay', false)!;
-      const order = { key: 'wd_once', withdrawalId: 'wd_once', app: 'app_scale', channel: 'alipay' as const, amount: 100, extra: seedExtra('alipay', sandboxPayee('alipay', '0002')), livemode: false };
-      const call = { timeoutMs: 1000, signal: new AbortController().signal };
+      const order = { key: 'wd_once', withdrawalId: 'wd_once', app: 'app_scale', channel: 'alipay' as const, amount: 100, extra: seedExtra('alipay', sandboxPayee('alipay', '0002')), livemode: false, confirmedMs: Date.now() };
+      const call = { timeoutMs: 1000, signal: new AbortController().signal, nowMs: Date.now() };
       const first = await driver.submit(order, call);
       expect(first).toMatchObject({ kind: 'failed', blame: 'user' });
       expect(await driver.submit(order, call)).toEqual(first);

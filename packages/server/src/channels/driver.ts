@@ -1,4 +1,5 @@
 import type { WithdrawalChannel } from '@tixian/sdk';
+import type { WithdrawalRow } from '../store/schema.ts';
 
 /** What a payout channel is asked to do: pay `amount` fen to the payee, once per `key`. */
 export interface PayoutOrder {
@@ -12,6 +13,26 @@ export interface PayoutOrder {
   amount: number;
   extra: Record<string, unknown>;
   livemode: boolean;
+  /**
+   * When this key's round was confirmed (ms): nothing was sent under the key before it, so no
+   * channel order under it is older. A channel's `not_found` proves nothing past its query window.
+   */
+  confirmedMs: number;
+}
+
+/** The order a withdrawal's row stands for, under `key` (its round's: services/withdrawals.ts payoutKey). */
+export function payoutOrder(row: WithdrawalRow, key: string): PayoutOrder {
+  return {
+    key,
+    withdrawalId: row.id,
+    app: row.app,
+    channel: row.channel as WithdrawalChannel,
+    amount: row.amount - row.user_fee,
+    extra: JSON.parse(row.extra) as Record<string, unknown>,
+    livemode: row.livemode === 1,
+    // Rows confirmed before the column was kept: the withdrawal's creation, earlier still.
+    confirmedMs: row.confirmed_ms ?? row.created * 1000,
+  };
 }
 
 /**
@@ -42,6 +63,12 @@ export type PayoutOutcome =
 export interface ChannelCall {
   timeoutMs: number;
   signal: AbortSignal;
+  /**
+   * The worker's clock when the call began. A channel whose query forgets old orders (WeChat
+   * transfer-bills: after 30 days) answers `unknown`, not `not_found`, for an order older than
+   * that (`now − confirmedMs`): the worker submits again on `not_found`, which could pay twice.
+   */
+  nowMs: number;
 }
 
 export interface ChannelDriver {

@@ -1,8 +1,7 @@
-import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { loadCredentials } from './credentials.ts';
-import type { PayeeConfirmation, PayoutOrder } from './driver.ts';
+import { payoutOrder, type PayeeConfirmation } from './driver.ts';
 import { outBillNo } from './wechat-bill.ts';
 
 /** How long the merchant's cancel request waits for WeChat's answer. */
@@ -45,15 +44,12 @@ export async function cancelWaitingWechatBill(rt: Runtime, row: WithdrawalRow, k
   const c = loaded.credentials;
   const { WechatDriver } = await import('./wechat.ts');
   const driver = new WechatDriver(async () => c, rt.log);
-  const order: PayoutOrder = {
-    key, withdrawalId: row.id, app: row.app, channel: row.channel as WithdrawalChannel, amount: row.amount - row.user_fee,
-    extra: JSON.parse(row.extra) as Record<string, unknown>, livemode,
-  };
+  const order = payoutOrder(row, key);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error('wechat cancel timed out')), CANCEL_TIMEOUT_MS);
   let outcome;
   try {
-    outcome = await driver.cancel(order, { timeoutMs: CANCEL_TIMEOUT_MS, signal: controller.signal });
+    outcome = await driver.cancel(order, { timeoutMs: CANCEL_TIMEOUT_MS, signal: controller.signal, nowMs: rt.clock.nowMs() });
   } finally {
     clearTimeout(timer);
   }

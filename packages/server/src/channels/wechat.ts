@@ -45,6 +45,8 @@ const IN_PROGRESS_MS: Record<string, number> = { ACCEPTED: 5_000, TRANSFERING: 5
 /** Refusals of a submit that leave no bill (once a query agrees the bill is absent). */
 const SUBMIT_REFUSALS = new Set(['PARAM_ERROR', 'INVALID_REQUEST', 'NO_AUTH', 'NOT_ENOUGH', 'SIGN_ERROR']);
 const SDK_TIMEOUT_MARGIN_MS = 250;
+/** WeChat's query answers for the last 30 days ("只支持查询最近30天内的转账单"); a day kept in hand. */
+const QUERY_WINDOW_MS = 29 * 86_400_000;
 
 interface Bill {
   out_bill_no?: string;
@@ -123,7 +125,16 @@ export class WechatDriver implements ChannelDriver {
       return this.byState(order, c, appid, bill);
     } catch (err) {
       const e = err as AxiosLikeError;
-      if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') return { kind: 'not_found' };
+      if (e.response?.status === 404 && e.response.data?.code === 'NOT_FOUND') {
+        // Past the query window the bill may exist (even be paid) and not be found: not_found
+        // would have it sent again. Only an operator, asking WeChat, can settle it.
+        const ageDays = Math.floor((call.nowMs - order.confirmedMs) / 86_400_000);
+        if (call.nowMs - order.confirmedMs > QUERY_WINDOW_MS) {
+          this.log.error({ withdrawal: order.withdrawalId, ageDays }, 'wechat: a bill past the 30-day query window was not found; not sent again');
+          return { kind: 'unknown', message: `wechat: not found, but the bill is ${ageDays} days old, past the 30-day query window; not sent again (check with WeChat Pay)` };
+        }
+        return { kind: 'not_found' };
+      }
       return this.unknown(err, 'transfer-bills query');
     }
   }
@@ -157,8 +168,9 @@ export class WechatDriver implements ChannelDriver {
   static async check(c: WechatCredentials, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
     const controller = new AbortController();
     const driver = new WechatDriver(async () => c, { warn() {}, error() {} } as unknown as Logger);
-    const order: PayoutOrder = { key: `tixiancheck${Date.now()}`, withdrawalId: 'check', app: 'check', channel: 'wx', amount: 0, extra: {}, livemode: true };
-    const outcome = await driver.query(order, { timeoutMs, signal: controller.signal });
+    const now = Date.now();
+    const order: PayoutOrder = { key: `tixiancheck${now}`, withdrawalId: 'check', app: 'check', channel: 'wx', amount: 0, extra: {}, livemode: true, confirmedMs: now };
+    const outcome = await driver.query(order, { timeoutMs, signal: controller.signal, nowMs: now });
     if (outcome.kind === 'not_found') return { ok: true, message: 'wechat pay accepted a signed query (the bill does not exist, as expected)' };
     return { ok: false, message: outcome.kind === 'unknown' ? outcome.message : `unexpected answer ${outcome.kind}` };
   }

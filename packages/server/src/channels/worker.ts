@@ -6,7 +6,7 @@ import type { Worker } from '../workers.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, PAYOUT_ANSWER_MAX, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
-import type { ChannelCall, PayoutOrder, PayoutOutcome } from './driver.ts';
+import { payoutOrder, type ChannelCall, type PayoutOutcome } from './driver.ts';
 
 export interface PayoutWorkerOptions {
   /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */
@@ -132,15 +132,7 @@ export class PayoutWorker implements Worker {
 
   private async process(row: WithdrawalRow): Promise<void> {
     const driver = this.rt.drivers.driverFor(row.channel as WithdrawalChannel, row.livemode === 1);
-    const order: PayoutOrder = {
-      key: payoutKey(row),
-      withdrawalId: row.id,
-      app: row.app,
-      channel: row.channel as WithdrawalChannel,
-      amount: row.amount - row.user_fee,
-      extra: JSON.parse(row.extra) as Record<string, unknown>,
-      livemode: row.livemode === 1,
-    };
+    const order = payoutOrder(row, payoutKey(row));
     // Every channel call of this round ends by one deadline inside the lease. A query and then a
     // submit, each with its own full timeout, could together outlast the lease; another worker
     // would then claim the withdrawal and ask the channel about the same key at the same time.
@@ -222,7 +214,7 @@ export class PayoutWorker implements Worker {
       }, timeoutMs);
     });
     try {
-      return await Promise.race([fn({ timeoutMs, signal: controller.signal }), timeout]);
+      return await Promise.race([fn({ timeoutMs, signal: controller.signal, nowMs: this.rt.clock.nowMs() }), timeout]);
     } catch (err) {
       return { kind: 'unknown', message: err instanceof Error ? err.message : String(err) };
     } finally {
