@@ -57,6 +57,30 @@ describeEngines('webhook fairness, circuit breaker and auto-disable', (engine) =
     expect(d.options.concurrency).toBe(64);
   });
 
+  it('dead receivers with a backlog and a full claim-ahead buffer do not starve a healthy endpoint', async () => {
+    const dead = await rig.freshApp('deadbacklog');
+    const healthy = await rig.freshApp('healthybacklog');
+    receiver.behaviour = (r) => (r.path.startsWith('/hangbacklog/') ? 'hang' : { status: 200, body: 'ok' });
+    const deadIds: string[] = [];
+    for (let i = 0; i < 8; i++) deadIds.push((await upsertEndpoint(h.rt, { app: dead.app, livemode: false, url: receiver.urlFor(`/hangbacklog/${i}`) })).endpoint.id);
+    await upsertEndpoint(h.rt, { app: healthy.app, livemode: false, url: receiver.urlFor('/healthybacklog') });
+    // 50 older deliveries per dead endpoint: far more than a claim reads, so the oldest due rows
+    // are theirs long after they hold every slot they may and the buffer is full.
+    await emitTestEvents(h.rt, dead, 50);
+    clock.advance(1);
+    const healthyEvents = await emitTestEvents(h.rt, healthy, 20);
+
+    // Unlike the test above, the lease (60 s) leaves time to claim ahead with a 20 s timeout: the
+    // dead endpoints' rows fill the buffer, which then has no room for any of theirs.
+    rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, timeoutMs: 20_000, stopGraceMs: 50 }).start();
+    await receiver.waitFor((rs) => rs.filter((r) => r.path === '/healthybacklog').length >= healthyEvents.length, 15_000);
+    expect(new Set(receiver.to('/healthybacklog').map((r) => r.event!.id))).toEqual(new Set(healthyEvents));
+    expect(receiver.openRequests.filter((r) => r.path.startsWith('/hangbacklog/')).length).toBeLessThanOrEqual(48);
+    // The case under test: rows were claimed ahead for the dead endpoints beyond the 48 in flight.
+    const leased = await h.rt.store.db.selectFrom('webhook_deliveries').select('id').where('endpoint_id', 'in', deadIds).where('lease_ms', 'is not', null).execute();
+    expect(leased.length).toBeGreaterThan(48);
+  });
+
   it('backs a failing endpoint off to one try in flight, and back to its bound after a success', async () => {
     const { app, accountId } = await rig.freshApp('breaker');
     let failing = true;

@@ -494,6 +494,20 @@ export class WebhookDispatcher implements Worker {
     return cap + (ahead ? this.aheadCapOf(endpointId, cap) : 0) - this.committed(endpointId);
   }
 
+  /**
+   * Whether a claim with `free` slots and `aheadRoom` rows of buffer room could lease a row of this
+   * endpoint: claim's two picks, in short. For a free slot, while the endpoint holds less than its
+   * bound, and, once it holds any, only outside the reserve. Ahead, only while the buffer has room,
+   * and only once half of its own share ahead is used, so that one claim takes many rows.
+   */
+  private mayLeaseAny(endpointId: string, free: number, aheadRoom: number, reserve: number): boolean {
+    const cap = this.capOf(endpointId);
+    const held = this.committed(endpointId);
+    const forSlot = free > 0 && held < cap && (held === 0 || free > reserve);
+    const forAhead = aheadRoom > 0 && held < cap + Math.floor(this.aheadCapOf(endpointId, cap) / 2);
+    return forSlot || forAhead;
+  }
+
   private reserve(): number {
     return Math.floor(this.options.concurrency / RESERVE_SHARE);
   }
@@ -521,14 +535,12 @@ export class WebhookDispatcher implements Worker {
     const reserve = this.reserve();
     const aheadRoom = ahead ? Math.max(0, this.options.concurrency - this.bufferedTotal) : 0;
     if (free <= 0 && aheadRoom <= 0) return 0;
-    // Bounded: at most `concurrency` endpoints are busy and as many have buffered rows.
-    const excluded = [...new Set([...this.perEndpoint.keys(), ...this.buffer.keys()])].filter((id) => {
-      const cap = this.capOf(id);
-      const launchLimit = free <= reserve && (this.perEndpoint.get(id) ?? 0) > 0 ? 0 : cap;
-      // Claimed ahead again only once half of its buffer is used, so a claim takes many rows.
-      const aheadLimit = ahead ? cap + Math.floor(this.aheadCapOf(id, cap) / 2) : 0;
-      return this.committed(id) >= Math.max(launchLimit, aheadLimit);
-    });
+    // Endpoints this claim can lease nothing for are left out of the candidates, by the very rules
+    // the picks below apply: were they read, their older rows would fill the candidate window and
+    // an endpoint that could take a row would never be among them (dead receivers with a backlog
+    // and a full buffer left free slots idle). Bounded: at most `concurrency` endpoints are busy
+    // and as many have buffered rows.
+    const excluded = [...new Set([...this.perEndpoint.keys(), ...this.buffer.keys()])].filter((id) => !this.mayLeaseAny(id, free, aheadRoom, reserve));
     /** Deliveries due now, of the endpoints `only` (all when null). */
     const due = (qb: Db, only: string[] | null) => {
       const q = qb.selectFrom('webhook_deliveries').where('next_attempt_ms', '<=', nowMs);
