@@ -32,24 +32,54 @@ describe('SignPool', () => {
     expect(settled).toBe(200);
   });
 
-  it('a signing thread that dies fails what it had and takes no more work', async () => {
+  it('a signing thread that dies takes no more work, and what it had is signed on the event loop', async () => {
     const fragile = new SignPool(1);
     try {
       await fragile.sign(a.privateKey, Buffer.from('warm'));
       // ~50 ms of signing queued in the one thread: the later ones are surely still waiting when it stops.
-      const waiting = Array.from({ length: 200 }, (_, i) => fragile.sign(a.privateKey, Buffer.from(`in flight ${i}`)));
+      const bodies = Array.from({ length: 200 }, (_, i) => Buffer.from(`in flight ${i}`));
+      const waiting = bodies.map((body) => fragile.sign(a.privateKey, body));
       await fragile.workers[0]!.terminate();
       expect(fragile.workers).toHaveLength(0);
-      // Every one settles (none is left waiting forever); those the thread had not finished fail.
-      const settled = await Promise.allSettled(waiting);
-      const failed = settled.filter((r) => r.status === 'rejected');
-      expect(failed.length).toBeGreaterThan(0);
-      for (const r of failed) expect(String((r as PromiseRejectedResult).reason)).toMatch(/signing thread exited|closed/);
+      // Every one settles (none is left waiting forever), with the signature the thread would have made.
+      const signatures = await Promise.all(waiting);
+      signatures.forEach((s, i) => expect(s).toBe(sign('sha256', bodies[i]!, a.privateKey).toString('base64')));
       const body = Buffer.from('after');
       expect(await fragile.sign(a.privateKey, body)).toBe(sign('sha256', body, a.privateKey).toString('base64'));
     } finally {
       await fragile.close();
     }
+  });
+
+  it('a dying thread does not fail the signatures queued in the other, healthy thread', async () => {
+    const pair = new SignPool(2);
+    try {
+      // Both threads warm, so each already has the key.
+      await Promise.all([0, 1, 2, 3].map((i) => pair.sign(a.privateKey, Buffer.from(`warm ${i}`))));
+      const [w0, w1] = pair.workers;
+      expect(w1).toBeDefined();
+      // ~100 ms of signing split over both threads (the pool gives each the one with fewer in flight).
+      const bodies = Array.from({ length: 400 }, (_, i) => Buffer.from(`body ${i}`));
+      const settled = bodies.map((body) => pair.sign(a.privateKey, body).then((s) => ({ s }), (e: unknown) => ({ e })));
+      await w0!.terminate();
+      expect(pair.workers).toEqual([w1]);
+      // Thread 1 signs what it was given; thread 0's share is signed on the event loop. None fails.
+      const results = await Promise.all(settled);
+      results.forEach((r, i) => expect(r).toEqual({ s: sign('sha256', bodies[i]!, a.privateKey).toString('base64') }));
+    } finally {
+      await pair.close();
+    }
+  });
+
+  it('closing fails the signatures still waiting in the threads', async () => {
+    const closing = new SignPool(1);
+    await closing.sign(a.privateKey, Buffer.from('warm'));
+    const settling = Promise.allSettled(Array.from({ length: 200 }, (_, i) => closing.sign(a.privateKey, Buffer.from(`closing ${i}`))));
+    await closing.close();
+    const settled = await settling;
+    const failed = settled.filter((r) => r.status === 'rejected');
+    expect(failed.length).toBeGreaterThan(0);
+    for (const r of failed) expect(String((r as PromiseRejectedResult).reason)).toMatch(/signing pool is closed/);
   });
 
   it('without a spare core it signs inline (no threads)', async () => {

@@ -112,10 +112,19 @@ interface Slot {
   inFlight: number;
 }
 
+/** A signature sent to a thread, kept until it answers so another can make it if that thread dies. */
+interface Job {
+  slot: Slot;
+  key: KeyObject;
+  bytes: Buffer;
+  resolve: (s: string) => void;
+  reject: (e: Error) => void;
+}
+
 export class SignPool {
   readonly threads: number;
   #slots: Slot[] = [];
-  #pending = new Map<number, { resolve: (s: string) => void; reject: (e: Error) => void }>();
+  #pending = new Map<number, Job>();
   #nextId = 1;
   #keyIds = new WeakMap<KeyObject, number>();
   #nextKeyId = 1;
@@ -128,13 +137,12 @@ export class SignPool {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (m: { id: number; signature: string | null; error: string | null }) => this.#settle(m));
       const slot: Slot = { worker, keys: new WeakMap(), inFlight: 0 };
-      worker.on('error', (err) => this.#failAll(err));
-      // A thread that died takes no more work (the next signatures go to the others, or inline);
-      // what it had is failed, never left waiting forever.
-      worker.on('exit', () => {
-        this.#slots = this.#slots.filter((s) => s !== slot);
-        this.#failAll(new Error('a signing thread exited'));
-      });
+      // A thread that died (an uncaught error is followed by its exit) takes no more work: the next
+      // signatures go to the other threads, or inline. Only what this thread had is affected, and it
+      // is signed again on the event loop: PKCS#1 v1.5 signatures are deterministic, so the caller
+      // gets the very bytes the thread would have sent. The other threads' signatures go on as they were.
+      worker.on('error', () => this.#lost(slot));
+      worker.on('exit', () => this.#lost(slot));
       // A worker must not keep the process alive on shutdown (after the listeners: adding one refs it again).
       worker.unref();
       this.#slots.push(slot);
@@ -168,20 +176,8 @@ export class SignPool {
     const id = this.#nextId++;
     // Referenced only while it has work: a signature awaited keeps the process alive, an idle pool does not.
     if (slot.inFlight++ === 0) slot.worker.ref();
-    const done = () => {
-      if (--slot.inFlight === 0) slot.worker.unref();
-    };
     return new Promise<string>((resolve, reject) => {
-      this.#pending.set(id, {
-        resolve: (s) => {
-          done();
-          resolve(s);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      });
+      this.#pending.set(id, { slot, key, bytes, resolve, reject });
       slot.worker.postMessage({ id, keyId, bytes });
     });
   }
@@ -201,17 +197,40 @@ export class SignPool {
   }
 
   #settle(m: { id: number; signature: string | null; error: string | null }): void {
-    const p = this.#pending.get(m.id);
-    if (!p) return;
-    this.#pending.delete(m.id);
-    if (m.signature !== null) p.resolve(m.signature);
-    else p.reject(new Error(`signing failed: ${m.error}`));
+    const job = this.#pending.get(m.id);
+    if (!job) return;
+    this.#take(m.id, job);
+    if (m.signature !== null) job.resolve(m.signature);
+    else job.reject(new Error(`signing failed: ${m.error}`));
   }
 
+  /** Removes a job from the waiting ones, and unreferences its thread when that was its last. */
+  #take(id: number, job: Job): void {
+    this.#pending.delete(id);
+    if (--job.slot.inFlight === 0) job.slot.worker.unref();
+  }
+
+  /**
+   * A thread died: it leaves the pool, and the signatures it had not answered are made on the event
+   * loop in its bounded share per turn (signOnLoop), so none is left waiting forever. Bounded: at
+   * most MAX_IN_FLIGHT jobs wait in all threads, and a dead thread is never replaced, so this runs
+   * at most once per thread (its 'error' and 'exit' both call it; the second finds nothing left).
+   */
+  #lost(slot: Slot): void {
+    this.#slots = this.#slots.filter((s) => s !== slot);
+    for (const [id, job] of this.#pending) {
+      if (job.slot !== slot) continue;
+      this.#take(id, job);
+      signOnLoop(() => sign('sha256', job.bytes, job.key).toString('base64'), (err, signature) => (err ? job.reject(err) : job.resolve(signature!)));
+    }
+  }
+
+  /** Rejects every waiting signature (the pool is closing). */
   #failAll(err: Error): void {
-    const waiting = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const p of waiting) p.reject(err);
+    for (const [id, job] of this.#pending) {
+      this.#take(id, job);
+      job.reject(err);
+    }
   }
 }
 
