@@ -8,6 +8,7 @@ import { hashPassword, verifyPassword } from '../src/admin/passwords.ts';
 import { ManualClock } from '../src/clock.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
 import { trigger } from '../src/cli/trigger.ts';
+import { MAX_TIMESTAMP } from '../src/http/schemas.ts';
 
 const PASSWORD = 'correct horse battery';
 
@@ -222,6 +223,13 @@ describeEngines('console admin API', (engine) => {
     expect(failed.json.data.map((d: { event_id: string }) => d.event_id)).toContain(eventId);
     const recovered = await call(s, 'POST', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/recover`, { mode: 'test', since: 0 });
     expect(recovered.json).toMatchObject({ requeued: 1, complete: true });
+    // `since` is bounded as the list filters' `created` is: past it a client error, never a 500 (PostgreSQL's bigint).
+    const latest = await call(s, 'POST', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/recover`, { mode: 'test', since: MAX_TIMESTAMP });
+    expect(latest.json, latest.body).toMatchObject({ requeued: 0, complete: true });
+    for (const since of [MAX_TIMESTAMP + 1, 1e20, 2 ** 63]) {
+      const huge = await call(s, 'POST', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/recover`, { mode: 'test', since });
+      expect(huge.status, `since=${since}: ${huge.body}`).toBe(400);
+    }
     const resent = await call(s, 'POST', `/admin/apps/${h.appId}/events/${eventId}/resend`, { mode: 'test' });
     expect(resent.json.requeued).toBe(1);
     const pending = await call(s, 'GET', `/admin/apps/${h.appId}/webhook_endpoints/${endpoint.id}/deliveries?mode=test&status=pending`);

@@ -11,6 +11,7 @@ import { errors } from '../domain/errors.ts';
 import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S } from '../services/accounts.ts';
 import { WITHDRAWAL_CHANNELS } from '../domain/channels.ts';
 import { hasCredentials } from '../channels/credentials.ts';
+import { MAX_TIMESTAMP } from '../http/schemas.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
 export interface AdminContext {
@@ -51,7 +52,8 @@ const DeliveriesQuery = Type.Object({
   status: Type.Optional(Type.Union(['pending', 'succeeded', 'failed', 'canceled'].map((x) => Type.Literal(x)))),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
 });
-const RecoverBody = Type.Object({ mode: Mode, since: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
+// Bounded as the list filters are: a larger `since` would overflow PostgreSQL's bigint (a 500, not a 400).
+const RecoverBody = Type.Object({ mode: Mode, since: Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP }) }, { additionalProperties: false });
 const RollBody = Type.Object(
   { mode: Mode, expire_old_in_s: Type.Integer({ minimum: 0, maximum: ROLL_EXPIRY_MAX_S }) },
   { additionalProperties: false },
