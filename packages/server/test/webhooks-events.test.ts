@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { ApiError } from '../src/domain/errors.ts';
@@ -332,6 +333,36 @@ describeEngines('events and webhook endpoints', (engine) => {
       expect((await h.request('GET', `/v1/events/${later}`, { key: m.secret_key_test })).json.pending_webhooks).toBe(0);
       await expect(removeEndpoint(h.rt, m.id, all.endpoint.id)).rejects.toMatchObject({ status: 404 });
     });
+  });
+
+  it.runIf(engine === 'postgres')('removing an endpoint while another process records one of its deliveries takes that delivery out of pending_webhooks once', async () => {
+    const m = await rig.newMerchant('remove-race');
+    const gone = await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/gone') });
+    await upsertEndpoint(h.rt, { app: m.id, livemode: false, url: receiver.urlFor('/stays') });
+    const event = await emit(m);
+    const delivery = await h.rt.store.db.selectFrom('webhook_deliveries').select('id').where('event_id', '=', event).where('endpoint_id', '=', gone.endpoint.id).executeTakeFirstOrThrow();
+    const pending = async () => (await h.request('GET', `/v1/events/${event}`, { key: m.secret_key_test })).json.pending_webhooks;
+    expect(await pending()).toBe(2);
+    // Another process records that delivery as done (its row and the event's count), not yet committed.
+    const other = new pg.Client({ connectionString: h.rt.config.databaseUrl });
+    const watcher = new pg.Client({ connectionString: h.rt.config.databaseUrl });
+    await other.connect();
+    await watcher.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_ms = NULL, lease_ms = NULL WHERE id = $1`, [delivery.id]);
+      await other.query('UPDATE events SET pending_webhooks = pending_webhooks - 1 WHERE id = $1', [event]);
+      const removed = removeEndpoint(h.rt, m.id, gone.endpoint.id);
+      // The removal waits on the other's row locks…
+      await vi.waitFor(async () => expect((await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)).rows.length).toBeGreaterThan(0), { timeout: 10_000, interval: 20 });
+      await other.query('COMMIT');
+      // …and then finds that delivery done: nothing of it to cancel, the count not taken down twice.
+      expect(await removed).toEqual({ canceledDeliveries: 0 });
+    } finally {
+      await other.end();
+      await watcher.end();
+    }
+    expect(await pending()).toBe(1); // the other endpoint's delivery still waits
   });
 
   describe('CLI', () => {
