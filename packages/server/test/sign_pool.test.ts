@@ -22,6 +22,22 @@ describe('SignPool', () => {
     });
   });
 
+  it('a thread holds a bounded number of keys: past it, it forgets them and is sent again what it next uses', async () => {
+    const c = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const small = new SignPool(1, 2);
+    try {
+      const keys = [a, b, c, a, b, c, c, a];
+      const bodies = keys.map((_, i) => Buffer.from(`body ${i}`));
+      // All at once: the thread is told to forget between signatures already on their way to it.
+      const signatures = await Promise.all(bodies.map((body, i) => small.sign(keys[i]!.privateKey, body)));
+      bodies.forEach((body, i) => expect(signatures[i]).toBe(sign('sha256', body, keys[i]!.privateKey).toString('base64')));
+      expect(small.keysHeld[0]).toBeLessThanOrEqual(2);
+      expect(small.keysHeld[0]).toBeGreaterThan(0);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('leaves the event loop free while it signs', async () => {
     let settled = 0;
     // ~50 ms of RSA work. Inline, every one would be done before the event loop turned once.

@@ -19,6 +19,7 @@ const { parentPort } = require('node:worker_threads');
 const { sign } = require('node:crypto');
 const keys = new Map();
 parentPort.on('message', (m) => {
+  if (m.forget) { keys.clear(); return; }
   if (m.key) { keys.set(m.keyId, m.key); return; }
   let signature = null, error = null;
   try { signature = sign('sha256', m.bytes, keys.get(m.keyId)).toString('base64'); } catch (e) { error = String(e && e.message || e); }
@@ -105,9 +106,17 @@ export function signOnLoop(sign: () => string, done: (err: Error | null, signatu
   });
 }
 const MAX_IN_FLIGHT = 1024;
+/**
+ * Keys a thread holds at most. Keys come and go with the accounts' key cache (1,000 parsed keys);
+ * a thread's copies would otherwise stay for the life of the process. Past the bound the thread
+ * forgets them all and is sent again each key it is next asked to use.
+ */
+export const MAX_KEYS_PER_THREAD = 2048;
 
 interface Slot {
   worker: Worker;
+  /** Keys sent to the thread since it last forgot them. */
+  keyCount: number;
   keys: WeakMap<KeyObject, number>;
   inFlight: number;
 }
@@ -131,12 +140,15 @@ export class SignPool {
   #closed = false;
 
   /** `threads` defaults to the cores this process may use, minus the event loop's, at most MAX_SIGN_THREADS. */
-  constructor(threads = Math.min(MAX_SIGN_THREADS, availableParallelism() - 1)) {
+  constructor(
+    threads = Math.min(MAX_SIGN_THREADS, availableParallelism() - 1),
+    private readonly maxKeysPerThread = MAX_KEYS_PER_THREAD,
+  ) {
     this.threads = Math.max(0, threads);
     for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.on('message', (m: { id: number; signature: string | null; error: string | null }) => this.#settle(m));
-      const slot: Slot = { worker, keys: new WeakMap(), inFlight: 0 };
+      const slot: Slot = { worker, keys: new WeakMap(), keyCount: 0, inFlight: 0 };
       // A thread that died (an uncaught error is followed by its exit) takes no more work: the next
       // signatures go to the other threads, or inline. Only what this thread had is affected, and it
       // is signed again on the event loop: PKCS#1 v1.5 signatures are deterministic, so the caller
@@ -147,6 +159,11 @@ export class SignPool {
       worker.unref();
       this.#slots.push(slot);
     }
+  }
+
+  /** Keys each live thread holds (bounded by maxKeysPerThread). */
+  get keysHeld(): number[] {
+    return this.#slots.map((s) => s.keyCount);
   }
 
   /** The live signing threads (tests stop one to see the pool survive it). */
@@ -170,8 +187,15 @@ export class SignPool {
     let keyId = this.#keyIds.get(key);
     if (keyId === undefined) this.#keyIds.set(key, (keyId = this.#nextKeyId++));
     if (!slot.keys.has(key)) {
+      if (slot.keyCount >= this.maxKeysPerThread) {
+        // Messages arrive in order: signatures posted before this one still find their keys.
+        slot.worker.postMessage({ forget: true });
+        slot.keys = new WeakMap();
+        slot.keyCount = 0;
+      }
       slot.worker.postMessage({ keyId, key });
       slot.keys.set(key, keyId);
+      slot.keyCount++;
     }
     const id = this.#nextId++;
     // Referenced only while it has work: a signature awaited keeps the process alive, an idle pool does not.
