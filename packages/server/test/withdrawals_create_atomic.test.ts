@@ -6,6 +6,7 @@ import { DAY_S, PG_TOTALS_SHARDS, totalsShard } from '../src/store/withdrawal_to
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { seedExtra } from './helpers/withdrawals.ts';
+import { requestHash } from '../src/services/common.ts';
 
 /**
  * A withdrawal create is one unit: on PostgreSQL one statement (store/pg/withdrawal_create.ts),
@@ -72,6 +73,21 @@ describeEngines('withdrawal create: all or nothing', (engine) => {
     expect(retry.status).toBe(200);
     expect(retry.json).toEqual(first.json);
     expect(await state()).toEqual(before);
+  });
+
+  it('a user_fee of 0 and no user_fee are the same request (as for transfers), and a row hashed as sent by an earlier version still replays', async () => {
+    const first = await create({ user: 'rich', amount: 300, order_no: 'fee0a' });
+    const before = await state();
+    const withZero = await create({ user: 'rich', amount: 300, order_no: 'fee0a', user_fee: 0 });
+    expect(withZero.status, withZero.body).toBe(200);
+    expect(withZero.json).toEqual(first.json);
+    expect((await create({ user: 'rich', amount: 300, order_no: 'fee0a', user_fee: 1 })).json.error).toMatchObject({ code: 'duplicate_order_no' });
+    expect(await state()).toEqual(before);
+    // Earlier versions stored the hash of the body as sent, without user_fee here: a retry of it replays.
+    const sent = { user: 'rich', amount: 300, order_no: 'fee0b', channel: 'alipay', extra: seedExtra('alipay') };
+    const old = await create(sent);
+    await h.rt.store.db.updateTable('withdrawals').set({ request_hash: requestHash(sent) }).where('id', '=', old.json.id).execute();
+    expect((await create(sent)).json).toEqual(old.json);
   });
 
   it('accepted: the answer is the stored withdrawal, and the journal, line, balance and totals move together', async () => {

@@ -127,7 +127,10 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   if (channel) checkOrderNo(channel, p.order_no);
   if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
 
-  const hash = requestHash(p);
+  // user_fee omitted and user_fee 0 are one request (as for transfers), so a retry that adds or
+  // drops a 0 replays. Rows written before hashed the body as sent: that hash still replays them.
+  const hash = requestHash({ ...p, user_fee: userFee });
+  const asSent = requestHash(p);
   // On PostgreSQL the common case (channel + extra) is one statement, one round trip (store/pg/withdrawal_create.ts).
   const onePgStatement = rt.store.engine === 'postgres' && !useSettleAccount;
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
@@ -172,6 +175,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
         return row;
       }),
+    [asSent],
   );
   if (row.request_id !== scope.requestId) return withdrawalToWire(row); // an idempotent replay: the first create's row
   observeWithdrawalTransition(row.channel, 'none', 'created');
