@@ -1,7 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PayoutWorker } from '../src/channels/worker.ts';
+import { PayoutWorker } from '../src/channels/worker.ts';
 import { setCredentials } from '../src/channels/credentials.ts';
-import { AlipayDriver } from '../src/channels/alipay.ts';
+import { loadAlipayDriver } from '../src/channels/alipay-load.ts';
+import type { PayoutOrder } from '../src/channels/driver.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { liveSdkUser, startLivePayouts } from './helpers/channels.ts';
 import type { PingppClient } from './helpers/pingpp.ts';
@@ -164,6 +166,59 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
     }
   });
 
+  it('an answer trickled past the call deadline: the request ends by the deadline, nothing is sent after the give-up; queried, paid once', async () => {
+    const callMs = 1_000;
+    const cutMs = 2_000;
+    fake.trickle.set('trickle@example.com', cutMs);
+    try {
+      const w = await confirmed('trickle@example.com');
+      // A worker that gives a channel call up (and aborts its signal) after 1 s.
+      const quick = new PayoutWorker(h.rt, { leaseMs: 10_000, channelTimeoutMs: callMs });
+      const callsBefore = fake.calls.length;
+      await quick.runOnce();
+      expect((await pingpp.withdrawals.retrieve(h.appId, w.id)).status).toBe('pending');
+      const trickled = fake.trickles.find((t) => t.outBizNo === w.id)!;
+      // Past the fake's cut of the connection, when an HTTP client that resends after a socket error would have.
+      await sleep(Math.max(0, trickled.startMs + cutMs + 500 - Date.now()));
+      expect(fake.calls.slice(callsBefore), 'a request reached Alipay after the worker gave the call up').toEqual(['alipay.fund.trans.uni.transfer']);
+      expect(trickled.closedMs! - trickled.startMs, 'the request outlived the call deadline').toBeLessThan(callMs + 200);
+      fake.trickle.delete('trickle@example.com');
+      const done = await settle(w.id);
+      expect(done.status).toBe('succeeded');
+      expect(fake.debits.get(w.id)).toBe(1);
+    } finally {
+      fake.trickle.delete('trickle@example.com');
+    }
+  });
+
+  it('a call whose signal is aborted mid-answer ends at once as unknown: the connection is closed, nothing is resent', async () => {
+    const cutMs = 1_500;
+    const abortMs = 300;
+    fake.trickle.set('given-up@example.com', cutMs);
+    try {
+      const { AlipayDriver } = await loadAlipayDriver();
+      const driver = new AlipayDriver({ store: h.rt.store, box: h.rt.box, log: h.rt.log });
+      const order: PayoutOrder = {
+        key: `givenup${Date.now()}`, withdrawalId: 'givenup', app: h.appId, channel: 'alipay', amount: 1000, extra: { account: 'given-up@example.com', name: '张三' }, livemode: true, confirmedMs: Date.now(),
+      };
+      const callsBefore = fake.calls.length;
+      // The call may take 10 s, but is given up (its signal aborted) early, as the worker does at its deadline.
+      const controller = new AbortController();
+      const t0 = Date.now();
+      const giveUp = setTimeout(() => controller.abort(new Error('channel call timed out')), abortMs);
+      const outcome = await driver.submit(order, { timeoutMs: 10_000, signal: controller.signal, nowMs: Date.now() });
+      clearTimeout(giveUp);
+      expect(Date.now() - t0, 'the call outlived its signal').toBeLessThan(abortMs + 200);
+      expect(outcome).toMatchObject({ kind: 'unknown', message: expect.stringContaining('channel call timed out') });
+      const trickled = fake.trickles.find((t) => t.outBizNo === order.key)!;
+      await sleep(Math.max(0, trickled.startMs + cutMs + 500 - Date.now()));
+      expect(fake.calls.slice(callsBefore), 'a request reached Alipay after the call was given up').toEqual(['alipay.fund.trans.uni.transfer']);
+      expect(trickled.closedMs! - t0, 'the connection outlived the signal').toBeLessThan(abortMs + 200);
+    } finally {
+      fake.trickle.delete('given-up@example.com');
+    }
+  });
+
   it('no order was ever paid twice, and the ledger is clean', async () => {
     expect(fake.doublePaid()).toEqual([]);
     expect((await h.verify()).ok).toBe(true);
@@ -235,6 +290,7 @@ describeEngines('live Alipay payouts through the official SDKs', (engine) => {
   });
 
   it('channels check proves the credentials with a signed call; a wrong key fails it', async () => {
+    const { AlipayDriver } = await loadAlipayDriver();
     const good = { channel: 'alipay' as const, app_id: fake.appId, private_key: fake.appPrivateKey, alipay_public_key: fake.alipayPublicKey, endpoint: fake.endpoint };
     expect((await AlipayDriver.check(good, 3000)).ok).toBe(true);
     const rejected = fake.rejectedSignatures;

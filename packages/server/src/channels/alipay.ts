@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { AlipaySdk } from 'alipay-sdk';
 import type { Logger } from 'pino';
+import { request } from 'undici';
 import type { Store } from '../store/db.ts';
 import type { SecretBox } from '../security/secrets.ts';
 import { observeUnverifiedChannelAnswer } from '../observability/metrics.ts';
@@ -9,10 +11,12 @@ import type { ChannelCall, ChannelDriver, PayoutOrder, PayoutOutcome } from './d
 /**
  * Alipay 单笔转账到支付宝账户 through the official `alipay-sdk`: `alipay.fund.trans.uni.transfer`
  * (TRANS_ACCOUNT_NO_PWD / DIRECT_TRANSFER) and `alipay.fund.trans.common.query`, `out_biz_no` = the
- * payout key. The v2 gateway (`exec`) is used, not v3 `curl`, because `exec` with `validateSign`
- * verifies every answer, business errors included, while `curl` leaves 4xx answers unverified: a
- * forged "payee does not exist" would otherwise return the user's money while Alipay paid.
- * Answers map by the table in spec/channels.md §4; decisions use `sub_code`, never message text.
+ * payout key. The v2 gateway (as `exec` calls it) is used, not v3 `curl`, because the v2 answer
+ * signature covers every answer, business errors included, while `curl` leaves 4xx answers
+ * unverified: a forged "payee does not exist" would otherwise return the user's money while Alipay
+ * paid. The SDK signs the request and verifies the answer; the HTTP request itself is undici's (see
+ * `gatewayCall` for why not the SDK's). Answers map by the table in spec/channels.md §4; decisions
+ * use `sub_code`, never message text.
  */
 
 const PAYEE_FAULTS = new Set([
@@ -31,8 +35,13 @@ const GATEWAY_REJECTIONS = new Set(['20001', '40001', '40002', '40006']);
 
 const PRODUCT_CODE = 'TRANS_ACCOUNT_NO_PWD';
 const BIZ_SCENE = 'DIRECT_TRANSFER';
-/** The SDK's socket must end before the worker gives the call up (driver.ts ChannelCall). */
+/** The request ends on its own this long before the worker gives the call up (driver.ts ChannelCall). */
 const SDK_TIMEOUT_MARGIN_MS = 250;
+/** The parameters alipay-sdk's `exec` puts in the gateway URL; the others (biz_content) go in the form body. */
+const URL_PARAMS = new Set([
+  'app_id', 'method', 'format', 'charset', 'sign_type', 'sign', 'timestamp', 'version', 'notify_url', 'return_url',
+  'auth_token', 'app_auth_token', 'app_cert_sn', 'alipay_root_cert_sn', 'ws_service_url',
+]);
 const DEALING_RETRY_MS = 5_000;
 
 /** Fen → Alipay's yuan string with two decimals, without floats. */
@@ -115,8 +124,8 @@ export class AlipayDriver implements ChannelDriver {
   /** A signed, harmless call: query an order that cannot exist. Proves the keys, app id and endpoint. */
   static async check(c: AlipayCredentials, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
     try {
-      const res = (await sdkFor(c, timeoutMs).exec('alipay.fund.trans.common.query',
-        { bizContent: { out_biz_no: `tixiancheck${Date.now()}`, product_code: PRODUCT_CODE, biz_scene: BIZ_SCENE } }, { validateSign: true })) as ExecResult;
+      const res = await gatewayCall(sdkFor(c, timeoutMs), 'alipay.fund.trans.common.query',
+        { out_biz_no: `tixiancheck${Date.now()}`, product_code: PRODUCT_CODE, biz_scene: BIZ_SCENE }, AbortSignal.timeout(timeoutMs));
       if (res.code === '10000' || (res.code === '40004' && res.subCode === 'ORDER_NOT_EXIST')) return { ok: true, message: 'alipay accepted a signed query and its signed answer verified' };
       return { ok: false, message: `alipay answered ${res.code ?? '?'} ${res.subCode ?? ''} ${res.subMsg ?? ''}`.trim() };
     } catch (err) {
@@ -131,16 +140,15 @@ export class AlipayDriver implements ChannelDriver {
 
   private async exec(c: AlipayCredentials, method: string, bizContent: Record<string, unknown>, call: ChannelCall): Promise<{ result: ExecResult } | { outcome: PayoutOutcome }> {
     if (call.signal.aborted) return { outcome: { kind: 'unknown', message: 'the call was given up before it started' } };
-    // alipay-sdk takes no AbortSignal: its own timeout, set below the worker's, ends the socket first.
-    const timeoutMs = Math.max(50, call.timeoutMs - SDK_TIMEOUT_MARGIN_MS);
+    // The worker's signal, and a deadline of our own just before it, so the outcome is ours to report.
+    const signal = AbortSignal.any([call.signal, AbortSignal.timeout(Math.max(50, call.timeoutMs - SDK_TIMEOUT_MARGIN_MS))]);
     try {
-      const result = (await sdkFor(c, timeoutMs).exec(method, { bizContent }, { validateSign: true })) as ExecResult;
-      return { result };
+      return { result: await gatewayCall(sdkFor(c, call.timeoutMs), method, bizContent, signal) };
     } catch (err) {
-      // Network failure, timeout, non-200, non-JSON, or an answer whose signature does not verify:
+      // Network failure, abort, non-200, non-JSON, or an answer whose signature does not verify:
       // the order may or may not exist. Never a success, never a failure.
       const message = safeMessage(err);
-      if (/验签/.test(message)) {
+      if (err instanceof UnverifiedAnswer) {
         observeUnverifiedChannelAnswer('alipay');
         this.deps.log.error({ method }, 'alipay answer failed signature verification; treated as unknown');
       }
@@ -191,6 +199,56 @@ const MERCHANT_FAULTS = new Set([
   'EXCEED_LIMIT_DM_AMOUNT', 'EXCEED_LIMIT_DM_MAX_AMOUNT', 'EXCEED_LIMIT_MM_AMOUNT', 'EXCEED_LIMIT_MM_MAX_AMOUNT',
   'EXCEED_LIMIT_ENT_SM_AMOUNT', 'MEMO_REQUIRED_IN_TRANSFER_ERROR', 'REMARK_HAS_SENSITIVE_WORD', 'INVALID_PARAMETER',
 ]);
+
+/** An answer whose signature did not verify (or that carried none). */
+class UnverifiedAnswer extends Error {}
+
+/**
+ * One v2 gateway call, as alipay-sdk's `exec(method, { bizContent }, { validateSign: true })` makes
+ * it, but over undici with `signal`. `exec` takes no signal, and its HTTP client (urllib) turns its
+ * `timeout` into a wait for the headers plus an idle limit between body chunks, so a slowly
+ * dribbled answer never ends; it also resends the whole request once after a socket error, with
+ * fresh limits. Either way a transfer could reach Alipay after the worker gave the call up and
+ * another round asked about the same key. Here the signal ends the request whatever its stage (the
+ * socket is destroyed) and nothing is ever resent. The SDK still signs the request and verifies
+ * the answer over its exact text.
+ */
+async function gatewayCall(sdk: AlipaySdk, method: string, bizContent: Record<string, unknown>, signal: AbortSignal): Promise<ExecResult> {
+  // The parameters exec would sign, signed the same way; biz_content's keys are already snake_case.
+  const signed = new URLSearchParams(sdk.sdkExecute(method, { bizContent }, { bizContentAutoSnakeCase: false }));
+  const url = new URL(sdk.config.gateway);
+  const form = new URLSearchParams();
+  for (const [k, v] of signed) (URL_PARAMS.has(k) ? url.searchParams : form).set(k, v);
+  const res = await request(url, {
+    method: 'POST',
+    body: form.toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'user-agent': sdk.version, 'alipay-request-id': randomUUID().replaceAll('-', '') },
+    signal,
+  });
+  const raw = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`HTTP status ${res.statusCode}`);
+  let answer: unknown;
+  try {
+    answer = JSON.parse(raw);
+  } catch {
+    throw new Error('the answer is not JSON');
+  }
+  const responseKey = `${method.replaceAll('.', '_')}_response`;
+  const fields = answer as Record<string, unknown> | null;
+  const data = fields?.[responseKey] ?? fields?.error_response;
+  if (typeof data !== 'object' || data === null) throw new Error(`the answer has no ${responseKey}`);
+  // checkResponseSign skips the check (with a warning) when it has no Alipay public key: never here.
+  if (!sdk.config.alipayPublicKey) throw new UnverifiedAnswer('no Alipay public key to verify the answer with');
+  try {
+    // The SDK's own check, over the answer's exact text, as exec with validateSign runs it.
+    sdk.checkResponseSign(raw, responseKey, fields!.sign as string, String(res.headers.trace_id ?? ''));
+  } catch {
+    // The SDK's message quotes the signed text and the signature: it stays out of logs and records.
+    throw new UnverifiedAnswer('the answer\'s signature did not verify');
+  }
+  // The SDK's answers are camelCased (camelcase: true): the fields read here are top-level.
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()), v])) as ExecResult;
+}
 
 /** An SDK error's message without echoed request or response content (it can quote signed strings). */
 function safeMessage(err: unknown): string {

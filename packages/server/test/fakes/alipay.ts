@@ -47,8 +47,8 @@ export class FakeAlipay extends FakeGateway {
   readonly unknownPayees = new Set<string>();
   /**
    * Payees whose transfers are accepted and paid, then the connection is cut before the answer;
-   * every transfer answer for them (replays too) is cut, queries answer. (urllib resends once after
-   * a socket error: the replay of the same out_biz_no must not pay again.)
+   * every transfer answer for them (replays too) is cut, queries answer. (The next round resends
+   * the same out_biz_no: the replay must not pay again.)
    */
   readonly cutAfterAccept = new Set<string>();
   /** Payees whose transfer stays DEALING for this many answers, then succeeds. */
@@ -62,6 +62,14 @@ export class FakeAlipay extends FakeGateway {
   readonly script: ('system_error' | 'bad_gateway')[] = [];
   /** Answers carry a signature that does not verify. */
   badSignature = false;
+  /**
+   * Payees whose transfers are accepted and paid, then answered with 200 and the first bytes of the
+   * body at once, a byte every 100 ms after that, and the connection cut after this many ms: an
+   * answer that starts but never ends (a slow proxy), then a socket error. Each such answer is
+   * recorded in `trickles`, with when it started and when its connection closed (either side).
+   */
+  readonly trickle = new Map<string, number>();
+  readonly trickles: { outBizNo: string; startMs: number; closedMs: number | null }[] = [];
   /** Each transfer waits this long before it answers (the order is already kept and paid). */
   answerDelayMs = 0;
   requests = 0;
@@ -169,8 +177,24 @@ export class FakeAlipay extends FakeGateway {
     this.debits.set(outBizNo, (this.debits.get(outBizNo) ?? 0) + 1);
     this.emit('order', order);
     if (this.cutAfterAccept.has(payee)) return void req.socket.destroy();
+    const trickleMs = this.trickle.get(payee);
+    if (trickleMs !== undefined) return this.trickleAnswer(req, res, key, outBizNo, trickleMs);
     if (this.answerDelayMs > 0) await new Promise((r) => setTimeout(r, this.answerDelayMs));
     return this.orderAnswer(res, key, order);
+  }
+
+  private trickleAnswer(req: IncomingMessage, res: ServerResponse, key: string, outBizNo: string, cutAfterMs: number): void {
+    const record: { outBizNo: string; startMs: number; closedMs: number | null } = { outBizNo, startMs: Date.now(), closedMs: null };
+    this.trickles.push(record);
+    res.writeHead(200, { 'content-type': 'text/html;charset=utf-8' });
+    res.write(`{"${key}":`);
+    const tick = setInterval(() => res.write(' '), 100);
+    const cut = setTimeout(() => req.socket.destroy(), cutAfterMs);
+    req.socket.once('close', () => {
+      clearInterval(tick);
+      clearTimeout(cut);
+      record.closedMs = Date.now();
+    });
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
