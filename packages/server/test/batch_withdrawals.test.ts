@@ -99,6 +99,44 @@ describeEngines('batch withdrawals', (engine) => {
     expect(list.data[0].id).toBe(batch.id);
   });
 
+  it('a batch listed as pending that finishes still marks the place for the next page', async () => {
+    // The oldest batch's payout fails on the merchant's side, so it stays pending.
+    const waiting = await createMany(1, '0003');
+    const batches: string[] = []; // newest first, as lists are
+    for (const items of [waiting, await createMany(1), await createMany(1)]) batches.unshift((await pingpp.batchWithdrawals.create(h.appId, { withdrawals: items })).id);
+    const page1 = await h.request('GET', h.appPath('/batch_withdrawals?status=pending&limit=1'));
+    expect(page1.json.data.map((b: { id: string }) => b.id)).toEqual([batches[0]]);
+    await drain();
+    const finished = await h.request('GET', h.appPath(`/batch_withdrawals/${batches[0]}`));
+    expect(finished.json.status).toBe('succeeded');
+    // The next page after the finished batch: every batch still pending, all of them older.
+    const stillPending = await h.request('GET', h.appPath('/batch_withdrawals?status=pending&limit=20'));
+    const page2 = await h.request('GET', h.appPath(`/batch_withdrawals?status=pending&limit=20&starting_after=${batches[0]}`));
+    expect(page2.status, page2.body).toBe(200);
+    expect(page2.json.data.map((b: { id: string }) => b.id)).toEqual(stillPending.json.data.map((b: { id: string }) => b.id));
+    expect(page2.json.data.map((b: { id: string }) => b.id)).toContain(batches[2]);
+    expect(page2.json.data.map((b: { id: string }) => b.id)).not.toContain(batches[1]);
+    await pingpp.withdrawals.cancel(h.appId, waiting[0]!);
+  });
+
+  it('a batch\'s money sums saturate at 2^31−1, which the Java and C# SDKs read as an int', async () => {
+    const MAX_INT32 = 2_147_483_647;
+    const ids: string[] = [];
+    for (const user of ['bw_big_a', 'bw_big_b']) {
+      await h.createUser(user);
+      await h.fund(user, 1_500_000_000);
+      const w = await h.request('POST', h.appPath('/withdrawals'), {
+        body: { user, amount: 1_500_000_000, channel: 'wx_pub', order_no: `bw${seq++}`, extra: seedExtra('wx_pub', sandboxPayee('wx_pub', '')) },
+      });
+      expect(w.status, w.body).toBe(200);
+      ids.push(w.json.id);
+    }
+    const batch = await pingpp.batchWithdrawals.create(h.appId, { withdrawals: ids, status: 'canceled' });
+    expect(batch).toMatchObject({ status: 'canceled', count: 2, amount: MAX_INT32, amount_canceled: MAX_INT32, amount_succeeded: 0 });
+    const listed = await h.request('GET', h.appPath('/batch_withdrawals?status=canceled&limit=1'));
+    expect(listed.json.data[0]).toMatchObject({ id: batch.id, amount: MAX_INT32, amount_canceled: MAX_INT32 });
+  });
+
   it('rejects the whole batch for one bad item, naming it, and changes nothing', async () => {
     const ids = await createMany(3);
     const confirmed = await createMany(1);

@@ -191,7 +191,26 @@ const transactionCases: Case[] = [
   { name: 'balance_transactions list with a user of 65 characters', method: 'GET', path: '/balance_transactions?user=' + 'u'.repeat(65), status: 400, param: 'user' },
 ];
 
-const allCases = [...transportAndAuth, ...userCases, ...bonusCases, ...settlementCases, ...transactionCases];
+/**
+ * An empty cursor names no object (no id is empty): a 400 on the cursor that was sent, the same on
+ * every list, not the first page and not the other cursor.
+ */
+const cursorCases: Case[] = [
+  { name: 'users list starting_after empty', method: 'GET', path: '/users?limit=2&starting_after=', status: 400, param: 'starting_after' },
+  { name: 'users list starting_after empty, no limit', method: 'GET', path: '/users?starting_after=', status: 400, param: 'starting_after' },
+  { name: 'users list ending_before empty', method: 'GET', path: '/users?ending_before=', status: 400, param: 'ending_before' },
+  { name: 'users list both cursors, starting_after empty', method: 'GET', path: '/users?starting_after=&ending_before=inv_alice', status: 400, param: 'ending_before' },
+  { name: 'withdrawals list starting_after empty', method: 'GET', path: '/withdrawals?status=created&starting_after=', status: 400, param: 'starting_after' },
+  { name: 'withdrawals list ending_before empty', method: 'GET', path: '/withdrawals?limit=3&ending_before=', status: 400, param: 'ending_before' },
+  { name: 'batch_withdrawals list starting_after empty', method: 'GET', path: '/batch_withdrawals?starting_after=', status: 400, param: 'starting_after' },
+  { name: 'balance_transfers list starting_after empty', method: 'GET', path: '/balance_transfers?starting_after=', status: 400, param: 'starting_after' },
+  { name: 'balance_bonuses list ending_before empty', method: 'GET', path: '/balance_bonuses?ending_before=', status: 400, param: 'ending_before' },
+  { name: 'balance_transactions list starting_after empty', method: 'GET', path: '/balance_transactions?user=inv_alice&starting_after=', status: 400, param: 'starting_after' },
+  { name: 'settle_accounts list starting_after empty', method: 'GET', path: '/users/inv_alice/settle_accounts?starting_after=', status: 400, param: 'starting_after' },
+  { name: 'events list starting_after empty', method: 'GET', path: '/v1/events?starting_after=', status: 400, param: 'starting_after' },
+];
+
+const allCases = [...transportAndAuth, ...userCases, ...bonusCases, ...settlementCases, ...transactionCases, ...cursorCases];
 
 /** Percent-encodes every byte but unreserved ones; unlike encodeURIComponent it takes any bytes. */
 function pctBytes(bytes: Buffer): string {
@@ -255,6 +274,7 @@ describeEngines('invalid input', (engine) => {
     ['balance_bonuses', bonusCases],
     ['balance_settlements', settlementCases],
     ['balance_transactions', transactionCases],
+    ['empty list cursors', cursorCases],
   ] as const)('%s', (_group, cases) => {
     it.each(cases)('$name → $status', async (c) => {
       const before = await h.snapshot();

@@ -279,6 +279,25 @@ describeEngines('settle_accounts', (engine) => {
       expect(bad.json.error.param).toBe('per_page');
     });
 
+    it('an unbound account still marks the place for the next page; another user\'s account does not', async () => {
+      await h.createUser('unbinder');
+      const ids: string[] = []; // newest first, as lists are
+      for (let i = 0; i < 4; i++) ids.unshift((await bind('unbinder', { channel: 'wx', recipient: { account: `oUnbind${i}` } })).json.id);
+      const p1 = await h.request('GET', path('unbinder', '?limit=2'));
+      expect(p1.json.data.map((s: { id: string }) => s.id)).toEqual(ids.slice(0, 2));
+      for (const id of ids.slice(0, 2)) expect((await h.request('DELETE', path('unbinder', `/${id}`))).status).toBe(200);
+      const p2 = await h.request('GET', path('unbinder', `?limit=2&starting_after=${ids[1]}`));
+      expect(p2.status, p2.body).toBe(200);
+      expect({ ids: p2.json.data.map((s: { id: string }) => s.id), has_more: p2.json.has_more }).toEqual({ ids: ids.slice(2), has_more: false });
+      const back = await h.request('GET', path('unbinder', `?limit=2&ending_before=${ids[2]}`));
+      expect(back.json.data).toEqual([]);
+      // The cursor is looked up among the path user's own accounts only.
+      await h.createUser('bystander');
+      const other = await h.request('GET', path('bystander', `?limit=2&starting_after=${ids[1]}`));
+      expect(other.status).toBe(400);
+      expect(other.json.error.param).toBe('starting_after');
+    });
+
     it('test and live are separate: a test account is invisible to the live key', async () => {
       await h.createUser('twin');
       await h.createUser('twin', {}, h.liveKey);

@@ -146,6 +146,65 @@ describeEngines('withdrawals through the official Node SDK', (engine) => {
     expect(cursor.json.data[0].id).toBe(page.data[1].id);
   });
 
+  it('a cursor whose withdrawal has left the status filter still marks the place to go on from', async () => {
+    // The merchant's loop: list `status=created`, confirm or cancel each, ask for the next page
+    // after the last id, which is no longer `created`.
+    await pingpp.users.create(h.appId, { id: 'cursor_user' });
+    await h.fund('cursor_user', 10_000);
+    const made: string[] = []; // newest first, as lists are
+    for (let i = 0; i < 5; i++) made.unshift((await create('cursor_user', 'alipay', sandboxPayee('alipay', ''), 100, 0)).id);
+    const ids = (res: { json: Record<string, unknown> }) => (res.json.data as { id: string }[]).map((w) => w.id);
+    const list = (q: string) => h.request('GET', h.appPath(`/withdrawals?user=cursor_user&status=created&${q}`));
+
+    const page1 = await list('limit=2');
+    expect(ids(page1)).toEqual(made.slice(0, 2));
+    for (const id of made.slice(0, 2)) await pingpp.withdrawals.cancel(h.appId, id);
+    const page2 = await list(`limit=2&starting_after=${made[1]}`);
+    expect(page2.status, page2.body).toBe(200);
+    expect({ ids: ids(page2), has_more: page2.json.has_more }).toEqual({ ids: made.slice(2, 4), has_more: true });
+
+    // Both directions go on from the cursor's place in the order, skipping rows that do not match.
+    await pingpp.withdrawals.cancel(h.appId, made[3]!);
+    expect(ids(await list(`limit=2&starting_after=${made[3]}`))).toEqual([made[4]]);
+    expect(ids(await list(`limit=2&ending_before=${made[3]}`))).toEqual([made[2]]);
+    expect(ids(await list(`limit=2&ending_before=${made[1]}`))).toEqual([]);
+    // A cursor from another app or mode is still unknown.
+    const live = await h.request('GET', h.appPath(`/withdrawals?status=created&starting_after=${made[1]}`), { key: h.liveKey });
+    expect(live.status).toBe(400);
+    expect(live.json.error.param).toBe('starting_after');
+  });
+
+  it('user= (empty) matches no withdrawal, as in every other list, and totals 0', async () => {
+    const everyone = await h.request('GET', h.appPath('/withdrawals?per_page=1'));
+    expect(everyone.json.total_withdrawals_amount).toBeGreaterThan(0);
+    for (const q of ['user=', 'user=&status=succeeded', 'user=&limit=5']) {
+      const res = await h.request('GET', h.appPath(`/withdrawals?${q}`));
+      expect(res.status, q).toBe(200);
+      expect({ data: res.json.data, total: res.json.total_withdrawals_amount, has_more: res.json.has_more }, q).toEqual({ data: [], total: 0, has_more: false });
+    }
+    expect((await h.request('GET', h.appPath('/balance_transactions?user='))).json.data).toEqual([]);
+  });
+
+  it('total_withdrawals_amount saturates at 2^31−1, which the Java and C# SDKs read as an int', async () => {
+    const MAX_INT32 = 2_147_483_647;
+    // Two users' withdrawals (the kept totals) and one user's withdrawals over time (the SUM of
+    // their rows) both add up past 2^31−1 while each balance stays below it.
+    for (const user of ['big_a', 'big_b']) {
+      await pingpp.users.create(h.appId, { id: user });
+      await h.fund(user, 1_500_000_000);
+      const w = await create(user, 'alipay', sandboxPayee('alipay', ''), 1_500_000_000, 0);
+      await pingpp.withdrawals.cancel(h.appId, w.id);
+      await create(user, 'alipay', sandboxPayee('alipay', ''), 1_500_000_000, 0);
+    }
+    for (const q of ['per_page=1', 'status=created&per_page=1', 'user=big_a&per_page=1', 'user=big_a&limit=1', 'channel=alipay&limit=1']) {
+      const res = await h.request('GET', h.appPath(`/withdrawals?${q}`));
+      expect(res.json.total_withdrawals_amount, q).toBe(MAX_INT32);
+    }
+    // Below the bound the total is exact.
+    const one = await h.request('GET', h.appPath('/withdrawals?user=big_a&status=canceled'));
+    expect(one.json.total_withdrawals_amount).toBe(1_500_000_000);
+  });
+
   it('settle accounts pay withdrawals without extra; with channel+extra the settle account is ignored', async () => {
     await pingpp.users.create(h.appId, { id: 'sa_user' });
     await h.fund('sa_user', 5000);

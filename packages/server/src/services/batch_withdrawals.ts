@@ -5,7 +5,7 @@ import type { Db } from '../store/db.ts';
 import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
-import { listPage, listObject, type ListParams } from '../store/paging.ts';
+import { listPage, listObject, saturatedSum, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
 import { markCanceled, markManyPending, requireLiveCredentials, statusMoves, withdrawalToWire } from './withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
@@ -161,8 +161,10 @@ export async function batchToWire(db: Db, batch: BatchWithdrawalRow): Promise<Ba
   const counts = await itemCounts(db, batch.id);
   const items = await db.selectFrom('withdrawals').selectAll().where('batch_withdrawal', '=', batch.id)
     .orderBy('created', 'desc').orderBy('id', 'desc').limit(MAX_BATCH_SIZE).execute();
-  const sum = (k: 'count' | 'amount' | 'user_fee' | 'fee') => Object.values(counts).reduce((s, c) => s + (c?.[k] ?? 0), 0);
-  const of = (s: string, k: 'count' | 'amount') => counts[s]?.[k] ?? 0;
+  // Up to MAX_BATCH_SIZE amounts of up to 2^31−1 each: the money sums saturate (see saturatedSum);
+  // counts stay far below the bound.
+  const sum = (k: 'count' | 'amount' | 'user_fee' | 'fee') => saturatedSum(Object.values(counts).reduce((s, c) => s + (c?.[k] ?? 0), 0));
+  const of = (s: string, k: 'count' | 'amount') => saturatedSum(counts[s]?.[k] ?? 0);
   return {
     id: batch.id,
     object: 'batch_withdrawal',
@@ -196,10 +198,16 @@ export async function retrieveBatchWithdrawal(rt: Runtime, scope: Scope, id: str
 }
 
 export async function listBatchWithdrawals(rt: Runtime, scope: Scope, p: ListParams & { status?: string }) {
-  const { rows, hasMore } = await listPage<BatchWithdrawalRow>(rt.store.db, 'batch_withdrawals', (qb) => {
-    qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
-    return p.status ? qb.where('status', '=', p.status) : qb;
-  }, p);
+  // `status` narrows the page, not the cursor look-up: a batch listed as `pending` finishes before
+  // the next page is asked for, and its id must still mark the place to go on from.
+  const { rows, hasMore } = await listPage<BatchWithdrawalRow>(
+    rt.store.db,
+    'batch_withdrawals',
+    (qb) => qb.where('app', '=', scope.app).where('livemode', '=', mode(scope)),
+    p,
+    'id',
+    (qb) => (p.status !== undefined ? qb.where('status', '=', p.status) : qb),
+  );
   const data: BatchWithdrawal[] = [];
   for (const row of rows) data.push(await batchToWire(rt.store.db, row));
   return { data, hasMore };

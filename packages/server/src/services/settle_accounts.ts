@@ -103,11 +103,16 @@ export async function retrieveSettleAccount(rt: Runtime, scope: Scope, userId: s
 
 export async function listSettleAccounts(rt: Runtime, scope: Scope, userId: string, p: ListParams): Promise<{ data: SettleAccount[]; hasMore: boolean }> {
   const user = await pathUser(rt.store.db, scope, userId);
+  // Unbound accounts are left out of the page but not out of the cursor look-up: a client that
+  // unbinds the accounts of one page and then asks for the next one names a deleted account as
+  // its cursor. That reveals nothing: the cursor is the path user's own account.
   const { rows, hasMore } = await listPage<SettleAccountRow>(
     rt.store.db,
     'settle_accounts',
-    (qb) => qb.where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('user_pk', '=', user.pk).where('deleted', '=', 0),
+    (qb) => qb.where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('user_pk', '=', user.pk),
     p,
+    'id',
+    (qb) => qb.where('deleted', '=', 0),
   );
   return { data: rows.map(settleAccountToWire), hasMore };
 }

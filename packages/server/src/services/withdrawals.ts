@@ -20,7 +20,7 @@ import {
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { insertRows } from '../store/prepared.ts';
-import { listPage, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
+import { listPage, saturatedSum, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { moveWithdrawalTotals, withdrawalTotal, type WithdrawalMove } from '../store/withdrawal_totals.ts';
@@ -208,27 +208,35 @@ function createdRange(p: ListParams): { fromS?: number; untilS?: number } {
   return { ...(lows.length ? { fromS: Math.max(...lows) } : {}), ...(highs.length ? { untilS: Math.min(...highs) } : {}) };
 }
 
-/** List plus `total_withdrawals_amount`: the sum over every matching withdrawal, not just this page. */
+/**
+ * List plus `total_withdrawals_amount`: the sum over every matching withdrawal, not just this page,
+ * saturated at 2^31−1 (an app's withdrawals pass ¥21.5M in time; see saturatedSum).
+ */
 export async function listWithdrawals(rt: Runtime, scope: Scope, p: WithdrawalListParams): Promise<Omit<WithdrawalList, 'url' | 'object'>> {
-  // The filters use the (app, livemode, status|user|channel, created, id) indexes.
-  const scoped = (qb: AnyQuery) => {
-    qb = qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
-    if (p.status) qb = qb.where('status', '=', p.status);
-    if (p.user) qb = qb.where('user', '=', p.user);
-    if (p.channel) qb = qb.where('channel', '=', p.channel);
+  const scoped = (qb: AnyQuery) => qb.where('app', '=', scope.app).where('livemode', '=', mode(scope));
+  // The filters use the (app, livemode, status|user|channel, created, id) indexes. They narrow the
+  // page but not the cursor look-up: a merchant confirms the rows of a `status=created` page and
+  // then asks for the next one after a cursor that is no longer `created`.
+  // A filter that is present filters, even when empty: `user=` matches no withdrawal, as it
+  // matches nothing in every other list (no user has an empty id).
+  const filtered = (qb: AnyQuery) => {
+    if (p.status !== undefined) qb = qb.where('status', '=', p.status);
+    if (p.user !== undefined) qb = qb.where('user', '=', p.user);
+    if (p.channel !== undefined) qb = qb.where('channel', '=', p.channel);
     return qb;
   };
-  const { rows, hasMore } = await listPage<WithdrawalRow>(rt.store.db, 'withdrawals', scoped, p);
-  return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: await totalAmount(rt.store.db, scope, p, scoped) };
+  const { rows, hasMore } = await listPage<WithdrawalRow>(rt.store.db, 'withdrawals', scoped, p, 'id', filtered);
+  const total = await totalAmount(rt.store.db, scope, p, (qb) => filtered(scoped(qb)));
+  return { has_more: hasMore, data: rows.map(withdrawalToWire), total_withdrawals_amount: saturatedSum(total) };
 }
 
 /**
  * From the kept totals, except with a `user` filter: one user's withdrawals are few, and summing
  * them through the (app, livemode, user, created) index costs what their pages cost.
  */
-async function totalAmount(db: Db, scope: Scope, p: WithdrawalListParams, scoped: (qb: AnyQuery) => AnyQuery): Promise<number> {
+async function totalAmount(db: Db, scope: Scope, p: WithdrawalListParams, matching: (qb: AnyQuery) => AnyQuery): Promise<number> {
   if (p.user !== undefined) {
-    const total = (await whereCreated(scoped(db.selectFrom('withdrawals')), p)
+    const total = (await whereCreated(matching(db.selectFrom('withdrawals')), p)
       .select(sql<number>`coalesce(sum(amount), 0)`.as('total'))
       .executeTakeFirstOrThrow()) as { total: number };
     return Number(total.total);

@@ -49,8 +49,10 @@ export function whereCreated(qb: AnyQuery, p: ListParams): AnyQuery {
  * limit/starting_after/ending_before (cursor; stable while rows are being added).
  * `scoped` must already restrict the query to one app (or account) and mode.
  * `filtered` narrows the page only: a cursor is looked up in the whole scope, so a cursor row that
- * no longer matches a filter whose answer changes over time (events' delivery_success) still
- * marks the place to go on from.
+ * no longer matches a filter whose answer changes over time (a withdrawal's or batch's status, a
+ * settle account's deletion, events' delivery_success) still marks the place to go on from: the
+ * next page holds the matching rows after the cursor's place in the order. A merchant who lists
+ * `status=created` and confirms each row before asking for the next page relies on this.
  */
 export async function listPage<Row>(
   db: Db,
@@ -85,10 +87,14 @@ export async function listPage<Row>(
     const rows = (await base().limit(limit + 1).execute()) as Row[];
     return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
   }
-  if (p.starting_after && p.ending_before) {
+  // A cursor counts as sent when it is present, even empty: `starting_after=` is a mistake to
+  // name (no object has an empty id), not a request for the first page, and not `ending_before`.
+  const after = p.starting_after !== undefined;
+  if (after && p.ending_before !== undefined) {
     throw errors.invalidParam('ending_before', 'cannot be combined with starting_after', '不能与 starting_after 同时使用');
   }
-  const param = p.starting_after ? 'starting_after' : 'ending_before';
+  const param = after ? 'starting_after' : 'ending_before';
+  if (cursorId === '') throw errors.invalidParam(param, 'must be the id of an object in this list, not empty', '必须是列表中某个对象的 id，不能为空');
   const cursor = (await scoped(db.selectFrom(table)).select(['created', `${tie} as tie`]).where('id', '=', cursorId).executeTakeFirst()) as
     | { created: number; tie: string }
     | undefined;
@@ -98,7 +104,7 @@ export async function listPage<Row>(
   // bound as a range of the (…, created, id) index and start the page right at the cursor, where
   // the OR form walks the index from the newest row, so each page would cost its depth.
   const tieRef = sql.ref(tie);
-  if (p.starting_after) {
+  if (after) {
     const rows = (await base()
       .where(sql<boolean>`(created, ${tieRef}) < (${cursor.created}, ${cursor.tie})`)
       .limit(limit + 1)
@@ -112,6 +118,19 @@ export async function listPage<Row>(
     .limit(limit + 1)
     .execute()) as Row[];
   return { rows: rows.slice(0, limit).reverse(), hasMore: rows.length > limit };
+}
+
+/** The largest number the Java and C# SDKs read into their 32-bit int money fields (§5.5). */
+const MAX_INT32 = 2_147_483_647;
+
+/**
+ * A sum of amounts as the API reports it: `total_withdrawals_amount`, a batch's `amount`. Each
+ * amount fits in 32 bits, but their sum need not, and the Java and C# SDKs fail to parse a whole
+ * answer with a larger value in an int field. So the sum saturates: 2147483647 means "at least
+ * that much". Exact sums are in the data itself (each object's amount).
+ */
+export function saturatedSum(sum: number): number {
+  return Math.min(sum, MAX_INT32);
 }
 
 export function listObject<T>(url: string | null, data: T[], hasMore: boolean): List<T> {
