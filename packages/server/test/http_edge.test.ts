@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { ConnectionError, FastifyBaseLogger } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Type } from '@sinclair/typebox';
 import { createApp } from '../src/services/accounts.ts';
@@ -9,6 +10,7 @@ import { routesNeedingPrincipal } from '../src/http/plugins/auth.ts';
 import { maskSecretKey } from '../src/security/secrets.ts';
 import { validatorCompiler } from '../src/http/validation.ts';
 import { validationError } from '../src/domain/validation-errors.ts';
+import { clientErrorHandler, clientErrorOf } from '../src/http/client-error.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 
 /** Sends `requestLine` (plus headers) on a raw socket, so no client normalises the target; resolves to status and body. */
@@ -27,6 +29,32 @@ function rawRequest(port: number, requestLine: string, headers: Record<string, s
     // Not end(): a half-closed socket may be dropped before a slow answer; `connection: close` ends it.
     // Latin-1: one byte per character, so header bytes above 0x7f arrive as written (obs-text).
     socket.write(`${requestLine}\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`, 'latin1');
+  });
+}
+
+/**
+ * Writes `bytes` on a raw socket and resolves when the server closes the connection, with the
+ * answer's status, headers (lower-cased names) and body; fails if the connection stays open.
+ */
+function rawExchange(port: number, bytes: string): Promise<{ status: number; headers: Record<string, string>; body: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(bytes, 'latin1'));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`connection still open after 5 s; got ${JSON.stringify(Buffer.concat(chunks).toString('utf8').slice(0, 300))}`));
+    }, 5000);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    // A reset after the answer was read still counts as closed; what matters is what was read.
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const end = text.indexOf('\r\n\r\n');
+      const lines = text.slice(0, end).split('\r\n');
+      const headers = Object.fromEntries(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0] ?? '')?.[1] ?? NaN), headers, body: text.slice(end + 4), text });
+    });
   });
 }
 
@@ -154,6 +182,63 @@ describeEngines('HTTP edge', (engine) => {
       }
     });
   });
+
+  describe("requests Node's HTTP parser refuses answer Ping++'s error shape and close the connection", () => {
+    /** The answer to a request that never reached Fastify: Ping++'s error body, correctly framed, then the end of the connection. */
+    const expectPingppError = (res: Awaited<ReturnType<typeof rawExchange>>, status: number, code: string) => {
+      expect(res.status, res.text.slice(0, 300)).toBe(status);
+      expect(res.headers.connection).toBe('close');
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      // Bytes, not characters: the message is Chinese.
+      expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.body));
+      const body = JSON.parse(res.body);
+      expect(Object.keys(body)).toEqual(['error']);
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', code });
+      expect(typeof body.error.message).toBe('string');
+      return body;
+    };
+
+    it('a 20 KB query string (request line and headers over 16 KB) answers 431', async () => {
+      const res = await rawExchange(port, `GET ${h.appPath('/users')}?user=${'u'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.testKey}\r\n\r\n`);
+      const body = expectPingppError(res, 431, 'request_header_too_large');
+      // Nothing of the refused request comes back.
+      expect(res.text).not.toContain('uuuu');
+      expect(res.text).not.toContain(h.testKey);
+      expect(body.error.message).toContain('16384');
+    });
+
+    it('an oversized header answers 431 too', async () => {
+      const res = await rawExchange(port, `GET ${h.appPath('/users')} HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`);
+      expectPingppError(res, 431, 'request_header_too_large');
+    });
+
+    it('a malformed request line answers 400 bad_request', async () => {
+      const res = await rawExchange(port, `GET /v1/apps/x/users HTTP/1.1 junk\r\nHost: x\r\n\r\n`);
+      const body = expectPingppError(res, 400, 'bad_request');
+      expect(body.error.message).toMatch(/\(HPE_[A-Z_]+\)/);
+      expect(res.text).not.toContain('junk');
+    });
+
+    it('a malformed request after an answered one on a kept-alive connection gets the error too', async () => {
+      // The Ping++ SDKs keep connections alive: once the first answer is written, the next refusal is answered.
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.write(`GET ${h.appPath('/users')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.testKey}\r\n\r\n`));
+        let out = '';
+        const timer = setTimeout(() => (socket.destroy(), reject(new Error(`connection still open: ${out.slice(0, 300)}`))), 5000);
+        socket.on('data', (c: Buffer) => {
+          const first = out === '';
+          out += c.toString('utf8');
+          if (first) socket.write('BAD\x01 / HTTP/1.1\r\nHost: x\r\n\r\n');
+        });
+        socket.on('error', () => {});
+        socket.on('close', () => (clearTimeout(timer), resolve(out)));
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 200 /);
+      const second = text.slice(text.indexOf('HTTP/1.1', 1));
+      expect(second).toMatch(/^HTTP\/1\.1 400 /);
+      expect(JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)).error).toMatchObject({ type: 'invalid_request_error', code: 'bad_request' });
+    });
+  });
 });
 
 describeEngines('HTTP edge: keys as raw bytes', (engine) => {
@@ -176,6 +261,79 @@ describeEngines('HTTP edge: keys as raw bytes', (engine) => {
         expect(res.status, JSON.stringify(key)).toBe(401);
         expect(JSON.parse(res.body).error.code).toBe('invalid_api_key');
       }
+    }
+  });
+});
+
+describe('clientErrorHandler (a socket the parser gave up on)', () => {
+  /** A stand-in socket recording what the handler does to it, and a logger recording what it logs. */
+  const fake = (state: { destroyed?: boolean; writable?: boolean; headerSent?: boolean }) => {
+    const written: string[] = [];
+    let destroyedWith: unknown = 'not destroyed';
+    const socket = {
+      destroyed: state.destroyed ?? false,
+      writable: state.writable ?? true,
+      _httpMessage: state.headerSent === undefined ? null : { _headerSent: state.headerSent },
+      write: (s: string) => written.push(s),
+      destroy: (e: unknown) => (destroyedWith = e),
+    };
+    const logged: unknown[][] = [];
+    const log = { trace: (...args: unknown[]) => logged.push(args) };
+    return { socket, written, logged, log, destroyed: () => destroyedWith };
+  };
+  const parseError = (code: string) =>
+    Object.assign(new Error('Parse Error: Invalid method encountered'), { code, bytesParsed: 3, rawPacket: Buffer.from('BAD / HTTP/1.1\r\nAuthorization: Bearer sk_test_secret\r\n') });
+  const run = (f: ReturnType<typeof fake>, err: ReturnType<typeof parseError>) =>
+    clientErrorHandler(f.log as unknown as FastifyBaseLogger)(err as unknown as ConnectionError, f.socket as unknown as Socket);
+
+  it('maps the parser error to its status: 431, 413, 408, else 400', () => {
+    expect(clientErrorOf({ code: 'HPE_HEADER_OVERFLOW' })).toMatchObject({ status: 431, code: 'request_header_too_large' });
+    expect(clientErrorOf({ code: 'HPE_CHUNK_EXTENSIONS_OVERFLOW' })).toMatchObject({ status: 413, code: 'request_too_large' });
+    expect(clientErrorOf({ code: 'ERR_HTTP_REQUEST_TIMEOUT' })).toMatchObject({ status: 408, code: 'request_timeout' });
+    expect(clientErrorOf({ code: 'HPE_INVALID_METHOD' })).toMatchObject({ status: 400, code: 'bad_request', en: 'Bad request: not a valid HTTP/1.1 request (HPE_INVALID_METHOD).' });
+    expect(clientErrorOf({ code: 'EPIPE' }).en).toBe('Bad request: not a valid HTTP/1.1 request.');
+  });
+
+  it('writes one framed answer, then ends the connection; logs no byte of the request', () => {
+    const f = fake({});
+    const err = parseError('HPE_INVALID_METHOD');
+    run(f, err);
+    expect(f.written).toHaveLength(1);
+    expect(f.written[0]).toMatch(/^HTTP\/1\.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application\/json; charset=utf-8\r\nContent-Length: \d+\r\n\r\n\{"error":/);
+    expect(f.destroyed()).toBe(err);
+    expect(JSON.stringify(f.logged)).not.toContain('sk_test_secret');
+    expect(JSON.stringify(f.logged)).not.toContain('rawPacket');
+  });
+
+  it('a 408 for a request not received in time', () => {
+    const f = fake({});
+    run(f, parseError('ERR_HTTP_REQUEST_TIMEOUT'));
+    expect(f.written[0]).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+  });
+
+  it('writes nothing into a response already under way, but still ends the connection', () => {
+    const f = fake({ headerSent: true });
+    const err = parseError('HPE_INVALID_METHOD');
+    run(f, err);
+    expect(f.written).toEqual([]);
+    expect(f.destroyed()).toBe(err);
+    const g = fake({ headerSent: false });
+    run(g, err);
+    expect(g.written).toHaveLength(1);
+  });
+
+  it('writes nothing to a socket that is not writable', () => {
+    const f = fake({ writable: false });
+    run(f, parseError('HPE_INVALID_METHOD'));
+    expect(f.written).toEqual([]);
+  });
+
+  it('leaves a reset or already closed connection alone, as Fastify does', () => {
+    for (const f of [fake({}), fake({ destroyed: true })]) {
+      run(f, parseError(f.socket.destroyed ? 'HPE_INVALID_METHOD' : 'ECONNRESET'));
+      expect(f.written).toEqual([]);
+      expect(f.destroyed()).toBe('not destroyed');
+      expect(f.logged).toEqual([]);
     }
   });
 });

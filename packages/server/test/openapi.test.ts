@@ -166,6 +166,25 @@ describe('OpenAPI reference', () => {
     expect(res.body).toContain('swagger-ui');
   });
 
+  it('answers an unknown /docs/ path with the same Ping++ not-found error as any other unknown path', async () => {
+    for (const path of ['/docs/no-such-page', '/docs/static/no-such-file.js']) {
+      const res = await h.request('GET', path, { key: null });
+      expect(res.status, path).toBe(404);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(res.json).toEqual({ error: { type: 'invalid_request_error', code: 'route_not_found', message: `未找到请求的路径 GET ${path}。` } });
+    }
+    // As an unknown path elsewhere answers.
+    const elsewhere = await h.request('GET', '/no-such-page', { key: null });
+    expect(elsewhere.json.error.code).toBe('route_not_found');
+  });
+
+  it("answers the docs files' other refusals in Ping++'s shape too (a Range past the end: 416)", async () => {
+    const res = await h.request('GET', '/docs/static/index.css', { key: null, headers: { range: 'bytes=99999999-' } });
+    expect(res.status).toBe(416);
+    expect(res.headers['content-range']).toMatch(/^bytes \*\/\d+$/);
+    expect(res.json).toEqual({ error: { type: 'invalid_request_error', code: 'bad_request', message: expect.any(String) } });
+  });
+
   it('documents answers without changing them: a withdrawal list still carries total_withdrawals_amount', async () => {
     const res = await h.request('GET', h.appPath('/withdrawals'));
     expect(Object.keys(res.json).sort()).toEqual(['data', 'has_more', 'object', 'total_withdrawals_amount', 'url']);

@@ -24,6 +24,7 @@ import { adminRoutes } from '../admin/routes.ts';
 import { dashboardRoutes } from '../admin/dashboard.ts';
 import { channelNotifyRoutes } from './routes/channel_notify.ts';
 import { lazyChildLoggerFactory } from '../logging.ts';
+import { clientErrorHandler } from './client-error.ts';
 
 /** A plugin adding the routes of one resource under /v1. */
 export type RouteModule = (app: FastifyInstance, rt: Runtime) => Promise<void>;
@@ -59,6 +60,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 128 },
     frameworkErrors,
+    // Requests Node's HTTP parser refuses (oversized or malformed heads) get Ping++'s error shape too.
+    clientErrorHandler: clientErrorHandler(rt.log as FastifyBaseLogger),
   });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, rt.config.bodyLimitBytes);

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import { objectOfTag, objectSchemas } from './openapi-objects.ts';
 
@@ -141,6 +142,16 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     const headers: Record<string, string> = {};
     for (const h of FORWARDED_HEADERS) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h];
     const res = await doc.inject({ method: 'GET', url: req.url, headers });
+    // The docs instance answers its errors in Fastify's own shape; this server answers Ping++'s.
+    // A path it does not have gets this app's not-found answer, as any other unknown path does.
+    if (res.statusCode === 404) return reply.callNotFound();
+    if (res.statusCode >= 400) {
+      // Another refusal (416 for a Range past the end of a file) keeps its status and goes
+      // through the app's error handler; Content-Range tells the client the file's length.
+      const range = res.headers['content-range'];
+      if (typeof range === 'string') reply.header('content-range', range);
+      throw Object.assign(new Error(STATUS_CODES[res.statusCode] ?? 'Error'), { statusCode: res.statusCode });
+    }
     reply.code(res.statusCode);
     for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !HOP_HEADERS.has(k)) reply.header(k, v);
     return reply.send(res.rawPayload);
