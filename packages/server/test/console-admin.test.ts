@@ -156,6 +156,19 @@ describeEngines('console admin API', (engine) => {
     }
   });
 
+  it('pages on after the rows of a created page were canceled: the cursor need not match the filter any more', async () => {
+    const s = await session();
+    const ids = [await withdrawal(111), await withdrawal(112), await withdrawal(113)]; // newest last
+    const page = await call(s, 'GET', `/admin/apps/${h.appId}/withdrawals?mode=test&status=created&limit=2`);
+    expect(page.json.data.map((w: { id: string }) => w.id)).toEqual([ids[2], ids[1]]);
+    const batch = await call(s, 'POST', `/admin/apps/${h.appId}/withdrawals/batch`, { mode: 'test', action: 'cancel', ids: [ids[2], ids[1]] });
+    expect(batch.json.succeeded).toBe(2);
+    const next = await call(s, 'GET', `/admin/apps/${h.appId}/withdrawals?mode=test&status=created&limit=2&starting_after=${ids[1]}`);
+    expect(next.status, next.body).toBe(200);
+    expect(next.json.data[0].id).toBe(ids[0]);
+    expect(next.json.data.every((w: { status: string }) => w.status === 'created')).toBe(true);
+  });
+
   it('shows an account operator only its own apps; a platform operator sees all', async () => {
     const other = await createApp(h.rt, { name: 'other shop', account: 'other' });
     await createOperator(h.rt, { email: 'other@example.com', password: PASSWORD, account: 'other' });

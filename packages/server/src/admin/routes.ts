@@ -199,8 +199,11 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
       const scope = await scopeFor(req, req.params.app, q.mode);
       // The same (app, livemode[, status|user|channel], created, id) indexes as the v1 list; cursor
       // pages only (no offset, no total), so page N costs what page 1 does at any table size.
-      const scoped = (qb: AnyQuery) => {
-        qb = qb.where('app', '=', scope.app).where('livemode', '=', scope.livemode ? 1 : 0);
+      const scoped = (qb: AnyQuery) => qb.where('app', '=', scope.app).where('livemode', '=', scope.livemode ? 1 : 0);
+      // The filters narrow the page, not the cursor look-up: an operator confirms the withdrawals of
+      // a `created` page, then asks for the next one after a row no longer `created` (as the v1 list).
+      // Empty form fields are no filter here.
+      const filtered = (qb: AnyQuery) => {
         if (q.status) qb = qb.where('status', '=', q.status);
         if (q.user) qb = qb.where('user', '=', q.user);
         if (q.channel) qb = qb.where('channel', '=', q.channel as WithdrawalChannel);
@@ -212,7 +215,7 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
         ...(q.starting_after ? { starting_after: q.starting_after } : {}),
         ...(q['created[gte]'] !== undefined ? { 'created[gte]': q['created[gte]'] } : {}),
         ...(q['created[lte]'] !== undefined ? { 'created[lte]': q['created[lte]'] } : {}),
-      });
+      }, 'id', filtered);
       return { data: rows.map(withdrawalToWire), has_more: hasMore };
     },
   );
