@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
+import { seedExtra } from './helpers/withdrawals.ts';
 
 /**
  * Bad input changes nothing: every request below is one a client could send by mistake (or on
@@ -322,6 +323,31 @@ describeEngines('invalid input', (engine) => {
     expect(await h.snapshot()).toEqual(before);
     const rich = await h.request('GET', h.appPath('/users/inv_rich'));
     expect(rich.json.available_balance).toBe(MAX_AMOUNT);
+  });
+
+  it('counts what open withdrawals hold against that bound: a cancel gives it back, and that return is never refused', async () => {
+    await h.createUser('inv_held');
+    await h.createUser('inv_giver');
+    await h.fund('inv_held', MAX_AMOUNT);
+    await h.fund('inv_giver', 5_000);
+    const w = await h.request('POST', h.appPath('/withdrawals'), { body: { user: 'inv_held', amount: 1000, channel: 'alipay', order_no: 'invheldw1', extra: seedExtra('alipay') } });
+    expect(w.status, w.body).toBe(200);
+    const before = await h.snapshot();
+    // Available is MAX − 1000 now, but the 1,000 held comes back on a cancel: no credit fits.
+    for (const [path, body] of [
+      ['/balance_bonuses', { user: 'inv_held', amount: 1, order_no: 'inv_held_b' }],
+      ['/balance_settlements', { user: 'inv_held', amount: 1, order_no: 'inv_held_s' }],
+      ['/balance_transfers', { user: 'inv_giver', recipient: 'inv_held', amount: 1, order_no: 'inv_held_t' }],
+    ] as const) {
+      const res = await h.request('POST', h.appPath(path), { body });
+      expect(res.status, `${path}: ${res.body}`).toBe(400);
+      expect(res.json.error).toMatchObject({ code: 'balance_limit_exceeded', param: 'amount' });
+    }
+    expect(await h.snapshot()).toEqual(before);
+    expect((await h.request('PUT', h.appPath(`/withdrawals/${w.json.id}`), { body: { status: 'canceled' } })).status).toBe(200);
+    expect((await h.request('GET', h.appPath('/users/inv_held'))).json.available_balance).toBe(MAX_AMOUNT);
+    // With nothing held the room is exact again: none left.
+    expect((await h.request('POST', h.appPath('/balance_bonuses'), { body: { user: 'inv_held', amount: 1, order_no: 'inv_held_b2' } })).status).toBe(400);
   });
 
   it('never answers 5xx to NUL characters or out-of-range numbers in paths and query strings', async () => {

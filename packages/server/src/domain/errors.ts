@@ -148,8 +148,8 @@ export const errors = {
   balanceLimitExceeded: (user: string) =>
     new ApiError({
       status: 400, param: 'amount', code: 'balance_limit_exceeded',
-      zh: `该笔入账会使用户 ${user} 的余额超过 2147483647 分。`,
-      en: `This credit would take the balance of user ${user} above 2147483647 fen.`,
+      zh: `该笔入账会使用户 ${user} 的余额（含提现中冻结的金额）超过 2147483647 分。`,
+      en: `This credit would take the balance of user ${user} (with what their open withdrawals hold) above 2147483647 fen.`,
     }),
   uriTooLong: () => new ApiError({ status: 414, code: 'uri_too_long', zh: '请求路径过长。', en: 'The request path is too long.' }),
   invalidUrl: () => new ApiError({ status: 400, code: 'invalid_url', zh: '请求路径不是有效的 URL。', en: 'The request path is not a valid URL.' }),

@@ -148,6 +148,16 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
   return lineIds;
 }
 
+/**
+ * What the user's withdrawals still hold (`created`, `pending`): money that comes back to the
+ * available balance when one is canceled or fails, and that return is never refused. So a capped
+ * credit counts it: otherwise a credit let in below the cap, then a cancel, would take the balance
+ * above MAX_BALANCE. Only capped credits (bonuses, settlements, transfers received) pay for it:
+ * a walk of the user's withdrawals on the (app, livemode, user, created, id) index.
+ */
+const heldByWithdrawals = sql<number>`(select coalesce(sum(w.amount), 0) from withdrawals w
+  where w.app = users.app and w.livemode = users.livemode and w."user" = users.id and w.status in ('created', 'pending'))`;
+
 type BalanceUpdate = { amount: number; withdrawableDelta: number; pk: string; bound: number };
 type Balances = { available_balance: number; withdrawable_balance: number };
 
@@ -164,7 +174,7 @@ function balanceUpdate(condition: 'withdrawable_debit' | 'bonus_debit' | 'capped
     // The check and the debit are one statement: no read-then-write race on any engine.
     if (condition === 'withdrawable_debit') query = query.where('withdrawable_balance', '>=', p.bound);
     else if (condition === 'bonus_debit') query = query.where(sql<boolean>`available_balance - withdrawable_balance >= ${p.bound}`);
-    else if (condition === 'capped_credit') query = query.where('available_balance', '<=', p.bound);
+    else if (condition === 'capped_credit') query = query.where(sql<boolean>`available_balance + ${heldByWithdrawals} <= ${p.bound}`);
     return query.returning(['available_balance', 'withdrawable_balance']);
   });
 }
@@ -217,7 +227,7 @@ async function applyOneUserMovementPg(trx: Db, m: Movement, u: UserChange): Prom
         ? sql`and withdrawable_balance >= ${-u.amount}::bigint`
         : sql`and available_balance - withdrawable_balance >= ${-u.amount}::bigint`
       : u.capped
-        ? sql`and available_balance <= ${MAX_BALANCE - u.amount}::bigint`
+        ? sql`and available_balance + ${heldByWithdrawals} <= ${MAX_BALANCE - u.amount}::bigint`
         : sql``;
   const postings = [
     { account: userAccount(u.userPk, u.bucket), amount: u.amount },
