@@ -72,8 +72,8 @@ export async function createOnce<T extends { request_hash: string }>(
   orderNo: string,
   hash: string,
   create: () => Promise<T>,
-  /** Other hashes that also stand for this request (how an earlier version hashed it). */
-  earlierHashes: readonly string[] = [],
+  /** Other hashes that also stand for this request (how an earlier version hashed it), made only when an order_no is taken. */
+  earlierHashes: () => readonly string[] = () => [],
 ): Promise<T> {
   try {
     return await create();
@@ -86,7 +86,7 @@ export async function createOnce<T extends { request_hash: string }>(
       .where('order_no', '=', orderNo)
       .executeTakeFirst()) as T | undefined;
     if (!original) return refusedMovement(err);
-    if (original.request_hash !== hash && !earlierHashes.includes(original.request_hash)) throw errors.duplicateOrderNo(orderNo);
+    if (original.request_hash !== hash && !earlierHashes().includes(original.request_hash)) throw errors.duplicateOrderNo(orderNo);
     return original;
   }
 }

@@ -130,7 +130,6 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   // user_fee omitted and user_fee 0 are one request (as for transfers), so a retry that adds or
   // drops a 0 replays. Rows written before hashed the body as sent: that hash still replays them.
   const hash = requestHash({ ...p, user_fee: userFee });
-  const asSent = requestHash(p);
   // On PostgreSQL the common case (channel + extra) is one statement, one round trip (store/pg/withdrawal_create.ts).
   const onePgStatement = rt.store.engine === 'postgres' && !useSettleAccount;
   const row = await createOnce<WithdrawalRow>(rt.store.db, 'withdrawals', scope, p.order_no, hash, () =>
@@ -175,7 +174,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
         return row;
       }),
-    [asSent],
+    () => [requestHash(p)],
   );
   if (row.request_id !== scope.requestId) return withdrawalToWire(row); // an idempotent replay: the first create's row
   observeWithdrawalTransition(row.channel, 'none', 'created');
