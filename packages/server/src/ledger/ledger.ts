@@ -1,4 +1,5 @@
-import { PostgresAdapter, sql } from 'kysely';
+import { sql } from 'kysely';
+import { isPostgres } from '../store/engine.ts';
 import type { Db } from '../store/db.ts';
 import { numericId } from '../domain/ids.ts';
 import { insertRows, prepared } from '../store/prepared.ts';
@@ -153,7 +154,10 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
  * available balance when one is canceled or fails, and that return is never refused. So a capped
  * credit counts it: otherwise a credit let in below the cap, then a cancel, would take the balance
  * above MAX_BALANCE. Only capped credits (bonuses, settlements, transfers received) pay for it:
- * a walk of the user's withdrawals on the (app, livemode, user, created, id) index.
+ * a walk of the user's withdrawals on the (app, livemode, user, created, id) index. A create moves
+ * money from available to held and a cancel or failure moves it back, so the sum checked does not
+ * change under a concurrent one (PostgreSQL re-checks the locked row with the subquery's older
+ * snapshot); a success lowers it, so an older snapshot only refuses more.
  */
 const heldByWithdrawals = sql<number>`(select coalesce(sum(w.amount), 0) from withdrawals w
   where w.app = users.app and w.livemode = users.livemode and w."user" = users.id and w.status in ('created', 'pending'))`;
@@ -201,10 +205,6 @@ async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
   assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
   assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
   return row.available_balance;
-}
-
-function isPostgres(trx: Db): boolean {
-  return trx.getExecutor().adapter instanceof PostgresAdapter;
 }
 
 /**

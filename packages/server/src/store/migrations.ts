@@ -1,8 +1,6 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
-import { sql, SqliteAdapter } from 'kysely';
-
-/** Migrations that differ by engine ask this (Kysely's adapter is the one sign of it). */
-const onSqlite = (db: Kysely<unknown>): boolean => db.getExecutor().adapter instanceof SqliteAdapter;
+import { sql } from 'kysely';
+import { isSqlite } from './engine.ts';
 
 /**
  * Versioned migrations. Each is applied once, in name order, by `tixian migrate` and at start-up.
@@ -300,7 +298,7 @@ const m0001_initial: Migration = {
  */
 const m0003_secret_keys: Migration = {
   async up(db: Kysely<unknown>) {
-    const sqlite = onSqlite(db);
+    const sqlite = isSqlite(db);
     const createSecretKeys = async (q: Kysely<unknown>) => {
       await q.schema
         .createTable('secret_keys')
@@ -524,7 +522,7 @@ const m0009_payout_last_answer: Migration = {
  */
 const m0010_withdrawal_totals_shards: Migration = {
   async up(db: Kysely<unknown>) {
-    const sqlite = onSqlite(db);
+    const sqlite = isSqlite(db);
     if (!sqlite) {
       await db.schema.alterTable('withdrawal_totals').addColumn('shard', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       await db.schema.alterTable('withdrawal_totals').dropConstraint('withdrawal_totals_pk').execute();
@@ -575,7 +573,7 @@ const m0010_withdrawal_totals_shards: Migration = {
  */
 const m0011_partial_withdrawal_indexes: Migration = {
   async up(db: Kysely<unknown>) {
-    if (!onSqlite(db)) return;
+    if (!isSqlite(db)) return;
     for (const [name, column] of [
       ['withdrawals_batch', 'batch_withdrawal'],
       ['withdrawals_payout_due', 'payout_due_ms'],
@@ -597,7 +595,7 @@ const m0011_partial_withdrawal_indexes: Migration = {
  */
 const m0012_withdrawal_totals_by_day: Migration = {
   async up(db: Kysely<unknown>) {
-    if (!onSqlite(db)) return;
+    if (!isSqlite(db)) return;
     await db.schema.createIndex('withdrawal_totals_day').ifNotExists().on('withdrawal_totals').columns(['app', 'livemode', 'day_s', 'status', 'channel']).execute();
   },
 };

@@ -2,6 +2,7 @@ import { sql, type SelectQueryBuilder } from 'kysely';
 import type { Db } from './db.ts';
 import type { Database } from './schema.ts';
 import { errors } from '../domain/errors.ts';
+import { MAX_AMOUNT } from '../domain/money.ts';
 import type { List } from '@tixian/sdk';
 
 export interface ListParams {
@@ -120,9 +121,6 @@ export async function listPage<Row>(
   return { rows: rows.slice(0, limit).reverse(), hasMore: rows.length > limit };
 }
 
-/** The largest number the Java and C# SDKs read into their 32-bit int money fields (§5.5). */
-const MAX_INT32 = 2_147_483_647;
-
 /**
  * A sum of amounts as the API reports it: `total_withdrawals_amount`, a batch's `amount`. Each
  * amount fits in 32 bits, but their sum need not, and the Java and C# SDKs fail to parse a whole
@@ -130,7 +128,7 @@ const MAX_INT32 = 2_147_483_647;
  * that much". Exact sums are in the data itself (each object's amount).
  */
 export function saturatedSum(sum: number): number {
-  return Math.min(sum, MAX_INT32);
+  return Math.min(sum, MAX_AMOUNT);
 }
 
 export function listObject<T>(url: string | null, data: T[], hasMore: boolean): List<T> {

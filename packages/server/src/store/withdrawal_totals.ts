@@ -1,4 +1,5 @@
-import { PostgresAdapter, sql } from 'kysely';
+import { sql } from 'kysely';
+import { isPostgres } from './engine.ts';
 import type { Db } from './db.ts';
 import { preparedByCount } from './prepared.ts';
 import type { Bool, WithdrawalTotalRow } from './schema.ts';
@@ -39,7 +40,7 @@ export function totalsShard(user: string, shards: number): number {
   return (h >>> 0) % shards;
 }
 
-const shardsOf = (trx: Db) => (trx.getExecutor().adapter instanceof PostgresAdapter ? PG_TOTALS_SHARDS : 1);
+const shardsOf = (trx: Db) => (isPostgres(trx) ? PG_TOTALS_SHARDS : 1);
 
 /** One withdrawal entering (`from: null`), leaving (`to: null`) or moving between statuses. */
 export interface WithdrawalMove {

@@ -1,6 +1,6 @@
-import { PostgresAdapter } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
+import { isPostgres } from '../store/engine.ts';
 import { mode, type WebhookEndpointRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { newInternalId } from '../domain/ids.ts';
@@ -207,7 +207,7 @@ export async function removeEndpoint(rt: Runtime, app: string, id: string): Prom
  */
 export async function endWaitingDeliveries(trx: Db, endpointId: string, status: 'canceled' | 'failed'): Promise<number> {
   const ended = { status, next_attempt_ms: null, lease_ms: null };
-  if (trx.getExecutor().adapter instanceof PostgresAdapter) {
+  if (isPostgres(trx)) {
     // One statement: the deliveries this ends (locked, and looked at again once another process's
     // record of one commits) are the ones taken out of their events' counts. Counting the events
     // first, from a snapshot, took a delivery another process was recording as done out twice.
