@@ -9,17 +9,24 @@ export function auditToWire(row: AuditLogRow) {
   };
 }
 
-/** Audit lines newest first; an account's operators see only their account's lines. */
+/**
+ * Audit lines newest first; an account's operators see only their account's lines (the cursor
+ * too: another account's line is no place to page from). A target is any text (user ids are the
+ * merchant's to choose), so a view of one object also names its account and app.
+ */
 export async function auditLines(
   rt: Runtime,
-  p: { accountId: string | null; target?: string | undefined; limit: number; startingAfter?: string | undefined },
+  p: { accountId: string | null; app?: string | undefined; target?: string | undefined; limit: number; startingAfter?: string | undefined },
 ): Promise<{ data: ReturnType<typeof auditToWire>[]; has_more: boolean }> {
   const db = rt.store.db;
   let qb = db.selectFrom('audit_log').selectAll();
   if (p.accountId !== null) qb = qb.where('account_id', '=', p.accountId);
+  if (p.app) qb = qb.where('app', '=', p.app);
   if (p.target) qb = qb.where('target', '=', p.target);
   if (p.startingAfter) {
-    const cursor = await db.selectFrom('audit_log').select(['created', 'id']).where('id', '=', p.startingAfter).executeTakeFirst();
+    let cursorQb = db.selectFrom('audit_log').select(['created', 'id']).where('id', '=', p.startingAfter);
+    if (p.accountId !== null) cursorQb = cursorQb.where('account_id', '=', p.accountId);
+    const cursor = await cursorQb.executeTakeFirst();
     if (!cursor) throw errors.invalidParam('starting_after', 'no such audit line', '没有这条审计记录');
     qb = qb.where((eb) => eb.or([eb('created', '<', cursor.created), eb.and([eb('created', '=', cursor.created), eb('id', '<', cursor.id)])]));
   }

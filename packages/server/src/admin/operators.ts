@@ -72,7 +72,9 @@ export function csrfMatches(sessionToken: string, sent: string | undefined): boo
 /**
  * Login throttle: at most LOGIN_FAILURES_MAX failed logins per e-mail and per client address in a
  * window; a success clears the e-mail's count. Per process (several processes each allow as many);
- * bounded, so a flood of made-up e-mails cannot grow it.
+ * bounded, so a flood of made-up e-mails cannot grow it. A try counts from the moment it is let
+ * through (`tried`), not when its password has been found wrong: the check takes ~100 ms, and a
+ * burst of tries sent at once all passed `blockedFor` before the first failure was counted.
  */
 export const LOGIN_FAILURES_MAX = 5;
 export const LOGIN_WINDOW_MS = 15 * 60_000;
@@ -94,14 +96,18 @@ export class LoginThrottle {
     }
     return 0;
   }
-  failed(email: string, ip: string): void {
+  /** Counts a try against the e-mail and the address, before its password is checked. */
+  tried(email: string, ip: string): void {
     for (const key of [`e:${email}`, `i:${ip}`]) {
       const n = this.count(key);
       this.failures.set(key, n === 0 ? { count: 1, sinceMs: this.nowMs() } : { count: n + 1, sinceMs: this.failures.get(key)!.sinceMs });
     }
   }
-  succeeded(email: string): void {
+  /** The password was right: the e-mail starts afresh and the address gets this try back. */
+  succeeded(email: string, ip: string): void {
     this.failures.delete(`e:${email}`);
+    const n = this.count(`i:${ip}`);
+    if (n > 0) this.failures.set(`i:${ip}`, { count: n - 1, sinceMs: this.failures.get(`i:${ip}`)!.sinceMs });
   }
 }
 

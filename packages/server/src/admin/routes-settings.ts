@@ -24,6 +24,7 @@ const Mode = Type.Union([Type.Literal('test'), Type.Literal('live')]);
 const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) });
 const AppIdParams = Type.Object({ app: Type.String({ maxLength: 64 }), id: Type.String({ maxLength: 64 }) });
 const ModeQuery = Type.Object({ mode: Type.Optional(Mode) });
+const RequiredModeQuery = Type.Object({ mode: Mode });
 const ModeBody = Type.Object({ mode: Mode }, { additionalProperties: false });
 const SignatureBody = Type.Object(
   {
@@ -113,15 +114,20 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
       const scope = await ctx.scopeFor(req, req.params.app, req.body.mode);
       const { endpoint, created } = await upsertEndpoint(rt, { app: scope.app, livemode: scope.livemode, url: req.body.url, events: req.body.events });
       await audit(req, scope, created ? 'webhook_endpoint.create' : 'webhook_endpoint.update', endpoint.id, { url: endpoint.url, events: endpoint.events });
-      return endpoint;
+      // upsertEndpoint reveals a Standard Webhooks secret (the CLI's one moment to show it); the
+      // console never shows one, as its list does not: saving an endpoint again is no way to read it.
+      const { secret: _secret, ...shown } = endpoint;
+      return shown;
     },
   );
 
-  app.delete<{ Params: Static<typeof AppIdParams>; Querystring: Static<typeof ModeQuery> }>(
+  // The mode is required and must be the endpoint's: the audit line records the mode it names.
+  app.delete<{ Params: Static<typeof AppIdParams>; Querystring: Static<typeof RequiredModeQuery> }>(
     '/admin/apps/:app/webhook_endpoints/:id',
-    { schema: { ...hidden, params: AppIdParams, querystring: ModeQuery } },
+    { schema: { ...hidden, params: AppIdParams, querystring: RequiredModeQuery } },
     async (req) => {
       const scope = await ctx.scopeFor(req, req.params.app, req.query.mode);
+      await endpointOf(scope, req.params.id);
       const result = await removeEndpoint(rt, scope.app, req.params.id);
       await audit(req, scope, 'webhook_endpoint.remove', req.params.id, { canceled_deliveries: result.canceledDeliveries });
       return { id: req.params.id, deleted: true, canceled_deliveries: result.canceledDeliveries };

@@ -9,6 +9,7 @@ import { cancelWithdrawal, confirmWithdrawal, withdrawalToWire } from '../servic
 import { listPage, type AnyQuery } from '../store/paging.ts';
 import type { WithdrawalRow } from '../store/schema.ts';
 import type { Db } from '../store/db.ts';
+import { MAX_TIMESTAMP } from '../http/schemas.ts';
 import { csrfMatches, csrfTokenFor, login, LoginThrottle, logout, sessionOperator, SESSION_TTL_MS, writeAudit, type Operator } from './operators.ts';
 import { PASSWORD_MAX } from './passwords.ts';
 import { withdrawalDetail } from './views.ts';
@@ -72,8 +73,9 @@ const WithdrawalsQuery = Type.Object({
   channel: Type.Optional(Type.Union(WITHDRAWAL_CHANNELS.map((c) => Type.Literal(c)))),
   user: Type.Optional(Type.String({ maxLength: 64 })),
   order_no: Type.Optional(Type.String({ maxLength: 64 })),
-  'created[gte]': Type.Optional(Type.Integer({ minimum: 0 })),
-  'created[lte]': Type.Optional(Type.Integer({ minimum: 0 })),
+  // Bounded as the v1 list's: a larger value overflowed PostgreSQL's bigint (a 500, not a 400).
+  'created[gte]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
+  'created[lte]': Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIMESTAMP })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIST_MAX })),
   starting_after: Type.Optional(Type.String({ maxLength: 64 })),
 });
@@ -161,13 +163,13 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
       reply.header('retry-after', String(Math.ceil(waitMs / 1000)));
       throw tooManyLogins(Math.ceil(waitMs / 1000));
     }
+    throttle.tried(email, ip);
     const session = await login(rt, email, req.body.password, ip);
     if (!session) {
-      throttle.failed(email, ip);
       req.log.warn({ ip }, 'console login failed');
       throw badLogin();
     }
-    throttle.succeeded(email);
+    throttle.succeeded(email, ip);
     setCookie(req, reply, session.token, Math.floor(SESSION_TTL_MS / 1000));
     return { operator: session.operator, csrf_token: csrfTokenFor(session.token) };
   });

@@ -40,7 +40,7 @@ export async function withdrawalDetail(rt: Runtime, scope: Scope, id: string) {
     .where('webhook_deliveries.event_id', 'in', events.map((e) => e.id)).limit(DETAIL_MAX).execute();
   const attempts = deliveries.length === 0 ? [] : await db.selectFrom('webhook_attempts').selectAll()
     .where('delivery_id', 'in', deliveries.map((d) => d.id)).orderBy('attempted_ms', 'asc').limit(DETAIL_MAX).execute();
-  const actions = await auditLines(rt, { accountId: null, target: id, limit: DETAIL_MAX });
+  const actions = await auditLines(rt, { accountId: scope.accountId, app: scope.app, target: id, limit: DETAIL_MAX });
   return {
     withdrawal,
     balance_transactions: lines.map(balanceTransactionToWire),

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
 import type { AppsUpdateGroup } from './apps.ts';
 import {
+  parseMerchantPublicKey,
   REQUIRE_SIGNATURE_CHOICES,
   requireSignatureSwitches,
   updateSignatureSettings,
@@ -24,6 +25,13 @@ export const signatureUpdate: AppsUpdateGroup = {
     new Option('--rsa-public-key-file <file>', "the merchant's RSA public key (PEM, ≥ 2048 bits) that checks request signatures"),
     new Option('--require-signature <modes>', 'modes whose POST/PUT requests must be signed').choices(REQUIRE_SIGNATURE_CHOICES),
   ],
+
+  check(_rt, opts) {
+    // The key file is read and parsed here too: an unreadable or refused key stops the command
+    // before any group writes.
+    const file = opts.rsaPublicKeyFile as string | undefined;
+    if (file !== undefined) parseMerchantPublicKey(readKeyFile(file));
+  },
 
   async apply(rt, appId, opts) {
     const file = opts.rsaPublicKeyFile as string | undefined;

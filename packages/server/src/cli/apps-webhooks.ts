@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { ConfigFlags } from '../config.ts';
 import type { Runtime } from '../runtime.ts';
 import { DEFAULT_ENDPOINT_EVENTS } from '../webhooks/outbox.ts';
-import { enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint, type WebhookEndpoint } from '../webhooks/endpoints.ts';
+import { checkEndpointInput, enableEndpoint, listEndpoints, removeEndpoint, upsertEndpoint, type WebhookEndpoint } from '../webhooks/endpoints.ts';
 import type { AppsUpdateGroup } from './apps.ts';
 import { requireApp, storageOptions, UsageError, withRuntime } from './shared.ts';
 
@@ -33,6 +33,12 @@ function health(ep: WebhookEndpoint): string {
 
 const isoTime = (s: number) => new Date(s * 1000).toISOString();
 
+const endpointInput = (opts: WebhookFlags, url: string) => ({
+  livemode: (opts.mode ?? 'test') === 'live',
+  url,
+  events: opts.events === undefined ? undefined : opts.events.split(','),
+});
+
 export const webhookUpdate: AppsUpdateGroup = {
   options: [
     new Option('--webhook-url <url>', 'add a webhook endpoint to the app (or change the one with this URL)'),
@@ -42,19 +48,22 @@ export const webhookUpdate: AppsUpdateGroup = {
     new Option('--standard-webhooks', 'also send Standard Webhooks headers (prints the whsec_ secret)'),
     new Option('--no-standard-webhooks', 'stop sending Standard Webhooks headers'),
   ],
-  async apply(rt: Runtime, appId: string, raw: Record<string, unknown>): Promise<string[]> {
+  check(rt: Runtime, raw: Record<string, unknown>): void {
     const opts = raw as WebhookFlags;
     if (opts.webhookUrl === undefined) {
       if (opts.events !== undefined || opts.standardWebhooks !== undefined) {
         throw new UsageError('--events and --[no-]standard-webhooks need --webhook-url');
       }
-      return [];
+      return;
     }
+    checkEndpointInput(rt, endpointInput(opts, opts.webhookUrl));
+  },
+  async apply(rt: Runtime, appId: string, raw: Record<string, unknown>): Promise<string[]> {
+    const opts = raw as WebhookFlags;
+    if (opts.webhookUrl === undefined) return [];
     const { endpoint, created } = await upsertEndpoint(rt, {
       app: appId,
-      livemode: (opts.mode ?? 'test') === 'live',
-      url: opts.webhookUrl,
-      events: opts.events === undefined ? undefined : opts.events.split(','),
+      ...endpointInput(opts, opts.webhookUrl),
       standardWebhooks: opts.standardWebhooks,
     });
     const lines = [`webhook endpoint ${created ? 'added' : 'updated'}: ${describe(endpoint)}`];

@@ -9,10 +9,14 @@ import { registerAppsKeysCommands } from './apps-keys.ts';
 
 /**
  * One group of `tixian apps update` options (request signatures, webhook endpoints …): its flags,
- * and how to apply them to an app. Returns lines to print, or nothing when none of its flags was given.
+ * how to check them, and how to apply them to an app. Every group checks its flags before any
+ * group applies its own, so a refused flag leaves the app as it was (each group's service commits
+ * on its own: without the checks, an earlier group's change stayed while the command failed).
+ * `apply` returns lines to print, or nothing when none of its flags was given.
  */
 export interface AppsUpdateGroup {
   options: Option[];
+  check(rt: Runtime, opts: Record<string, unknown>): void;
   apply(rt: Runtime, appId: string, opts: Record<string, unknown>): Promise<string[]>;
 }
 
@@ -69,6 +73,7 @@ export function registerAppsCommands(program: Command): void {
   update.action(async (appId: string, opts: ConfigFlags & Record<string, unknown>) => {
     await withRuntime(opts, async (rt) => {
       await requireApp(rt, appId);
+      for (const group of updateGroups) group.check(rt, opts);
       const lines: string[] = [];
       for (const group of updateGroups) lines.push(...(await group.apply(rt, appId, opts)));
       if (lines.length === 0) throw new UsageError('nothing to update: give at least one option (see --help)');

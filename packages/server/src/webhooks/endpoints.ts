@@ -96,6 +96,15 @@ function validateEventTypes(types: readonly string[]): string[] {
   return unique;
 }
 
+/**
+ * Refuses what upsertEndpoint would refuse of the input itself (the URL, the event types), without
+ * writing anything: a command that changes several settings at once checks them all first.
+ */
+export function checkEndpointInput(rt: Runtime, input: Pick<EndpointInput, 'livemode' | 'url' | 'events'>): void {
+  validateEndpointUrl(input.url, input.livemode, rt.config.allowPrivateWebhooks);
+  if (input.events !== undefined) validateEventTypes(input.events);
+}
+
 function toEndpoint(rt: Runtime, row: WebhookEndpointRow, reveal: boolean): WebhookEndpoint {
   const out: WebhookEndpoint = {
     id: row.id,
