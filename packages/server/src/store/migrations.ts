@@ -600,15 +600,56 @@ const m0012_withdrawal_totals_by_day: Migration = {
   },
 };
 
+/** The last thing a migration makes: when it exists, the migration ran to its end. */
+type Made = { table: string } | { index: string } | { column: readonly [table: string, column: string] };
+
+async function exists(db: Kysely<unknown>, made: Made): Promise<boolean> {
+  const { rows } =
+    'column' in made
+      ? await sql`SELECT 1 FROM pragma_table_info(${made.column[0]}) WHERE name = ${made.column[1]}`.execute(db)
+      : 'table' in made
+        ? await sql`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ${made.table}`.execute(db)
+        : await sql`SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ${made.index}`.execute(db);
+  return rows.length > 0;
+}
+
+/**
+ * On SQLite, Kysely runs a migration's statements one by one, each committing on its own, and
+ * records the migration only after it returned (its SQLite adapter claims no transactional DDL).
+ * A crash in the middle left a migration half done, and a crash between its end and its record
+ * one done but unrecorded: either way the next start ran it again and failed ("table … already
+ * exists", "duplicate column name"), and the server could not start until someone repaired the
+ * file by hand. So on SQLite such a migration runs in one transaction (SQLite's DDL is
+ * transactional: a crash undoes all of it), and one whose last object exists is only recorded.
+ * PostgreSQL runs the migrations and their records in one transaction: nothing to do there.
+ * (0003 and 0010 manage their own transaction and check, 0011 and 0012 are idempotent.)
+ */
+function atomicOnSqlite(migration: Migration, last: Made): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      if (!isSqlite(db)) return migration.up(db);
+      if (await exists(db, last)) return;
+      await sql`BEGIN IMMEDIATE`.execute(db);
+      try {
+        await migration.up(db);
+        await sql`COMMIT`.execute(db);
+      } catch (err) {
+        await sql`ROLLBACK`.execute(db);
+        throw err;
+      }
+    },
+  };
+}
+
 export const migrations: Record<string, Migration> = {
-  '0001_initial': m0001_initial,
-  '0002_webhook_endpoint_health': m0002_webhook_endpoint_health,
+  '0001_initial': atomicOnSqlite(m0001_initial, { table: 'settings' }),
+  '0002_webhook_endpoint_health': atomicOnSqlite(m0002_webhook_endpoint_health, { column: ['webhook_endpoints', 'auto_disabled_reason'] }),
   '0003_secret_keys': m0003_secret_keys,
-  '0004_list_growth': m0004_list_growth,
-  '0005_channel_credentials': m0005_channel_credentials,
-  '0006_console': m0006_console,
-  '0007_scale_out': m0007_scale_out,
-  '0009_payout_last_answer': m0009_payout_last_answer,
+  '0004_list_growth': atomicOnSqlite(m0004_list_growth, { index: 'webhook_deliveries_unsucceeded' }),
+  '0005_channel_credentials': atomicOnSqlite(m0005_channel_credentials, { table: 'channel_credentials' }),
+  '0006_console': atomicOnSqlite(m0006_console, { index: 'audit_log_target' }),
+  '0007_scale_out': atomicOnSqlite(m0007_scale_out, { column: ['sandbox_payouts', 'submits'] }),
+  '0009_payout_last_answer': atomicOnSqlite(m0009_payout_last_answer, { column: ['withdrawals', 'confirmed_ms'] }),
   '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
   '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
   '0012_withdrawal_totals_by_day': m0012_withdrawal_totals_by_day,
