@@ -162,6 +162,42 @@ describeEngines('batch withdrawals', (engine) => {
     expect(other.status).toBe(404);
   });
 
+  it('the same batch request sent again answers the batch it made; another request naming its withdrawals is refused', async () => {
+    const ids = await createMany(3);
+    const post = (body: unknown) => h.request('POST', h.appPath('/batch_withdrawals'), { body });
+    const first = await post({ withdrawals: ids, metadata: { desk: 'retry' } });
+    expect(first.status, first.body).toBe(200);
+    const before = await h.snapshot();
+    // pingpp-java sends a POST again when its answer was lost. The order of the ids and an explicit
+    // default status do not make it another request.
+    const again = await post({ withdrawals: [...ids].reverse(), status: 'pending', metadata: { desk: 'retry' } });
+    expect(again.status, again.body).toBe(200);
+    expect(again.json).toEqual(first.json);
+    for (const [name, body] of [
+      ['other metadata', { withdrawals: ids, metadata: { desk: 'other' } }],
+      ['a cancel', { withdrawals: ids, status: 'canceled', metadata: { desk: 'retry' } }],
+      ['fewer items', { withdrawals: ids.slice(0, 2), metadata: { desk: 'retry' } }],
+    ] as const) {
+      const res = await post(body);
+      expect(res.status, name).toBe(400);
+      expect(res.json.error, name).toMatchObject({ type: 'invalid_request_error', param: 'withdrawals[0]' });
+    }
+    expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('two identical batch requests at once make one batch, and both are answered with it', async () => {
+    for (let round = 0; round < 5; round++) {
+      const ids = await createMany(4);
+      const batches = await h.rt.store.db.selectFrom('batch_withdrawals').select('id').execute();
+      const [a, b] = await Promise.all([0, 1].map(() => h.request('POST', h.appPath('/batch_withdrawals'), { body: { withdrawals: ids } })));
+      expect([a!.status, b!.status], `${a!.body} ${b!.body}`).toEqual([200, 200]);
+      expect(b!.json.id).toBe(a!.json.id);
+      expect(await h.rt.store.db.selectFrom('batch_withdrawals').select('id').execute()).toHaveLength(batches.length + 1);
+    }
+    await drain();
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
   it('a batch confirm racing a cancel of one of its items: exactly one of them wins, all or nothing', async () => {
     for (let round = 0; round < 10; round++) {
       const ids = await createMany(5);

@@ -6,7 +6,7 @@ import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, saturatedSum, type ListParams } from '../store/paging.ts';
-import { metadataText, mode, parseJsonObject, type Scope } from './common.ts';
+import { metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
 import { markCanceled, markManyPending, requireLiveCredentials, statusMoves, withdrawalToWire } from './withdrawals.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
 import { moveWithdrawalTotals } from '../store/withdrawal_totals.ts';
@@ -35,8 +35,11 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     seen.add(id);
   });
   const status = p.status ?? 'pending';
-  const rows = await rt.store.db.selectFrom('withdrawals').select(['id', 'status', 'channel', 'user_pk', 'batch_withdrawal'])
-    .where('id', 'in', ids).where('app', '=', scope.app).where('livemode', '=', mode(scope)).execute();
+  // The order of the ids and an empty metadata object are not part of what was asked.
+  const hash = requestHash({ withdrawals: [...ids].sort(), status, metadata: p.metadata ?? {} });
+  const rows = await batchItems(rt.store.db, scope, ids);
+  const earlier = await batchMadeBy(rt.store.db, scope, rows, ids.length, hash);
+  if (earlier) return earlier;
   const byId = new Map(rows.map((r) => [r.id, r]));
   ids.forEach((id, i) => {
     const row = byId.get(id);
@@ -55,11 +58,48 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
   const batch: BatchWithdrawalRow = {
     id: numericId('batch_withdrawal', nowMs), app: scope.app, livemode: mode(scope),
     status: status === 'pending' ? 'pending' : 'canceled', metadata: metadataText(p.metadata), created,
-    time_finished: status === 'pending' ? null : created,
+    time_finished: status === 'pending' ? null : created, request_hash: hash,
   };
+  try {
+    await applyBatch(rt, scope, batch, ids, byId, nowMs);
+  } catch (err) {
+    // The same request sent twice at once: the other one made the batch while this one checked.
+    const made = await batchMadeBy(rt.store.db, scope, await batchItems(rt.store.db, scope, ids), ids.length, hash);
+    if (made) return made;
+    throw err;
+  }
+  if (status === 'pending') rt.bus.emit('payout');
+  for (const id of ids) observeWithdrawalTransition(byId.get(id)!.channel, 'created', status);
+  return batchToWire(rt.store.db, batch);
+}
+
+type Item = Pick<WithdrawalRow, 'id' | 'status' | 'channel' | 'user_pk' | 'batch_withdrawal'>;
+
+function batchItems(db: Db, scope: Scope, ids: string[]): Promise<Item[]> {
+  return db.selectFrom('withdrawals').select(['id', 'status', 'channel', 'user_pk', 'batch_withdrawal'])
+    .where('id', 'in', ids).where('app', '=', scope.app).where('livemode', '=', mode(scope)).execute();
+}
+
+/**
+ * The batch an identical earlier request made, when every withdrawal asked for belongs to it: a
+ * retry whose first answer was lost (pingpp-java sends a POST again after a connection error or
+ * any 5xx) gets that batch as it is now, as a repeated order_no gets its object. The hash covers
+ * the sorted ids, so a batch with more or fewer items never matches. Anything else (other
+ * metadata, the other status, a batch made before 0013) is refused as before.
+ */
+async function batchMadeBy(db: Db, scope: Scope, rows: readonly Item[], asked: number, hash: string): Promise<BatchWithdrawal | null> {
+  const batchId = rows[0]?.batch_withdrawal;
+  if (!batchId || rows.length !== asked || rows.some((r) => r.batch_withdrawal !== batchId)) return null;
+  const batch = await db.selectFrom('batch_withdrawals').selectAll()
+    .where('id', '=', batchId).where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('request_hash', '=', hash).executeTakeFirst();
+  return batch ? batchToWire(db, batch) : null;
+}
+
+/** The batch's one transaction: its row and every item's transition, all or nothing. */
+async function applyBatch(rt: Runtime, scope: Scope, batch: BatchWithdrawalRow, ids: string[], byId: Map<string, Item>, nowMs: number): Promise<void> {
   await rt.store.transaction(async (trx) => {
     await trx.insertInto('batch_withdrawals').values(batch).execute();
-    if (status === 'pending') {
+    if (batch.status === 'pending') {
       const updated = await markManyPending(trx, scope, ids, nowMs, batch.id);
       if (updated.length !== ids.length) await raceError(trx, scope, ids, new Set(updated.map((r) => r.id)));
       await moveWithdrawalTotals(trx, statusMoves(updated, 'created', 'pending'));
@@ -77,9 +117,6 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
       await moveWithdrawalTotals(trx, statusMoves(canceled, 'created', 'canceled'));
     }
   });
-  if (status === 'pending') rt.bus.emit('payout');
-  for (const id of ids) observeWithdrawalTransition(byId.get(id)!.channel, 'created', status);
-  return batchToWire(rt.store.db, batch);
 }
 
 function batchStateError(index: number, id: string, status: string) {

@@ -600,6 +600,18 @@ const m0012_withdrawal_totals_by_day: Migration = {
   },
 };
 
+/**
+ * 0013: a batch remembers the request that made it (a hash of its withdrawals, status and
+ * metadata), so the same request sent again (pingpp-java re-sends a POST after a connection error
+ * or any 5xx, its answer lost) answers the batch it made instead of a 400 "already belongs to batch".
+ * Batches made before have none and are never replayed.
+ */
+const m0013_batch_request_hash: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('batch_withdrawals').addColumn('request_hash', 'text').execute();
+  },
+};
+
 /** The last thing a migration makes: when it exists, the migration ran to its end. */
 type Made = { table: string } | { index: string } | { column: readonly [table: string, column: string] };
 
@@ -653,6 +665,7 @@ export const migrations: Record<string, Migration> = {
   '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
   '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
   '0012_withdrawal_totals_by_day': m0012_withdrawal_totals_by_day,
+  '0013_batch_request_hash': atomicOnSqlite(m0013_batch_request_hash, { column: ['batch_withdrawals', 'request_hash'] }),
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -192,6 +192,8 @@ export interface BatchWithdrawalRow {
   metadata: string;
   created: number;
   time_finished: number | null;
+  /** The request that made it (services/batch_withdrawals.ts); null for batches made before 0013. */
+  request_hash: string | null;
 }
 
 export interface SettleAccountRow {

@@ -94,7 +94,7 @@ export async function fillGrowth(db: Db, f: GrowthFill): Promise<void> {
   const tenth = Math.max(100, Math.floor(f.rows / 10));
   await insertChunks(db, 'batch_withdrawals', tenth, (i) => {
     const created = createdOf(i, tenth);
-    return { ...base, id: idAt(created, i), status: i % 5 === 0 ? 'partially_succeeded' : 'succeeded', metadata: '{}', created, time_finished: created };
+    return { ...base, id: idAt(created, i), status: i % 5 === 0 ? 'partially_succeeded' : 'succeeded', metadata: '{}', created, time_finished: created, request_hash: null };
   });
   for (const table of ['balance_bonuses', 'balance_settlements'] as const) {
     await insertChunks(db, table, tenth, (i) => {
