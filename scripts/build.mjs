@@ -2,10 +2,11 @@
 // `npm run build` (also run by `npm install`/`npm ci` through `prepare`, by `npm pack` through
 // each package's `prepack`, and once before every vitest run): compiles @tixian/sdk (ESM and
 // CommonJS) and the server to JavaScript with declarations in each package's dist/, then the console.
+// The console is also copied into the server's dist/dashboard, so the server's tarball carries it.
 // `tsc -b` is incremental (its .tsbuildinfo files live in dist/, so deleting dist/ rebuilds):
 // with nothing changed it takes about half a second.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,4 +46,13 @@ if (!existsSync(built) || Math.max(...inputs.map(newest)) > statSync(built).mtim
   const vite = path.join(path.dirname(createRequire(path.join(dashboard, 'package.json')).resolve('vite/package.json')), 'bin/vite.js');
   const r = spawnSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: dashboard, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// The server package ships the console: a copy in packages/server/dist/dashboard, which `tixian
+// serve` prefers (an installed tarball has no packages/dashboard beside it). Copied when the build
+// is newer than the copy.
+const shipped = path.join(root, 'packages/server/dist/dashboard');
+if (!existsSync(path.join(shipped, 'index.html')) || statSync(built).mtimeMs > statSync(path.join(shipped, 'index.html')).mtimeMs) {
+  rmSync(shipped, { recursive: true, force: true });
+  cpSync(path.dirname(built), shipped, { recursive: true, preserveTimestamps: true });
 }

@@ -172,6 +172,25 @@ describe('the installed tixian command', () => {
     }
   });
 
+  it('serves the console from the package: / leads to /dashboard/, whose page and assets answer', async () => {
+    // The console ships in the tarball (dist/dashboard/): an installed server is not a checkout,
+    // so nothing can build packages/dashboard for it.
+    expect(packs.get('tixian')!.files.map((f) => f.path)).toContain('dist/dashboard/index.html');
+    const root = await fetch(`${server!.url}/`, { redirect: 'manual' });
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/dashboard/');
+    const page = await fetch(`${server!.url}/dashboard/`);
+    const html = await page.text();
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(html).toContain('<div id="root"></div>');
+    // A client-side route answers the page too; every asset the page names is served.
+    expect((await fetch(`${server!.url}/dashboard/withdrawals`)).status).toBe(200);
+    const assets = [...html.matchAll(/(?:src|href)="(\/dashboard\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    expect(assets.length).toBeGreaterThan(0);
+    for (const asset of assets) expect([asset, (await fetch(server!.url + asset)).status]).toEqual([asset, 200]);
+  });
+
   it('serves: `tixian serve --port 0` answers its first request', () => {
     expect(server!.firstStatus).toBe(200);
     expect(server!.firstBody.length).toBeGreaterThan(0);

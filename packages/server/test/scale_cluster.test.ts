@@ -29,6 +29,9 @@ describe('--workers and --role settings', () => {
     expect(loadConfig(serveFlags(['--workers', '3']), {})).toMatchObject({ clusterWorkers: 3, workers: true });
     expect(loadConfig(serveFlags(['--no-workers']), {})).toMatchObject({ clusterWorkers: 0, workers: false });
     expect(loadConfig(serveFlags(['--role', 'worker']), {})).toMatchObject({ role: 'worker' });
+    // Both together, in either order: API-only processes, four of them (neither flag is lost).
+    expect(loadConfig(serveFlags(['--no-workers', '--workers', '4']), {})).toMatchObject({ clusterWorkers: 4, workers: false });
+    expect(loadConfig(serveFlags(['--workers', '4', '--no-workers']), {})).toMatchObject({ clusterWorkers: 4, workers: false });
     expect(loadConfig({}, { TIXIAN_CLUSTER_WORKERS: '2', TIXIAN_ROLE: 'API' })).toMatchObject({ clusterWorkers: 2, role: 'api' });
     expect(() => loadConfig(serveFlags(['--workers', '-1']), {})).toThrow(/--workers must be an integer from 0 to 256/);
     expect(() => loadConfig({}, { TIXIAN_ROLE: 'payout' })).toThrow(/TIXIAN_ROLE must be one of api, worker, all/);

@@ -85,6 +85,9 @@ describe('tixian start-up', () => {
     ['a pool of no connections', ['--pool-size', '0'], {}, /--pool-size must be an integer from 1 to 200 \(connections\), got "0"/],
     ['a fractional delay', ['--sandbox-delay-ms', '1.5'], {}, /--sandbox-delay-ms must be an integer from 0 to 3600000 \(ms\), got "1.5"/],
     ['an unknown SQLite durability', [], { TIXIAN_SQLITE_SYNCHRONOUS: 'OFF' }, /TIXIAN_SQLITE_SYNCHRONOUS must be one of FULL, NORMAL, got "OFF"/],
+    // A worker-role process runs nothing but the workers: with them off it would run nothing, and look ready.
+    ['a worker role with the workers off', ['--role', 'worker'], { TIXIAN_WORKERS: '0' }, /--role worker .*--no-workers .*would run nothing/],
+    ['a worker role with the workers off, from the environment', [], { TIXIAN_ROLE: 'worker', TIXIAN_WORKERS: 'off' }, /--role worker .*--no-workers .*would run nothing/],
   ];
   it.each(invalid)('refuses %s, naming the setting', async (_what, args, env, re) => {
     const data = path.join(dir, `invalid-${Math.random().toString(36).slice(2)}`);

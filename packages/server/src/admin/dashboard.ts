@@ -3,8 +3,13 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 
-/** packages/dashboard/dist, from packages/server/{src,dist}/admin/ (the same depth in both). */
-export const DASHBOARD_DIST = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
+/**
+ * The console's build: the copy the build puts in the server's own dist/dashboard (all an installed
+ * tarball has), else packages/dashboard/dist, from packages/server/{src,dist}/admin/ (the same
+ * depth in both; the tests run src/).
+ */
+const SHIPPED_DIST = fileURLToPath(new URL('../dashboard/', import.meta.url));
+export const DASHBOARD_DIST = existsSync(SHIPPED_DIST + 'index.html') ? SHIPPED_DIST : fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
 /**
  * The console's static files under /dashboard (same process, same origin as /admin, so the
@@ -15,9 +20,11 @@ export const DASHBOARD_DIST = fileURLToPath(new URL('../../../dashboard/dist/', 
 export async function dashboardRoutes(app: FastifyInstance, dist = DASHBOARD_DIST): Promise<void> {
   app.get('/', { schema: { hide: true } }, (_req, reply) => reply.redirect('/dashboard/'));
   if (!existsSync(dist + 'index.html')) {
-    app.get('/dashboard/*', { schema: { hide: true } }, (_req, reply) =>
-      reply.code(404).type('text/plain; charset=utf-8').send('The console is not built: run `npm run build` (npm install does it).\n'),
-    );
+    const notBuilt = (_req: unknown, reply: FastifyReply) =>
+      reply.code(404).type('text/plain; charset=utf-8').send('The console is not built: run `npm run build` (npm install does it).\n');
+    // `/dashboard/*` does not match `/dashboard/` itself, where `/` redirects.
+    app.get('/dashboard/', { schema: { hide: true } }, notBuilt);
+    app.get('/dashboard/*', { schema: { hide: true } }, notBuilt);
     return;
   }
   await app.register(fastifyStatic, {

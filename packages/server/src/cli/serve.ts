@@ -13,6 +13,11 @@ import { runCluster, clusterSize, LISTENING_MESSAGE } from './cluster.ts';
  * forks N processes that each do the above on the shared port, and restarts any that dies.
  */
 export async function serve(config: Config): Promise<void> {
+  if (config.role === 'worker' && !config.workers) {
+    // Nothing would run (no API, no workers) while /readyz says ready: a shared TIXIAN_WORKERS=0
+    // meant for API processes would stop every payout without a word.
+    throw new ConfigError('--role worker (TIXIAN_ROLE) with --no-workers (TIXIAN_WORKERS=0) would run nothing: a worker-role process runs only the payout worker and webhook dispatcher; drop one of the two');
+  }
   if (cluster.isPrimary && clusterSize(config) > 1) return runCluster(config, clusterSize(config));
   if (!cluster.isWorker) return serveOne(config);
   return serveOne(config).catch((err: unknown) => {

@@ -8,6 +8,25 @@ import { ApiError } from '../domain/errors.ts';
 export const STORAGE_SETTINGS: readonly (keyof Config)[] = ['dataDir', 'databaseUrl', 'masterKeyFile'];
 
 /**
+ * A setting's flag, whose value commander keeps under the setting's key. Commander's own name for
+ * it (the flag in camelCase, `no-` dropped) puts `--workers <n>` (clusterWorkers) and `--no-workers`
+ * (workers) in one attribute, so the later of the two silently replaced the other.
+ */
+class SettingOption extends Option {
+  constructor(
+    flags: string,
+    description: string,
+    private readonly key: keyof Config,
+  ) {
+    super(flags, description);
+  }
+
+  override attributeName(): string {
+    return this.key;
+  }
+}
+
+/**
  * The flag of one setting. Its TIXIAN_* twin is read by loadConfig, not by commander, so an
  * error names what the user actually set (`--port abc` or `TIXIAN_PORT=abc`), and a --no-…
  * switch left out does not hide the variable (commander would default it to true).
@@ -20,7 +39,7 @@ export function settingOption(setting: Setting): Option {
     setting.kind.type === 'bool'
       ? `${setting.help.replace(/`/g, '')}; ${flag.startsWith('--no-') ? 'on by default, this flag turns it off' : 'off by default, this flag turns it on'} (env ${setting.env}=0|1)`
       : `${setting.help.replace(/`/g, '')} (env ${setting.env}${fallback ? `; default ${fallback.replace(/`/g, '')}` : ''})`;
-  return new Option(flag + placeholder, help);
+  return new SettingOption(flag + placeholder, help, setting.key);
 }
 
 /** Storage flags every command shares, with their TIXIAN_* environment twins. */
@@ -34,12 +53,9 @@ export function cliFlags(cmd: Command): ConfigFlags {
   const flags: ConfigFlags = {};
   const opts = cmd.opts() as Record<string, string | boolean | undefined>;
   for (const setting of settings) {
-    // Commander names a value after its flag: `--workers <n>` and `--no-workers` share `workers`;
-    // the value's type tells which of the two was given.
-    const attribute = setting.flag ? new Option(setting.flag).attributeName() : setting.key;
-    if (cmd.getOptionValueSource(attribute) !== 'cli') continue;
-    const value = opts[attribute];
-    if ((setting.kind.type === 'bool') === (typeof value === 'boolean')) flags[setting.key] = value;
+    // Each flag's value is under its setting's key (SettingOption).
+    if (cmd.getOptionValueSource(setting.key) !== 'cli') continue;
+    flags[setting.key] = opts[setting.key];
   }
   return flags;
 }
