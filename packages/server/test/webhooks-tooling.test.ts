@@ -2,6 +2,11 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { trigger } from '../src/cli/trigger.ts';
+import { createUser } from '../src/services/users.ts';
+import { createBalanceSettlement } from '../src/services/balance_settlements.ts';
+import { confirmWithdrawal, createWithdrawal } from '../src/services/withdrawals.ts';
+import { seedExtra } from './helpers/withdrawals.ts';
 import type { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, failFirst, type Receiver } from './helpers/receiver.ts';
@@ -137,6 +142,21 @@ describeEngines('webhook tooling', (engine) => {
         expect(receiver.to(`/trigger/${status}`).map((r) => r.event!.id)).toEqual([out.event!.id]);
       }
       expect((await h.verify()).ok).toBe(true);
+    });
+
+    it("pays out its own withdrawal only, not another merchant's due in the same database", async () => {
+      const bystander = await rig.newMerchant('bystander');
+      const scope = { accountId: bystander.account, app: bystander.id, livemode: false, requestId: null };
+      await createUser(h.rt, scope, { id: 'waiting' });
+      await createBalanceSettlement(h.rt, scope, { user: 'waiting', amount: 500, order_no: 'bys1' });
+      const waiting = await createWithdrawal(h.rt, scope, { user: 'waiting', amount: 500, channel: 'alipay', order_no: 'bys2', extra: seedExtra('alipay') });
+      await confirmWithdrawal(h.rt, scope, waiting.id);
+      const m = await rig.newMerchant('trigger-alone');
+      const result = await trigger(h.rt, m.id, 'balance.withdrawal.succeeded', 100);
+      expect(result.withdrawal.status).toBe('succeeded');
+      // Due, but left to the processes that run payout workers: never claimed here.
+      expect(await h.rt.store.db.selectFrom('withdrawals').select(['status', 'payout_lease_ms', 'payout_tries']).where('id', '=', waiting.id).executeTakeFirstOrThrow())
+        .toEqual({ status: 'pending', payout_lease_ms: null, payout_tries: 0 });
     });
 
     it('refuses an unknown app', async () => {

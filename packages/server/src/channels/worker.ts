@@ -24,6 +24,12 @@ export interface PayoutWorkerOptions {
   leaseMarginMs: number;
   /** A channel call is not started with less time than this left before the round's deadline. */
   minCallMs: number;
+  /**
+   * Only this withdrawal (`tixian trigger` and the console's test event pay out their own test
+   * withdrawal in the process that asked, never whatever else is due there: other merchants'
+   * live payouts belong to the processes that run workers).
+   */
+  only?: string | undefined;
 }
 
 const DEFAULTS: PayoutWorkerOptions = { leaseMs: 30_000, batchSize: 32, idlePollMs: 200, channelTimeoutMs: 15_000, leaseMarginMs: 6_000, minCallMs: 3_000 };
@@ -119,6 +125,7 @@ export class PayoutWorker implements Worker {
     const lockClause = this.rt.store.engine === 'postgres' ? sql`for update skip locked` : sql``;
     const due = sql<string>`(select id from withdrawals
       where status = 'pending' and payout_due_ms <= ${now} and (payout_lease_ms is null or payout_lease_ms < ${now})
+      ${this.options.only === undefined ? sql`` : sql`and id = ${this.options.only}`}
       order by payout_due_ms limit ${this.options.batchSize} ${lockClause})`;
     return db
       .updateTable('withdrawals')

@@ -99,9 +99,12 @@ export async function trigger(rt: Runtime, appId: string, what: Trigger, amount:
   return { user: userId, withdrawal: w, event, lines };
 }
 
-/** Runs the payout worker here until the withdrawal is final (bounded by the sandbox delay). */
+/**
+ * Pays out this one withdrawal here until it is final (bounded by the sandbox delay). A worker
+ * running in this process may take it first; then this waits for that worker's answer.
+ */
 async function runPayout(rt: Runtime, scope: Scope, id: string): Promise<Withdrawal> {
-  const worker = new PayoutWorker(rt);
+  const worker = new PayoutWorker(rt, { only: id });
   const deadline = Date.now() + rt.config.sandboxDelayMs + PAYOUT_WAIT_EXTRA_MS;
   for (;;) {
     await worker.runOnce();
