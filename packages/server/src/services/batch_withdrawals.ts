@@ -64,7 +64,8 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     await applyBatch(rt, scope, batch, ids, byId, nowMs);
   } catch (err) {
     // The same request sent twice at once: the other one made the batch while this one checked.
-    const made = await batchMadeBy(rt.store.db, scope, await batchItems(rt.store.db, scope, ids), ids.length, hash);
+    // A look that fails too (the database away) leaves the first error to be reported.
+    const made = await batchItems(rt.store.db, scope, ids).then((items) => batchMadeBy(rt.store.db, scope, items, ids.length, hash)).catch(() => null);
     if (made) return made;
     throw err;
   }
