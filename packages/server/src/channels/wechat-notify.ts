@@ -78,10 +78,15 @@ export function openWechatNotification(c: WechatCredentials, h: NotifyHeaders, r
   return { ok: true, outBillNo };
 }
 
-/** The withdrawal and payout round an `out_bill_no` was made from (wechat.ts outBillNo: `<id>` or `<id>R<round>`). */
-export function withdrawalOfBill(outBillNo: string): { id: string; round: number } {
-  const [id, round] = outBillNo.split('R', 2) as [string, string | undefined];
-  return { id, round: round === undefined ? 1 : Number(round) };
+/**
+ * The withdrawal and payout round an `out_bill_no` was made from (wechat-bill.ts outBillNo: `<id>`
+ * or `<id>R<round>`); null for a number of another shape (another system's bill on the same
+ * merchant: `…R0x2`, `…R99999999999`), which names no payout round of ours and must not reach the
+ * query as NaN or as a number past the column's range (PostgreSQL answers an error: a 500, resent by WeChat for a day).
+ */
+export function withdrawalOfBill(outBillNo: string): { id: string; round: number } | null {
+  const m = /^([0-9]+)(?:R([1-9][0-9]{0,8}))?$/.exec(outBillNo);
+  return m ? { id: m[1]!, round: m[2] === undefined ? 1 : Number(m[2]) } : null;
 }
 
 /**
@@ -101,7 +106,9 @@ export async function acceptWechatNotification(
   if (!loaded || loaded.credentials.channel !== 'wechat') return { ok: false, status: 404, message: 'no WeChat Pay credentials for this app and mode' };
   const check = openWechatNotification(loaded.credentials, headers, raw, Math.floor(rt.clock.nowMs() / 1000));
   if (!check.ok) return check;
-  const { id, round } = withdrawalOfBill(check.outBillNo);
+  const bill = withdrawalOfBill(check.outBillNo);
+  if (!bill) return { ...check, woke: false };
+  const { id, round } = bill;
   const now = rt.clock.nowMs();
   const r = await rt.store.db.updateTable('withdrawals').set({ payout_due_ms: now })
     .where('id', '=', id).where('app', '=', app).where('livemode', '=', livemode ? 1 : 0).where('status', '=', 'pending')

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
 import { observeLedgerVerification } from '../observability/metrics.ts';
 import { verifyWithdrawalTotals } from '../store/withdrawal_totals.ts';
+import { isPostgres } from '../store/engine.ts';
 
 export interface Drift {
   kind:
@@ -40,10 +41,15 @@ export async function verifyLedger(store: { db: Db; engine: Engine }): Promise<V
   return inSnapshot(store, verifySnapshot);
 }
 
-/** Runs fn in one read-only snapshot of the database (what every verification reads). */
+/**
+ * Runs fn in one read-only snapshot of the database (what every verification reads). On
+ * PostgreSQL without the pool's statement timeout (30 s, store/db.ts: it bounds requests): summing a
+ * big journal takes longer, and a verify cut short verifies nothing. SET LOCAL ends with the snapshot.
+ */
 export async function inSnapshot<T>(store: { db: Db; engine: Engine }, fn: (db: Db) => Promise<T>): Promise<T> {
   return store.db.connection().execute(async (conn) => {
     await sql.raw(store.engine === 'postgres' ? 'begin isolation level repeatable read read only' : 'begin deferred').execute(conn);
+    if (store.engine === 'postgres') await sql.raw('set local statement_timeout = 0').execute(conn);
     try {
       return await fn(conn);
     } finally {
@@ -59,21 +65,8 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
   };
 
   const { entries, postings } = await checkEntries(db, null, add);
-  // Sum postings per user account in one pass, then compare with every users row.
-  const sums = await db
-    .selectFrom('postings')
-    .select(['account', sql<number>`sum(amount)`.as('total')])
-    .where('account', 'like', 'user:%')
-    .groupBy('account')
-    .execute();
-  const byAccount = new Map(sums.map((s) => [s.account, Number(s.total)]));
-  const lineSums = await db
-    .selectFrom('balance_transactions')
-    .select(['user_pk', sql<number>`sum(amount)`.as('total')])
-    .groupBy('user_pk')
-    .execute();
-  const linesByUser = new Map(lineSums.map((s) => [s.user_pk, Number(s.total)]));
-
+  // A page of users at a time, each page's postings and balance lines through their indexes: the
+  // users part holds one page in memory, however many users there are (not a map of every account).
   let users = 0;
   const pageSize = 1000;
   let after = '';
@@ -85,19 +78,13 @@ export async function verifySnapshot(db: Db): Promise<VerifyReport> {
       .orderBy('pk')
       .limit(pageSize)
       .execute();
-    for (const u of rows) {
-      users++;
-      const w = byAccount.get(`user:${u.pk}:withdrawable`) ?? 0;
-      const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
-      byAccount.delete(`user:${u.pk}:withdrawable`);
-      byAccount.delete(`user:${u.pk}:bonus`);
-      checkUser(u, w, b, linesByUser.get(u.pk) ?? 0, add);
-    }
+    users += rows.length;
+    await checkUserRows(db, rows, add);
     if (rows.length < pageSize) break;
     after = rows[rows.length - 1]!.pk;
   }
-  for (const [account, total] of byAccount) {
-    add({ kind: 'user_balance', subject: account, detail: `postings of ${total} to an account with no user` });
+  for (const o of await unownedUserAccounts(db)) {
+    add({ kind: 'user_balance', subject: o.account, detail: `postings of ${Number(o.total)} to an account with no user` });
   }
 
   const holds = await db
@@ -175,4 +162,43 @@ export function checkUser(
     add({ kind: 'withdrawable_above_available', subject, detail: `${u.withdrawable_balance} > ${u.available_balance}` });
   }
   if (lines !== w + b) add({ kind: 'line_mismatch', subject, detail: `balance_transactions sum to ${lines}, journal to ${w + b}` });
+}
+
+type UserRow = { pk: string; app: string; livemode: number; id: string; available_balance: number; withdrawable_balance: number };
+
+/** These users (a bounded page) against their postings and their balance lines, each read through its index. */
+export async function checkUserRows(db: Db, users: readonly UserRow[], add: (d: Drift) => void): Promise<void> {
+  if (users.length === 0) return;
+  const accounts = users.flatMap((u) => [`user:${u.pk}:withdrawable`, `user:${u.pk}:bonus`]);
+  const sums = await db.selectFrom('postings').select(['account', sql<number>`sum(amount)`.as('total')]).where('account', 'in', accounts).groupBy('account').execute();
+  const byAccount = new Map(sums.map((s) => [s.account, Number(s.total)]));
+  // Every user's balance lines in one statement: a probe of the (app, livemode, user, …) index per user.
+  const keys = users.map((u) => sql`(cast(${u.pk} as text), cast(${u.app} as text), cast(${u.livemode} as integer), cast(${u.id} as text))`);
+  const { rows } = await sql<{ pk: string; total: number }>`
+    with v(pk, app, livemode, uid) as (values ${sql.join(keys)})
+    select v.pk as pk, sum(bt.amount) as total
+      from v join balance_transactions bt on bt.app = v.app and bt.livemode = v.livemode and bt."user" = v.uid
+     group by v.pk`.execute(db);
+  const lines = new Map(rows.map((r) => [r.pk, Number(r.total)]));
+  for (const u of users) {
+    const w = byAccount.get(`user:${u.pk}:withdrawable`) ?? 0;
+    const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
+    checkUser(u, w, b, lines.get(u.pk) ?? 0, add);
+  }
+}
+
+/**
+ * User accounts with postings that are no user's withdrawable or bonus account (the user row is
+ * gone, or the bucket is unknown): at most MAX_REPORTED. The grouping and the look-up of each
+ * account's user run in the database, so nothing here grows with the number of users.
+ */
+async function unownedUserAccounts(db: Db): Promise<{ account: string; total: number }[]> {
+  // The pk between `user:` and the next `:` (pks are `u` + digits).
+  const pk = isPostgres(db) ? sql`split_part(g.account, ':', 2)` : sql`substr(g.account, 6, instr(substr(g.account, 6), ':') - 1)`;
+  const { rows } = await sql<{ account: string; total: number }>`
+    select g.account as account, g.total as total
+      from (select account, sum(amount) as total from postings where account like 'user:%' group by account) g
+     where not exists (select 1 from users u where u.pk = ${pk} and g.account in ('user:' || u.pk || ':withdrawable', 'user:' || u.pk || ':bonus'))
+     limit ${MAX_REPORTED}`.execute(db);
+  return rows;
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db, Engine } from '../store/db.ts';
 import { ID_EPOCH_MS } from '../domain/ids.ts';
 import { ALL_TIME } from '../store/withdrawal_totals.ts';
-import { checkEntries, checkUser, inSnapshot, postingsIn, MAX_REPORTED, verifySnapshot, type Drift, type VerifyReport } from './verify.ts';
+import { checkEntries, checkUserRows, inSnapshot, postingsIn, MAX_REPORTED, verifySnapshot, type Drift, type VerifyReport } from './verify.ts';
 
 /**
  * `tixian ledger verify --incremental`: checks only what changed since the last verified
@@ -128,25 +128,7 @@ async function incremental(db: Db, cp: Checkpoint, bound: string): Promise<{ rep
 
 async function checkUsers(db: Db, pks: string[], add: (d: Drift) => void): Promise<void> {
   const users = await db.selectFrom('users').select(['pk', 'app', 'livemode', 'id', 'available_balance', 'withdrawable_balance']).where('pk', 'in', pks).execute();
-  const accounts = pks.flatMap((pk) => [`user:${pk}:withdrawable`, `user:${pk}:bonus`]);
-  const sums = await db.selectFrom('postings').select(['account', sql<number>`sum(amount)`.as('total')]).where('account', 'in', accounts).groupBy('account').execute();
-  const byAccount = new Map(sums.map((s) => [s.account, Number(s.total)]));
-  // Every user's balance lines in one statement: a probe of the (app, livemode, user, …) index per user.
-  const lines = new Map<string, number>();
-  if (users.length > 0) {
-    const keys = users.map((u) => sql`(cast(${u.pk} as text), cast(${u.app} as text), cast(${u.livemode} as integer), cast(${u.id} as text))`);
-    const { rows } = await sql<{ pk: string; total: number }>`
-      with v(pk, app, livemode, uid) as (values ${sql.join(keys)})
-      select v.pk as pk, sum(bt.amount) as total
-        from v join balance_transactions bt on bt.app = v.app and bt.livemode = v.livemode and bt."user" = v.uid
-       group by v.pk`.execute(db);
-    for (const r of rows) lines.set(r.pk, Number(r.total));
-  }
-  for (const u of users) {
-    const w = byAccount.get(`user:${u.pk}:withdrawable`) ?? 0;
-    const b = byAccount.get(`user:${u.pk}:bonus`) ?? 0;
-    checkUser(u, w, b, lines.get(u.pk) ?? 0, add);
-  }
+  await checkUserRows(db, users, add);
   const found = new Set(users.map((u) => u.pk));
   for (const pk of pks) if (!found.has(pk)) add({ kind: 'user_balance', subject: `user:${pk}`, detail: 'postings to an account with no user' });
 }
