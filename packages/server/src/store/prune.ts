@@ -3,8 +3,9 @@ import type { Store } from './db.ts';
 /**
  * Retention for what is only history (`tixian prune --before DATE`). Tables that only grow and
  * that nothing reads once their work is done:
- * - events created before the date whose every webhook delivery is final (succeeded, or failed
- *   after the whole Ping++ retry schedule), with those deliveries and their attempts. An event
+ * - events created before the date whose every webhook delivery is final (succeeded; failed
+ *   after the whole Ping++ retry schedule or when its endpoint was auto-disabled; canceled by the
+ *   endpoint's removal), with those deliveries and their attempts. An event
  *   with a delivery still pending (or re-queued by `events resend` while this runs) is kept whole.
  * - the sandbox channel's memory of payouts (sandbox_payouts) submitted before the date whose
  *   withdrawal is final (succeeded, failed, canceled): nothing asks the channel about them again;
@@ -23,7 +24,10 @@ export interface PruneReport {
   sandbox_payouts: number;
 }
 
-const FINAL_DELIVERY = ['succeeded', 'failed'];
+// `canceled` is final too: its endpoint was removed, and nothing re-queues a removed endpoint's
+// deliveries (events.ts requeue). Left out, every event that ever had a delivery to a removed
+// endpoint (a dead receiver's whole backlog, typically) was kept for good.
+const FINAL_DELIVERY = ['succeeded', 'failed', 'canceled'];
 const FINAL_WITHDRAWAL = ['succeeded', 'failed', 'canceled'];
 /** Rows picked per transaction. */
 export const PRUNE_BATCH = 1_000;
