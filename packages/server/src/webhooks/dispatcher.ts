@@ -13,7 +13,7 @@ import { signingKeyFor } from '../security/signing-keys.ts';
 import { sharedSignPool } from '../security/sign-pool.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
-import { privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, urlHost } from './destination.ts';
+import { destinationRule, privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, testModeLookup, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
 
 /**
@@ -277,17 +277,17 @@ export class WebhookDispatcher implements Worker {
   ) {
     this.options = dispatcherOptions(rt, overrides);
     this.bufferWaitMs = Math.max(LAUNCH_GRACE_MS, Math.min(BUFFER_MAX_WAIT_MS, this.options.leaseMs - this.options.timeoutMs - 1_000));
-    const agentOptions = (guarded: boolean): Agent.Options => ({
+    const agentOptions = (lookup: typeof publicOnlyLookup | null): Agent.Options => ({
       keepAliveTimeout: 4_000,
       // Our own bounds decide how many tries run; the agent must not queue them behind each other
       // (endpoints may share an origin).
       connections: this.options.concurrency,
-      connect: { timeout: Math.min(this.options.timeoutMs, 10_000), ...(guarded ? { lookup: publicOnlyLookup } : {}) },
+      connect: { timeout: Math.min(this.options.timeoutMs, 10_000), ...(lookup ? { lookup } : {}) },
       headersTimeout: this.options.timeoutMs,
       bodyTimeout: this.options.timeoutMs,
     });
-    this.agent = new Agent(agentOptions(false));
-    this.liveAgent = this.options.allowPrivate ? this.agent : new Agent(agentOptions(true));
+    this.agent = new Agent(agentOptions(this.options.allowPrivate ? null : testModeLookup));
+    this.liveAgent = this.options.allowPrivate ? this.agent : new Agent(agentOptions(publicOnlyLookup));
   }
 
   /** The background loop used by `tixian serve`. */
@@ -852,11 +852,12 @@ export class WebhookDispatcher implements Worker {
     const live = c.livemode === 1;
     let res: Dispatcher.ResponseData;
     try {
-      if (live && !this.options.allowPrivate) {
+      if (!this.options.allowPrivate) {
         // net.connect does not resolve an IP literal, so the lookup hook never sees it: check here.
         const parsed = new URL(c.url);
-        const literal = refusedLiteral(parsed);
-        if (literal !== null) throw privateDestinationError(urlHost(parsed), literal);
+        const allowed = destinationRule(live);
+        const literal = refusedLiteral(parsed, allowed);
+        if (literal !== null) throw privateDestinationError(urlHost(parsed), literal, allowed);
       }
       // undici's request never follows redirects: a 3xx is an answer, and not a 2xx.
       res = await request(c.url, { method: 'POST', headers, body: c.body, dispatcher: live ? this.liveAgent : this.agent, signal });

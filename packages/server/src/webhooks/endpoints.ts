@@ -7,7 +7,7 @@ import { newInternalId } from '../domain/ids.ts';
 import { seconds } from '../clock.ts';
 import { DEFAULT_ENDPOINT_EVENTS, MAX_ENDPOINTS_PER_APP_MODE, SUBSCRIBABLE_EVENTS } from './outbox.ts';
 import { newStandardWebhookSecret } from './signing.ts';
-import { refusedLiteral, urlHost } from './destination.ts';
+import { isTestModeAddress, refusedLiteral, urlHost } from './destination.ts';
 
 /**
  * Webhook endpoints: per app and per mode, any number of URLs (up to a bound), each with the event
@@ -81,6 +81,12 @@ function validateEndpointUrl(raw: string, livemode: boolean, allowPrivate: boole
         '正式模式的地址不能指向本机、内网或其他非公网地址',
       );
     }
+  } else if (!allowPrivate && refusedLiteral(parsed, isTestModeAddress) !== null) {
+    throw errors.invalidParam(
+      'url',
+      'an endpoint must not point to a link-local (169.254.0.0/16, fe80::/10), metadata, multicast or unspecified address (the operator may allow it with --allow-private-webhooks)',
+      '地址不能指向链路本地、元数据服务或其他不可用地址',
+    );
   }
   return url;
 }
