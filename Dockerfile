@@ -7,6 +7,9 @@
 #   docker build -t tixian:0.1.0 .
 #   docker run -p 8080:8080 -v tixian-data:/data tixian:0.1.0
 #
+# Behind a TLS-terminating proxy add -e TIXIAN_TRUST_PROXY=… (README "### Behind a reverse proxy"):
+# without it the console cookie is not Secure and every client has the proxy's address.
+#
 # Not built in this repository's CI (its machines have no container engine); see README "## Deploy".
 
 ARG NODE_IMAGE=node:20-bookworm-slim

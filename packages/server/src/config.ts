@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * All configuration, read once: command-line flags win over TIXIAN_* environment variables,
  * which win over defaults. Every limit the service enforces is here, with its unit in its name.
@@ -82,7 +84,15 @@ export interface Config {
    * is built on). Unset: no notify_url is sent and payouts are found by querying alone.
    */
   publicUrl: string | undefined;
+  /**
+   * Which reverse proxies are trusted for X-Forwarded-For / -Proto / -Host (the client's address,
+   * https, the public host): false (none: the headers are ignored), true (every hop), a hop count,
+   * or the proxies' addresses and CIDRs (and proxy-addr's `loopback`, `linklocal`, `uniquelocal`).
+   */
+  trustProxy: TrustProxy;
 }
+
+export type TrustProxy = boolean | number | string[];
 
 export const defaults: Config = {
   host: '127.0.0.1',
@@ -117,6 +127,7 @@ export const defaults: Config = {
   role: 'all',
   clusterWorkers: 0,
   publicUrl: undefined,
+  trustProxy: false,
 };
 
 type Env = Record<string, string | undefined>;
@@ -138,7 +149,8 @@ type Kind =
   | { type: 'database_url' }
   | { type: 'master_key' }
   | { type: 'token'; min: number; max: number }
-  | { type: 'public_url' };
+  | { type: 'public_url' }
+  | { type: 'trust_proxy' };
 
 /** One configuration setting: its flag (none for secrets), its TIXIAN_* variable, unit and meaning. */
 export interface Setting {
@@ -194,6 +206,7 @@ export const settings: readonly Setting[] = [
   // TIXIAN_WORKERS is already the on/off switch of `--no-workers`.
   { key: 'clusterWorkers', flag: '--workers', env: 'TIXIAN_CLUSTER_WORKERS', kind: { type: 'int', min: 0, max: 256 }, unit: 'processes', help: 'processes sharing the port (node:cluster); a crashed one is restarted', defaultText: '0: one per core with PostgreSQL, 1 with SQLite' },
   { key: 'publicUrl', flag: '--public-url', env: 'TIXIAN_PUBLIC_URL', kind: { type: 'public_url' }, unit: 'URL', help: 'the https address channels reach this service at; WeChat Pay transfers then carry `notify_url` = `<url>/channels/wechat/notify/<app>/<mode>` (unset: payouts are found by querying alone)', defaultText: 'none' },
+  { key: 'trustProxy', flag: '--trust-proxy', env: 'TIXIAN_TRUST_PROXY', kind: { type: 'trust_proxy' }, unit: 'proxies', help: 'behind a reverse proxy: whose `X-Forwarded-For`/`-Proto`/`-Host` to believe (the client address the login throttle and audit log use, https for the console cookie\'s `Secure`): a hop count (`1`: the one proxy in front), the proxies\' addresses or CIDRs, comma-separated (or `loopback`, `linklocal`, `uniquelocal`), or `true` (every hop: the client can set its own address); `false`: the headers are ignored', defaultText: 'off' },
 ];
 
 /** What `--port` and friends hand over: strings as typed (booleans for --no-… switches). */
@@ -272,7 +285,54 @@ function parse(setting: Setting, raw: string | boolean, source: string): Config[
       }
       return text.replace(/\/+$/, '');
     }
+    case 'trust_proxy':
+      return parseTrustProxy(text, fail);
   }
+}
+
+/** The most proxy hops, and entries of an address list, trusted: more is a mistake, not a network. */
+export const TRUST_PROXY_HOPS_MAX = 16;
+const TRUST_PROXY_ENTRIES_MAX = 64;
+/** proxy-addr's names for address ranges. */
+const TRUST_PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * `--trust-proxy`: a whole number is a hop count (`1` is one proxy, not "on": `0` is off either way),
+ * `true`/`yes`/`on` every hop, `false`/`no`/`off` none; anything else a comma-separated list of IP
+ * addresses, CIDRs (`10.0.0.0/8`) and proxy-addr's range names, each checked here so a typo stops
+ * start-up instead of trusting nothing (or failing at the first request).
+ */
+function parseTrustProxy(text: string, fail: (what: string, shown?: string) => never): TrustProxy {
+  const what = `a hop count (1-${TRUST_PROXY_HOPS_MAX}), true, false, or proxy addresses/CIDRs separated by commas (e.g. 10.0.0.0/8,127.0.0.1)`;
+  const shown = text.length > 200 ? `${text.length} characters` : JSON.stringify(text);
+  const v = text.toLowerCase();
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    if (hops > TRUST_PROXY_HOPS_MAX) fail(what, shown);
+    return hops === 0 ? false : hops;
+  }
+  if (['true', 'yes', 'on'].includes(v)) return true;
+  if (['false', 'no', 'off'].includes(v)) return false;
+  const entries = text.split(',').map((e) => e.trim());
+  if (entries.length > TRUST_PROXY_ENTRIES_MAX) fail(`at most ${TRUST_PROXY_ENTRIES_MAX} addresses`, `${entries.length}`);
+  return entries.map((entry) => {
+    if (TRUST_PROXY_NAMES.includes(entry.toLowerCase())) return entry.toLowerCase();
+    if (!isAddressOrCidr(entry)) {
+      fail(what, entry === '' ? `an empty entry in ${shown}` : `${JSON.stringify(entry.slice(0, 64))}${text.length === entry.length ? '' : ` in ${shown}`}`);
+    }
+    return entry;
+  });
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const slash = entry.indexOf('/');
+  const address = slash === -1 ? entry : entry.slice(0, slash);
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = entry.slice(slash + 1);
+  // A prefix of 1 and up (proxy-addr refuses /0: `true` is how to trust every address).
+  return /^\d{1,3}$/.test(bits) && Number(bits) >= 1 && Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 /**

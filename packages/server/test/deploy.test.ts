@@ -113,6 +113,9 @@ describe('deploy/k8s', () => {
       expect(() => loadConfig({}, env)).not.toThrow();
       expect(loadConfig({}, env)).toMatchObject({ host: '0.0.0.0', port: 8080 });
     }
+    // The API sits behind a TLS-terminating Ingress: it believes X-Forwarded-* from private addresses only.
+    const apiEnv = Object.fromEntries((api.env as { name: string; value: string }[]).map((e) => [e.name, e.value]));
+    expect(loadConfig({}, apiEnv).trustProxy).toEqual(['uniquelocal']);
   });
 
   it('gives the Service the API pods, and the Secret both shared settings in a form the server accepts', () => {

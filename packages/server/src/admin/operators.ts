@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
 import { isUniqueViolation } from '../store/db.ts';
+import { isPostgres } from '../store/engine.ts';
 import type { AuditLogRow, OperatorRow } from '../store/schema.ts';
 import { newInternalId } from '../domain/ids.ts';
 import { constantTimeEqual } from '../security/secrets.ts';
@@ -29,9 +30,7 @@ export async function createOperator(
 ): Promise<Operator> {
   const email = input.email.trim().toLowerCase();
   if (!EMAIL.test(email)) throw new OperatorError('email must look like name@example.com (at most 255 characters)');
-  if (input.password.length < PASSWORD_MIN || input.password.length > PASSWORD_MAX) {
-    throw new OperatorError(`password must be ${PASSWORD_MIN}-${PASSWORD_MAX} characters`);
-  }
+  checkPassword(input.password);
   if (input.platform && input.account) throw new OperatorError('an operator belongs to one account (--account) or to the platform (--platform), not both');
   if (!input.platform && !input.account) throw new OperatorError('say which merchant account the operator belongs to (--account NAME), or --platform for one who sees all');
   let accountId: string | null = null;
@@ -55,6 +54,83 @@ export async function createOperator(
     throw err;
   }
   return { id: row.id, email, account_id: accountId };
+}
+
+/**
+ * Who made a change from the CLI, in the audit log: no operator (the command runs with the
+ * database's own access, not a console login), shown as `cli`.
+ */
+export const CLI_ACTOR: AuditActor = { id: null, email: 'cli', account_id: null };
+
+export interface OperatorChange {
+  operator: Operator;
+  /** Whether the operator was disabled before the change. */
+  wasDisabled: boolean;
+  /** Sessions deleted with the change. */
+  sessionsEnded: number;
+}
+
+/** The operator with this e-mail, in the caller's transaction, or an OperatorError (nothing is changed). */
+async function operatorByEmail(trx: Db, email: string): Promise<OperatorRow> {
+  const normalised = email.trim().toLowerCase();
+  if (!EMAIL.test(normalised)) throw new OperatorError('email must look like name@example.com (at most 255 characters)');
+  const row = await trx.selectFrom('operators').selectAll().where('email', '=', normalised).executeTakeFirst();
+  if (!row) throw new OperatorError(`no operator with email ${normalised} (tixian operators list shows them)`);
+  return row;
+}
+
+/** Deletes every session of an operator; how many there were. */
+async function endSessions(trx: Db, operatorId: string): Promise<number> {
+  const [result] = await trx.deleteFrom('operator_sessions').where('operator_id', '=', operatorId).execute();
+  return Number(result?.numDeletedRows ?? 0);
+}
+
+/**
+ * Disables or enables an operator. Disabling also deletes every session they hold, in the same
+ * transaction as the flag and its audit line: a cut-off operator's open console is logged out at
+ * its next request (sessionOperator also refuses a disabled operator's session; deleting them
+ * leaves nothing to refuse). Enabling lets them log in again; it makes no session.
+ */
+export async function setOperatorDisabled(rt: Runtime, email: string, disabled: boolean, actor: AuditActor = CLI_ACTOR): Promise<OperatorChange> {
+  return rt.store.transaction(async (trx) => {
+    const row = await operatorByEmail(trx, email);
+    await trx.updateTable('operators').set({ disabled: disabled ? 1 : 0 }).where('id', '=', row.id).execute();
+    const sessionsEnded = disabled ? await endSessions(trx, row.id) : 0;
+    const wasDisabled = Boolean(row.disabled);
+    await writeAudit(trx, rt, {
+      operator: actor, action: disabled ? 'operator.disable' : 'operator.enable', target: row.id, accountId: row.account_id, ip: null,
+      detail: { email: row.email, was_disabled: wasDisabled, ...(disabled ? { sessions_ended: sessionsEnded } : {}) },
+    });
+    return { operator: toOperator(row), wasDisabled, sessionsEnded };
+  });
+}
+
+/**
+ * Gives an operator a new password (checked and hashed as at creation) and deletes every session
+ * they hold, in one transaction with its audit line (which never holds the password): a reset after
+ * a compromise logs out whoever had the old one.
+ */
+export async function setOperatorPassword(rt: Runtime, email: string, password: string, actor: AuditActor = CLI_ACTOR): Promise<OperatorChange> {
+  checkPassword(password);
+  // The existence check runs before the slow hash too, so an unknown e-mail is refused at once.
+  await operatorByEmail(rt.store.db, email);
+  const passwordHash = await hashPassword(password);
+  return rt.store.transaction(async (trx) => {
+    const row = await operatorByEmail(trx, email);
+    await trx.updateTable('operators').set({ password_hash: passwordHash }).where('id', '=', row.id).execute();
+    const sessionsEnded = await endSessions(trx, row.id);
+    await writeAudit(trx, rt, {
+      operator: actor, action: 'operator.set_password', target: row.id, accountId: row.account_id, ip: null,
+      detail: { email: row.email, sessions_ended: sessionsEnded },
+    });
+    return { operator: toOperator(row), wasDisabled: Boolean(row.disabled), sessionsEnded };
+  });
+}
+
+function checkPassword(password: string): void {
+  if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
+    throw new OperatorError(`password must be ${PASSWORD_MIN}-${PASSWORD_MAX} characters`);
+  }
 }
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
@@ -119,7 +195,14 @@ export async function login(rt: Runtime, email: string, password: string, ip: st
   if (!row || !ok || row.disabled) return null;
   const token = randomBytes(32).toString('base64url');
   const nowMs = rt.clock.nowMs();
-  await rt.store.transaction(async (trx) => {
+  const opened = await rt.store.transaction(async (trx) => {
+    // The operator must still be as the password was checked against: a disable or new password
+    // committed during the check (~100 ms) deleted the sessions, and must not be followed by one
+    // made with the old password. The row lock (PostgreSQL) orders this against such a change, which
+    // then deletes this session too; SQLite runs one writing transaction at a time.
+    let current = trx.selectFrom('operators').select('id').where('id', '=', row.id).where('password_hash', '=', row.password_hash).where('disabled', '=', 0);
+    if (isPostgres(trx)) current = current.forUpdate();
+    if (!(await current.executeTakeFirst())) return false;
     await trx.insertInto('operator_sessions').values({ token_hash: hashToken(token), operator_id: row.id, created_ms: nowMs, expires_ms: nowMs + SESSION_TTL_MS }).execute();
     // Expired sessions and those beyond the per-operator bound go now: the table stays small.
     await trx.deleteFrom('operator_sessions').where('operator_id', '=', row.id).where('expires_ms', '<=', nowMs).execute();
@@ -129,8 +212,9 @@ export async function login(rt: Runtime, email: string, password: string, ip: st
       await trx.deleteFrom('operator_sessions').where('operator_id', '=', row.id).where('token_hash', 'not in', keep.map((k) => k.token_hash)).execute();
     }
     await writeAudit(trx, rt, { operator: toOperator(row), action: 'login', ip });
+    return true;
   });
-  return { operator: toOperator(row), token };
+  return opened ? { operator: toOperator(row), token } : null;
 }
 
 export async function sessionOperator(rt: Runtime, token: string): Promise<Operator | null> {
@@ -154,8 +238,15 @@ export async function logout(rt: Runtime, token: string, operator: Operator, ip:
 
 const toOperator = (row: OperatorRow): Operator => ({ id: row.id, email: row.email, account_id: row.account_id });
 
+/** Who an audit line names: an operator, or CLI_ACTOR for a change made with the CLI (no operator id). */
+export interface AuditActor {
+  id: string | null;
+  email: string;
+  account_id: string | null;
+}
+
 export interface AuditInput {
-  operator: Operator;
+  operator: AuditActor;
   action: string;
   app?: string | null;
   livemode?: boolean | null;

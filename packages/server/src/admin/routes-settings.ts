@@ -74,7 +74,8 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
   app.get<{ Params: Static<typeof AppParams> }>('/admin/apps/:app/developers', { schema: { ...hidden, params: AppParams } }, async (req) => {
     const scope = await ctx.scopeFor(req, req.params.app, 'test');
     const key = await signingKeyForApp(rt, scope.app);
-    const host = req.headers.host ?? `${rt.config.host}:${rt.config.port}`;
+    // Behind a trusted proxy (--trust-proxy), its X-Forwarded-Proto and -Host: the public address.
+    const host = req.host || `${rt.config.host}:${rt.config.port}`;
     return {
       signature: await getSignatureSettings(rt, scope.app),
       platform_public_key: key?.publicKeyPem ?? rt.platformKey.publicKeyPem,

@@ -52,6 +52,7 @@ function cookieToken(req: FastifyRequest): string | null {
   return null;
 }
 
+/** `Secure` when the browser used https: to this server, or (--trust-proxy) to the proxy in front. */
 function setCookie(req: FastifyRequest, reply: FastifyReply, value: string, maxAgeS: number): void {
   const secure = req.protocol === 'https' ? '; Secure' : '';
   reply.header('set-cookie', `${SESSION_COOKIE}=${value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${secure}`);
@@ -112,7 +113,8 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
     const mutating = req.method !== 'GET' && req.method !== 'HEAD';
     if (mutating) {
       // A browser names the page that sent a request; a change from another site is refused even
-      // before the CSRF token is looked at.
+      // before the CSRF token is looked at. req.host is the Host header, or behind a trusted proxy
+      // (--trust-proxy) its X-Forwarded-Host: the address the browser used.
       const origin = req.headers.origin;
       if (typeof origin === 'string' && origin !== 'null') {
         let host: string | null = null;
@@ -121,7 +123,7 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
         } catch {
           host = null;
         }
-        if (host !== req.headers.host) throw csrfFailed();
+        if (host !== req.host) throw csrfFailed();
       }
     }
     const isLogin = req.method === 'POST' && req.routeOptions.url === '/admin/session';
@@ -137,6 +139,7 @@ export async function adminRoutes(app: FastifyInstance, rt: Runtime): Promise<vo
     if (!req.operator) throw new Error('an /admin route was reached without a session');
     return req.operator;
   };
+  // The client's address: the socket's, or (--trust-proxy) the one the trusted proxies forwarded.
   const ipOf = (req: FastifyRequest) => req.ip.slice(0, 64);
 
   /** The app if this operator may see it: another account's app answers 404 like one that does not exist. */

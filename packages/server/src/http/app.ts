@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.ts';
+import type { TrustProxy } from '../config.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerMetrics } from './plugins/metrics.ts';
@@ -42,6 +43,17 @@ export const routeModules: RouteModule[] = [
 ];
 
 /**
+ * Fastify's `trustProxy` for the setting. A hop count becomes a trust function (the first N hops,
+ * whatever their address): Fastify 5.12.1 and later treat a bare number as trusting nothing, as a
+ * client reaching the server directly could name its own address. That holds for `true` as much,
+ * and the README says when a hop count is safe (only the proxy reaches tixian).
+ */
+export function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting === 'number') return (_address, hop) => hop < setting;
+  return setting;
+}
+
+/**
  * The HTTP API: Ping++'s v1 wire protocol. Cross-cutting concerns are hooks (auth, body bytes,
  * errors, response headers); each resource's routes live in one file under routes/.
  */
@@ -62,6 +74,8 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     frameworkErrors,
     // Requests Node's HTTP parser refuses (oversized or malformed heads) get Ping++'s error shape too.
     clientErrorHandler: clientErrorHandler(rt.log as FastifyBaseLogger),
+    // req.ip, req.protocol and req.host believe X-Forwarded-* only from the proxies this trusts.
+    trustProxy: fastifyTrustProxy(rt.config.trustProxy),
   });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, rt.config.bodyLimitBytes);
