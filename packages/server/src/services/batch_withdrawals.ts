@@ -86,11 +86,13 @@ function batchItems(db: Db, scope: Scope, ids: string[]): Promise<Item[]> {
  * retry whose first answer was lost (pingpp-java sends a POST again after a connection error or
  * any 5xx) gets that batch as it is now, as a repeated order_no gets its object. The hash covers
  * the sorted ids, so a batch with more or fewer items never matches. Anything else (other
- * metadata, the other status, a batch made before 0013) is refused as before.
+ * metadata, the other status, a batch made before 0013) is refused as before, and so is the same
+ * request once an item is back at `created` (a merchant-side payout failure): a 200 would read as
+ * "confirmed" while it waits to be confirmed again, on its own ("already belongs to batch").
  */
 async function batchMadeBy(db: Db, scope: Scope, rows: readonly Item[], asked: number, hash: string): Promise<BatchWithdrawal | null> {
   const batchId = rows[0]?.batch_withdrawal;
-  if (!batchId || rows.length !== asked || rows.some((r) => r.batch_withdrawal !== batchId)) return null;
+  if (!batchId || rows.length !== asked || rows.some((r) => r.batch_withdrawal !== batchId || r.status === 'created')) return null;
   const batch = await db.selectFrom('batch_withdrawals').selectAll()
     .where('id', '=', batchId).where('app', '=', scope.app).where('livemode', '=', mode(scope)).where('request_hash', '=', hash).executeTakeFirst();
   return batch ? batchToWire(db, batch) : null;
