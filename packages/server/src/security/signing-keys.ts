@@ -110,8 +110,9 @@ export async function signingKeyForApp(rt: Runtime, appId: string): Promise<Sign
 
 /**
  * Gives the account owning `appId` a signing key pair of its own and returns its public key.
- * Refused when it has one already, unless `replace` (then signatures made with the old key, e.g.
- * stored on events already signed, no longer verify with the new one).
+ * Refused when it has one already, unless `replace` (then signatures made with the old key no
+ * longer verify with the new one; the webhook dispatcher signs each event again once when the
+ * kid of its stored signature is not the new key's, so retries and resends carry the new key's).
  */
 export async function createAccountSigningKey(rt: Runtime, appId: string, options: { replace?: boolean } = {}): Promise<{ account: string; publicKeyPem: string; replaced: boolean }> {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

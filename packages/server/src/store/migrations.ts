@@ -612,6 +612,19 @@ const m0013_batch_request_hash: Migration = {
   },
 };
 
+/**
+ * 0014: which key made an event's stored signature (SigningKey.kid: 'platform' or `acct:…`). A try
+ * reuses the stored signature only while that key still signs for the event's account; after the
+ * account switches key (`tixian apps signing-key create|remove`) its retries and resends are signed
+ * again with the new one (webhooks/dispatcher.ts). Events signed before have none: each is signed
+ * again once, at its next try. Nullable, no default: instant on both engines.
+ */
+const m0014_event_signature_kid: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('events').addColumn('signature_kid', 'text').execute();
+  },
+};
+
 /** The last thing a migration makes: when it exists, the migration ran to its end. */
 type Made = { table: string } | { index: string } | { column: readonly [table: string, column: string] };
 
@@ -666,6 +679,7 @@ export const migrations: Record<string, Migration> = {
   '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
   '0012_withdrawal_totals_by_day': m0012_withdrawal_totals_by_day,
   '0013_batch_request_hash': atomicOnSqlite(m0013_batch_request_hash, { column: ['batch_withdrawals', 'request_hash'] }),
+  '0014_event_signature_kid': atomicOnSqlite(m0014_event_signature_kid, { column: ['events', 'signature_kid'] }),
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -217,8 +217,13 @@ export interface EventRow {
   created: number;
   /** The exact bytes delivered to endpoints (the event as it was when it happened). */
   body: string;
-  /** base64 RSA-SHA256 of body with the platform key, computed once by the dispatcher. */
+  /**
+   * base64 RSA-SHA256 of body with the key that signs for the account (signing-keys.ts), computed
+   * once by the dispatcher and reused by every try while that key signs for the account.
+   */
   signature: string | null;
+  /** The kid of the key that made `signature` (null with it, and for events signed before 0014). */
+  signature_kid: string | null;
   request: string | null;
   pending_webhooks: number;
 }

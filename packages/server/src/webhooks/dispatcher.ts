@@ -9,7 +9,7 @@ import type { Db } from '../store/db.ts';
 import { BoundedCache } from '../domain/bounded-cache.ts';
 import { newTimeOrderedId } from '../domain/ids.ts';
 import { PLATFORM_SIGNATURE_HEADER } from '../security/platform-key.ts';
-import { signingKeyFor } from '../security/signing-keys.ts';
+import { cachedSigningKeyFor, signingKeyFor, type SigningKey } from '../security/signing-keys.ts';
 import { sharedSignPool } from '../security/sign-pool.ts';
 import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
@@ -18,7 +18,8 @@ import { endWaitingDeliveries } from './endpoints.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
- * bytes signed with the platform key, records the try and schedules the next one (schedule.ts).
+ * bytes signed with the key of the event's account (see Signing key below), records the try and
+ * schedules the next one (schedule.ts).
  *
  * Claiming: one short transaction selects due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
  * processes sharing a database never claim the same row; SQLite's BEGIN IMMEDIATE serialises
@@ -54,10 +55,16 @@ import { endWaitingDeliveries } from './endpoints.ts';
  * Destinations: live-mode tries connect only to public addresses (destination.ts) unless the
  * operator allows private ones; test mode is not checked.
  *
+ * Signing key: every try carries a signature made with the key that signs for the event's account
+ * now (signing-keys.ts; after `tixian apps signing-key create|remove` every process has the new
+ * one within SIGNING_KEY_TTL_MS). The stored signature says which key made it (events.signature_kid)
+ * and is reused only while that key signs; else the event is signed again and the new one stored.
+ *
  * Back of the envelope (PERFORMANCE.md): per event one RSA signature (~250–290 µs on this VM kind,
- * then stored and reused by every retry and endpoint; in a signing thread when the process has a
- * spare core), per try one HTTP round trip on a kept-alive socket, a share of one load query, of
- * one claim (~1/8–1/32) and of one record transaction of a fixed number of statements (~1/7–1/20):
+ * then stored and reused by every retry and endpoint while the account's key stays the same; in a
+ * signing thread when the process has a spare core), per try one HTTP round trip on a kept-alive
+ * socket, a share of one load query, of one claim (~1/8–1/32) and of one record transaction of a
+ * fixed number of statements (~1/7–1/20):
  * on one core with inline signing, the signature is about half of a try's CPU time.
  */
 
@@ -174,7 +181,9 @@ interface Claimed {
   livemode: number;
   secret: string | null;
   body: string;
+  /** The event's stored signature and the kid of the key that made it (signature_kid). */
   signature: string | null;
+  signature_kid: string | null;
 }
 
 /** A leased row as load() reads it, with its endpoint's state. */
@@ -189,8 +198,8 @@ interface TryRecord {
   attemptedMs: number;
   durationMs: number;
   o: Outcome;
-  /** The event's Ping++ signature, or null when signing failed (nothing to store then). */
-  signature: string | null;
+  /** A signature this try made (none stored, or made with another key) to store with the event; else null. */
+  signature: MadeSignature | null;
   /** Whether the try reached the network: a try we could not sign says nothing about the receiver. */
   sent: boolean;
   made: number;
@@ -198,6 +207,12 @@ interface TryRecord {
   nextMs: number | null;
   resolve(fenced: boolean): void;
   reject(err: unknown): void;
+}
+
+/** A signature of an event's body and the kid of the key that made it. */
+interface MadeSignature {
+  signature: string;
+  kid: string;
 }
 
 interface Outcome {
@@ -223,6 +238,11 @@ export class WebhookDispatcher implements Worker {
   private readonly perEndpoint = new Map<string, number>();
   /** The in-flight bound of each endpoint with tries in flight (1 while its breaker is open). */
   private readonly caps = new Map<string, number>();
+  /**
+   * `${kid}:${eventId}` → the signature that key made: an event fanned out to several endpoints, or
+   * tried again before its first record is written, is signed once per key and process. Keyed by the
+   * key too, so an entry made with a key the account no longer uses is never sent again.
+   */
   private readonly signatures = new BoundedCache<string, string>(SIGNATURE_CACHE_MAX);
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   /** Aborted when stop() gives up waiting: every try on the wire is aborted with it (onWire). */
@@ -753,7 +773,7 @@ export class WebhookDispatcher implements Worker {
     const rows = (
       await sql<LoadedRow>`
         select d.id, d.event_id, d.endpoint_id, d.attempts, d.lease_ms, ep.url, ep.livemode, ep.secret, ep.disabled, ep.auto_disabled_ms,
-               e.account_id, e.body, e.signature
+               e.account_id, e.body, e.signature, e.signature_kid
           from webhook_deliveries d
           join events e on e.id = d.event_id
           join webhook_endpoints ep on ep.id = d.endpoint_id
@@ -809,18 +829,19 @@ export class WebhookDispatcher implements Worker {
 
   private async deliver(c: Claimed, freeSlot: () => void): Promise<void> {
     const attemptedMs = this.rt.clock.nowMs();
-    let signature = c.signature;
+    let made: MadeSignature | null = null;
     let headers: Record<string, string>;
     try {
-      signature ??= await this.signatureFor(c.event_id, c.account_id, c.body);
-      headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, [PLATFORM_SIGNATURE_HEADER]: signature };
+      const signed = await this.signatureFor(c);
+      made = signed.made;
+      headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, [PLATFORM_SIGNATURE_HEADER]: signed.signature };
       if (c.secret !== null) Object.assign(headers, standardWebhookHeaders(this.keyFor(c.secret), c.event_id, Math.floor(attemptedMs / 1000), c.body));
     } catch (err) {
       // Nothing was sent; still a try, so a secret that never opens (sealed with another master key)
       // runs out the schedule instead of being claimed again after every lease.
       const error = `could not sign: ${err instanceof Error ? err.message : String(err)}`.slice(0, ERROR_TEXT_MAX);
       freeSlot();
-      await this.record(c, attemptedMs, 0, { statusCode: null, responseBody: null, error }, signature, false);
+      await this.record(c, attemptedMs, 0, { statusCode: null, responseBody: null, error }, made, false);
       return;
     }
 
@@ -830,7 +851,7 @@ export class WebhookDispatcher implements Worker {
     freeSlot();
     // Stopped the hard way: leave the delivery leased; it is sent again when the lease runs out.
     if (this.abort.signal.aborted) return;
-    await this.record(c, attemptedMs, durationMs, outcome, signature, true);
+    await this.record(c, attemptedMs, durationMs, outcome, made, true);
   }
 
   private async post(c: Claimed, headers: Record<string, string>): Promise<Outcome> {
@@ -881,7 +902,7 @@ export class WebhookDispatcher implements Worker {
    * synchronous=FULL on this VM kind), so one commit per try would cap delivery at a few hundred
    * a second and stall the API; per batch it is one commit for up to RECORD_BATCH tries.
    */
-  private async record(c: Claimed, attemptedMs: number, durationMs: number, o: Outcome, signature: string | null, sent: boolean): Promise<void> {
+  private async record(c: Claimed, attemptedMs: number, durationMs: number, o: Outcome, signature: MadeSignature | null, sent: boolean): Promise<void> {
     const success = o.statusCode !== null && isSuccessStatus(o.statusCode);
     const made = c.attempts + 1;
     const delayMs = success ? null : retryDelayMs(made, this.options.retryScale);
@@ -943,7 +964,7 @@ export class WebhookDispatcher implements Worker {
    * One transaction, a fixed number of statements whatever the batch size: the tries (one INSERT),
    * the deliveries (one UPDATE … FROM a list of values, fenced: a row is updated only while it
    * carries the lease its try was claimed with; RETURNING says which were), the events (one UPDATE:
-   * the first signature of each, and pending_webhooks less the deliveries that finished), then the
+   * the signature a try made for each, and pending_webhooks less the deliveries that finished), then the
    * endpoints' health (one statement per endpoint in the batch).
    */
   private writeRecords(batch: readonly TryRecord[]): Promise<{ fenced: boolean[]; streaks: Map<string, number> }> {
@@ -974,7 +995,7 @@ export class WebhookDispatcher implements Worker {
         trx,
         batch.map((r, i) => ({
           eventId: r.c.event_id,
-          signature: r.c.signature === null ? r.signature : null,
+          signature: r.signature,
           finished: fenced[i]! && r.status !== 'pending',
         })),
       );
@@ -1034,16 +1055,41 @@ export class WebhookDispatcher implements Worker {
     return streaks;
   }
 
-  /** Each event body is signed once (per process; the first record stores it for every other). */
-  private async signatureFor(eventId: string, accountId: string, body: string): Promise<string> {
-    const hit = this.signatures.get(eventId);
-    if (hit !== undefined) return hit;
-    // The event's account's own key when it has one, else the platform key (signing-keys.ts).
-    const key = await signingKeyFor(this.rt, accountId);
-    // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
-    // event loop's other work go on while it signs.
-    const signature = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8')) : key.sign(body);
-    return this.signatures.getOrSet(eventId, () => signature);
+  /**
+   * The signature a try carries: made with the key that signs for the event's account now (its own
+   * key when it has one, else the platform key; signing-keys.ts). The stored one when that key made
+   * it (no RSA: a map lookup while this process's cache of the account is fresh, one read of its
+   * row every SIGNING_KEY_TTL_MS otherwise); else signed now, once per event, key and process, and
+   * `made` for the try's record to store in place of the old one. So after a key switch each event
+   * still waiting is signed once more, at its next try, and a resend of an older event (re-queued by
+   * events.ts) is signed with the key in force, not the one it was first signed with.
+   *
+   * Other processes: one whose cache of the account is older than the switch signs with the old key
+   * until its cache expires (SIGNING_KEY_TTL_MS), as it does its API responses, and may store that
+   * signature (a try in flight during the switch may too); the next try after that window sees
+   * another kid than the key in force and signs again. Its in-memory signatures are keyed by kid,
+   * so none made with the old key is reused past that window either.
+   */
+  private async signatureFor(c: Claimed): Promise<{ signature: string; made: MadeSignature | null }> {
+    let key: SigningKey;
+    try {
+      key = cachedSigningKeyFor(this.rt, c.account_id) ?? (await signingKeyFor(this.rt, c.account_id));
+    } catch (err) {
+      // The key cannot be had (the database away and this process never read the account): the
+      // stored signature may well still verify, a try with none surely fails.
+      if (c.signature !== null) return { signature: c.signature, made: null };
+      throw err;
+    }
+    if (c.signature !== null && c.signature_kid === key.kid) return { signature: c.signature, made: null };
+    const cacheKey = `${key.kid}:${c.event_id}`;
+    let signature = this.signatures.get(cacheKey);
+    if (signature === undefined) {
+      // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
+      // event loop's other work go on while it signs.
+      const fresh = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(c.body, 'utf8')) : key.sign(c.body);
+      signature = this.signatures.getOrSet(cacheKey, () => fresh);
+    }
+    return { signature, made: { signature, kid: key.kid } };
   }
 
   /** Standard Webhooks keys are stored sealed with the master key; opened once per process. */
@@ -1078,23 +1124,30 @@ async function updateLeased(trx: Db, rows: readonly Leased[], set: RawBuilder<un
 }
 
 /**
- * Per event, in one statement: the first signature made for it is stored (a later one never
- * replaces it), and each finished delivery is taken out of pending_webhooks (never below 0).
+ * Per event, in one statement: a signature a try made is stored when the event has none, or one
+ * made with another key (signature_kid); one made with the same key is kept (the first stays, as
+ * other processes may be sending it). Each finished delivery is taken out of pending_webhooks
+ * (never below 0). Of two signatures for one event in a batch (a key switch between its tries),
+ * the later one is stored.
  */
-async function updateEvents(trx: Db, changes: readonly { eventId: string; signature: string | null; finished: boolean }[]): Promise<void> {
-  const events = new Map<string, { signature: string | null; finished: number }>();
+async function updateEvents(trx: Db, changes: readonly { eventId: string; signature: MadeSignature | null; finished: boolean }[]): Promise<void> {
+  const events = new Map<string, { signature: MadeSignature | null; finished: number }>();
   for (const c of changes) {
     const e = events.get(c.eventId) ?? { signature: null, finished: 0 };
-    e.signature ??= c.signature;
+    if (c.signature !== null) e.signature = c.signature;
     if (c.finished) e.finished += 1;
     events.set(c.eventId, e);
   }
   const rows = [...events].filter(([, e]) => e.signature !== null || e.finished > 0);
   if (rows.length === 0) return;
+  const values = rows.map(([id, e]) => sql`(${text(id)}, ${text(e.signature?.signature ?? null)}, ${text(e.signature?.kid ?? null)}, ${int(e.finished)})`);
+  // `keep`: no new signature, or the stored one is the same key's (a null stored kid never equals).
+  const keep = sql`v.signature is null or events.signature_kid = v.kid`;
   await sql`
-    with v(id, signature, finished) as (values ${sql.join(rows.map(([id, e]) => sql`(${text(id)}, ${text(e.signature)}, ${int(e.finished)})`))})
+    with v(id, signature, kid, finished) as (values ${sql.join(values)})
     update events
-       set signature = coalesce(events.signature, v.signature),
+       set signature = case when ${keep} then events.signature else v.signature end,
+           signature_kid = case when ${keep} then events.signature_kid else v.kid end,
            pending_webhooks = case when events.pending_webhooks > v.finished then events.pending_webhooks - v.finished else 0 end
       from v
      where events.id = v.id`.execute(trx);

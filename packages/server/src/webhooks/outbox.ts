@@ -58,7 +58,7 @@ export async function emitEvent(trx: Db, e: EmitEvent): Promise<string> {
   });
   await trx
     .insertInto('events')
-    .values({ id, app: e.app, account_id: e.accountId, livemode, type: e.type, created, body, signature: null, request: e.request, pending_webhooks: subscribed.length })
+    .values({ id, app: e.app, account_id: e.accountId, livemode, type: e.type, created, body, signature: null, signature_kid: null, request: e.request, pending_webhooks: subscribed.length })
     .execute();
   await insertDeliveries(trx, { id, app: e.app, created }, subscribed, e.nowMs);
   return id;

@@ -79,7 +79,7 @@ export async function fillGrowth(db: Db, f: GrowthFill): Promise<void> {
     const created = createdOf(i, f.rows);
     return {
       id: `evt_${idAt(created, i)}`, app: f.app, account_id: f.accountId, livemode: 0, type: EVENT_TYPES[i % EVENT_TYPES.length]!, created,
-      body: '{}', signature: null, request: null, pending_webhooks: 0,
+      body: '{}', signature: null, signature_kid: null, request: null, pending_webhooks: 0,
     };
   });
   await insertChunks(db, 'webhook_deliveries', f.rows, (i) => {
