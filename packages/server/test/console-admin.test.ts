@@ -183,7 +183,9 @@ describeEngines('console admin API', (engine) => {
     expect(foreignConfirm.status).toBe(404);
     expect((await h.request('GET', h.appPath(`/withdrawals/${id}`))).json.status).toBe('created');
     const audit = await call(mine, 'GET', '/admin/audit');
-    expect(audit.json.data.every((l: { operator: string }) => l.operator === 'other@example.com')).toBe(true);
+    // Their own lines, and the CLI's about their account (their operator's creation): none of another account's.
+    expect(audit.json.data.every((l: { operator: string }) => l.operator === 'other@example.com' || l.operator === 'cli')).toBe(true);
+    expect(audit.json.data.some((l: { operator: string }) => l.operator === 'other@example.com')).toBe(true);
     const root = await session('root@example.com');
     const all = await call(root, 'GET', '/admin/apps');
     expect(all.json.data.map((a: { id: string }) => a.id).sort()).toEqual([h.appId, other.id].sort());

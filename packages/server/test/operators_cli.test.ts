@@ -123,8 +123,12 @@ describeEngines('operators CLI', (engine) => {
     expect(JSON.parse(enables[0]!.detail)).toEqual({ email: 'ops@example.com', was_disabled: true });
     // The account's own operators see the lines on the console's audit page, actor `cli`.
     const page = await call(fresh, 'GET', '/admin/audit?limit=100');
-    expect(page.json.data.filter((l: { action: string }) => l.action.startsWith('operator.')).map((l: { operator: string; action: string }) => `${l.operator} ${l.action}`))
+    expect(page.json.data.filter((l: { action: string }) => l.action.startsWith('operator.') && l.action !== 'operator.create').map((l: { operator: string; action: string }) => `${l.operator} ${l.action}`))
       .toEqual(['cli operator.enable', 'cli operator.disable', 'cli operator.disable']);
+    // Its creation is audited the same way (never with the password).
+    const created = (await auditOf('operator.create')).find((l) => l.target === op.id);
+    expect(created).toMatchObject({ operator_id: null, operator_email: 'cli', account_id: op.account_id, ip: null });
+    expect(JSON.parse(created!.detail)).toEqual({ email: 'ops@example.com', platform: false });
   });
 
   it('set-password logs out every session, the old password stops working and the new one works; the password is never written out', async () => {

@@ -48,7 +48,11 @@ export async function createOperator(
     created: Math.floor(rt.clock.nowMs() / 1000),
   };
   try {
-    await rt.store.db.insertInto('operators').values(row).execute();
+    // With its audit line (actor `cli`, as disable, enable and set-password), in one transaction.
+    await rt.store.transaction(async (trx) => {
+      await trx.insertInto('operators').values(row).execute();
+      await writeAudit(trx, rt, { operator: CLI_ACTOR, action: 'operator.create', target: row.id, accountId, ip: null, detail: { email, platform: accountId === null } });
+    });
   } catch (err) {
     if (isUniqueViolation(err)) throw new OperatorError(`an operator with email ${email} already exists`);
     throw err;
