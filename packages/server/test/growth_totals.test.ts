@@ -153,11 +153,19 @@ describeEngines('growth: kept withdrawal totals', (engine) => {
       ),
       {
         numRuns: engine === 'sqlite' ? 30 : 15,
-        // Run first, then the random runs: one payout that fails, so every status is reached
-        // whatever the random runs do (15 runs on PostgreSQL once reached no failed payout).
+        // Run first, then the random runs: it ends with a withdrawal in each status (failed,
+        // succeeded, canceled, pending, created), so every status is reached whatever the random
+        // runs do (15 runs on PostgreSQL once reached no failed payout, and once no succeeded one).
         examples: [
           [
-            [{ kind: 'create', user: 0, channel: CHANNELS[0]!, amount: 100, ending: '0002' }, { kind: 'confirm', pick: 0 }, { kind: 'work' }, { kind: 'later', minutes: 60 }, { kind: 'work' }],
+            [
+              { kind: 'create', user: 0, channel: CHANNELS[0]!, amount: 100, ending: '0002' }, { kind: 'confirm', pick: 0 },
+              { kind: 'create', user: 1, channel: CHANNELS[0]!, amount: 200, ending: '' }, { kind: 'confirm', pick: 1 },
+              { kind: 'work' }, { kind: 'later', minutes: 60 }, { kind: 'work' },
+              { kind: 'create', user: 2, channel: CHANNELS[0]!, amount: 300, ending: '' }, { kind: 'cancel', pick: 2 },
+              { kind: 'create', user: 0, channel: CHANNELS[0]!, amount: 400, ending: '' }, { kind: 'confirm', pick: 3 },
+              { kind: 'create', user: 1, channel: CHANNELS[0]!, amount: 500, ending: '' },
+            ],
             Array.from({ length: 4 }, () => ({ status: undefined, channel: undefined, created: {} })),
           ],
         ],
