@@ -187,12 +187,12 @@ export const objectSchemas: Record<string, TSchema> = {
       id: Type.String(), object: Type.Literal('event'), created: Time('Created'), livemode: Type.Boolean(),
       type: Type.Union([Type.Literal('balance.withdrawal.succeeded'), Type.Literal('balance.withdrawal.failed'), Type.Literal('balance.withdrawal.pending_confirmation')]),
       data: Type.Object({ object: Ref('Withdrawal') }), pending_webhooks: Type.Integer(), request: Nullable(Type.String()),
-      scope: Type.String(), acct_id: Type.String(),
+      scope: Type.String({ description: 'The app the event belongs to.' }), acct_id: Type.String(),
     },
     {
       examples: [{
         id: 'evt_401170921163000000001', object: 'event', created: 1505992666, livemode: false, type: 'balance.withdrawal.succeeded',
-        data: { object: withdrawalExample }, pending_webhooks: 0, request: 'iar_qH4y1KbTy5eLGm1ep1rbTy5e', scope: 'acct_1Gqj58ynP0mHeX1q',
+        data: { object: withdrawalExample }, pending_webhooks: 0, request: 'iar_qH4y1KbTy5eLGm1ep1rbTy5e', scope: APP,
         acct_id: 'acct_1Gqj58ynP0mHeX1q',
       }],
     },

@@ -23,7 +23,9 @@ const BatchQuery = Type.Object({
   ...ListQuery,
   per_page: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCHES_PER_PAGE })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCHES_PER_PAGE })),
-  status: Type.Optional(Type.Union(['pending', 'succeeded', 'failed', 'canceled', 'partially_succeeded'].map((s) => Type.Literal(s)))),
+  // A batch's statuses, plus `created`: the filter's values in the C# SDK example (and the Go demo's
+  // comment) are a withdrawal's statuses. No batch is ever `created`, so it matches nothing.
+  status: Type.Optional(Type.Union(['created', 'pending', 'succeeded', 'failed', 'canceled', 'partially_succeeded'].map((s) => Type.Literal(s)))),
 });
 
 export async function batchWithdrawalsRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
