@@ -158,6 +158,16 @@ export const errors = {
       status: 500, type: 'api_error', code: 'internal_error',
       zh: `服务器内部错误，请求 ID：${requestId}。`, en: `Internal server error (request ${requestId}).`,
     }),
+  databaseBusy: () =>
+    new ApiError({
+      status: 503, type: 'api_error', code: 'database_busy',
+      zh: '数据库繁忙，请稍后重试。', en: 'The database is busy: try again shortly.',
+    }),
+  shuttingDown: () =>
+    new ApiError({
+      status: 503, type: 'api_error', code: 'service_unavailable',
+      zh: '服务正在停止，本次请求未处理，请重试。', en: 'The server is shutting down; the request was not processed: send it again.',
+    }),
   // Request signatures (§3). The zh texts are Ping++'s own (pingpp-java #30, pingpp-python #20).
   signatureMissing: () =>
     new ApiError({

@@ -6,6 +6,7 @@ import { validatorCompiler } from './validation.ts';
 import { registerMetrics } from './plugins/metrics.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
+import { errors } from '../domain/errors.ts';
 import { registerBodyParsing } from './plugins/body.ts';
 import { registerAuth } from './plugins/auth.ts';
 import { usersRoutes } from './routes/users.ts';
@@ -67,7 +68,9 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     requestIdHeader: false,
     requestTimeout: 60_000,
     connectionTimeout: 60_000,
-    return503OnClosing: true,
+    // A request that reaches a closing server is refused below, in Ping++'s error shape and signed;
+    // Fastify's own 503 (`{"error":"Service Unavailable"}`) would skip the error handler and hooks.
+    return503OnClosing: false,
     // Fastify's two lines per request are off; plugins/request-log.ts writes one, without the URL.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 128 },
@@ -79,6 +82,7 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app, rt.config.bodyLimitBytes);
+  refuseWhileClosing(app);
   // After the error handler (a route keeps the handler set when it was added), before every route.
   registerMetrics(app, rt);
   await registerOpenApi(app);
@@ -116,4 +120,19 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
   // Channel notifications (WeChat Pay): outside /v1, verified by the channel's signature, not an API key.
   await app.register(async (notify) => channelNotifyRoutes(notify, rt));
   return app;
+}
+
+/**
+ * While the server drains (SIGTERM: close() waits for the requests in flight), a request that
+ * still arrives (pipelined, or on a keep-alive connection that was busy) is refused with a 503
+ * api_error before any work: nothing of it is applied, so the client may send it again elsewhere.
+ * Fastify has already asked for the connection to close. The probes answer 503 too (health.ts).
+ */
+function refuseWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', (_req, _reply, done) => done(closing ? errors.shuttingDown() : undefined));
 }

@@ -23,7 +23,7 @@ import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 import { buildOnlineIndexes } from './pg/online-indexes.ts';
 import { observePool } from '../observability/metrics.ts';
-import { GroupCommitter } from './group-commit.ts';
+import { DATABASE_BUSY, GroupCommitter } from './group-commit.ts';
 import { WalCheckpointer } from './checkpointer.ts';
 import { walSyncThread, type WalSyncFactory } from './wal-sync.ts';
 
@@ -378,9 +378,21 @@ export class Store {
    */
   async migrate(): Promise<string[]> {
     const migrator = new Migrator({ db: this.db, provider: migrationProvider });
-    const { error, results } = await migrator.migrateToLatest();
-    if (error) throw error instanceof Error ? error : new Error(String(error));
-    const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    const applied: string[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const { error, results } = await migrator.migrateToLatest();
+      applied.push(...(results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName));
+      if (!error) break;
+      // SQLite has no migration lock (PostgreSQL's is an advisory lock): processes started together
+      // on one file (an API and a worker process) may both run what is pending. Each migration
+      // looks under the write lock whether it is done (migrations.ts), so only Kysely's record of
+      // it can collide, with the other's record of the same migration: run again, it finds that.
+      if (this.engine === 'sqlite' && attempt < MIGRATE_ATTEMPTS && isUniqueViolation(error)) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 50 * attempt));
+        continue;
+      }
+      throw error instanceof Error ? error : new Error(String(error));
+    }
     if (this.engine !== 'postgres') return applied;
     const built = await buildOnlineIndexes(this.db);
     return [...applied, ...built.map((name) => `index ${name} (concurrently)`)];
@@ -394,11 +406,27 @@ export class Store {
 }
 
 export const TRANSACTION_ATTEMPTS = 4;
+/** SQLite: runs of the migrations when another process recorded one of them first (Store.migrate). */
+const MIGRATE_ATTEMPTS = 10;
 
 /** PostgreSQL deadlock_detected / serialization_failure: the transaction may simply be run again. */
 export function isTransientConflict(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === '40P01' || code === '40001';
+}
+
+/**
+ * True when the database could not be had in time, a load or a lock rather than a fault, and
+ * nothing was applied: SQLite's write lock held by another connection past busy_timeout (another
+ * process: a migration, a CLI command), the group commit's queue full, or no PostgreSQL pool
+ * connection within connectionTimeoutMillis. The API answers these 503 (plugins/errors.ts).
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e) return false;
+  if (typeof e.code === 'string' && (e.code.startsWith('SQLITE_BUSY') || e.code === DATABASE_BUSY)) return true;
+  // pg-pool's own error (no code) when every connection stays checked out past the timeout.
+  return e.code === undefined && e.message === 'timeout exceeded when trying to connect';
 }
 
 /** True when a database error is a unique-constraint violation (on either engine). */

@@ -84,6 +84,8 @@ export const GROUP_COMMIT_MAX_BATCH = 64;
 export const MAX_GATHER_MS = 20;
 /** A queue is a limit too: beyond this many waiting transactions a new one is refused at once. */
 export const GROUP_COMMIT_MAX_QUEUE = 10_000;
+/** The code of that refusal (db.ts isDatabaseBusy: the API answers it 503). */
+export const DATABASE_BUSY = 'TIXIAN_DATABASE_BUSY';
 
 export class GroupCommitter {
   readonly stats: GroupCommitStats = { batches: 0, transactions: 0, largestBatch: 0 };
@@ -139,7 +141,7 @@ export class GroupCommitter {
   /** Runs `fn` as one state change; resolves once the batch it ran in has committed and is durable. */
   run<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed);
-    if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(new Error('too many transactions waiting for the database'));
+    if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(Object.assign(new Error('too many transactions waiting for the database'), { code: DATABASE_BUSY }));
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
       this.#schedule();

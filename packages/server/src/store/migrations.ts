@@ -328,14 +328,18 @@ const m0003_secret_keys: Migration = {
         .execute();
       return;
     }
-    // Kysely records a SQLite migration after it ran, outside its transaction: a crash in between
-    // leaves it done but unrecorded, so a second run finds the work done and only lets it be recorded.
-    const done = await sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'secret_keys'`.execute(db);
-    if (done.rows.length > 0) return;
     await sql`PRAGMA foreign_keys = OFF`.execute(db);
     try {
       await sql`BEGIN IMMEDIATE`.execute(db);
       try {
+        // Kysely records a SQLite migration after it ran, outside its transaction: a crash in between
+        // leaves it done but unrecorded, so a second run finds the work done and only lets it be
+        // recorded. Looked at under the write lock: another process may have just done it (below).
+        const done = await sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'secret_keys'`.execute(db);
+        if (done.rows.length > 0) {
+          await sql`COMMIT`.execute(db);
+          return;
+        }
         await createSecretKeys(db);
         await db.schema
           .createTable('accounts_0003')
@@ -532,11 +536,15 @@ const m0010_withdrawal_totals_shards: Migration = {
         .execute();
       return;
     }
-    // Done but not recorded (a crash between the COMMIT and Kysely's record of it): nothing to do.
-    const done = await sql`SELECT name FROM pragma_table_info('withdrawal_totals') WHERE name = 'shard'`.execute(db);
-    if (done.rows.length > 0) return;
     await sql`BEGIN IMMEDIATE`.execute(db);
     try {
+      // Done but not recorded (a crash between the COMMIT and Kysely's record of it, or another
+      // process that just did it): nothing to do. Looked at under the write lock (atomicOnSqlite).
+      const done = await sql`SELECT name FROM pragma_table_info('withdrawal_totals') WHERE name = 'shard'`.execute(db);
+      if (done.rows.length > 0) {
+        await sql`COMMIT`.execute(db);
+        return;
+      }
       await db.schema
         .createTable('withdrawal_totals_0010')
         .addColumn('app', 'text', (c) => c.notNull())
@@ -645,7 +653,8 @@ async function exists(db: Kysely<unknown>, made: Made): Promise<boolean> {
  * one done but unrecorded: either way the next start ran it again and failed ("table … already
  * exists", "duplicate column name"), and the server could not start until someone repaired the
  * file by hand. So on SQLite such a migration runs in one transaction (SQLite's DDL is
- * transactional: a crash undoes all of it), and one whose last object exists is only recorded.
+ * transactional: a crash undoes all of it), and one whose last object exists is only recorded
+ * (looked at inside that transaction, so two processes migrating one file at once do not both run it).
  * PostgreSQL runs the migrations and their records in one transaction: nothing to do there.
  * (0003 and 0010 manage their own transaction and check, 0011 and 0012 are idempotent.)
  */
@@ -653,10 +662,11 @@ function atomicOnSqlite(migration: Migration, last: Made): Migration {
   return {
     async up(db: Kysely<unknown>) {
       if (!isSqlite(db)) return migration.up(db);
-      if (await exists(db, last)) return;
       await sql`BEGIN IMMEDIATE`.execute(db);
       try {
-        await migration.up(db);
+        // Under the write lock: a process started alongside this one (an API and a worker process
+        // on one file) may have run it between Kysely's look at what is pending and here.
+        if (!(await exists(db, last))) await migration.up(db);
         await sql`COMMIT`.execute(db);
       } catch (err) {
         await sql`ROLLBACK`.execute(db);

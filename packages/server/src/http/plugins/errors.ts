@@ -3,10 +3,12 @@ import { ApiError, errors } from '../../domain/errors.ts';
 import { language } from '../context.ts';
 import { validationError } from '../../domain/validation-errors.ts';
 import { noteRejection } from './request-log.ts';
+import { isDatabaseBusy } from '../../store/db.ts';
 
 /**
- * The only place errors become JSON. Known errors keep their status; anything unexpected is a
- * generic 500 `api_error` naming the request id, with details in the log only. Never a 502:
+ * The only place errors become JSON. Known errors keep their status; a database that could not be
+ * had in time (a lock held elsewhere, a full queue or pool) is a 503 `api_error`, database_busy;
+ * anything unexpected is a generic 500 `api_error` naming the request id, with details in the log only. Never a 502:
  * Ping++'s SDKs re-send on 502 and pingpp-go turns a second 502 into an empty success.
  */
 function toApiError(err: FastifyError | ApiError | Error, requestId: string, bodyLimitBytes: number): ApiError {
@@ -22,6 +24,7 @@ function toApiError(err: FastifyError | ApiError | Error, requestId: string, bod
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return errors.badJson();
   }
+  if (isDatabaseBusy(err)) return errors.databaseBusy();
   const status = fe.statusCode ?? 500;
   if (status >= 400 && status < 500) {
     return new ApiError({ status, code: 'bad_request', zh: `请求无效：${fe.message}`, en: `Bad request: ${fe.message}` });

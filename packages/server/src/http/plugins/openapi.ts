@@ -16,6 +16,7 @@ const ERROR_STATUSES: Record<number, string> = {
   404: 'No such object (or it belongs to another account or mode).',
   429: 'Too many requests.',
   500: 'Internal error; error.message names the request id to quote.',
+  503: 'Not processed, send it again: the database is busy (database_busy) or the server is shutting down (service_unavailable).',
 };
 /** More errors of requests with a body. */
 const BODY_ERROR_STATUSES: Record<number, string> = {
