@@ -88,6 +88,8 @@ export type WithdrawalDestination =
   | { channel: 'wx' | 'wx_pub' | 'wx_lite'; extra: WxWithdrawalExtra; settle_account?: never }
   | { channel: 'allinpay'; extra: AllinpayWithdrawalExtra; settle_account?: never }
   | { channel: 'jdpay'; extra: JdpayWithdrawalExtra; settle_account?: never }
+  /** No payee details: the merchant pays it itself; `extra` may be left out or sent empty. */
+  | { channel: 'custom'; extra?: Record<string, never>; settle_account?: never }
   | { settle_account: string; channel?: never; extra?: never };
 
 export type WithdrawalCreateParams = WithdrawalCreateCommon & WithdrawalDestination;

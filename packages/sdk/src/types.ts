@@ -5,7 +5,8 @@
 
 export type Metadata = Record<string, string | number | boolean>;
 
-export type WithdrawalChannel = 'unionpay' | 'alipay' | 'wx' | 'wx_pub' | 'wx_lite' | 'allinpay' | 'jdpay';
+/** `custom`: paid by the merchant outside any channel; a confirm makes it `succeeded` at once. */
+export type WithdrawalChannel = 'unionpay' | 'alipay' | 'wx' | 'wx_pub' | 'wx_lite' | 'allinpay' | 'jdpay' | 'custom';
 export type WithdrawalStatus = 'created' | 'pending' | 'succeeded' | 'failed' | 'canceled';
 export type SettleAccountChannel = 'alipay' | 'wx' | 'wx_pub' | 'wx_lite' | 'bank_account';
 

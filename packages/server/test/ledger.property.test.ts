@@ -11,7 +11,7 @@ import { cancelWithdrawal, confirmWithdrawal, createWithdrawal } from '../src/se
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { ManualClock } from '../src/clock.ts';
 import { ApiError } from '../src/domain/errors.ts';
-import { WITHDRAWAL_CHANNELS } from '../src/domain/channels.ts';
+import { paysOutsideTixian, WITHDRAWAL_CHANNELS } from '../src/domain/channels.ts';
 import { canTransition } from '../src/domain/withdrawal.ts';
 import { appAccount, type AppAccount } from '../src/ledger/ledger.ts';
 import type { Scope } from '../src/services/common.ts';
@@ -512,7 +512,8 @@ const ending = fc.constantFrom<Ending>('', '', '0002', '0003', '0004');
 // Withdrawals name someone who cannot withdraw less often than other operations do.
 const withdrawer = fc.oneof({ arbitrary: fc.constantFrom(...CUSTOMERS), weight: 12 }, { arbitrary: fc.constantFrom('0', 'ghost'), weight: 1 });
 const withdraw = fc
-  .tuple(withdrawer, fc.constantFrom(...WITHDRAWAL_CHANNELS), ending, withdrawalAmountAndFee, orderNo)
+  // custom (no payout, succeeds at confirm) is not in the model: withdrawals_custom.test.ts covers it.
+  .tuple(withdrawer, fc.constantFrom(...WITHDRAWAL_CHANNELS.filter((c) => !paysOutsideTixian(c))), ending, withdrawalAmountAndFee, orderNo)
   .map(([user, channel, end, [a, fee], o]) => new OrderCommand(new WithdrawalCreate(user, channel, end, a, fee), o));
 const target = fc.record({
   pick: fc.nat({ max: 100 }),

@@ -48,6 +48,7 @@ describeEngines('invalid withdrawal requests change nothing', (engine) => {
       wx_lite: ['open_id'],
       allinpay: ['account', 'name', 'open_bank_code'],
       jdpay: ['account', 'name', 'open_bank_code'],
+      custom: [],
     };
     for (const [channel, keys] of Object.entries(required) as [WithdrawalChannel, string[]][]) {
       for (const key of keys) {
@@ -68,6 +69,7 @@ describeEngines('invalid withdrawal requests change nothing', (engine) => {
     out.push({ name: 'unionpay: order_no of 21 digits', body: withChannel('unionpay', seedExtra('unionpay'), '1'.repeat(21)), param: 'order_no' });
     out.push({ name: 'wx: order_no of 51 characters', body: withChannel('wx', seedExtra('wx'), 'a'.repeat(51)), param: 'order_no' });
     out.push({ name: 'alipay: order_no with a dash', body: withChannel('alipay', seedExtra('alipay'), 'abc-123'), param: 'order_no' });
+    out.push({ name: 'custom: order_no with a dot', body: withChannel('custom', {}, 'abc.123'), param: 'order_no' });
     out.push({ name: 'jdpay: order_no of 65 characters', body: withChannel('jdpay', seedExtra('jdpay'), 'a'.repeat(65)), param: 'order_no' });
     return out;
   };

@@ -8,7 +8,7 @@ import { useScope } from '../context.ts';
 
 const BATCH_MAX = 200;
 const PAGE = 20;
-const CHANNELS = ['unionpay', 'alipay', 'wx', 'wx_pub', 'wx_lite', 'allinpay', 'jdpay'];
+const CHANNELS = ['unionpay', 'alipay', 'wx', 'wx_pub', 'wx_lite', 'allinpay', 'jdpay', 'custom'];
 const STATUSES = ['created', 'pending', 'succeeded', 'failed', 'canceled'] as const;
 const STATUS_COLOR: Record<string, string> = { created: 'gold', pending: 'blue', succeeded: 'green', failed: 'red', canceled: 'default' };
 

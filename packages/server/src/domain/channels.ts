@@ -5,7 +5,15 @@ import type { WithdrawalChannel } from '@tixian/sdk';
  * Payout channels of 余额提现 and their rules: the shape of `extra` (§6.3), the order_no format
  * (§6.4), and who the payee is. Pure: no I/O.
  */
-export const WITHDRAWAL_CHANNELS: readonly WithdrawalChannel[] = ['unionpay', 'alipay', 'wx', 'wx_pub', 'wx_lite', 'allinpay', 'jdpay'];
+export const WITHDRAWAL_CHANNELS: readonly WithdrawalChannel[] = ['unionpay', 'alipay', 'wx', 'wx_pub', 'wx_lite', 'allinpay', 'jdpay', 'custom'];
+
+/**
+ * `custom`: the merchant pays outside any channel (by hand, its own bank run) and tixian records
+ * it. No driver, no credentials, no payout worker: a confirm makes it `succeeded` at once (§6.6).
+ */
+export function paysOutsideTixian(channel: string): boolean {
+  return channel === 'custom';
+}
 
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
 const Opt = <T extends TSchema>(t: T) => Type.Optional(t);
@@ -56,6 +64,8 @@ export const EXTRA_SCHEMAS: Record<WithdrawalChannel, TSchema> = {
     strict,
   ),
   jdpay: Type.Object({ account: Opt(Text(64)), name: Opt(Text(64)), open_bank_code: Opt(BankCode) }, strict),
+  // §6.3: "none". An unknown key is refused (400 naming it), as for every other channel.
+  custom: Type.Object({}, strict),
 };
 
 function wxExtra() {
@@ -87,6 +97,8 @@ export function missingExtraKey(channel: WithdrawalChannel, extra: Record<string
     case 'allinpay':
     case 'jdpay':
       for (const k of ['account', 'name', 'open_bank_code']) if (!has(k)) return k;
+      return null;
+    case 'custom':
       return null;
   }
 }
@@ -131,7 +143,7 @@ export function payeeAccount(channel: WithdrawalChannel, extra: Record<string, u
  * unionpay is documented as 1–16 digits but the Java example sends "1010" + 13-digit millis (17),
  * so digits up to 20 are accepted; allinpay is documented as a 10-digit merchant number plus a
  * 10–30 character serial, but the PHP, Java, C#, Node and Python examples send 10–17 digits, so
- * 1–40 alphanumerics are accepted.
+ * 1–40 alphanumerics are accepted. custom follows the spec's balance/custom rule (`-` and `_` too).
  */
 export const ORDER_NO_RULES: Record<WithdrawalChannel, { pattern: RegExp; rule: string; ruleZh: string }> = {
   unionpay: { pattern: /^[0-9]{1,20}$/, rule: 'must be 1-20 digits for unionpay', ruleZh: 'unionpay 渠道须为 1-20 位数字' },
@@ -141,6 +153,7 @@ export const ORDER_NO_RULES: Record<WithdrawalChannel, { pattern: RegExp; rule: 
   wx_lite: { pattern: /^[0-9A-Za-z]{1,50}$/, rule: 'must be 1-50 letters or digits for wx_lite', ruleZh: 'wx_lite 渠道须为 1-50 位字母或数字' },
   allinpay: { pattern: /^[0-9A-Za-z]{1,40}$/, rule: 'must be 1-40 letters or digits for allinpay', ruleZh: 'allinpay 渠道须为 1-40 位字母或数字' },
   jdpay: { pattern: /^[0-9A-Za-z]{1,64}$/, rule: 'must be 1-64 letters or digits for jdpay', ruleZh: 'jdpay 渠道须为 1-64 位字母或数字' },
+  custom: { pattern: /^[0-9A-Za-z_-]{1,64}$/, rule: 'must be 1-64 letters, digits, - or _ for custom', ruleZh: 'custom 渠道须为 1-64 位字母、数字、- 或 _' },
 };
 
 /** Settle-account channels map to the withdrawal channel that pays them. */

@@ -7,7 +7,8 @@ import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, saturatedSum, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
-import { markCanceled, markManyPending, requireLiveCredentials, statusMoves, withdrawalToWire } from './withdrawals.ts';
+import { markCanceled, markManyPaidOutside, markManyPending, requireLiveCredentials, settleSucceeded, statusMoves, withdrawalToWire } from './withdrawals.ts';
+import { paysOutsideTixian } from '../domain/channels.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
 import { moveWithdrawalTotals } from '../store/withdrawal_totals.ts';
 
@@ -47,10 +48,12 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     // Answers early with the error the transaction would give; the UPDATE itself decides.
     const refused = itemError(i, id, row);
     if (refused) throw refused;
-    if (status === 'pending' && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
+    if (status === 'pending' && !paysOutsideTixian(row.channel) && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) {
+      throw errors.channelNotConfigured(row.channel);
+    }
   });
   if (status === 'pending' && scope.livemode) {
-    for (const channel of new Set(rows.map((r) => r.channel))) await requireLiveCredentials(rt, scope.app, channel);
+    for (const channel of new Set(rows.map((r) => r.channel))) if (!paysOutsideTixian(channel)) await requireLiveCredentials(rt, scope.app, channel);
   }
 
   const nowMs = rt.clock.nowMs();
@@ -69,9 +72,17 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     if (made) return made;
     throw err;
   }
+  const paidOutside = status === 'pending' && rows.some((r) => paysOutsideTixian(r.channel));
   if (status === 'pending') rt.bus.emit('payout');
-  for (const id of ids) observeWithdrawalTransition(byId.get(id)!.channel, 'created', status);
-  return batchToWire(rt.store.db, batch);
+  if (paidOutside) rt.bus.emit('webhook');
+  for (const id of ids) {
+    const channel = byId.get(id)!.channel;
+    observeWithdrawalTransition(channel, 'created', status === 'pending' && paysOutsideTixian(channel) ? 'succeeded' : status);
+  }
+  if (!paidOutside) return batchToWire(rt.store.db, batch);
+  // Its custom items succeeded in its transaction: a batch of only those is finished already.
+  const stored = await rt.store.db.selectFrom('batch_withdrawals').selectAll().where('id', '=', batch.id).executeTakeFirstOrThrow();
+  return batchToWire(rt.store.db, stored);
 }
 
 type Item = Pick<WithdrawalRow, 'id' | 'status' | 'channel' | 'user_pk' | 'batch_withdrawal'>;
@@ -103,9 +114,15 @@ async function applyBatch(rt: Runtime, scope: Scope, batch: BatchWithdrawalRow, 
   await rt.store.transaction(async (trx) => {
     await trx.insertInto('batch_withdrawals').values(batch).execute();
     if (batch.status === 'pending') {
-      const updated = await markManyPending(trx, scope, ids, nowMs, batch.id);
-      if (updated.length !== ids.length) await raceError(trx, scope, ids, new Set(updated.map((r) => r.id)));
-      await moveWithdrawalTotals(trx, statusMoves(updated, 'created', 'pending'));
+      // Items paid outside tixian (custom) succeed here, as their own confirm would make them; the rest go to the payout worker.
+      const outside = ids.filter((id) => paysOutsideTixian(byId.get(id)!.channel));
+      const viaChannel = outside.length ? ids.filter((id) => !paysOutsideTixian(byId.get(id)!.channel)) : ids;
+      const updated = viaChannel.length ? await markManyPending(trx, scope, viaChannel, nowMs, batch.id) : [];
+      const succeeded = outside.length ? await markManyPaidOutside(trx, scope, outside, nowMs, batch.id) : [];
+      if (updated.length + succeeded.length !== ids.length) await raceError(trx, scope, ids, new Set([...updated, ...succeeded].map((r) => r.id)));
+      for (const row of succeeded) await settleSucceeded(trx, row, nowMs, scope.accountId);
+      if (succeeded.length) await onBatchItemFinished(trx, batch.id, Math.floor(nowMs / 1000));
+      await moveWithdrawalTotals(trx, [...statusMoves(updated, 'created', 'pending'), ...statusMoves(succeeded, 'created', 'succeeded')]);
     } else {
       // Each cancel locks its user's row: take them in user order, the order every movement uses,
       // so a batch cancel and concurrent transfers cannot deadlock on PostgreSQL.

@@ -17,6 +17,7 @@ import {
   normaliseExtra,
   ORDER_NO_RULES,
   livePayoutAmountError,
+  paysOutsideTixian,
 } from '../domain/channels.ts';
 import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
 import { insertRows } from '../store/prepared.ts';
@@ -115,14 +116,16 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
   if (userFee >= p.amount) throw errors.invalidParam('user_fee', 'must be less than amount', '必须小于 amount');
   if (p.user === '0') throw errors.invalidParam('user', 'the system user "0" cannot withdraw', '系统用户 "0" 不能提现');
 
+  // custom has no payee details (§6.3): its `extra` may be left out, and then it is `{}`.
+  const rawExtra = p.extra ?? (p.channel && paysOutsideTixian(p.channel) ? {} : null);
   // With channel and extra, settle_account is ignored (Ping++ SDK comments: "同时填写时，结算账号不生效").
-  const useSettleAccount = !(p.channel && p.extra) && typeof p.settle_account === 'string' && p.settle_account !== '';
+  const useSettleAccount = !(p.channel && rawExtra) && typeof p.settle_account === 'string' && p.settle_account !== '';
   let channel: WithdrawalChannel | null = p.channel ?? null;
   let extra: Record<string, unknown> | null = null;
   if (!useSettleAccount) {
     if (!channel) throw errors.missingParam('channel');
-    if (!p.extra) throw errors.missingParam('extra');
-    extra = validatedExtra(channel, p.extra);
+    if (!rawExtra) throw errors.missingParam('extra');
+    extra = validatedExtra(channel, rawExtra);
   }
   if (channel) checkOrderNo(channel, p.order_no);
   if (channel) checkLiveAmount(scope, channel, p.amount - userFee);
@@ -251,9 +254,11 @@ export interface TransitionOptions {
 /**
  * Confirm (`status: pending`): hands the withdrawal to the payout worker. Only from `created`;
  * a live withdrawal without a configured channel driver is refused before anything changes.
+ * A `custom` withdrawal (paid by the merchant itself) succeeds in this request instead.
  */
 export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
   const current = await findWithdrawal(rt.store.db, scope, id);
+  if (paysOutsideTixian(current.channel)) return confirmPaidOutside(rt, scope, id, options);
   if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
   if (scope.livemode) await requireLiveCredentials(rt, scope.app, current.channel);
   const row = await rt.store.transaction(async (trx) => {
@@ -266,6 +271,53 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
   rt.bus.emit('payout');
   observeWithdrawalTransition(row.channel, 'created', 'pending');
   return withdrawalToWire(row);
+}
+
+/**
+ * Confirm of a withdrawal the merchant pays outside tixian (`custom`): `created → succeeded` in one
+ * transaction, with what a channel success does (see settleSucceeded). No driver, no credentials,
+ * in either mode; the payout worker never sees it (it is never `pending`).
+ */
+async function confirmPaidOutside(rt: Runtime, scope: Scope, id: string, options: TransitionOptions): Promise<Withdrawal> {
+  const nowMs = rt.clock.nowMs();
+  const row = await rt.store.transaction(async (trx) => {
+    const [updated] = await markManyPaidOutside(trx, scope, [id], nowMs, null);
+    if (!updated) throw errors.statusCannotBeUpdated('withdrawal', id, (await findWithdrawal(trx, scope, id)).status);
+    await options.within?.(trx, updated);
+    await settleSucceeded(trx, updated, nowMs, scope.accountId);
+    if (updated.batch_withdrawal) await onBatchItemFinished(trx, updated.batch_withdrawal, Math.floor(nowMs / 1000));
+    await moveWithdrawalTotals(trx, statusMoves([updated], 'created', 'succeeded'));
+    return updated;
+  });
+  rt.bus.emit('webhook');
+  observeWithdrawalTransition(row.channel, 'created', 'succeeded');
+  return withdrawalToWire(row);
+}
+
+/**
+ * `created → succeeded` for withdrawals paid outside tixian (`custom` only), in one statement; the
+ * caller settles each row (settleSucceeded) and moves the kept totals in the same transaction.
+ * Like markManyPending: only rows still `created`, and with a batch only rows in no batch yet.
+ */
+export async function markManyPaidOutside(trx: Db, scope: Scope, ids: string[], nowMs: number, batchId: string | null): Promise<WithdrawalRow[]> {
+  return trx
+    .updateTable('withdrawals')
+    .set({
+      status: 'succeeded',
+      time_succeeded: Math.floor(nowMs / 1000),
+      failure_msg: null,
+      request_id: scope.requestId,
+      confirmed_ms: nowMs,
+      ...(batchId ? { batch_withdrawal: batchId } : {}),
+    })
+    .where('id', 'in', ids)
+    .where('app', '=', scope.app)
+    .where('livemode', '=', mode(scope))
+    .where('status', '=', 'created')
+    .where('channel', '=', 'custom')
+    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
+    .returningAll()
+    .execute();
 }
 
 /**
@@ -456,21 +508,11 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
     if (!row) return false;
     settled = row;
     if (result.kind === 'succeeded') {
-      // The hold leaves for the payee (amount − user_fee) and the merchant's fee income (user_fee).
-      const apps: { account: AppAccount; amount: number }[] = [
-        { account: 'withdrawal_hold', amount: -row.amount },
-        { account: 'payout_clearing', amount: row.amount - row.user_fee },
-      ];
-      if (row.user_fee > 0) apps.push({ account: 'fee_income', amount: row.user_fee });
-      await applyMovement(trx, { app: row.app, livemode: row.livemode === 1, createdS: nowS, nowMs, type: 'withdrawal_succeeded', source: row.id, users: [], apps });
+      await settleSucceeded(trx, row, nowMs, accountId);
     } else {
       await returnHold(trx, row, nowMs, 'withdrawal_failed');
+      await emitOutcome(trx, row, nowMs, accountId);
     }
-    await emitEvent(trx, {
-      app: row.app, accountId, livemode: row.livemode === 1,
-      type: result.kind === 'succeeded' ? 'balance.withdrawal.succeeded' : 'balance.withdrawal.failed',
-      object: withdrawalToWire(row), request: row.request_id, nowMs,
-    });
     if (row.batch_withdrawal) await onBatchItemFinished(trx, row.batch_withdrawal, nowS);
     await moveWithdrawalTotals(trx, statusMoves([row], 'pending', row.status));
     return true;
@@ -478,6 +520,31 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
   if (applied && settled) observeWithdrawalTransition(settled.channel, 'pending', settled.status);
   return applied;
+}
+
+/**
+ * What a withdrawal's success does besides its own row, in the transaction that made it
+ * `succeeded` (by the payout worker, or at confirm for `custom`): the hold leaves for the payee
+ * (amount − user_fee) and the merchant's fee income (user_fee), and `balance.withdrawal.succeeded`
+ * goes to the outbox. The caller settles the batch (onBatchItemFinished) and moves the kept totals.
+ */
+export async function settleSucceeded(trx: Db, row: WithdrawalRow, nowMs: number, accountId: string): Promise<void> {
+  const apps: { account: AppAccount; amount: number }[] = [
+    { account: 'withdrawal_hold', amount: -row.amount },
+    { account: 'payout_clearing', amount: row.amount - row.user_fee },
+  ];
+  if (row.user_fee > 0) apps.push({ account: 'fee_income', amount: row.user_fee });
+  await applyMovement(trx, { app: row.app, livemode: row.livemode === 1, createdS: Math.floor(nowMs / 1000), nowMs, type: 'withdrawal_succeeded', source: row.id, users: [], apps });
+  await emitOutcome(trx, row, nowMs, accountId);
+}
+
+/** The webhook event of a final outcome (`succeeded` or `failed`), committed with it. */
+async function emitOutcome(trx: Db, row: WithdrawalRow, nowMs: number, accountId: string): Promise<void> {
+  await emitEvent(trx, {
+    app: row.app, accountId, livemode: row.livemode === 1,
+    type: row.status === 'succeeded' ? 'balance.withdrawal.succeeded' : 'balance.withdrawal.failed',
+    object: withdrawalToWire(row), request: row.request_id, nowMs,
+  });
 }
 
 /** A live channel amount the channel itself would refuse is refused here, before any money is held. */

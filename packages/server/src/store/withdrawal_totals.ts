@@ -25,7 +25,7 @@ export const DAY_S = 86_400;
 const dayOf = (createdS: number) => createdS - (createdS % DAY_S);
 /**
  * `day_s` of the all-time bucket of each app, mode, status and channel: a total without a
- * `created` range reads ≤ 35 rows (5 statuses × 7 channels), not one per day of history.
+ * `created` range reads ≤ 40 rows (5 statuses × 8 channels), not one per day of history.
  */
 export const ALL_TIME = -1;
 

@@ -15,6 +15,8 @@ export function seedExtra(channel: WithdrawalChannel, payee?: string): Record<st
       return { account: payee ?? '6214850288888888', name: '张三', open_bank_code: '0308', business_code: '09900', card_type: 0 };
     case 'jdpay':
       return { account: payee ?? '6214850288888888', name: '张三', open_bank_code: '0308' };
+    case 'custom':
+      return {};
   }
 }
 
