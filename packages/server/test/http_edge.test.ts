@@ -469,10 +469,10 @@ describeEngines('HTTP edge: validation messages', (engine) => {
     const res = await post('/withdrawals', { ...withdrawal, channel: 'bitcoin' });
     expect(res.status).toBe(400);
     expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_parameter', param: 'channel' });
-    expect(res.json.error.message).toBe('Invalid parameter channel: must be one of: unionpay, alipay, wx, wx_pub, wx_lite, allinpay, jdpay.');
+    expect(res.json.error.message).toBe('Invalid parameter channel: must be one of: unionpay, alipay, wx, wx_pub, wx_lite, allinpay, jdpay, custom.');
 
     const zh = await h.request('POST', h.appPath('/withdrawals'), { body: { ...withdrawal, channel: 'bitcoin' } });
-    expect(zh.json.error.message).toContain('unionpay、alipay、wx、wx_pub、wx_lite、allinpay、jdpay');
+    expect(zh.json.error.message).toContain('unionpay、alipay、wx、wx_pub、wx_lite、allinpay、jdpay、custom');
 
     const status = await h.request('PUT', h.appPath('/withdrawals/1700000000'), { body: { status: 'done' }, headers: en });
     expect(status.json.error).toMatchObject({ param: 'status', message: 'Invalid parameter status: must be one of: pending, canceled.' });
