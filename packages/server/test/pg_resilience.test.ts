@@ -64,6 +64,41 @@ describe.skipIf(!PG_URL)('PostgreSQL connection loss [postgres]', () => {
     }
   });
 
+  it('a session left idle inside a transaction (a frozen process) is ended, and the row it locked is free again', async () => {
+    const frozen = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir, poolSize: 1, idleInTransactionMs: 300 });
+    const other = Store.open({ databaseUrl: storage.databaseUrl, dataDir: storage.dataDir, poolSize: 1 });
+    try {
+      await other.db.insertInto('settings').values({ key: 'locked', value: 'a' }).execute();
+      // The frozen process: its transaction locks the row, then nothing more is sent on it.
+      let resume!: () => void;
+      const resumed = new Promise<void>((resolve) => (resume = resolve));
+      let lockTaken!: () => void;
+      const locked = new Promise<void>((resolve) => (lockTaken = resolve));
+      const held = frozen.db.connection().execute(async (c) => {
+        await sql`begin`.execute(c);
+        await sql`update settings set value = 'b' where key = 'locked'`.execute(c);
+        lockTaken();
+        await resumed;
+        return sql`commit`.execute(c);
+      });
+      held.catch(() => {}); // awaited below
+      await locked;
+      // Another writer of that row gets through once PostgreSQL has ended the idle session (well
+      // inside the 30 s statement_timeout it would otherwise wait for), and sees the row unchanged.
+      const t0 = performance.now();
+      await other.db.updateTable('settings').set({ value: 'c' }).where('key', '=', 'locked').execute();
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      resume();
+      await expect(held).rejects.toThrow(/idle-in-transaction|terminat|connection error/i);
+      expect(await other.db.selectFrom('settings').select('value').where('key', '=', 'locked').executeTakeFirst()).toEqual({ value: 'c' });
+      // The default for the server's pool is a minute.
+      expect((await sql<{ v: string }>`select current_setting('idle_in_transaction_session_timeout') as v`.execute(other.db)).rows[0]!.v).toBe('1min');
+    } finally {
+      await frozen.close().catch(() => {});
+      await other.close();
+    }
+  });
+
   function open(): Promise<Runtime> {
     return openRuntime({ ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false }, { log: pino({ level: 'silent' }) });
   }

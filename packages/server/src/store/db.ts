@@ -276,7 +276,18 @@ export interface StoreOptions {
   onCheckpointError?: (err: Error) => void;
   /** SQLite at FULL: what syncs the WAL for the group commit (tests hold or fail it); a thread of its own by default. */
   sqliteWalSync?: WalSyncFactory;
+  /** PostgreSQL: a session idle inside a transaction longer than this is ended (IDLE_IN_TRANSACTION_MS by default). */
+  idleInTransactionMs?: number;
 }
+
+/**
+ * PostgreSQL ends a session left idle inside a transaction this long, and with it the row locks
+ * it held. No transaction of tixian waits between its statements (they run back to back, the
+ * payout worker calls channels outside any transaction), so only a process that froze (SIGSTOP, a
+ * debugger, a CLI suspended with Ctrl-Z) mid-transaction is ended: without this its locks held
+ * every writer of those rows at statement_timeout's 30 s, again and again, until it was killed.
+ */
+export const IDLE_IN_TRANSACTION_MS = 60_000;
 
 export class Store {
   private constructor(
@@ -298,6 +309,7 @@ export class Store {
         // Bound every wait: a stuck database must surface as an error, not a hung request.
         connectionTimeoutMillis: 10_000,
         statement_timeout: 30_000,
+        idle_in_transaction_session_timeout: options.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS,
         idleTimeoutMillis: 30_000,
       });
       observePool(pool);
