@@ -97,6 +97,29 @@ describeEngines('custom withdrawals', (engine) => {
     expect((await h.verify()).ok).toBe(true);
   });
 
+  it('concurrent confirms, cancels and a batch of one custom withdrawal: exactly one wins, paid out once, one event', async () => {
+    // In live mode (no credentials needed for custom), so the test mode's totals checked below stay as they are.
+    const live = h.liveKey;
+    expect((await h.request('POST', h.appPath('/users'), { key: live, body: { id: 'cu_race' } })).status).toBe(200);
+    await h.fund('cu_race', 100_000, live);
+    for (let round = 0; round < 6; round++) {
+      const id = (await create({ user: 'cu_race', amount: 1_000 }, live)).json.id as string;
+      const answers = await Promise.all([
+        put(id, 'pending', live),
+        put(id, 'pending', live),
+        round % 2 ? put(id, 'canceled', live) : h.request('POST', h.appPath('/batch_withdrawals'), { key: live, body: { withdrawals: [id] } }),
+      ]);
+      expect(answers.filter((a) => a.status === 200), answers.map((a) => a.body).join(' ')).toHaveLength(1);
+      expect(answers.filter((a) => a.status === 400)).toHaveLength(2);
+      const row = await h.rt.store.db.selectFrom('withdrawals').select('status').where('id', '=', id).executeTakeFirstOrThrow();
+      // A cancel that won gives the hold back and sends no event; a confirm (single or batch) pays once.
+      expect((await eventsOf(id)).length).toBe(row.status === 'succeeded' ? 1 : 0);
+      const outs = await h.rt.store.db.selectFrom('journal_entries').select('id').where('source', '=', id).where('type', '=', 'withdrawal_succeeded').execute();
+      expect(outs).toHaveLength(row.status === 'succeeded' ? 1 : 0);
+    }
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
   it('cancel before confirm returns the hold', async () => {
     await h.createUser('cu_cancel');
     await h.fund('cu_cancel', 2_000);

@@ -300,8 +300,7 @@ async function confirmPaidOutside(rt: Runtime, scope: Scope, id: string, options
  * Like markManyPending: only rows still `created`, and with a batch only rows in no batch yet.
  */
 export async function markManyPaidOutside(trx: Db, scope: Scope, ids: string[], nowMs: number, batchId: string | null): Promise<WithdrawalRow[]> {
-  return trx
-    .updateTable('withdrawals')
+  return confirmable(trx, scope, ids, batchId)
     .set({
       status: 'succeeded',
       time_succeeded: Math.floor(nowMs / 1000),
@@ -310,14 +309,25 @@ export async function markManyPaidOutside(trx: Db, scope: Scope, ids: string[], 
       confirmed_ms: nowMs,
       ...(batchId ? { batch_withdrawal: batchId } : {}),
     })
+    .where('channel', '=', 'custom')
+    .returningAll()
+    .execute();
+}
+
+/**
+ * The UPDATE of a confirm (single or batch), before its SET: these withdrawals of the scope that
+ * are still `created`, and with a batch only those in no batch yet. A withdrawal joins one batch
+ * for life, checked in the statement that moves it: a check before the transaction could be
+ * overtaken by another batch taking it in between.
+ */
+function confirmable(trx: Db, scope: Scope, ids: string[], batchId: string | null) {
+  return trx
+    .updateTable('withdrawals')
     .where('id', 'in', ids)
     .where('app', '=', scope.app)
     .where('livemode', '=', mode(scope))
     .where('status', '=', 'created')
-    .where('channel', '=', 'custom')
-    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
-    .returningAll()
-    .execute();
+    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null));
 }
 
 /**
@@ -341,8 +351,7 @@ export async function markPending(trx: Db, scope: Scope, id: string, nowMs: numb
  * same however often the worker retries, and new when a withdrawal is confirmed again.
  */
 export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowMs: number, batchId: string | null): Promise<WithdrawalRow[]> {
-  return trx
-    .updateTable('withdrawals')
+  return confirmable(trx, scope, ids, batchId)
     .set((eb) => ({
       status: 'pending',
       source: sql<string>`'tr_' || id || '_' || (payout_round + 1)`,
@@ -358,13 +367,6 @@ export async function markManyPending(trx: Db, scope: Scope, ids: string[], nowM
       payout_answer_ms: null,
       ...(batchId ? { batch_withdrawal: batchId } : {}),
     }))
-    .where('id', 'in', ids)
-    .where('app', '=', scope.app)
-    .where('livemode', '=', mode(scope))
-    .where('status', '=', 'created')
-    // A withdrawal joins one batch for life, checked in the statement that moves it: a check
-    // before the transaction could be overtaken by another batch taking it in between.
-    .$if(batchId !== null, (qb) => qb.where('batch_withdrawal', 'is', null))
     .returningAll()
     .execute();
 }

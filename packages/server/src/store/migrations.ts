@@ -536,36 +536,23 @@ const m0010_withdrawal_totals_shards: Migration = {
         .execute();
       return;
     }
-    await sql`BEGIN IMMEDIATE`.execute(db);
-    try {
-      // Done but not recorded (a crash between the COMMIT and Kysely's record of it, or another
-      // process that just did it): nothing to do. Looked at under the write lock (atomicOnSqlite).
-      const done = await sql`SELECT name FROM pragma_table_info('withdrawal_totals') WHERE name = 'shard'`.execute(db);
-      if (done.rows.length > 0) {
-        await sql`COMMIT`.execute(db);
-        return;
-      }
-      await db.schema
-        .createTable('withdrawal_totals_0010')
-        .addColumn('app', 'text', (c) => c.notNull())
-        .addColumn('livemode', 'integer', (c) => c.notNull())
-        .addColumn('status', 'text', (c) => c.notNull())
-        .addColumn('channel', 'text', (c) => c.notNull())
-        .addColumn('day_s', 'bigint', (c) => c.notNull())
-        .addColumn('count', 'bigint', (c) => c.notNull())
-        .addColumn('amount', 'bigint', (c) => c.notNull())
-        .addColumn('shard', 'integer', (c) => c.notNull().defaultTo(0))
-        .addPrimaryKeyConstraint('withdrawal_totals_pk', ['app', 'livemode', 'status', 'channel', 'day_s', 'shard'])
-        .execute();
-      await sql`INSERT INTO withdrawal_totals_0010 (app, livemode, status, channel, day_s, count, amount, shard)
-        SELECT app, livemode, status, channel, day_s, count, amount, 0 FROM withdrawal_totals`.execute(db);
-      await db.schema.dropTable('withdrawal_totals').execute();
-      await db.schema.alterTable('withdrawal_totals_0010').renameTo('withdrawal_totals').execute();
-      await sql`COMMIT`.execute(db);
-    } catch (err) {
-      await sql`ROLLBACK`.execute(db);
-      throw err;
-    }
+    // In one transaction, and only when not done already: atomicOnSqlite (below).
+    await db.schema
+      .createTable('withdrawal_totals_0010')
+      .addColumn('app', 'text', (c) => c.notNull())
+      .addColumn('livemode', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('day_s', 'bigint', (c) => c.notNull())
+      .addColumn('count', 'bigint', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('shard', 'integer', (c) => c.notNull().defaultTo(0))
+      .addPrimaryKeyConstraint('withdrawal_totals_pk', ['app', 'livemode', 'status', 'channel', 'day_s', 'shard'])
+      .execute();
+    await sql`INSERT INTO withdrawal_totals_0010 (app, livemode, status, channel, day_s, count, amount, shard)
+      SELECT app, livemode, status, channel, day_s, count, amount, 0 FROM withdrawal_totals`.execute(db);
+    await db.schema.dropTable('withdrawal_totals').execute();
+    await db.schema.alterTable('withdrawal_totals_0010').renameTo('withdrawal_totals').execute();
   },
 };
 
@@ -656,7 +643,8 @@ async function exists(db: Kysely<unknown>, made: Made): Promise<boolean> {
  * transactional: a crash undoes all of it), and one whose last object exists is only recorded
  * (looked at inside that transaction, so two processes migrating one file at once do not both run it).
  * PostgreSQL runs the migrations and their records in one transaction: nothing to do there.
- * (0003 and 0010 manage their own transaction and check, 0011 and 0012 are idempotent.)
+ * (0003 manages its own transaction and check: its pragma must be set outside one; 0011 and
+ * 0012 are idempotent.)
  */
 function atomicOnSqlite(migration: Migration, last: Made): Migration {
   return {
@@ -685,7 +673,7 @@ export const migrations: Record<string, Migration> = {
   '0006_console': atomicOnSqlite(m0006_console, { index: 'audit_log_target' }),
   '0007_scale_out': atomicOnSqlite(m0007_scale_out, { column: ['sandbox_payouts', 'submits'] }),
   '0009_payout_last_answer': atomicOnSqlite(m0009_payout_last_answer, { column: ['withdrawals', 'confirmed_ms'] }),
-  '0010_withdrawal_totals_shards': m0010_withdrawal_totals_shards,
+  '0010_withdrawal_totals_shards': atomicOnSqlite(m0010_withdrawal_totals_shards, { column: ['withdrawal_totals', 'shard'] }),
   '0011_partial_withdrawal_indexes': m0011_partial_withdrawal_indexes,
   '0012_withdrawal_totals_by_day': m0012_withdrawal_totals_by_day,
   '0013_batch_request_hash': atomicOnSqlite(m0013_batch_request_hash, { column: ['batch_withdrawals', 'request_hash'] }),
