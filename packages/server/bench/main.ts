@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         only: { type: 'string', multiple: true },
         duration: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '3' },
+        warmup: { type: 'string', default: '5' },
         connections: { type: 'string', default: '50' },
         engines: { type: 'string' },
         events: { type: 'string', default: '100000' },

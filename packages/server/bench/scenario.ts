@@ -99,7 +99,8 @@ export interface RunContext extends PrepareContext {
   startServer(o?: { workers?: boolean; args?: string[]; env?: Record<string, string>; unpinned?: boolean }): Promise<RunningServer>;
   target(server: RunningServer): Target;
   /** One bounded autocannon run against the server, from this process. */
-  load(server: RunningServer, requests: LoadRequest[], durationS: number): Promise<LoadResult>;
+  /** `durationS` measured, after `warmup.seconds` on the same connections (see LoadOptions.warmupS). */
+  load(server: RunningServer, requests: LoadRequest[], durationS: number, warmup?: { seconds: number; onMeasureStart: () => void }): Promise<LoadResult>;
   /** A runtime on the same storage, in this process (no migrations; closed by the harness). */
   openRuntime(): Promise<Runtime>;
 }

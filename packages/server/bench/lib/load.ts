@@ -20,24 +20,9 @@ export interface LoadRequest {
   onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string | string[]>) => void;
 }
 
-interface Histogram {
-  average: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-  total: number;
-}
-
 interface AutocannonResult {
-  requests: Histogram;
-  latency: Histogram;
-  duration: number;
   errors: number;
   timeouts: number;
-  non2xx: number;
-  statusCodeStats: Record<string, { count: number }>;
 }
 
 interface AutocannonOptions {
@@ -66,6 +51,16 @@ export interface LoadOptions {
   connections: number;
   durationS: number;
   requests: LoadRequest[];
+  /**
+   * Seconds of load before the measured `durationS`, on the same connections, whose answers are
+   * not counted. Not a run of its own: a new run opens new connections, and the first answers on
+   * new connections after a steady state are slow for about a second (V8 deoptimises Node's
+   * socket, stream and request code for the objects' new shapes and recompiles it, on the one
+   * core the server has), which a run that starts measuring then reports as its tail.
+   */
+  warmupS?: number;
+  /** Called when the measured part starts (at once without a warm-up): the caller's usage window. */
+  onMeasureStart?: () => void;
 }
 
 export interface LoadResult {
@@ -84,28 +79,64 @@ export interface LoadResult {
 
 const SLOWEST_KEPT = 5;
 
-/** One bounded autocannon run (its own timeout per request: 10 s). */
+/** At most this many latencies are kept for the percentiles (8 bytes each; ~1 minute at 10k/s). */
+const LATENCIES_KEPT = 1_000_000;
+
+/**
+ * One bounded autocannon run (its own timeout per request: 10 s): `warmupS` then `durationS` on
+ * the same connections. The figures are the measured part's, from each answer as it arrives:
+ * rate, latency percentiles (of 2xx answers, as autocannon's), status codes.
+ */
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
-  const instance = autocannon({ url: o.url, connections: o.connections, duration: o.durationS, timeout: 10, requests: o.requests });
+  const warmupMs = Math.max(0, o.warmupS ?? 0) * 1000;
+  const instance = autocannon({ url: o.url, connections: o.connections, duration: (warmupMs / 1000) + o.durationS, timeout: 10, requests: o.requests });
   const started = performance.now();
+  let measureFrom = started;
+  const measureTo = () => measureFrom + o.durationS * 1000;
+  const latencies = new Float64Array(LATENCIES_KEPT);
+  let kept = 0;
+  let total = 0;
+  let non2xx = 0;
+  const statusCodes: Record<string, number> = {};
   const slowest: { atMs: number; latencyMs: number }[] = [];
-  instance.on('response', (_client, _status, _bytes, latencyMs) => {
+  let measuring = warmupMs === 0;
+  const startMeasuring = () => {
+    measureFrom = performance.now();
+    measuring = true;
+    o.onMeasureStart?.();
+  };
+  const timer = measuring ? (startMeasuring(), null) : setTimeout(startMeasuring, warmupMs);
+  instance.on('response', (_client, status, _bytes, latencyMs) => {
+    const now = performance.now();
+    if (!measuring || now > measureTo()) return;
+    total++;
+    statusCodes[status] = (statusCodes[status] ?? 0) + 1;
+    if (status < 200 || status > 299) return void non2xx++;
+    if (kept < LATENCIES_KEPT) latencies[kept++] = latencyMs;
     if (slowest.length === SLOWEST_KEPT && latencyMs <= slowest[SLOWEST_KEPT - 1]!.latencyMs) return;
-    slowest.push({ atMs: Math.round(performance.now() - started), latencyMs });
+    slowest.push({ atMs: Math.round(now - measureFrom), latencyMs });
     slowest.sort((a, b) => b.latencyMs - a.latencyMs);
     slowest.length = Math.min(slowest.length, SLOWEST_KEPT);
   });
-  const r = await instance;
-  const statusCodes: Record<string, number> = {};
-  for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = Number(s.count);
+  let r: AutocannonResult;
+  try {
+    r = await instance;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+  // autocannon's own clock may stop the run a little before measureTo.
+  const measuredS = Math.max(1e-3, (Math.min(performance.now(), measureTo()) - measureFrom) / 1000);
+  const sorted = latencies.subarray(0, kept).sort();
+  const at = (q: number) => (kept === 0 ? 0 : sorted[Math.min(kept - 1, Math.ceil(q * kept) - 1)]!);
   return {
-    requestsPerS: r.requests.total / r.duration,
-    total: r.requests.total,
-    p50Ms: r.latency.p50,
-    p90Ms: r.latency.p90,
-    p99Ms: r.latency.p99,
-    maxMs: r.latency.max,
-    non2xx: r.non2xx,
+    requestsPerS: measuring ? total / measuredS : 0,
+    total,
+    p50Ms: at(0.5),
+    p90Ms: at(0.9),
+    p99Ms: at(0.99),
+    maxMs: at(1),
+    non2xx,
+    // The whole run's: an error in the warm-up makes the figures as untrustworthy as one after it.
     errors: r.errors + r.timeouts,
     statusCodes,
     slowest,
