@@ -1,5 +1,5 @@
 import { createVerify } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Migrator, sql } from 'kysely';
 import pino from 'pino';
 import { ManualClock } from '../src/clock.ts';
@@ -9,9 +9,12 @@ import { Store } from '../src/store/db.ts';
 import { migrationProvider } from '../src/store/migrations.ts';
 import { SecretBox, hashSecretKey } from '../src/security/secrets.ts';
 import {
-  Authenticator, createApp, KEY_CACHE_TTL_MS, listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S, VALID_KEYS_MAX,
+  Authenticator, createApp, KEY_CACHE_TTL_MS, KEY_RENEW_AFTER_MS, listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S, VALID_KEYS_MAX,
 } from '../src/services/accounts.ts';
-import { createAccountSigningKey, removeAccountSigningKey, SIGNING_KEY_TTL_MS } from '../src/security/signing-keys.ts';
+import {
+  cachedSigningKeyFor, createAccountSigningKey, removeAccountSigningKey, SIGNING_KEY_RENEW_AFTER_MS, SIGNING_KEY_TTL_MS, signingKeyFor,
+} from '../src/security/signing-keys.ts';
+import { POLICY_RENEW_AFTER_MS, POLICY_TTL_MS, signaturePolicy } from '../src/services/app_settings.ts';
 import { keyLines, parseExpiry, rollKey, signingPublicKey } from '../src/cli/apps-keys.ts';
 import { UsageError } from '../src/cli/shared.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
@@ -80,6 +83,49 @@ describeEngines('secret keys', (engine) => {
     expect([second.secret_key_test, second.secret_key_live]).toEqual([null, null]);
     // The account's keys reach the new app.
     expect(await status(first.test, second.id)).toBe(200);
+  });
+
+  it('a key in use is read again before its entry expires: a revocation made elsewhere lands before the TTL, with no request waiting', async () => {
+    const { app, test } = await freshAccount(h);
+    const auth = new Authenticator(h.rt);
+    const t0 = clock.nowMs();
+    const valid = { accountId: app.account, livemode: false };
+    expect(await auth.principalFor(test)).toEqual(valid);
+    // Revoked behind this process's back (as another process would: no cache here is told).
+    await h.rt.store.db.updateTable('secret_keys').set({ revoked: 1 }).where('hash', '=', hashSecretKey(test)).execute();
+    clock.advance(KEY_RENEW_AFTER_MS - 1);
+    expect(auth.knownPrincipal(test)).toEqual(valid); // young: answered from the entry, not read again
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(auth.knownPrincipal(test)).toEqual(valid);
+    clock.advance(1);
+    // In use at KEY_RENEW_AFTER_MS: answered from the entry at once, and read again meanwhile,
+    expect(auth.knownPrincipal(test)).toEqual(valid);
+    // so the revocation is known before the entry would have expired (null: refused, no read needed).
+    await vi.waitFor(() => expect(auth.knownPrincipal(test)).toBeNull());
+    expect(clock.nowMs() - t0).toBeLessThan(KEY_CACHE_TTL_MS);
+  });
+
+  it("an app's signature policy and an account's signing key in use are read again before they expire", async () => {
+    const a = await freshAccount(h, 'renewed');
+    const t0 = clock.nowMs();
+    expect(await signaturePolicy(h.rt, a.app.id)).toMatchObject({ requireTest: false });
+    expect((await signingKeyFor(h.rt, a.app.account)).kid).toBe('platform');
+    // Both changed by another process: this one's caches are not told.
+    await h.rt.store.db.updateTable('apps').set({ require_signature_test: 1 }).where('id', '=', a.app.id).execute();
+    const other = await openRuntime(h.rt.config, { log: pino({ level: 'silent' }), clock });
+    try {
+      await createAccountSigningKey(other, a.app.id);
+    } finally {
+      await other.close();
+    }
+    clock.advance(Math.max(POLICY_RENEW_AFTER_MS, SIGNING_KEY_RENEW_AFTER_MS));
+    // Still the entries' answers, and each is read again in the background...
+    expect(await signaturePolicy(h.rt, a.app.id)).toMatchObject({ requireTest: false });
+    expect(cachedSigningKeyFor(h.rt, a.app.account)?.kid).toBe('platform');
+    // ...so the changes are known before the entries would have expired.
+    await vi.waitFor(async () => expect(await signaturePolicy(h.rt, a.app.id)).toMatchObject({ requireTest: true }));
+    await vi.waitFor(() => expect(cachedSigningKeyFor(h.rt, a.app.account)?.kid).toMatch(/^acct:/));
+    expect(clock.nowMs() - t0).toBeLessThan(Math.min(POLICY_TTL_MS, SIGNING_KEY_TTL_MS));
   });
 
   it('roll: the new key works at once; the old one is refused within the cache TTL; the other mode is untouched', async () => {

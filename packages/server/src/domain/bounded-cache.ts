@@ -36,3 +36,26 @@ export class BoundedCache<K, V> {
     return value;
   }
 }
+
+/**
+ * Renewals of cache entries ahead of their expiry (refresh-ahead), at most one in flight per key
+ * and `max` in all. A renewal that fails is dropped: its entry still expires on time, and the
+ * request after that reads the database itself.
+ *
+ * Why caches of a few seconds renew ahead: under steady use no request then waits for the
+ * database when an entry expires. The first request in a process that did wait (5 s after start)
+ * also met Node's request objects in a state the optimised code had not seen, and V8 dropped the
+ * request path's optimised code: measured, ~1 s of 25% slower answers on one core.
+ */
+export class Renewals<K> {
+  readonly #inFlight = new Set<K>();
+
+  constructor(private readonly max: number) {}
+
+  start(key: K, renew: () => Promise<unknown>): void {
+    if (this.#inFlight.has(key) || this.#inFlight.size >= this.max) return;
+    this.#inFlight.add(key);
+    const done = () => void this.#inFlight.delete(key);
+    renew().then(done, done);
+  }
+}

@@ -1,6 +1,6 @@
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
-import { BoundedCache } from '../domain/bounded-cache.ts';
+import { BoundedCache, Renewals } from '../domain/bounded-cache.ts';
 import { PlatformKey } from './platform-key.ts';
 
 /**
@@ -24,6 +24,8 @@ export interface SigningKey {
 }
 
 export const SIGNING_KEY_TTL_MS = 10_000;
+/** An account's entry in use is read again in the background once this old (Renewals). */
+export const SIGNING_KEY_RENEW_AFTER_MS = 4_000;
 const ACCOUNTS_CACHED_MAX = 10_000;
 const PARSED_KEYS_MAX = 1_000;
 
@@ -33,6 +35,7 @@ interface Keys {
   accounts: BoundedCache<string, { sealed: string | null; fetchedMs: number }>;
   /** sealed PEM → parsed key: parsing happens once per key and process. */
   parsed: BoundedCache<string, SigningKey>;
+  renewals: Renewals<string>;
 }
 
 const perRuntime = new WeakMap<Runtime, Keys>();
@@ -45,6 +48,7 @@ function keysOf(rt: Runtime): Keys {
       platform: { kid: 'platform', publicKeyPem: rt.platformKey.publicKeyPem, sign: (body) => rt.platformKey.sign(body), privateKey: rt.platformKey.privateKey },
       accounts: new BoundedCache(ACCOUNTS_CACHED_MAX),
       parsed: new BoundedCache(PARSED_KEYS_MAX),
+      renewals: new Renewals(ACCOUNTS_CACHED_MAX),
     };
     perRuntime.set(rt, keys);
   }
@@ -68,32 +72,41 @@ export async function signingKeyFor(rt: Runtime, accountId: string | null): Prom
   const known = cachedSigningKeyFor(rt, accountId);
   if (known) return known;
   // Not cached or stale: read again.
-  const accounts = keysOf(rt).accounts;
-  const stale = accounts.get(accountId);
-  let row: { signing_key_sealed: string | null } | undefined;
+  const stale = keysOf(rt).accounts.get(accountId);
+  let sealed: string | null;
   try {
-    row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
+    sealed = await readSealedKey(rt, accountId);
   } catch (err) {
     // The database is away (a restart): the key it last gave is better than no signature.
     if (stale) return keyOf(rt, stale.sealed);
     throw err;
   }
-  const sealed = row?.signing_key_sealed ?? null;
-  accounts.set(accountId, { sealed, fetchedMs: rt.clock.nowMs() });
   return keyOf(rt, sealed);
+}
+
+/** Reads the account's sealed key (null: the platform key) and caches it, as of the time the read began. */
+async function readSealedKey(rt: Runtime, accountId: string): Promise<string | null> {
+  const fetchedMs = rt.clock.nowMs();
+  const row = await rt.store.db.selectFrom('accounts').select('signing_key_sealed').where('id', '=', accountId).executeTakeFirst();
+  const sealed = row?.signing_key_sealed ?? null;
+  keysOf(rt).accounts.set(accountId, { sealed, fetchedMs });
+  return sealed;
 }
 
 /**
  * signingKeyFor without a database read: the key when this process's cache of the account is
  * fresh (younger than SIGNING_KEY_TTL_MS), else undefined. The response signer asks this first,
- * so a request whose key is known pays no promise for it.
+ * so a request whose key is known pays no promise for it. An entry in use is read again in the
+ * background once SIGNING_KEY_RENEW_AFTER_MS old (Renewals), so it seldom expires under use.
  */
 export function cachedSigningKeyFor(rt: Runtime, accountId: string | null): SigningKey | undefined {
   if (accountId === null) return keysOf(rt).platform;
-  const cached = keysOf(rt).accounts.get(accountId);
+  const keys = keysOf(rt);
+  const cached = keys.accounts.get(accountId);
   if (!cached) return undefined;
   const nowMs = rt.clock.nowMs();
   if (nowMs - cached.fetchedMs >= SIGNING_KEY_TTL_MS || nowMs < cached.fetchedMs) return undefined;
+  if (nowMs - cached.fetchedMs >= SIGNING_KEY_RENEW_AFTER_MS) keys.renewals.start(accountId, () => readSealedKey(rt, accountId));
   return keyOf(rt, cached.sealed);
 }
 

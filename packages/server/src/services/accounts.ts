@@ -2,7 +2,7 @@ import type { Runtime } from '../runtime.ts';
 import { newAccountId, newAppId, newSecretKey, newUserPk } from '../domain/ids.ts';
 import { constantTimeEqual, hashSecretKey } from '../security/secrets.ts';
 import { isUniqueViolation } from '../store/db.ts';
-import { BoundedCache } from '../domain/bounded-cache.ts';
+import { BoundedCache, Renewals } from '../domain/bounded-cache.ts';
 import { seconds } from '../clock.ts';
 import { ApiError, errors } from '../domain/errors.ts';
 import type { Database, SecretKeyRow } from '../store/schema.ts';
@@ -198,6 +198,8 @@ const CACHE_MAX = 10_000;
  * process's roll or revocation takes effect here; a key's own expiry is checked on every request.
  */
 export const KEY_CACHE_TTL_MS = 5_000;
+/** A used key's row is read again in the background once its entry is this old (Renewals). */
+export const KEY_RENEW_AFTER_MS = 4_000;
 
 interface CachedKey {
   row: { account_id: string; livemode: number; expires_at: number | null; revoked: number } | null;
@@ -218,6 +220,7 @@ function principalOf(key: string, row: CachedKey['row'], nowMs: number): Princip
 export class Authenticator {
   private readonly keys = new BoundedCache<string, CachedKey>(CACHE_MAX);
   private readonly appOwners = new BoundedCache<string, string>(CACHE_MAX);
+  private readonly renewals = new Renewals<string>(CACHE_MAX);
 
   constructor(private readonly rt: Runtime) {}
 
@@ -226,6 +229,12 @@ export class Authenticator {
     const hash = hashSecretKey(key);
     const known = this.cachedPrincipal(key, hash);
     if (known !== undefined) return known;
+    const cached = await this.fetchKey(hash);
+    return principalOf(key, cached.row, cached.fetchedMs);
+  }
+
+  /** Reads the key's row and caches it, as of the time the read began. */
+  private async fetchKey(hash: string): Promise<CachedKey> {
     const nowMs = this.rt.clock.nowMs();
     const found = await this.rt.store.db
       .selectFrom('secret_keys')
@@ -235,7 +244,7 @@ export class Authenticator {
     // The index found the row by equality; compare again in constant time so no early-exit compare decides.
     const cached: CachedKey = { row: found && constantTimeEqual(found.hash, hash) ? found : null, fetchedMs: nowMs };
     this.keys.set(hash, cached);
-    return principalOf(key, cached.row, nowMs);
+    return cached;
   }
 
   /**
@@ -253,6 +262,9 @@ export class Authenticator {
     const cached = this.keys.get(hash);
     const nowMs = this.rt.clock.nowMs();
     if (!cached || nowMs - cached.fetchedMs >= KEY_CACHE_TTL_MS || nowMs < cached.fetchedMs) return undefined;
+    // Read again in the background before it expires (Renewals); a revocation still takes effect
+    // within KEY_CACHE_TTL_MS of the read that last saw the key valid.
+    if (nowMs - cached.fetchedMs >= KEY_RENEW_AFTER_MS) this.renewals.start(hash, () => this.fetchKey(hash));
     return principalOf(key, cached.row, nowMs);
   }
 

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Runtime } from '../runtime.ts';
 import type { AppRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
-import { BoundedCache } from '../domain/bounded-cache.ts';
+import { BoundedCache, Renewals } from '../domain/bounded-cache.ts';
 
 /**
  * Request-signature settings of an app (§3): the merchant's RSA public key and one "signatures
@@ -170,7 +170,9 @@ export interface SignaturePolicy {
 
 // The CLI changes settings from another process, so entries live only briefly; 5 s is how long a
 // change may take to reach a running server. Bounded like every other cache here.
-const POLICY_TTL_MS = 5_000;
+export const POLICY_TTL_MS = 5_000;
+/** An app's policy in use is read again in the background once its entry is this old (Renewals). */
+export const POLICY_RENEW_AFTER_MS = 4_000;
 const POLICY_CACHE_MAX = 10_000;
 
 interface CachedPolicy {
@@ -185,13 +187,19 @@ interface CachedPolicy {
  */
 class SignaturePolicyCache {
   private readonly entries = new BoundedCache<string, CachedPolicy>(POLICY_CACHE_MAX);
+  private readonly renewals = new Renewals<string>(POLICY_CACHE_MAX);
 
   constructor(private readonly rt: Runtime) {}
 
   get(appId: string): Promise<SignaturePolicy | null> {
     const now = this.rt.clock.nowMs();
     const hit = this.entries.get(appId);
-    if (hit && hit.expiresMs > now) return hit.policy;
+    if (hit && hit.expiresMs > now) {
+      // Read again in the background before it expires (Renewals): a change still reaches this
+      // process within POLICY_TTL_MS of the read that last saw the old settings.
+      if (hit.expiresMs - now <= POLICY_TTL_MS - POLICY_RENEW_AFTER_MS) this.renewals.start(appId, () => this.renew(appId, hit, now));
+      return hit.policy;
+    }
     const entry: CachedPolicy = { expiresMs: now + POLICY_TTL_MS, policy: this.load(appId, hit) };
     // A failed load (database down) is not remembered: the next request tries again.
     entry.policy.catch(() => {
@@ -199,6 +207,12 @@ class SignaturePolicyCache {
     });
     this.entries.set(appId, entry);
     return entry.policy;
+  }
+
+  /** Replaces `hit` with a fresh read, unless something replaced or dropped it meanwhile (forget). */
+  private async renew(appId: string, hit: CachedPolicy, now: number): Promise<void> {
+    const policy = await this.load(appId, hit);
+    if (this.entries.get(appId) === hit) this.entries.set(appId, { expiresMs: now + POLICY_TTL_MS, policy: Promise.resolve(policy) });
   }
 
   forget(appId: string): void {
