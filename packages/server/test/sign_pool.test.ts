@@ -152,4 +152,24 @@ describe('TurnQueue (signatures on the event loop)', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it("runs what a turn's jobs return after the turn's last job, in order (answers go out after the turn's signatures)", async () => {
+    // ~5 ms a turn: two of the 3 ms jobs below, then those two jobs' continuations.
+    const turns = new TurnQueue(5);
+    const events: string[] = [];
+    await new Promise<void>((resolve) => {
+      for (let i = 0; i < 6; i++) {
+        turns.push(() => {
+          const until = performance.now() + 3;
+          while (performance.now() < until);
+          events.push(`sign ${i}`);
+          return () => {
+            events.push(`send ${i}`);
+            if (i === 5) resolve();
+          };
+        });
+      }
+    });
+    expect(events).toEqual(['sign 0', 'sign 1', 'send 0', 'send 1', 'sign 2', 'sign 3', 'send 2', 'send 3', 'sign 4', 'sign 5', 'send 4', 'send 5']);
+  });
 });
