@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { request } from 'undici';
 import { defaults } from '../src/config.ts';
 import { Store } from '../src/store/db.ts';
-import { GROUP_COMMIT_MAX_BATCH, MAX_GATHER_MS } from '../src/store/group-commit.ts';
+import { GROUP_COMMIT_MAX_BATCH, MAX_GATHER_MS, MAX_QUIET_WAIT_MS, QUIET_MS } from '../src/store/group-commit.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { createApp, type CreatedApp } from '../src/services/accounts.ts';
 import { verifyLedger } from '../src/ledger/verify.ts';
@@ -156,6 +156,40 @@ describe('SQLite group commit', () => {
     await insert(6);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(MAX_GATHER_MS - 1);
     expect(store.groupCommit!.stats.batches).toBe(2);
+  });
+
+  it('once the earlier answers are out, gathers until no request has arrived for QUIET_MS, at most MAX_QUIET_WAIT_MS', async () => {
+    // The clients answered last send their next request just after their answer went out: they
+    // join the batch instead of waiting for one of their own.
+    let pending = 1;
+    store.groupCommit!.answersPending = () => pending;
+    const insert = (id: number) => store.transaction((trx) => sql`insert into probe (id, who) values (${id}, 'x')`.execute(trx));
+    const started = [insert(1), insert(2)];
+    await new Promise((resolve) => setImmediate(resolve));
+    pending = 0; // the last answer goes out; its client's request follows a moment later
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    started.push(insert(3));
+    await Promise.all(started);
+    expect(store.groupCommit!.stats).toMatchObject({ batches: 1, transactions: 3, largestBatch: 3 });
+
+    // Requests that keep arriving (one every ~QUIET_MS / 3, too few to fill a batch) do not hold
+    // a batch back for longer than the bound.
+    const t0 = performance.now();
+    let id = 10;
+    const inserts = [insert(id++)];
+    let firstDone = false;
+    void inserts[0]!.then(() => (firstDone = true));
+    while (!firstDone && performance.now() - t0 < 1_000) {
+      const until = performance.now() + QUIET_MS / 3;
+      while (performance.now() < until);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!firstDone) inserts.push(insert(id++));
+    }
+    expect(firstDone).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(MAX_QUIET_WAIT_MS + 50);
+    expect(inserts.length).toBeLessThan(GROUP_COMMIT_MAX_BATCH);
+    await Promise.all(inserts);
   });
 
   it('with --sqlite-group-commit-max 1 every transaction commits on its own', async () => {

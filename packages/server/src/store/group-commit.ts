@@ -30,6 +30,13 @@ type Db = Kysely<Database>;
  *   with one signature per turn). So a
  *   batch waits until those answers are out, it is full, or its first request has waited
  *   MAX_GATHER_MS, whichever comes first;
+ * - and, once those answers are out, until no request has arrived for QUIET_MS (at most
+ *   MAX_QUIET_WAIT_MS): the clients answered last are sending their next request just then. A
+ *   batch that started without them left them to a batch of their own, committed and answered
+ *   after the big one: batches alternated ~50/~39 and those requests waited a whole cycle more.
+ *   With the wait every client of a closed loop is in each batch, and each answer takes one
+ *   cycle (50 connections, signed creates on one core: p99 at the server 23 ms instead of
+ *   31 ms, ~0.3 ms of idle per ~17 ms cycle);
  * - and while the previous batch's fsync is in flight (below): a batch committed meanwhile could
  *   not be answered any sooner, and gathering kept batches at ~40 creates, where starting at once
  *   halved them (17), doubled the commits and cost more than the fsync's wait had.
@@ -82,6 +89,13 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 export const GROUP_COMMIT_MAX_BATCH = 64;
 /** The longest a batch waits for earlier answers to go out before it starts anyway. */
 export const MAX_GATHER_MS = 20;
+/**
+ * Once every earlier answer is out, a batch still gathers until no request has arrived for this
+ * long, so that the clients answered last (their next request is on its way) join it.
+ */
+export const QUIET_MS = 0.3;
+/** ... but for no longer than this after the answers went out. */
+export const MAX_QUIET_WAIT_MS = 2;
 /** A queue is a limit too: beyond this many waiting transactions a new one is refused at once. */
 export const GROUP_COMMIT_MAX_QUEUE = 10_000;
 /** The code of that refusal (db.ts isDatabaseBusy: the API answers it 503). */
@@ -114,6 +128,8 @@ export class GroupCommitter {
   #syncing: Promise<void> | null = null;
   /** A batch is gathering until the sync in flight returns. */
   #waitingForSync = false;
+  /** When this gather found every earlier answer out (-1: not yet). */
+  #answeredAt = -1;
   #waiters: { seq: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** Set when a sync failed: nothing commits here any more. */
   #failed: Error | null = null;
@@ -203,8 +219,13 @@ export class GroupCommitter {
       // sync's end starts it (#sync), and a full queue at once (run).
       if (this.#syncing) return void (this.#waitingForSync = true);
       // Checked again next turn: each of those turns signs some answers (and reads new requests).
-      if (this.#answersPending() > 0 && performance.now() - this.#queue[0]!.queuedAt < MAX_GATHER_MS) return void setImmediate(this.#startWhenGathered);
+      const now = performance.now();
+      if (this.#answersPending() > 0 && now - this.#queue[0]!.queuedAt < MAX_GATHER_MS) return void setImmediate(this.#startWhenGathered);
+      if (this.#answeredAt < 0) this.#answeredAt = now;
+      const quietSince = Math.max(this.#queue[this.#queue.length - 1]!.queuedAt, this.#answeredAt);
+      if (now - quietSince < QUIET_MS && now - this.#answeredAt < MAX_QUIET_WAIT_MS) return void setImmediate(this.#startWhenGathered);
     }
+    this.#answeredAt = -1;
     this.#scheduled = false;
     this.#waitingForSync = false;
     void this.#runBatch();
