@@ -128,7 +128,7 @@ export class GroupCommitter {
   #syncing: Promise<void> | null = null;
   /** A batch is gathering until the sync in flight returns. */
   #waitingForSync = false;
-  /** When this gather found every earlier answer out (-1: not yet). */
+  /** When this gather stopped waiting for earlier answers (-1: not yet): its quiet wait's start. */
   #answeredAt = -1;
   #waiters: { seq: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** Set when a sync failed: nothing commits here any more. */
