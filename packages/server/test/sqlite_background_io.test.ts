@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, fdatasync, mkdirSync, mkdtempSync, open, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, mkdirSync, mkdtempSync, open, openSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +7,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
-import { CHECKPOINT_THREAD_NICE, WalCheckpointer } from '../src/store/checkpointer.ts';
+import { WalCheckpointer } from '../src/store/checkpointer.ts';
 import { WalSyncThread, type WalSyncFactory } from '../src/store/wal-sync.ts';
 
 type SyncCallback = (err: NodeJS.ErrnoException | null) => void;
@@ -369,17 +369,6 @@ describe('SQLite checkpoints on a thread of their own', () => {
     expect(sqlite.prepare('select count(*) from blobs').pluck().get()).toBe(rounds * 250);
     expect(sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(errors).toEqual([]);
-  });
-
-  it.skipIf(process.platform !== 'linux')('runs its thread at a lower priority than the event loop (nice CHECKPOINT_THREAD_NICE)', async () => {
-    const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-    const niceValues = () => readdirSync('/proc/self/task').map((tid) => niceOf(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')));
-    const before = niceValues().filter((n) => n === CHECKPOINT_THREAD_NICE).length;
-    sqlite.prepare('insert into blobs (b) values (?)').run(Buffer.alloc(10, 1));
-    await vi.waitFor(() => expect(checkpointer.stats.cycles).toBeGreaterThan(0));
-    expect(niceValues().filter((n) => n === CHECKPOINT_THREAD_NICE).length).toBe(before + 1);
-    // Only that thread: the one running the connection (this one) is where it was.
-    expect(niceOf(readFileSync('/proc/thread-self/stat', 'utf8'))).toBe(0);
   });
 
   it('under writes that never pause, copies what the thread left on the connection, so the WAL still starts over', async () => {

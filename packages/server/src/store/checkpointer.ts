@@ -37,25 +37,8 @@ const PASSES = 2;
 /** Turns the event loop waits for its connection to be out of a transaction before it gives up a finishing copy. */
 const FINISH_TRIES = 100;
 
-/**
- * The thread's nice value (Linux). A cycle is ~10 ms of copying every CHECKPOINT_INTERVAL_MS; on
- * a core shared with the event loop (one-core deployments, the bench's pinned server) it took that
- * from whichever batch of requests was running, and their answers came ~10 ms late: a tenth of the
- * signed creates' p99. At 10 the scheduler favours the event loop ~3:1 while both want the core,
- * so a cycle is spread thinner; it still gets the ~5% of the core it needs (the event loop copies
- * what a cycle left, #finish). Measured on signed creates over 50 connections: p99 24 ms at the
- * client against 27 ms at 0.
- */
-export const CHECKPOINT_THREAD_NICE = 10;
-
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-try {
-  // A thread's own id is the last part of /proc/thread-self; setpriority on it renices this thread only.
-  require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), workerData.nice);
-} catch {
-  // Not Linux, or not allowed: the thread runs at the process's priority.
-}
 const Database = require(workerData.driver);
 let db = null, checkpoint = null;
 parentPort.on('message', (m) => {
@@ -155,7 +138,7 @@ export class WalCheckpointer {
     if (this.#worker) return this.#worker;
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.synchronous, passes: PASSES, nice: CHECKPOINT_THREAD_NICE },
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.synchronous, passes: PASSES },
     });
     worker.on('message', (m: { result: CheckpointResult | null; error: string | null }) => this.#settle(m));
     worker.on('error', (err) => this.#fail(err));
