@@ -9,8 +9,8 @@ import { trigger } from '../cli/trigger.ts';
 import { recoverEndpoint, resendEvent } from '../webhooks/events.ts';
 import { errors } from '../domain/errors.ts';
 import { listSecretKeys, rollSecretKey, ROLL_EXPIRY_MAX_S } from '../services/accounts.ts';
-import { paysOutsideTixian, WITHDRAWAL_CHANNELS } from '../domain/channels.ts';
-import { hasCredentials } from '../channels/credentials.ts';
+import { WITHDRAWAL_CHANNELS } from '../domain/channels.ts';
+import { canPayOut, hasLiveCredentials } from '../services/withdrawals.ts';
 import { MAX_TIMESTAMP } from '../http/schemas.ts';
 import { writeAudit, type Operator } from './operators.ts';
 
@@ -230,13 +230,8 @@ export async function settingsRoutes(app: FastifyInstance, rt: Runtime, ctx: Adm
     const scope = await ctx.scopeFor(req, req.params.app, 'test');
     const data = [];
     for (const channel of WITHDRAWAL_CHANNELS) {
-      // custom pays nothing itself (the merchant does): always usable, in both modes.
-      if (paysOutsideTixian(channel)) {
-        data.push({ channel, test: true, live: true });
-        continue;
-      }
-      const live = rt.drivers.driverFor(channel, true) !== null && (await hasCredentials(rt, scope.app, true, channel));
-      data.push({ channel, test: rt.drivers.driverFor(channel, false) !== null, live });
+      const live = canPayOut(rt, channel, true) && (await hasLiveCredentials(rt, scope.app, channel));
+      data.push({ channel, test: canPayOut(rt, channel, false), live });
     }
     return { data };
   });

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { BatchWithdrawal, Metadata, WithdrawalChannel } from '@tixian/sdk';
+import type { BatchWithdrawal, Metadata } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import type { Db } from '../store/db.ts';
 import type { BatchWithdrawalRow, WithdrawalRow } from '../store/schema.ts';
@@ -7,7 +7,7 @@ import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, listObject, saturatedSum, type ListParams } from '../store/paging.ts';
 import { metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
-import { markCanceled, markManyPaidOutside, markManyPending, requireLiveCredentials, settleSucceeded, statusMoves, withdrawalToWire } from './withdrawals.ts';
+import { canPayOut, markCanceled, markManyPaidOutside, markManyPending, requireLiveCredentials, settleSucceeded, statusMoves, withdrawalToWire } from './withdrawals.ts';
 import { paysOutsideTixian } from '../domain/channels.ts';
 import { observeWithdrawalTransition } from '../observability/metrics.ts';
 import { moveWithdrawalTotals } from '../store/withdrawal_totals.ts';
@@ -48,12 +48,10 @@ export async function createBatchWithdrawal(rt: Runtime, scope: Scope, p: BatchW
     // Answers early with the error the transaction would give; the UPDATE itself decides.
     const refused = itemError(i, id, row);
     if (refused) throw refused;
-    if (status === 'pending' && !paysOutsideTixian(row.channel) && !rt.drivers.driverFor(row.channel as WithdrawalChannel, scope.livemode)) {
-      throw errors.channelNotConfigured(row.channel);
-    }
+    if (status === 'pending' && !canPayOut(rt, row.channel, scope.livemode)) throw errors.channelNotConfigured(row.channel);
   });
   if (status === 'pending' && scope.livemode) {
-    for (const channel of new Set(rows.map((r) => r.channel))) if (!paysOutsideTixian(channel)) await requireLiveCredentials(rt, scope.app, channel);
+    for (const channel of new Set(rows.map((r) => r.channel))) await requireLiveCredentials(rt, scope.app, channel);
   }
 
   const nowMs = rt.clock.nowMs();

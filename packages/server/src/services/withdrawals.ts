@@ -259,7 +259,7 @@ export interface TransitionOptions {
 export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, options: TransitionOptions = {}): Promise<Withdrawal> {
   const current = await findWithdrawal(rt.store.db, scope, id);
   if (paysOutsideTixian(current.channel)) return confirmPaidOutside(rt, scope, id, options);
-  if (!rt.drivers.driverFor(current.channel as WithdrawalChannel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
+  if (!canPayOut(rt, current.channel, scope.livemode)) throw errors.channelNotConfigured(current.channel);
   if (scope.livemode) await requireLiveCredentials(rt, scope.app, current.channel);
   const row = await rt.store.transaction(async (trx) => {
     const updated = await markPending(trx, scope, id, rt.clock.nowMs());
@@ -556,9 +556,22 @@ function checkLiveAmount(scope: Scope, channel: WithdrawalChannel, payoutFen: nu
   if (refused) throw errors.invalidParam('amount', refused.en, refused.zh);
 }
 
-/** A live confirm needs the app's own channel credentials (`tixian channels set`). */
+/**
+ * Whether a confirm of `channel` has something to pay it in this mode: a driver (the sandbox in
+ * test mode). `custom` needs none: the merchant pays it. With hasLiveCredentials, the one check
+ * behind a confirm, a batch confirm and the console's channel page.
+ */
+export function canPayOut(rt: Runtime, channel: string, livemode: boolean): boolean {
+  return paysOutsideTixian(channel) || rt.drivers.driverFor(channel as WithdrawalChannel, livemode) !== null;
+}
+
+/** A live confirm needs the app's own channel credentials (`tixian channels set`); `custom` needs none. */
+export async function hasLiveCredentials(rt: Runtime, app: string, channel: string): Promise<boolean> {
+  return paysOutsideTixian(channel) || hasCredentials(rt, app, true, channel);
+}
+
 export async function requireLiveCredentials(rt: Runtime, app: string, channel: string): Promise<void> {
-  if (!(await hasCredentials(rt, app, true, channel))) throw errors.channelCredentialsMissing(channel);
+  if (!(await hasLiveCredentials(rt, app, channel))) throw errors.channelCredentialsMissing(channel);
 }
 
 /** The `extra` update that shows a payee confirmation on the withdrawal; nothing when it is already shown. */
