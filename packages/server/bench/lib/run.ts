@@ -98,19 +98,19 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
   // A scrape before the warm-up too: the first request of another shape (other headers, another
   // route) after the request path was optimised had V8 deoptimise it, ~0.5 s of slower answers.
   await scrape(server.baseUrl);
-  let window: ReturnType<typeof startWindow> | undefined;
-  let before: Promise<string> = Promise.resolve('');
+  const measured: { window?: ReturnType<typeof startWindow>; before?: Promise<string> } = {};
   const load = await ctx.load(server, requests, ctx.options.durationS, {
     seconds: ctx.options.warmupS,
     onMeasureStart: () => {
-      window = startWindow(server);
-      before = scrape(server.baseUrl);
+      measured.window = startWindow(server);
+      measured.before = scrape(server.baseUrl);
     },
   });
-  const used = window!.end();
+  if (!measured.window || !measured.before) throw new Error(`the load ended within its ${ctx.options.warmupS} s warm-up, before its measured part`);
+  const used = measured.window.end();
   const after = await scrape(server.baseUrl);
   const stopped = await server.stop();
-  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: commitMetrics(await before, after, used.windowS), problems: loadProblems(load) };
+  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: commitMetrics(await measured.before, after, used.windowS), problems: loadProblems(load) };
 }
 
 /** The server's /metrics text, or '' when it does not answer (metrics off). */
