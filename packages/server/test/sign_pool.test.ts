@@ -154,22 +154,37 @@ describe('TurnQueue (signatures on the event loop)', () => {
   });
 
   it("runs what a turn's jobs return after the turn's last job, in order (answers go out after the turn's signatures)", async () => {
-    // ~5 ms a turn: two of the 3 ms jobs below, then those two jobs' continuations.
-    const turns = new TurnQueue(5);
-    const events: string[] = [];
+    // ~10 ms a turn, 1 ms jobs: several turns of several jobs each (how many per turn depends on the machine's pace).
+    const turns = new TurnQueue(10);
+    const events: { kind: 'sign' | 'send'; i: number }[] = [];
+    const n = 30;
     await new Promise<void>((resolve) => {
-      for (let i = 0; i < 6; i++) {
+      for (let i = 0; i < n; i++) {
         turns.push(() => {
-          const until = performance.now() + 3;
+          const until = performance.now() + 1;
           while (performance.now() < until);
-          events.push(`sign ${i}`);
+          events.push({ kind: 'sign', i });
           return () => {
-            events.push(`send ${i}`);
-            if (i === 5) resolve();
+            events.push({ kind: 'send', i });
+            if (i === n - 1) resolve();
           };
         });
       }
     });
-    expect(events).toEqual(['sign 0', 'sign 1', 'send 0', 'send 1', 'sign 2', 'sign 3', 'send 2', 'send 3', 'sign 4', 'sign 5', 'send 4', 'send 5']);
+    // The events are runs of signatures, each followed by the sends of exactly those, in order.
+    const runs: { kind: string; ids: number[] }[] = [];
+    for (const e of events) {
+      const last = runs[runs.length - 1];
+      if (last?.kind === e.kind) last.ids.push(e.i);
+      else runs.push({ kind: e.kind, ids: [e.i] });
+    }
+    const signs = runs.filter((r) => r.kind === 'sign');
+    const sends = runs.filter((r) => r.kind === 'send');
+    expect(runs.map((r) => r.kind)).toEqual(signs.flatMap(() => ['sign', 'send']));
+    expect(sends.map((r) => r.ids)).toEqual(signs.map((r) => r.ids));
+    expect(signs.flatMap((r) => r.ids)).toEqual(Array.from({ length: n }, (_, i) => i));
+    // Back to back: a turn signs several before it sends any, and the budget still splits them into turns.
+    expect(Math.max(...signs.map((r) => r.ids.length))).toBeGreaterThan(1);
+    expect(signs.length).toBeGreaterThan(1);
   });
 });

@@ -272,6 +272,8 @@ export interface StoreOptions {
   sqliteSynchronous?: 'FULL' | 'NORMAL';
   /** SQLite group commit: the most write transactions one COMMIT carries (1: a commit each). */
   sqliteGroupCommitMax?: number;
+  /** The group commit's quiet wait (group-commit.ts QUIET_MS, MAX_QUIET_WAIT_MS): tests widen it. */
+  sqliteGroupCommitQuiet?: { ms: number; maxMs: number };
   /** SQLite: the checkpoint thread failed and the connection checkpoints for itself again (checkpointer.ts). */
   onCheckpointError?: (err: Error) => void;
   /** SQLite at FULL: what syncs the WAL for the group commit (tests hold or fail it); a thread of its own by default. */
@@ -357,7 +359,7 @@ export class Store {
     // With FULL, the group commit syncs the WAL itself, off the event loop (group-commit.ts).
     const walFile = realFile !== null && synchronous === 'FULL' ? realFile + '-wal' : null;
     const walSync = walFile !== null ? (options.sqliteWalSync ?? walSyncThread)(walFile) : null;
-    groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walSync);
+    groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walSync, options.sqliteGroupCommitQuiet);
     const checkpointer = realFile !== null ? new WalCheckpointer(sqlite, realFile, synchronous, options.onCheckpointError) : null;
     return new Store(db, 'sqlite', groupCommit, checkpointer);
   }

@@ -140,6 +140,8 @@ export class GroupCommitter {
     private readonly maxBatch = GROUP_COMMIT_MAX_BATCH,
     /** Syncs the WAL off the event loop; null: COMMIT syncs (or not) as the connection is set. */
     private readonly walSync: WalSync | null = null,
+    /** The quiet wait (QUIET_MS, at most MAX_QUIET_WAIT_MS); tests widen it to be independent of the machine's pace. */
+    private readonly quiet = { ms: QUIET_MS, maxMs: MAX_QUIET_WAIT_MS },
   ) {
     // Prepared once: these run several times per request on the hot path.
     this.#begin = sqlite.prepare('BEGIN IMMEDIATE');
@@ -223,7 +225,7 @@ export class GroupCommitter {
       if (this.#answersPending() > 0 && now - this.#queue[0]!.queuedAt < MAX_GATHER_MS) return void setImmediate(this.#startWhenGathered);
       if (this.#answeredAt < 0) this.#answeredAt = now;
       const quietSince = Math.max(this.#queue[this.#queue.length - 1]!.queuedAt, this.#answeredAt);
-      if (now - quietSince < QUIET_MS && now - this.#answeredAt < MAX_QUIET_WAIT_MS) return void setImmediate(this.#startWhenGathered);
+      if (now - quietSince < this.quiet.ms && now - this.#answeredAt < this.quiet.maxMs) return void setImmediate(this.#startWhenGathered);
     }
     this.#answeredAt = -1;
     this.#scheduled = false;
