@@ -54,6 +54,11 @@ export interface UserChange {
   capped?: boolean;
   /** The user-facing balance_transaction this change shows as. */
   line: { type: BalanceTransactionType; description: string | null };
+  /**
+   * Set when the caller already made the conditional balance UPDATE (debitActiveUser): the
+   * available balance after it. applyMovement then writes only the journal and the line.
+   */
+  availableAfter?: number;
 }
 
 export interface Movement {
@@ -102,14 +107,14 @@ export async function applyMovement(trx: Db, m: Movement): Promise<string[]> {
   for (const u of m.users) assertAmount(u.amount);
   for (const a of m.apps) assertAmount(a.amount);
 
-  if (m.users.length === 1 && isPostgres(trx)) return [await applyOneUserMovementPg(trx, m, m.users[0]!)];
+  if (m.users.length === 1 && m.users[0]!.availableAfter === undefined && isPostgres(trx)) return [await applyOneUserMovementPg(trx, m, m.users[0]!)];
 
   // Touch user rows in one global order so concurrent transfers A→B and B→A cannot deadlock.
   const order = m.users.map((u, i) => i).sort((a, b) => (m.users[a]!.userPk < m.users[b]!.userPk ? -1 : 1));
   const after: number[] = new Array(m.users.length);
   for (const i of order) {
     const u = m.users[i]!;
-    after[i] = await changeUserBalance(trx, u);
+    after[i] = u.availableAfter ?? (await changeUserBalance(trx, u));
   }
 
   const entryId = numericId('journal_entry', m.nowMs);
@@ -189,6 +194,43 @@ const BALANCE_UPDATES = {
   credit: balanceUpdate('credit'),
 };
 
+/**
+ * A withdrawable debit of a user named by id, who must exist and not be disabled: the lookup and
+ * the conditional UPDATE as one statement, where the general path reads the user, then updates
+ * it by pk (one statement of ~8 fewer per withdrawal create, issue #12). Returns null when no row
+ * matched: the caller then reads the user to say why (unknown, disabled, or short of funds).
+ */
+const ACTIVE_USER_DEBIT = prepared<{ app: string; livemode: number; id: string; amount: number }, Balances & { pk: string }>((db, p) =>
+  db
+    .updateTable('users')
+    .set({
+      available_balance: sql`available_balance - ${p.amount}`,
+      withdrawable_balance: sql`withdrawable_balance - ${p.amount}`,
+    })
+    .where('app', '=', p.app)
+    .where('livemode', '=', p.livemode)
+    .where('id', '=', p.id)
+    .where('disabled', '=', 0)
+    .where('withdrawable_balance', '>=', p.amount)
+    .returning(['pk', 'available_balance', 'withdrawable_balance']),
+);
+
+export async function debitActiveUser(
+  trx: Db,
+  d: { app: string; livemode: boolean; userId: string; amount: number },
+): Promise<{ userPk: string; availableAfter: number } | null> {
+  assertMoney(Number.isSafeInteger(d.amount) && d.amount > 0, `debit must be a positive integer, got ${d.amount}`);
+  const row = (await ACTIVE_USER_DEBIT.execute(trx, { app: d.app, livemode: d.livemode ? 1 : 0, id: d.userId, amount: d.amount })).rows[0];
+  if (!row) return null;
+  checkBalances(row, d.userId);
+  return { userPk: row.pk, availableAfter: row.available_balance };
+}
+
+function checkBalances(row: Balances, userId: string): void {
+  assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${userId}`);
+  assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${userId}`);
+}
+
 /** One conditional UPDATE per change; returns the user's available balance after it. */
 async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
   const withdrawableDelta = u.bucket === 'withdrawable' ? u.amount : 0;
@@ -202,8 +244,7 @@ async function changeUserBalance(trx: Db, u: UserChange): Promise<number> {
         : [BALANCE_UPDATES.credit, 0];
   const row = (await statement.execute(trx, { amount: u.amount, withdrawableDelta, pk: u.userPk, bound })).rows[0];
   if (!row) throw u.amount < 0 ? new InsufficientFunds(u.userId) : new BalanceLimitExceeded(u.userId);
-  assertMoney(row.available_balance >= 0 && row.withdrawable_balance >= 0, `negative balance for ${u.userId}`);
-  assertMoney(row.withdrawable_balance <= row.available_balance, `withdrawable above available for ${u.userId}`);
+  checkBalances(row, u.userId);
   return row.available_balance;
 }
 

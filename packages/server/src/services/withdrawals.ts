@@ -19,7 +19,7 @@ import {
   livePayoutAmountError,
   paysOutsideTixian,
 } from '../domain/channels.ts';
-import { applyMovement, type AppAccount } from '../ledger/ledger.ts';
+import { applyMovement, debitActiveUser, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
 import { insertRows } from '../store/prepared.ts';
 import { listPage, saturatedSum, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
@@ -142,9 +142,11 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         channel: channel!, extra: extra!, orderNo: p.order_no, requestHash: hash, description: p.description ?? null, metadata: metadataText(p.metadata),
       })
       : rt.store.transaction(async (trx) => {
-        const user = await activeUser(trx, scope, p.user);
+        let user: { pk: string; id: string };
+        let availableAfter: number | undefined;
         let settleAccountId: string | null = null;
         if (useSettleAccount) {
+          user = await activeUser(trx, scope, p.user);
           const account = await usableSettleAccount(trx, scope, user.pk, p.settle_account!);
           const payingChannel = channelForSettleAccount(account.channel);
           if (!payingChannel || (channel && channel !== payingChannel)) {
@@ -155,13 +157,26 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
           checkLiveAmount(scope, channel, p.amount - userFee);
           extra = normaliseExtra(channel, extraFromSettleAccount(channel, account.recipient));
           settleAccountId = account.id;
+        } else {
+          // One UPDATE finds the user and holds the amount (applyMovement would read the user,
+          // then update it by pk); the user is read only when it matched nothing, to say why.
+          const debit = await debitActiveUser(trx, { app: scope.app, livemode: scope.livemode, userId: p.user, amount: p.amount });
+          if (!debit) {
+            await activeUser(trx, scope, p.user);
+            throw new InsufficientFunds(p.user);
+          }
+          user = { pk: debit.userPk, id: p.user };
+          availableAfter = debit.availableAfter;
         }
         const nowMs = rt.clock.nowMs();
         const created = Math.floor(nowMs / 1000);
         const id = numericId('withdrawal', nowMs);
         const [line] = await applyMovement(trx, {
           app: scope.app, livemode: scope.livemode, createdS: created, nowMs, type: 'withdrawal', source: id,
-          users: [{ userPk: user.pk, userId: user.id, bucket: 'withdrawable', amount: -p.amount, line: { type: 'withdrawal', description: p.description ?? null } }],
+          users: [{
+            userPk: user.pk, userId: user.id, bucket: 'withdrawable', amount: -p.amount,
+            line: { type: 'withdrawal', description: p.description ?? null }, availableAfter,
+          }],
           apps: [{ account: 'withdrawal_hold', amount: p.amount }],
         });
         const row: WithdrawalRow = {
