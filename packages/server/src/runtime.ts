@@ -3,6 +3,7 @@ import { createLogger } from './logging.ts';
 import type { Config } from './config.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { describeDatabaseErrors, openStore, type Store } from './store/db.ts';
+import type { WalSyncFactory } from './store/wal-sync.ts';
 import { inlineSignatures } from './security/sign-pool.ts';
 import { openMasterKey, SecretBox } from './security/secrets.ts';
 import { PlatformKey } from './security/platform-key.ts';
@@ -38,6 +39,8 @@ export interface RuntimeOptions {
   log?: Logger;
   migrate?: boolean;
   drivers?: DriverRegistry;
+  /** SQLite with FULL: how the group commit syncs the WAL (tests hold or fail a sync). */
+  sqliteWalSync?: WalSyncFactory;
 }
 
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
@@ -46,6 +49,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
     onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
     onCheckpointError: (err) => log.warn({ err }, 'SQLite background checkpoint failed'),
+    ...(options.sqliteWalSync ? { sqliteWalSync: options.sqliteWalSync } : {}),
   });
   // SQLite group commit gathers while earlier answers are still being signed on the event loop.
   if (store.groupCommit) store.groupCommit.answersPending = () => inlineSignatures.size;

@@ -101,7 +101,17 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     // Closing the connection after each answer to that SDK is the only server-side fix.
     const ua = req.headers['user-agent'];
     if (typeof ua === 'string' && ua.includes('NodeBindings')) reply.header('connection', 'close');
-    done(null, payload);
+    // The last hook before the bytes go out (after the signature): an answer leaves only once
+    // every commit made so far is durable. A withdrawal create learns its outcome at COMMIT and is
+    // answered and signed while its batch's WAL sync is in flight (store/group-commit.ts); other
+    // answers rarely find a sync in flight. One whose batch could not be made durable becomes the
+    // error its caller would have had (a 5xx answer already is one, and goes out as it is).
+    const durable = rt.store.committedDurable();
+    if (!durable) return done(null, payload);
+    durable.then(
+      () => done(null, payload),
+      (err: unknown) => (reply.statusCode >= 500 ? done(null, payload) : done(err as Error)),
+    );
   });
 
   registerHealth(app, rt);

@@ -21,6 +21,7 @@ import {
 } from '../domain/channels.ts';
 import { applyMovement, debitActiveUser, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
 import { insertRows } from '../store/prepared.ts';
+import type { AnswerAt } from '../store/group-commit.ts';
 import { listPage, saturatedSum, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
@@ -111,7 +112,13 @@ function validatedExtra(channel: WithdrawalChannel, raw: Record<string, unknown>
  * user's withdrawable (and available) balance for the app's withdrawal_hold account in the same
  * transaction (a negative `withdrawal` line). No payout happens until the merchant confirms.
  */
-export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalCreateParams): Promise<Withdrawal> {
+export async function createWithdrawal(
+  rt: Runtime,
+  scope: Scope,
+  p: WithdrawalCreateParams,
+  /** 'committed': the caller holds the answer until `rt.store.committedDurable()` (Store.transaction). */
+  options: { answerAt?: AnswerAt } = {},
+): Promise<Withdrawal> {
   const userFee = p.user_fee ?? 0;
   if (userFee >= p.amount) throw errors.invalidParam('user_fee', 'must be less than amount', '必须小于 amount');
   if (p.user === '0') throw errors.invalidParam('user', 'the system user "0" cannot withdraw', '系统用户 "0" 不能提现');
@@ -191,7 +198,7 @@ export async function createWithdrawal(rt: Runtime, scope: Scope, p: WithdrawalC
         await insertRows(trx, 'withdrawals', [row]);
         await moveWithdrawalTotals(trx, statusMoves([row], null, 'created'));
         return row;
-      }),
+      }, options),
     () => [requestHash(p)],
   );
   if (row.request_id !== scope.requestId) return withdrawalToWire(row); // an idempotent replay: the first create's row

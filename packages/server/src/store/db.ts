@@ -23,7 +23,7 @@ import { ConfigError, maskDatabaseUrl, type Config } from '../config.ts';
 import { migrationProvider } from './migrations.ts';
 import { buildOnlineIndexes } from './pg/online-indexes.ts';
 import { observePool } from '../observability/metrics.ts';
-import { DATABASE_BUSY, GroupCommitter } from './group-commit.ts';
+import { DATABASE_BUSY, GroupCommitter, type AnswerAt } from './group-commit.ts';
 import { WalCheckpointer } from './checkpointer.ts';
 import { walSyncThread, type WalSyncFactory } from './wal-sync.ts';
 
@@ -371,10 +371,12 @@ export class Store {
    *
    * On SQLite each call is still its own unit of work, in its own SAVEPOINT of a transaction it
    * may share with the calls that arrived with it (group commit), and it resolves only after
-   * that transaction's COMMIT; a callback that throws is rolled back alone.
+   * that transaction's COMMIT is durable; a callback that throws is rolled back alone. With
+   * `answerAt: 'committed'` it resolves at the COMMIT, and the caller holds what it learned until
+   * `committedDurable()` (group-commit.ts); the API's answers do (http/app.ts).
    */
-  async transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
-    if (this.groupCommit) return this.groupCommit.run(fn);
+  async transaction<T>(fn: (trx: Db) => Promise<T>, options: { answerAt?: AnswerAt } = {}): Promise<T> {
+    if (this.groupCommit) return this.groupCommit.run(fn, options.answerAt);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.db.transaction().execute(fn);
@@ -410,6 +412,14 @@ export class Store {
     if (this.engine !== 'postgres') return applied;
     const built = await buildOnlineIndexes(this.db);
     return [...applied, ...built.map((name) => `index ${name} (concurrently)`)];
+  }
+
+  /**
+   * Resolves once every commit made so far is durable; null when it already is (always on
+   * PostgreSQL, whose COMMIT returns once durable). See `transaction`'s `answerAt`.
+   */
+  committedDurable(): Promise<void> | null {
+    return this.groupCommit?.committedDurable() ?? null;
   }
 
   async close(): Promise<void> {
@@ -451,7 +461,7 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /** Opens the configured store; a data directory or SQLite file that cannot be used is a ConfigError. */
-export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError' | 'onCheckpointError'> = {}): Store {
+export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError' | 'onCheckpointError' | 'sqliteWalSync'> = {}): Store {
   try {
     return Store.open({
       databaseUrl: config.databaseUrl,

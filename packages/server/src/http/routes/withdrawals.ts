@@ -51,7 +51,8 @@ export async function withdrawalsRoutes(app: FastifyInstance, rt: Runtime): Prom
   app.post<{ Body: Static<typeof WithdrawalCreate> }>(
     '/apps/:app/withdrawals',
     { schema: { params: AppParams, body: WithdrawalCreate } },
-    (req) => createWithdrawal(rt, scopeOf(req), req.body as Parameters<typeof createWithdrawal>[2]),
+    // Its outcome is taken at COMMIT and answered during the WAL sync; the answer goes out once that is durable (app.ts).
+    (req) => createWithdrawal(rt, scopeOf(req), req.body as Parameters<typeof createWithdrawal>[2], { answerAt: 'committed' }),
   );
 
   app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/withdrawals/:id', { schema: { params: AppIdParams } }, (req) =>

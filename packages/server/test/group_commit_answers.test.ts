@@ -1,0 +1,106 @@
+import { closeSync, fdatasync, openSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { defaults, type Config } from '../src/config.ts';
+import { buildApp } from '../src/http/app.ts';
+import { openRuntime, type Runtime } from '../src/runtime.ts';
+import { createApp } from '../src/services/accounts.ts';
+import type { WalSyncFactory } from '../src/store/wal-sync.ts';
+import { freshStorage, shownKey } from './helpers/harness.ts';
+import { verifyPingppSignature } from './helpers/receiver.ts';
+
+/**
+ * A withdrawal create takes its outcome at COMMIT (store/group-commit.ts, answerAt 'committed'):
+ * its answer is built and signed while the batch's WAL sync is in flight, and leaves only once
+ * the batch is durable (http/app.ts). The sync here is the real fdatasync, which a test holds,
+ * then lets through or fails.
+ */
+type Release = (failure: Error | null) => void;
+const held: Release[] = [];
+let hold = false;
+const heldSync: WalSyncFactory = (file) => {
+  let fd: number | null = null;
+  return {
+    sync: () =>
+      new Promise<void>((resolve, reject) => {
+        fd ??= openSync(file, 'r');
+        const release: Release = (failure) => (failure ? reject(failure) : fdatasync(fd!, (err) => (err ? reject(err) : resolve())));
+        if (hold) held.push(release);
+        else release(null);
+      }),
+    close: async () => {
+      if (fd !== null) closeSync(fd);
+    },
+  };
+};
+
+/** A few event-loop turns (the loop is not blocked: these come back). */
+async function turns(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync and sent once the batch is durable', () => {
+  let rt: Runtime;
+  let app: FastifyInstance;
+  let drop: () => Promise<void>;
+  let post: (path: string, body: unknown) => ReturnType<FastifyInstance['inject']>;
+
+  beforeEach(async () => {
+    hold = false;
+    const storage = await freshStorage('sqlite');
+    drop = storage.drop;
+    const config: Config = { ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false, logLevel: 'silent', rateLimit: 0 };
+    rt = await openRuntime(config, { log: pino({ level: 'silent' }), sqliteWalSync: heldSync });
+    app = await buildApp(rt);
+    const merchant = await createApp(rt, { name: 'answers' });
+    const key = shownKey(merchant.secret_key_test);
+    post = (path, body) =>
+      app.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body as object });
+    expect((await post('/users', { id: 'u1' })).statusCode).toBe(200);
+    expect((await post('/balance_settlements', { user: 'u1', amount: 10_000, order_no: 'fund1' })).statusCode).toBe(200);
+  });
+  afterEach(async () => {
+    hold = false;
+    for (const release of held.splice(0)) release(null);
+    await app.close();
+    await rt.close();
+    await drop();
+  });
+
+  const create = { user: 'u1', amount: 1_000, channel: 'alipay', order_no: 'w1', extra: { account: 'payee@example.com', name: '张三' } };
+  /** Resolves once an answer has reached the last hook while a commit is not yet durable: built and signed, held there. */
+  const heldAtTheGate = async (gate: { mock: { results: { value: unknown }[] } }) =>
+    vi.waitFor(() => expect(gate.mock.results.some((r) => r.value instanceof Promise)).toBe(true));
+
+  it('builds and signs the answer while the sync is in flight, and sends it only once the sync returns', async () => {
+    const gate = vi.spyOn(rt.store, 'committedDurable');
+    hold = true;
+    let sent = false;
+    const answer = post('/withdrawals', create).then((res) => ((sent = true), res));
+    await heldAtTheGate(gate);
+    expect(held).toHaveLength(1);
+    await turns();
+    expect(sent).toBe(false);
+
+    hold = false;
+    held.shift()!(null);
+    const res = await answer;
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' });
+    expect(verifyPingppSignature(res.body, res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
+  });
+
+  it('an answer whose batch could not be made durable goes out as an error, signed, never as the withdrawal', async () => {
+    const gate = vi.spyOn(rt.store, 'committedDurable');
+    hold = true;
+    const answer = post('/withdrawals', create);
+    await heldAtTheGate(gate);
+    held.shift()!(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const res = await answer;
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({ error: expect.objectContaining({ type: 'api_error' }) });
+    expect(res.body).not.toContain('"withdrawal"');
+    expect(verifyPingppSignature(res.body, res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
+  });
+});
