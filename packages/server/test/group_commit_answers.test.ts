@@ -35,6 +35,14 @@ const heldSync: WalSyncFactory = (file) => {
   };
 };
 
+/** What an injected request answered. */
+interface Answer {
+  statusCode: number;
+  body: string;
+  headers: Record<string, unknown>;
+  json: () => unknown;
+}
+
 /** A few event-loop turns (the loop is not blocked: these come back). */
 async function turns(n = 20): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -44,7 +52,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   let rt: Runtime;
   let app: FastifyInstance;
   let drop: () => Promise<void>;
-  let post: (path: string, body: unknown) => ReturnType<FastifyInstance['inject']>;
+  let post: (path: string, body: object) => Promise<Answer>;
 
   beforeEach(async () => {
     hold = false;
@@ -56,7 +64,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     const merchant = await createApp(rt, { name: 'answers' });
     const key = shownKey(merchant.secret_key_test);
     post = (path, body) =>
-      app.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body as object });
+      app.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body });
     expect((await post('/users', { id: 'u1' })).statusCode).toBe(200);
     expect((await post('/balance_settlements', { user: 'u1', amount: 10_000, order_no: 'fund1' })).statusCode).toBe(200);
   });
@@ -88,7 +96,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     const res = await answer;
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' });
-    expect(verifyPingppSignature(res.body, res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
+    expect(verifyPingppSignature(Buffer.from(res.body), res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
   });
 
   it('an answer whose batch could not be made durable goes out as an error, signed, never as the withdrawal', async () => {
@@ -101,6 +109,6 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     expect(res.statusCode).toBe(500);
     expect(res.json()).toEqual({ error: expect.objectContaining({ type: 'api_error' }) });
     expect(res.body).not.toContain('"withdrawal"');
-    expect(verifyPingppSignature(res.body, res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
+    expect(verifyPingppSignature(Buffer.from(res.body), res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
   });
 });
