@@ -1,6 +1,11 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { generateKeyPairSync, sign as rsaSign } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventEmitter, once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { defaults, type Config } from '../src/config.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
@@ -214,5 +219,62 @@ describe('the logger redacts wherever an object is logged', () => {
     for (const s of Object.values(secrets)) expect(text).not.toContain(s);
     expect(text).toContain(REDACTED);
     expect(text).toContain('sk_live_***');
+  });
+});
+
+describe('standard output takes log lines in batches, and never holds one back for long', () => {
+  // A process of its own (the built logger): standard output is shared by a process's loggers.
+  const LOGGING = pathToFileURL(path.resolve(import.meta.dirname, '../dist/logging.js')).href;
+  let dir: string;
+  let child: ChildProcessWithoutNullStreams | null = null;
+  afterEach(() => {
+    child?.kill('SIGKILL');
+    child = null;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  /** A process that logs what it reads on stdin: `info`, `warn` (an info line, then a warning) or `exit`. */
+  function logger(flushMs: number) {
+    dir = mkdtempSync(path.join(tmpdir(), 'tixian-stdout-'));
+    const script = path.join(dir, 'log.mjs');
+    writeFileSync(script, `
+      const { createLogger } = await import(${JSON.stringify(LOGGING)});
+      const log = createLogger('info', undefined, ${flushMs});
+      process.stdin.setEncoding('utf8').on('data', (cmd) => {
+        for (const c of cmd.split('\\n').filter(Boolean)) {
+          if (c === 'info') log.info('quiet');
+          if (c === 'warn') { log.info('before'); log.warn('alarm'); }
+          if (c === 'exit') { log.info('last words'); process.exit(0); }
+        }
+      });
+      process.stdout.write('{"msg":"ready"}\\n');
+    `);
+    const p = (child = spawn(process.execPath, [script]));
+    const lines: string[] = [];
+    let rest = '';
+    p.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      const parts = (rest + chunk).split('\n');
+      rest = parts.pop()!;
+      for (const part of parts) lines.push((JSON.parse(part) as { msg: string }).msg);
+    });
+    return { p, lines, send: (cmd: string) => p.stdin.write(cmd + '\n') };
+  }
+
+  it('an info line on a quiet server goes out within the flush period, with nothing after it', async () => {
+    const { lines, send } = logger(100);
+    await vi.waitFor(() => expect(lines).toContain('ready'), 10_000);
+    send('info');
+    await vi.waitFor(() => expect(lines).toContain('quiet'), 5_000);
+  });
+
+  it('a warning goes out at once, with the lines before it, and the rest at exit', async () => {
+    // A flush period longer than the test: only the warning and the exit can write.
+    const { p, lines, send } = logger(600_000);
+    await vi.waitFor(() => expect(lines).toContain('ready'), 10_000);
+    send('warn');
+    await vi.waitFor(() => expect(lines).toEqual(['ready', 'before', 'alarm']), 5_000);
+    const exited = once(p, 'close'); // the process gone and its output read to the end
+    send('exit');
+    expect((await exited)[0]).toBe(0);
+    expect(lines).toEqual(['ready', 'before', 'alarm', 'last words']);
   });
 });
