@@ -197,7 +197,7 @@ const BALANCE_UPDATES = {
 /**
  * A withdrawable debit of a user named by id, who must exist and not be disabled: the lookup and
  * the conditional UPDATE as one statement, where the general path reads the user, then updates
- * it by pk (one statement of ~8 fewer per withdrawal create, issue #12). Returns null when no row
+ * it by pk (one statement fewer of ~9 per withdrawal create, issue #12). Returns null when no row
  * matched: the caller then reads the user to say why (unknown, disabled, or short of funds).
  */
 const ACTIVE_USER_DEBIT = prepared<{ app: string; livemode: number; id: string; amount: number }, Balances & { pk: string }>((db, p) =>
