@@ -60,8 +60,14 @@ export function redactPaths(): string[] {
 const SECRET_KEY_PATTERN = /\b(sk_(?:test|live)_)[A-Za-z0-9]+/g;
 export const scrubSecretKeys = (line: string) => line.replace(SECRET_KEY_PATTERN, '$1***');
 
-/** Standard output takes log lines in writes of about this many bytes (~15 access lines)... */
-export const LOG_BUFFER_BYTES = 4096;
+/** Standard output takes log lines in writes of at least this many bytes (~12 access lines)... */
+export const LOG_BUFFER_BYTES = 3072;
+/**
+ * ... and of whole lines, never more than this in one write(2) but for a single longer line:
+ * PIPE_BUF on Linux, the most a pipe takes whole. The processes of `--workers N` share one standard
+ * output, and two writes of theirs that a pipe took in pieces could interleave mid-line.
+ */
+const LOG_WRITE_MAX_BYTES = 4096;
 /** ... and whatever is waiting at least this often, so a quiet server's lines are never held back long. */
 export const LOG_FLUSH_MS = 100;
 /** Lines at this level and above (warn, error, fatal) are written at once, with what waits before them. */
@@ -80,7 +86,7 @@ let stdout: Stdout | null = null;
  */
 function stdoutDestination(flushMs: number): Stdout {
   if (stdout) return stdout;
-  const dest = pino.destination({ dest: 1, minLength: LOG_BUFFER_BYTES, sync: true });
+  const dest = pino.destination({ dest: 1, minLength: LOG_BUFFER_BYTES, maxWrite: LOG_WRITE_MAX_BYTES, sync: true });
   const flush = () => {
     try {
       dest.flushSync();

@@ -266,6 +266,43 @@ describe('standard output takes log lines in batches, and never holds one back f
     await vi.waitFor(() => expect(lines).toContain('quiet'), 5_000);
   });
 
+  it('writes whole lines, many per write(2) and at most PIPE_BUF bytes each, so processes sharing a pipe never interleave within a line', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tixian-stdout-'));
+    const script = path.join(dir, 'burst.mjs');
+    // Each write(2) to standard output recorded as sonic-boom makes it (fs.writeSync), reported on stderr at exit.
+    writeFileSync(script, `
+      import fs from 'node:fs';
+      const writeSync = fs.writeSync;
+      const sizes = [];
+      let whole = true;
+      fs.writeSync = function (fd, data, ...rest) {
+        if (fd === 1) {
+          const text = String(data);
+          sizes.push(Buffer.byteLength(text));
+          whole &&= text.endsWith('\\n');
+        }
+        return writeSync.call(this, fd, data, ...rest);
+      };
+      process.on('exit', () => writeSync(2, JSON.stringify({ sizes, whole })));
+      const { createLogger } = await import(${JSON.stringify(LOGGING)});
+      const log = createLogger('info');
+      for (let i = 0; i < 2000; i++) log.info({ i, pad: 'x'.repeat(200 + (i % 97)) }, 'burst');
+    `);
+    const p = (child = spawn(process.execPath, [script]));
+    let out = '';
+    let err = '';
+    p.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    p.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    const [code] = (await once(p, 'close')) as [number];
+    expect(code).toBe(0);
+    expect(out.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { i: number }).i)).toEqual([...Array(2000).keys()]);
+    const { sizes, whole } = JSON.parse(err) as { sizes: number[]; whole: boolean };
+    expect(whole).toBe(true);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(4096);
+    // ~300-byte lines, ≥ 3 KiB a write: about a tenth as many writes as lines.
+    expect(sizes.length).toBeLessThan(2000 / 5);
+  });
+
   it('a warning goes out at once, with the lines before it, and the rest at exit', async () => {
     // A flush period longer than the test: only the warning and the exit can write.
     const { p, lines, send } = logger(600_000);
