@@ -49,7 +49,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
     onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
     onCheckpointError: (err) => log.warn({ err }, 'SQLite background checkpoint failed'),
-    ...(options.sqliteWalSync ? { sqliteWalSync: options.sqliteWalSync } : {}),
+    sqliteWalSync: options.sqliteWalSync,
   });
   // SQLite group commit gathers while earlier answers are still being signed on the event loop.
   if (store.groupCommit) store.groupCommit.answersPending = () => inlineSignatures.size;

@@ -1,4 +1,3 @@
-import { closeSync, fdatasync, openSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -6,34 +5,17 @@ import { defaults, type Config } from '../src/config.ts';
 import { buildApp } from '../src/http/app.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 import { createApp } from '../src/services/accounts.ts';
-import type { WalSyncFactory } from '../src/store/wal-sync.ts';
 import { freshStorage, shownKey } from './helpers/harness.ts';
 import { verifyPingppSignature } from './helpers/receiver.ts';
+import { heldWalSync } from './helpers/wal-sync.ts';
 
 /**
  * A withdrawal create takes its outcome at COMMIT (store/group-commit.ts, answerAt 'committed'):
  * its answer is built and signed while the batch's WAL sync is in flight, and leaves only once
  * the batch is durable (http/app.ts). The sync here is the real fdatasync, which a test holds,
- * then lets through or fails.
+ * then lets through or fails (helpers/wal-sync.ts).
  */
-type Release = (failure: Error | null) => void;
-const held: Release[] = [];
-let hold = false;
-const heldSync: WalSyncFactory = (file) => {
-  let fd: number | null = null;
-  return {
-    sync: () =>
-      new Promise<void>((resolve, reject) => {
-        fd ??= openSync(file, 'r');
-        const release: Release = (failure) => (failure ? reject(failure) : fdatasync(fd!, (err) => (err ? reject(err) : resolve())));
-        if (hold) held.push(release);
-        else release(null);
-      }),
-    close: async () => {
-      if (fd !== null) closeSync(fd);
-    },
-  };
-};
+const sync = heldWalSync();
 
 /** What an injected request answered. */
 interface Answer {
@@ -55,11 +37,11 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   let post: (path: string, body: object) => Promise<Answer>;
 
   beforeEach(async () => {
-    hold = false;
+    sync.state.hold = false;
     const storage = await freshStorage('sqlite');
     drop = storage.drop;
     const config: Config = { ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false, logLevel: 'silent', rateLimit: 0 };
-    rt = await openRuntime(config, { log: pino({ level: 'silent' }), sqliteWalSync: heldSync });
+    rt = await openRuntime(config, { log: pino({ level: 'silent' }), sqliteWalSync: sync.factory });
     app = await buildApp(rt);
     const merchant = await createApp(rt, { name: 'answers' });
     const key = shownKey(merchant.secret_key_test);
@@ -69,8 +51,8 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     expect((await post('/balance_settlements', { user: 'u1', amount: 10_000, order_no: 'fund1' })).statusCode).toBe(200);
   });
   afterEach(async () => {
-    hold = false;
-    for (const release of held.splice(0)) release(null);
+    sync.state.hold = false;
+    sync.release();
     await app.close();
     await rt.close();
     await drop();
@@ -83,16 +65,16 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
 
   it('builds and signs the answer while the sync is in flight, and sends it only once the sync returns', async () => {
     const gate = vi.spyOn(rt.store, 'committedDurable');
-    hold = true;
+    sync.state.hold = true;
     let sent = false;
     const answer = post('/withdrawals', create).then((res) => ((sent = true), res));
     await heldAtTheGate(gate);
-    expect(held).toHaveLength(1);
+    expect(sync.state.held).toHaveLength(1);
     await turns();
     expect(sent).toBe(false);
 
-    hold = false;
-    held.shift()!(null);
+    sync.state.hold = false;
+    sync.state.held.shift()!();
     const res = await answer;
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' });
@@ -101,10 +83,10 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
 
   it('an answer whose batch could not be made durable goes out as an error, signed, never as the withdrawal', async () => {
     const gate = vi.spyOn(rt.store, 'committedDurable');
-    hold = true;
+    sync.state.hold = true;
     const answer = post('/withdrawals', create);
     await heldAtTheGate(gate);
-    held.shift()!(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    sync.state.held.shift()!(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
     const res = await answer;
     expect(res.statusCode).toBe(500);
     expect(res.json()).toEqual({ error: expect.objectContaining({ type: 'api_error' }) });

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
 import { WalCheckpointer } from '../src/store/checkpointer.ts';
 import { WalSyncThread, type WalSyncFactory } from '../src/store/wal-sync.ts';
+import { heldWalSync } from './helpers/wal-sync.ts';
 
 type SyncCallback = (err: NodeJS.ErrnoException | null) => void;
 
@@ -227,28 +228,8 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
 
 describe('two processes on one SQLite file: a read waits until the other\'s commit it saw is durable', () => {
   /** A WAL sync of one store's own, which the test holds or lets through. */
-  function ownSync() {
-    const state = { hold: false, held: [] as (() => void)[], count: 0 };
-    const factory: WalSyncFactory = (file) => {
-      let fd: number | null = null;
-      return {
-        sync: () =>
-          new Promise<void>((resolve, reject) => {
-            state.count++;
-            fd ??= openSync(file, 'r');
-            const run = () => fdatasync(fd!, (err) => (err ? reject(err) : resolve()));
-            if (state.hold) state.held.push(run);
-            else run();
-          }),
-        close: async () => {
-          if (fd !== null) closeSync(fd);
-        },
-      };
-    };
-    return { state, factory, release: () => state.held.splice(0).forEach((run) => run()) };
-  }
-  const a = ownSync();
-  const b = ownSync();
+  const a = heldWalSync();
+  const b = heldWalSync();
   let writer: Store;
   let reader: Store;
   beforeEach(async () => {

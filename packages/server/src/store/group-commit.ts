@@ -315,7 +315,7 @@ export class GroupCommitter {
     // one's sync is in flight.
     const later: number[] = [];
     batch.forEach((p, i) => (p.answerAt === 'committed' ? answer(i) : later.push(i)));
-    if (later.length > 0) this.#whenDurable(seq).then(() => later.forEach(answer), (err: unknown) => later.forEach((i) => batch[i]!.reject(err)));
+    if (later.length > 0) this.#whenDurable(seq).then(() => later.forEach((i) => answer(i)), (err: unknown) => later.forEach((i) => batch[i]!.reject(err)));
     this.#sync();
   }
 
