@@ -10,9 +10,9 @@ import { verifyPingppSignature } from './helpers/receiver.ts';
 import { heldWalSync } from './helpers/wal-sync.ts';
 
 /**
- * A withdrawal create takes its outcome at COMMIT (store/group-commit.ts, answerAt 'committed'):
- * its answer is built and signed while the batch's WAL sync is in flight, and leaves only once
- * the batch is durable (http/app.ts). The sync here is the real fdatasync, which a test holds,
+ * The API's writes take their outcome at COMMIT (store/group-commit.ts, answerAt 'committed';
+ * http/context.ts ANSWER_AT_COMMIT): an answer is built and signed while the batch's WAL sync is
+ * in flight, and leaves only once the batch is durable (http/app.ts). The sync here is the real fdatasync, which a test holds,
  * then lets through or fails (helpers/wal-sync.ts).
  */
 const sync = heldWalSync();
@@ -35,6 +35,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   let app: FastifyInstance;
   let drop: () => Promise<void>;
   let post: (path: string, body: object) => Promise<Answer>;
+  let put: (path: string, body: object) => Promise<Answer>;
 
   beforeEach(async () => {
     sync.state.hold = false;
@@ -45,9 +46,12 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     app = await buildApp(rt);
     const merchant = await createApp(rt, { name: 'answers' });
     const key = shownKey(merchant.secret_key_test);
-    post = (path, body) =>
-      app.inject({ method: 'POST', url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body });
+    const send = (method: 'POST' | 'PUT') => (path: string, body: object) =>
+      app.inject({ method, url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body });
+    post = send('POST');
+    put = send('PUT');
     expect((await post('/users', { id: 'u1' })).statusCode).toBe(200);
+    expect((await post('/users', { id: 'u2' })).statusCode).toBe(200);
     expect((await post('/balance_settlements', { user: 'u1', amount: 10_000, order_no: 'fund1' })).statusCode).toBe(200);
   });
   afterEach(async () => {
@@ -63,11 +67,28 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   const heldAtTheGate = async (gate: { mock: { results: { value: unknown }[] } }) =>
     vi.waitFor(() => expect(gate.mock.results.some((r) => r.value instanceof Promise)).toBe(true));
 
-  it('builds and signs the answer while the sync is in flight, and sends it only once the sync returns', async () => {
+  /** A withdrawal still `created`, for the confirm and the cancel. */
+  const created = async () => {
+    const res = await post('/withdrawals', create);
+    expect(res.statusCode).toBe(200);
+    return (res.json() as { id: string }).id;
+  };
+  /** Each write of the API, after what it needs (`before`, its syncs not held). */
+  const writes: { name: string; before?: () => Promise<string>; request: (id: string) => Promise<Answer>; answer: object }[] = [
+    { name: 'withdrawal create', request: () => post('/withdrawals', create), answer: { object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' } },
+    { name: 'withdrawal confirm', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'pending' }), answer: { object: 'withdrawal', status: 'pending' } },
+    { name: 'withdrawal cancel', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'canceled' }), answer: { object: 'withdrawal', status: 'canceled' } },
+    { name: 'balance bonus', request: () => post('/balance_bonuses', { user: 'u1', amount: 500, order_no: 'b1' }), answer: { object: 'balance_bonus', amount: 500 } },
+    { name: 'balance settlement', request: () => post('/balance_settlements', { user: 'u1', amount: 500, order_no: 's1' }), answer: { object: 'balance_settlement', amount: 500 } },
+    { name: 'balance transfer', request: () => post('/balance_transfers', { user: 'u1', recipient: 'u2', amount: 500, order_no: 't1' }), answer: { object: 'balance_transfer', status: 'succeeded' } },
+  ];
+
+  it.each(writes)('$name: builds and signs the answer while the sync is in flight, and sends it only once the sync returns', async ({ before, request, answer: expected }) => {
+    const id = (await before?.()) ?? '';
     const gate = vi.spyOn(rt.store, 'committedDurable');
     sync.state.hold = true;
     let sent = false;
-    const answer = post('/withdrawals', create).then((res) => ((sent = true), res));
+    const answer = request(id).then((res) => ((sent = true), res));
     await heldAtTheGate(gate);
     expect(sync.state.held).toHaveLength(1);
     await turns();
@@ -77,7 +98,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     sync.state.held.shift()!();
     const res = await answer;
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toMatchObject({ object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' });
+    expect(res.json()).toMatchObject(expected);
     expect(verifyPingppSignature(Buffer.from(res.body), res.headers['x-pingplusplus-signature'] as string, rt.platformKey.publicKeyPem)).toBe(true);
   });
 

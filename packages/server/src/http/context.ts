@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../services/accounts.ts';
-import type { Scope } from '../services/common.ts';
+import type { Scope, WriteOptions } from '../services/common.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,3 +30,10 @@ export function scopeOf(req: FastifyRequest): Scope {
   if (!principal) throw new Error('a scoped route was reached by an unauthenticated request');
   return { accountId: principal.accountId, livemode: principal.livemode, app, requestId: req.id };
 }
+
+/**
+ * What the API's write routes pass their service: the outcome is taken at the batch's COMMIT, so
+ * the answer is built and signed while the batch's WAL sync is in flight; app.ts's last hook sends
+ * it once that commit is durable (store/group-commit.ts).
+ */
+export const ANSWER_AT_COMMIT: WriteOptions = Object.freeze({ answerAt: 'committed' });

@@ -2,7 +2,7 @@ import type { Runtime } from '../runtime.ts';
 import type { BalanceBonus } from '@tixian/sdk';
 import type { BalanceBonusRow } from '../store/schema.ts';
 import type { ListParams } from '../store/paging.ts';
-import { parseJsonObject, type Scope } from './common.ts';
+import { parseJsonObject, type Scope, type WriteOptions } from './common.ts';
 import { createCredit, listScoped, retrieveScoped, type CreditParams } from './credits.ts';
 
 export function balanceBonusToWire(row: BalanceBonusRow): BalanceBonus {
@@ -29,12 +29,12 @@ export function balanceBonusToWire(row: BalanceBonusRow): BalanceBonus {
  * 余额赠送: the merchant gives a user spendable money that cannot be withdrawn. Available balance
  * rises, withdrawable does not (a `receipts_extra` line); bonus_funding carries the other side.
  */
-export async function createBalanceBonus(rt: Runtime, scope: Scope, p: CreditParams): Promise<BalanceBonus> {
+export async function createBalanceBonus(rt: Runtime, scope: Scope, p: CreditParams, options: WriteOptions = {}): Promise<BalanceBonus> {
   const row = await createCredit<BalanceBonusRow>(rt, scope, {
     table: 'balance_bonuses', object: 'balance_bonus', idKind: 'balance_bonus',
     bucket: 'bonus', lineType: 'receipts_extra', funding: 'bonus_funding',
     finish: (common, createdS) => ({ ...common, time_paid: createdS }),
-  }, p);
+  }, p, options);
   return balanceBonusToWire(row);
 }
 

@@ -2,7 +2,7 @@ import type { Runtime } from '../runtime.ts';
 import type { BalanceSettlement } from '@tixian/sdk';
 import type { BalanceSettlementRow } from '../store/schema.ts';
 import type { ListParams } from '../store/paging.ts';
-import { parseJsonObject, type Scope } from './common.ts';
+import { parseJsonObject, type Scope, type WriteOptions } from './common.ts';
 import { createCredit, listScoped, retrieveScoped, type CreditParams } from './credits.ts';
 
 export function balanceSettlementToWire(row: BalanceSettlementRow): BalanceSettlement {
@@ -28,12 +28,12 @@ export function balanceSettlementToWire(row: BalanceSettlementRow): BalanceSettl
  * marketplace pays its sellers into their wallets. A `credited` line; settlement_funding carries
  * the other side.
  */
-export async function createBalanceSettlement(rt: Runtime, scope: Scope, p: CreditParams): Promise<BalanceSettlement> {
+export async function createBalanceSettlement(rt: Runtime, scope: Scope, p: CreditParams, options: WriteOptions = {}): Promise<BalanceSettlement> {
   const row = await createCredit<BalanceSettlementRow>(rt, scope, {
     table: 'balance_settlements', object: 'balance_settlement', idKind: 'balance_settlement',
     bucket: 'withdrawable', lineType: 'credited', funding: 'settlement_funding',
     finish: (common, createdS) => ({ ...common, time_succeeded: createdS }),
-  }, p);
+  }, p, options);
   return balanceSettlementToWire(row);
 }
 

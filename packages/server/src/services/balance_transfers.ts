@@ -6,7 +6,7 @@ import { numericId } from '../domain/ids.ts';
 import { applyMovement, assertMoney } from '../ledger/ledger.ts';
 import { listPage, type ListParams } from '../store/paging.ts';
 import { MAX_AMOUNT } from '../domain/money.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope, type WriteOptions } from './common.ts';
 import { retrieveScoped } from './credits.ts';
 
 export interface BalanceTransferParams {
@@ -46,7 +46,7 @@ export function balanceTransferToWire(row: BalanceTransferRow): BalanceTransfer 
  * `succeeded`. Keyed by order_no like every create (a retried identical request returns the
  * first transfer; other parameters under the same order_no are a 400).
  */
-export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: BalanceTransferParams): Promise<BalanceTransfer> {
+export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: BalanceTransferParams, options: WriteOptions = {}): Promise<BalanceTransfer> {
   const userFee = p.user_fee ?? 0;
   // The system user "0" is the platform: money leaves it only through the merchant's own tools.
   if (p.user === '0') throw errors.invalidParam('user', 'the system user "0" cannot send a balance_transfer', '系统用户 "0" 不能发起转账');
@@ -84,7 +84,7 @@ export async function createBalanceTransfer(rt: Runtime, scope: Scope, p: Balanc
       };
       await trx.insertInto('balance_transfers').values(row).execute();
       return row;
-    }),
+    }, options),
   );
   return balanceTransferToWire(row);
 }

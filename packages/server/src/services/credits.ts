@@ -5,7 +5,7 @@ import { errors } from '../domain/errors.ts';
 import { numericId, type NumericIdKind } from '../domain/ids.ts';
 import { applyMovement, type AppAccount, type BalanceTransactionType, type Bucket } from '../ledger/ledger.ts';
 import { listPage, type ListParams } from '../store/paging.ts';
-import { activeUser, createOnce, metadataText, mode, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, requestHash, type Scope, type WriteOptions } from './common.ts';
 
 /**
  * Money in: a merchant-funded credit to one user, keyed by order_no. Two kinds share this path:
@@ -34,7 +34,13 @@ type CreditRow = BalanceBonusRow | BalanceSettlementRow;
 /** The columns bonuses and settlements share (each adds its own time column). */
 type CreditCommon = Omit<BalanceBonusRow, 'time_paid'>;
 
-export async function createCredit<Row extends CreditRow>(rt: Runtime, scope: Scope, kind: CreditKind<Row>, p: CreditParams): Promise<Row> {
+export async function createCredit<Row extends CreditRow>(
+  rt: Runtime,
+  scope: Scope,
+  kind: CreditKind<Row>,
+  p: CreditParams,
+  options: WriteOptions = {},
+): Promise<Row> {
   if (p.user === '0') throw errors.invalidParam('user', `the system user "0" cannot receive a ${kind.object}`, `系统用户 "0" 不能接受 ${kind.object}`);
   const hash = requestHash(p);
   const row = await createOnce<Row>(rt.store.db, kind.table, scope, p.order_no, hash, () =>
@@ -58,7 +64,7 @@ export async function createCredit<Row extends CreditRow>(rt: Runtime, scope: Sc
       );
       await trx.insertInto(kind.table).values(row).execute();
       return row;
-    }),
+    }, options),
   );
   return row;
 }

@@ -21,12 +21,11 @@ import {
 } from '../domain/channels.ts';
 import { applyMovement, debitActiveUser, InsufficientFunds, type AppAccount } from '../ledger/ledger.ts';
 import { insertRows } from '../store/prepared.ts';
-import type { AnswerAt } from '../store/group-commit.ts';
 import { listPage, saturatedSum, whereCreated, type AnyQuery, type ListParams } from '../store/paging.ts';
 import { validationError, paramName } from '../domain/validation-errors.ts';
 import { emitEvent } from '../webhooks/outbox.ts';
 import { moveWithdrawalTotals, withdrawalTotal, type WithdrawalMove } from '../store/withdrawal_totals.ts';
-import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { activeUser, createOnce, metadataText, mode, parseJsonObject, requestHash, type Scope, type WriteOptions } from './common.ts';
 import { usableSettleAccount } from './settle_accounts.ts';
 import { maskSettleAccountExtra } from './settle_accounts_view.ts';
 import { onBatchItemFinished } from './batch_withdrawals.ts';
@@ -116,8 +115,7 @@ export async function createWithdrawal(
   rt: Runtime,
   scope: Scope,
   p: WithdrawalCreateParams,
-  /** 'committed': the caller holds the answer until `rt.store.committedDurable()` (Store.transaction). */
-  options: { answerAt?: AnswerAt } = {},
+  options: WriteOptions = {},
 ): Promise<Withdrawal> {
   const userFee = p.user_fee ?? 0;
   if (userFee >= p.amount) throw errors.invalidParam('user_fee', 'must be less than amount', '必须小于 amount');
@@ -268,7 +266,7 @@ async function totalAmount(db: Db, scope: Scope, p: WithdrawalListParams, matchi
   return withdrawalTotal(db, { app: scope.app, livemode: mode(scope), status: p.status, channel: p.channel, ...createdRange(p) });
 }
 
-export interface TransitionOptions {
+export interface TransitionOptions extends WriteOptions {
   /** Runs in the transaction of the change (the console writes its audit line here: both commit or neither). */
   within?: (trx: Db, row: WithdrawalRow) => Promise<void>;
 }
@@ -289,7 +287,9 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
     await options.within?.(trx, updated);
     await moveWithdrawalTotals(trx, statusMoves([updated], 'created', 'pending'));
     return updated;
-  });
+  }, options);
+  // The payout worker claims it in a transaction of its own, which it acts on only once durable
+  // (and with it this one, committed before it).
   rt.bus.emit('payout');
   observeWithdrawalTransition(row.channel, 'created', 'pending');
   return withdrawalToWire(row);
@@ -310,7 +310,7 @@ async function confirmPaidOutside(rt: Runtime, scope: Scope, id: string, options
     if (updated.batch_withdrawal) await onBatchItemFinished(trx, updated.batch_withdrawal, Math.floor(nowMs / 1000));
     await moveWithdrawalTotals(trx, statusMoves([updated], 'created', 'succeeded'));
     return updated;
-  });
+  }, options);
   rt.bus.emit('webhook');
   observeWithdrawalTransition(row.channel, 'created', 'succeeded');
   return withdrawalToWire(row);
@@ -409,9 +409,11 @@ export async function cancelWithdrawal(rt: Runtime, scope: Scope, id: string, op
     await options.within?.(trx, canceled);
     await moveWithdrawalTotals(trx, statusMoves([canceled], 'created', 'canceled'));
     return { canceled };
-  });
+  }, options);
   if (done.waiting) {
     const w = done.waiting;
+    // Nothing leaves the process on a read that a power cut could take back (answerAt 'committed').
+    await rt.store.committedDurable();
     if (!(await cancelWaitingWechatBill(rt, w, payoutKey(w)))) throw errors.statusCannotBeUpdated('withdrawal', id, w.status);
     return withdrawalToWire(w);
   }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { Amount, Description, ListQuery, Metadata, OrderNo, UserId } from '../schemas.ts';
 import { createBalanceBonus, listBalanceBonuses, retrieveBalanceBonus } from '../../services/balance_bonuses.ts';
@@ -24,7 +24,7 @@ export const UserListQuery = Type.Object({ ...ListQuery, user: Type.Optional(Typ
 
 export async function balanceBonusesRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
   app.post<{ Body: Static<typeof CreditCreate> }>('/apps/:app/balance_bonuses', { schema: { params: AppParams, body: CreditCreate } }, (req) =>
-    createBalanceBonus(rt, scopeOf(req), req.body),
+    createBalanceBonus(rt, scopeOf(req), req.body, ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/balance_bonuses/:id', { schema: { params: AppIdParams } }, (req) =>

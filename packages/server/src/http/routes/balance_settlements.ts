@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { AppIdParams, AppParams, CreditCreate, UserListQuery } from './balance_bonuses.ts';
 import { createBalanceSettlement, listBalanceSettlements, retrieveBalanceSettlement } from '../../services/balance_settlements.ts';
@@ -14,7 +14,7 @@ export async function balanceSettlementsRoutes(app: FastifyInstance, rt: Runtime
   app.post<{ Body: Static<typeof CreditCreate> }>(
     '/apps/:app/balance_settlements',
     { schema: { params: AppParams, body: CreditCreate } },
-    (req) => createBalanceSettlement(rt, scopeOf(req), req.body),
+    (req) => createBalanceSettlement(rt, scopeOf(req), req.body, ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/balance_settlements/:id', { schema: { params: AppIdParams } }, (req) =>

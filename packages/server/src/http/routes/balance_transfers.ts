@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { Amount, Description, Fee, ListQuery, Metadata, OrderNo, UserId } from '../schemas.ts';
 import { AppIdParams, AppParams } from './balance_bonuses.ts';
@@ -33,7 +33,7 @@ export async function balanceTransfersRoutes(app: FastifyInstance, rt: Runtime):
   app.post<{ Body: Static<typeof BalanceTransferCreate> }>(
     '/apps/:app/balance_transfers',
     { schema: { params: AppParams, body: BalanceTransferCreate } },
-    (req) => createBalanceTransfer(rt, scopeOf(req), req.body),
+    (req) => createBalanceTransfer(rt, scopeOf(req), req.body, ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/balance_transfers/:id', { schema: { params: AppIdParams } }, (req) =>

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { Amount, Fee, ListQuery, Metadata, UserId } from '../schemas.ts';
 import { WITHDRAWAL_CHANNELS } from '../../domain/channels.ts';
@@ -51,8 +51,7 @@ export async function withdrawalsRoutes(app: FastifyInstance, rt: Runtime): Prom
   app.post<{ Body: Static<typeof WithdrawalCreate> }>(
     '/apps/:app/withdrawals',
     { schema: { params: AppParams, body: WithdrawalCreate } },
-    // Its outcome is taken at COMMIT and answered during the WAL sync; the answer goes out once that is durable (app.ts).
-    (req) => createWithdrawal(rt, scopeOf(req), req.body as Parameters<typeof createWithdrawal>[2], { answerAt: 'committed' }),
+    (req) => createWithdrawal(rt, scopeOf(req), req.body as Parameters<typeof createWithdrawal>[2], ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof AppIdParams> }>('/apps/:app/withdrawals/:id', { schema: { params: AppIdParams } }, (req) =>
@@ -74,7 +73,7 @@ export async function withdrawalsRoutes(app: FastifyInstance, rt: Runtime): Prom
     { schema: { params: AppIdParams, body: WithdrawalUpdate, summary: 'Confirm (status pending) or cancel (status canceled) a withdrawal' } },
     (req) =>
       req.body.status === 'pending'
-        ? confirmWithdrawal(rt, scopeOf(req), req.params.id)
-        : cancelWithdrawal(rt, scopeOf(req), req.params.id),
+        ? confirmWithdrawal(rt, scopeOf(req), req.params.id, ANSWER_AT_COMMIT)
+        : cancelWithdrawal(rt, scopeOf(req), req.params.id, ANSWER_AT_COMMIT),
   );
 }
