@@ -75,6 +75,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   };
   /** Each write of the API, after what it needs (`before`, its syncs not held). */
   const writes: { name: string; before?: () => Promise<string>; request: (id: string) => Promise<Answer>; answer: object }[] = [
+    { name: 'user create', request: () => post('/users', { id: 'u3' }), answer: { object: 'user', id: 'u3' } },
     { name: 'withdrawal create', request: () => post('/withdrawals', create), answer: { object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' } },
     { name: 'withdrawal confirm', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'pending' }), answer: { object: 'withdrawal', status: 'pending' } },
     { name: 'withdrawal cancel', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'canceled' }), answer: { object: 'withdrawal', status: 'canceled' } },

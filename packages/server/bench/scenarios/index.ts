@@ -1,5 +1,6 @@
 import type { AnyScenario } from '../scenario.ts';
 import { bonusCreate, bonusCreatePlain } from './bonus_create.ts';
+import { userCreate } from './user_create.ts';
 import { userRetrieve, userRetrieveDistinct, userRetrieveDistinctLogWarn, userRetrievePlain } from './user_retrieve.ts';
 import { withdrawalCreate, withdrawalCreateConfirm, withdrawalCreateSigned } from './withdrawal.ts';
 import { webhookDelivery, webhookDeliveryTwoCores, webhookDeliveryWide } from './webhook_delivery.ts';
@@ -17,6 +18,7 @@ import { withdrawalCreateProcs1, withdrawalCreateProcs2, withdrawalCreateProcs4 
 export const scenarios = [
   bonusCreate,
   bonusCreatePlain,
+  userCreate,
   userRetrieve,
   userRetrievePlain,
   withdrawalCreate,

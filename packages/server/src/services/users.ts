@@ -7,7 +7,7 @@ import { newUserPk } from '../domain/ids.ts';
 import { isUniqueViolation } from '../store/db.ts';
 import { seconds } from '../clock.ts';
 import { listPage, type ListParams } from '../store/paging.ts';
-import { findUser, metadataText, mode, parseJsonObject, type Scope } from './common.ts';
+import { findUser, metadataText, mode, parseJsonObject, type Scope, type WriteOptions } from './common.ts';
 import { MAX_SETTLE_ACCOUNTS_PER_USER, settleAccountToWire, settleAccountsOfUsers } from './settle_accounts_view.ts';
 
 export interface UserProfile {
@@ -57,7 +57,7 @@ export function userToWire(row: UserRow, settleAccounts: SettleAccount[]): User 
 
 const PROFILE_KEYS = ['address', 'avatar', 'email', 'gender', 'mobile', 'name', 'parent_user_id'] as const;
 
-export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams): Promise<User> {
+export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams, options: WriteOptions = {}): Promise<User> {
   const row: UserRow = {
     pk: newUserPk(rt.clock.nowMs()),
     app: scope.app,
@@ -80,7 +80,9 @@ export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams)
     created: seconds(rt.clock),
   };
   try {
-    await rt.store.db.insertInto('users').values(row).execute();
+    // In a transaction, so that on SQLite it shares a batch's commit and WAL sync (off the event
+    // loop) instead of committing, and syncing, on its own.
+    await rt.store.transaction((trx) => trx.insertInto('users').values(row).execute(), options);
   } catch (err) {
     if (isUniqueViolation(err)) throw errors.duplicateUser(p.id);
     throw err;
@@ -160,7 +162,8 @@ export async function updateUser(rt: Runtime, scope: Scope, id: string, p: UserU
   }
   if ('metadata' in p) set.metadata = metadataText(p.metadata);
   if (Object.keys(set).length > 0) {
-    await rt.store.db.updateTable('users').set(set).where('pk', '=', row.pk).execute();
+    // A transaction for the group commit, as in createUser; the read below waits until it is durable.
+    await rt.store.transaction((trx) => trx.updateTable('users').set(set).where('pk', '=', row.pk).execute());
   }
   return retrieveUser(rt, scope, id);
 }

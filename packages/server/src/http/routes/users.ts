@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { ListQuery, Metadata, ShortText, UserId, UserIdPattern } from '../schemas.ts';
 import { createUser, listUsers, retrieveUser, updateUser } from '../../services/users.ts';
@@ -26,7 +26,7 @@ const UsersQuery = Type.Object({ ...ListQuery, type: Type.Optional(Type.Union([T
 
 export async function usersRoutes(app: FastifyInstance, rt: Runtime): Promise<void> {
   app.post<{ Body: Static<typeof UserCreate> }>('/apps/:app/users', { schema: { params: Params, body: UserCreate } }, (req) =>
-    createUser(rt, scopeOf(req), req.body),
+    createUser(rt, scopeOf(req), req.body, ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof IdParams> }>('/apps/:app/users/:id', { schema: { params: IdParams } }, (req) =>
