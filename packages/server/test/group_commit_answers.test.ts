@@ -36,6 +36,7 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
   let drop: () => Promise<void>;
   let post: (path: string, body: object) => Promise<Answer>;
   let put: (path: string, body: object) => Promise<Answer>;
+  let del: (path: string) => Promise<Answer>;
 
   beforeEach(async () => {
     sync.state.hold = false;
@@ -46,10 +47,11 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     app = await buildApp(rt);
     const merchant = await createApp(rt, { name: 'answers' });
     const key = shownKey(merchant.secret_key_test);
-    const send = (method: 'POST' | 'PUT') => (path: string, body: object) =>
-      app.inject({ method, url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, payload: body });
+    const send = (method: 'POST' | 'PUT' | 'DELETE') => (path: string, body?: object) =>
+      app.inject({ method, url: `/v1/apps/${merchant.id}${path}`, headers: { authorization: `Bearer ${key}` }, ...(body ? { payload: body } : {}) });
     post = send('POST');
     put = send('PUT');
+    del = send('DELETE');
     expect((await post('/users', { id: 'u1' })).statusCode).toBe(200);
     expect((await post('/users', { id: 'u2' })).statusCode).toBe(200);
     expect((await post('/balance_settlements', { user: 'u1', amount: 10_000, order_no: 'fund1' })).statusCode).toBe(200);
@@ -73,9 +75,17 @@ describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync a
     expect(res.statusCode).toBe(200);
     return (res.json() as { id: string }).id;
   };
+  /** A settle account of u1, for the delete. */
+  const boundAccount = async () => {
+    const res = await post('/users/u1/settle_accounts', { channel: 'alipay', recipient: { account: 'payee@example.com', name: '张三' } });
+    expect(res.statusCode).toBe(200);
+    return (res.json() as { id: string }).id;
+  };
   /** Each write of the API, after what it needs (`before`, its syncs not held). */
   const writes: { name: string; before?: () => Promise<string>; request: (id: string) => Promise<Answer>; answer: object }[] = [
     { name: 'user create', request: () => post('/users', { id: 'u3' }), answer: { object: 'user', id: 'u3' } },
+    { name: 'settle account create', request: () => post('/users/u1/settle_accounts', { channel: 'alipay', recipient: { account: 'payee@example.com', name: '张三' } }), answer: { object: 'settle_account', channel: 'alipay' } },
+    { name: 'settle account delete', before: boundAccount, request: (id) => del(`/users/u1/settle_accounts/${id}`), answer: { object: 'settle_account', deleted: true } },
     { name: 'withdrawal create', request: () => post('/withdrawals', create), answer: { object: 'withdrawal', status: 'created', amount: 1_000, user: 'u1' } },
     { name: 'withdrawal confirm', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'pending' }), answer: { object: 'withdrawal', status: 'pending' } },
     { name: 'withdrawal cancel', before: created, request: (id) => put(`/withdrawals/${id}`, { status: 'canceled' }), answer: { object: 'withdrawal', status: 'canceled' } },

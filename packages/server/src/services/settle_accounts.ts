@@ -5,7 +5,7 @@ import type { SettleAccountRow, UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
 import { numericId } from '../domain/ids.ts';
 import { listPage, type ListParams } from '../store/paging.ts';
-import { findUser, mode, parseJsonObject, requestHash, type Scope } from './common.ts';
+import { findUser, mode, parseJsonObject, requestHash, type Scope, type WriteOptions } from './common.ts';
 import { MAX_SETTLE_ACCOUNTS_PER_USER, settleAccountToWire } from './settle_accounts_view.ts';
 
 /**
@@ -33,7 +33,13 @@ function withoutNulls(recipient: Record<string, unknown>): Record<string, unknow
   return Object.fromEntries(Object.entries(recipient).filter(([, v]) => v !== null && v !== undefined));
 }
 
-export async function createSettleAccount(rt: Runtime, scope: Scope, userId: string, p: SettleAccountCreateParams): Promise<SettleAccount> {
+export async function createSettleAccount(
+  rt: Runtime,
+  scope: Scope,
+  userId: string,
+  p: SettleAccountCreateParams,
+  options: WriteOptions = {},
+): Promise<SettleAccount> {
   // The system user "0" is the platform itself: it never withdraws, so it has nothing to bind.
   if (userId === '0') throw errors.invalidParam('user', 'the system user "0" cannot bind a settle_account', '系统用户 "0" 不能绑定结算账户');
   const recipient = withoutNulls(p.recipient);
@@ -77,7 +83,7 @@ export async function createSettleAccount(rt: Runtime, scope: Scope, userId: str
     };
     await trx.insertInto('settle_accounts').values(created).execute();
     return created;
-  });
+  }, options);
   return settleAccountToWire(row);
 }
 
@@ -122,17 +128,25 @@ export async function listSettleAccounts(rt: Runtime, scope: Scope, userId: stri
  * the second one, like any delete of an already-deleted or foreign account, is a 404.
  * A disabled user may still unbind: removing payout data is never a risk.
  */
-export async function deleteSettleAccount(rt: Runtime, scope: Scope, userId: string, id: string): Promise<Deleted & { object: 'settle_account' }> {
+export async function deleteSettleAccount(
+  rt: Runtime,
+  scope: Scope,
+  userId: string,
+  id: string,
+  options: WriteOptions = {},
+): Promise<Deleted & { object: 'settle_account' }> {
   const user = await pathUser(rt.store.db, scope, userId);
-  const result = await rt.store.db
-    .updateTable('settle_accounts')
-    .set({ deleted: 1 })
-    .where('id', '=', id)
-    .where('app', '=', scope.app)
-    .where('livemode', '=', mode(scope))
-    .where('user_pk', '=', user.pk)
-    .where('deleted', '=', 0)
-    .executeTakeFirst();
+  // A transaction for the group commit (one WAL sync per batch, off the event loop).
+  const result = await rt.store.transaction((trx) =>
+    trx
+      .updateTable('settle_accounts')
+      .set({ deleted: 1 })
+      .where('id', '=', id)
+      .where('app', '=', scope.app)
+      .where('livemode', '=', mode(scope))
+      .where('user_pk', '=', user.pk)
+      .where('deleted', '=', 0)
+      .executeTakeFirst(), options);
   if (Number(result.numUpdatedRows) !== 1) throw errors.notFound('settle_account', id);
   return { id, object: 'settle_account', deleted: true };
 }

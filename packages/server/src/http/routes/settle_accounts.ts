@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { SettleAccountChannel } from '@tixian/sdk';
 import type { Runtime } from '../../runtime.ts';
-import { scopeOf } from '../context.ts';
+import { ANSWER_AT_COMMIT, scopeOf } from '../context.ts';
 import { listObject } from '../../store/paging.ts';
 import { ListQuery } from '../schemas.ts';
 import {
@@ -111,7 +111,7 @@ export async function settleAccountsRoutes(app: FastifyInstance, rt: Runtime): P
   app.post<{ Params: Static<typeof UserParams>; Body: Static<typeof SettleAccountCreate> }>(
     '/apps/:app/users/:user/settle_accounts',
     { schema: { params: UserParams, body: SettleAccountCreate } },
-    (req) => createSettleAccount(rt, scopeOf(req), req.params.user, req.body),
+    (req) => createSettleAccount(rt, scopeOf(req), req.params.user, req.body, ANSWER_AT_COMMIT),
   );
 
   app.get<{ Params: Static<typeof UserIdParams> }>(
@@ -133,6 +133,6 @@ export async function settleAccountsRoutes(app: FastifyInstance, rt: Runtime): P
   app.delete<{ Params: Static<typeof UserIdParams> }>(
     '/apps/:app/users/:user/settle_accounts/:id',
     { schema: { params: UserIdParams } },
-    (req) => deleteSettleAccount(rt, scopeOf(req), req.params.user, req.params.id),
+    (req) => deleteSettleAccount(rt, scopeOf(req), req.params.user, req.params.id, ANSWER_AT_COMMIT),
   );
 }
