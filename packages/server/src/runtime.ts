@@ -69,7 +69,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       platformKey,
       clock,
       log,
-      drivers: instrumentDrivers(options.drivers ?? new DefaultDrivers(store.db, clock, config.sandboxDelayMs, new LiveDrivers({ store, box, log, publicUrl: config.publicUrl }))),
+      drivers: instrumentDrivers(options.drivers ?? new DefaultDrivers(store, clock, config.sandboxDelayMs, new LiveDrivers({ store, box, log, publicUrl: config.publicUrl }))),
       bus,
       close: () => store.close(),
     };

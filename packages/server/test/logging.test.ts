@@ -77,7 +77,7 @@ describeEngines('logs: one line per request, request ids, nothing secret', (engi
     drop = storage.drop;
     const config: Config = { ...defaults, dataDir: storage.dataDir, databaseUrl: storage.databaseUrl, workers: false, rateLimit: 0 };
     rt = await openRuntime(config, { log: createLogger('info', capture) });
-    drivers = new BreakableDrivers(new DefaultDrivers(rt.store.db, rt.clock, 0));
+    drivers = new BreakableDrivers(new DefaultDrivers(rt.store, rt.clock, 0));
     rt.drivers = drivers;
     app = await buildApp(rt);
     merchant = await createApp(rt, { name: 'logged' });

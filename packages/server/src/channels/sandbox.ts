@@ -1,5 +1,5 @@
 import type { WithdrawalChannel } from '@tixian/sdk';
-import type { Db } from '../store/db.ts';
+import type { Store } from '../store/db.ts';
 import type { Clock } from '../clock.ts';
 import { payeeAccount } from '../domain/channels.ts';
 import type { ChannelDriver, DriverRegistry, PayoutOrder, PayoutOutcome } from './driver.ts';
@@ -32,32 +32,35 @@ export class SandboxDriver implements ChannelDriver {
   readonly name = 'sandbox';
 
   constructor(
-    private readonly db: Db,
+    private readonly store: Store,
     private readonly clock: Clock,
     private readonly delayMs: number,
   ) {}
 
   async submit(order: PayoutOrder): Promise<PayoutOutcome> {
     const payee = payeeAccount(order.channel, order.extra);
-    await this.db
-      .insertInto('sandbox_payouts')
-      .values({ key: order.key, withdrawal_id: order.withdrawalId, recipient: payee, amount: order.amount, submitted_ms: this.clock.nowMs(), queries: 0, submits: 1 })
-      // A repeat leaves the order as it was (a channel pays a key once) but is counted.
-      .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ submits: eb('sandbox_payouts.submits', '+', 1) })))
-      .execute();
+    // Its writes are transactions so that, on SQLite, they share a batch's commit and WAL sync (off
+    // the event loop) instead of each committing and syncing on it; each is durable when it returns.
+    await this.store.transaction((trx) =>
+      trx
+        .insertInto('sandbox_payouts')
+        .values({ key: order.key, withdrawal_id: order.withdrawalId, recipient: payee, amount: order.amount, submitted_ms: this.clock.nowMs(), queries: 0, submits: 1 })
+        // A repeat leaves the order as it was (a channel pays a key once) but is counted.
+        .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ submits: eb('sandbox_payouts.submits', '+', 1) })))
+        .execute());
     if (sandboxBehaviour(payee) === 'unknown') return { kind: 'unknown', message: 'sandbox: the answer to this submit was lost' };
     return this.outcome(order.key);
   }
 
   async query(order: PayoutOrder): Promise<PayoutOutcome> {
-    const row = await this.db.selectFrom('sandbox_payouts').select('key').where('key', '=', order.key).executeTakeFirst();
+    const row = await this.store.db.selectFrom('sandbox_payouts').select('key').where('key', '=', order.key).executeTakeFirst();
     if (!row) return { kind: 'not_found' };
-    await this.db.updateTable('sandbox_payouts').set((eb) => ({ queries: eb('queries', '+', 1) })).where('key', '=', order.key).execute();
+    await this.store.transaction((trx) => trx.updateTable('sandbox_payouts').set((eb) => ({ queries: eb('queries', '+', 1) })).where('key', '=', order.key).execute());
     return this.outcome(order.key);
   }
 
   private async outcome(key: string): Promise<PayoutOutcome> {
-    const row = await this.db.selectFrom('sandbox_payouts').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
+    const row = await this.store.db.selectFrom('sandbox_payouts').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
     const readyMs = row.submitted_ms + this.delayMs;
     const now = this.clock.nowMs();
     if (now < readyMs) return { kind: 'processing', retryAfterMs: readyMs - now };
@@ -80,8 +83,8 @@ export class SandboxDriver implements ChannelDriver {
  */
 export class DefaultDrivers implements DriverRegistry {
   private readonly sandbox: ChannelDriver;
-  constructor(db: Db, clock: Clock, sandboxDelayMs: number, private readonly live: LiveDrivers | null = null) {
-    const sandbox = new SandboxDriver(db, clock, sandboxDelayMs);
+  constructor(store: Store, clock: Clock, sandboxDelayMs: number, private readonly live: LiveDrivers | null = null) {
+    const sandbox = new SandboxDriver(store, clock, sandboxDelayMs);
     this.sandbox = live ? live.testMode(sandbox) : sandbox;
   }
   driverFor(channel: WithdrawalChannel, livemode: boolean): ChannelDriver | null {
