@@ -39,10 +39,8 @@ export class SandboxDriver implements ChannelDriver {
 
   async submit(order: PayoutOrder): Promise<PayoutOutcome> {
     const payee = payeeAccount(order.channel, order.extra);
-    // Its writes are transactions so that, on SQLite, they share a batch's commit and WAL sync (off
-    // the event loop) instead of each committing and syncing on it; each is durable when it returns.
-    await this.store.transaction((trx) =>
-      trx
+    await this.store.oneStatement((db) =>
+      db
         .insertInto('sandbox_payouts')
         .values({ key: order.key, withdrawal_id: order.withdrawalId, recipient: payee, amount: order.amount, submitted_ms: this.clock.nowMs(), queries: 0, submits: 1 })
         // A repeat leaves the order as it was (a channel pays a key once) but is counted.
@@ -55,7 +53,7 @@ export class SandboxDriver implements ChannelDriver {
   async query(order: PayoutOrder): Promise<PayoutOutcome> {
     const row = await this.store.db.selectFrom('sandbox_payouts').select('key').where('key', '=', order.key).executeTakeFirst();
     if (!row) return { kind: 'not_found' };
-    await this.store.transaction((trx) => trx.updateTable('sandbox_payouts').set((eb) => ({ queries: eb('queries', '+', 1) })).where('key', '=', order.key).execute());
+    await this.store.oneStatement((db) => db.updateTable('sandbox_payouts').set((eb) => ({ queries: eb('queries', '+', 1) })).where('key', '=', order.key).execute());
     return this.outcome(order.key);
   }
 

@@ -152,10 +152,9 @@ export class PayoutWorker implements Worker {
         outcome = null;
       } else {
         // From here on the channel may have the order: never submit again without asking first.
-        // Durable before the submit (a transaction resolves once it is); on SQLite it shares a
-        // batch's commit and WAL sync, off the event loop, instead of committing and syncing alone.
-        const marked = await this.rt.store.transaction((trx) =>
-          trx.updateTable('withdrawals').set({ payout_phase: 'query' })
+        // Durable before the submit (oneStatement resolves once it is).
+        const marked = await this.rt.store.oneStatement((db) =>
+          db.updateTable('withdrawals').set({ payout_phase: 'query' })
             .where('id', '=', row.id).where('status', '=', 'pending').where('payout_round', '=', row.payout_round)
             .where('payout_lease_ms', '=', row.payout_lease_ms).executeTakeFirst());
         // Lost the lease (this worker stalled past it): the new holder asks the channel instead.

@@ -102,7 +102,7 @@ export async function buildApp(rt: Runtime): Promise<FastifyInstance> {
     const ua = req.headers['user-agent'];
     if (typeof ua === 'string' && ua.includes('NodeBindings')) reply.header('connection', 'close');
     // The last hook before the bytes go out (after the signature): an answer leaves only once
-    // every commit made so far is durable. A withdrawal create learns its outcome at COMMIT and is
+    // every commit made so far is durable. An API write learns its outcome at COMMIT and is
     // answered and signed while its batch's WAL sync is in flight (store/group-commit.ts); other
     // answers rarely find a sync in flight. One whose batch could not be made durable becomes the
     // error its caller would have had (a 5xx answer already is one, and goes out as it is).

@@ -136,9 +136,8 @@ export async function deleteSettleAccount(
   options: WriteOptions = {},
 ): Promise<Deleted & { object: 'settle_account' }> {
   const user = await pathUser(rt.store.db, scope, userId);
-  // A transaction for the group commit (one WAL sync per batch, off the event loop).
-  const result = await rt.store.transaction((trx) =>
-    trx
+  const result = await rt.store.oneStatement((db) =>
+    db
       .updateTable('settle_accounts')
       .set({ deleted: 1 })
       .where('id', '=', id)

@@ -80,9 +80,7 @@ export async function createUser(rt: Runtime, scope: Scope, p: UserCreateParams,
     created: seconds(rt.clock),
   };
   try {
-    // In a transaction, so that on SQLite it shares a batch's commit and WAL sync (off the event
-    // loop) instead of committing, and syncing, on its own.
-    await rt.store.transaction((trx) => trx.insertInto('users').values(row).execute(), options);
+    await rt.store.oneStatement((db) => db.insertInto('users').values(row).execute(), options);
   } catch (err) {
     if (isUniqueViolation(err)) throw errors.duplicateUser(p.id);
     throw err;
@@ -162,8 +160,7 @@ export async function updateUser(rt: Runtime, scope: Scope, id: string, p: UserU
   }
   if ('metadata' in p) set.metadata = metadataText(p.metadata);
   if (Object.keys(set).length > 0) {
-    // A transaction for the group commit, as in createUser; the read below waits until it is durable.
-    await rt.store.transaction((trx) => trx.updateTable('users').set(set).where('pk', '=', row.pk).execute());
+    await rt.store.oneStatement((db) => db.updateTable('users').set(set).where('pk', '=', row.pk).execute());
   }
   return retrieveUser(rt, scope, id);
 }

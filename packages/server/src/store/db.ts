@@ -388,6 +388,16 @@ export class Store {
   }
 
   /**
+   * A write of one statement: on SQLite it joins the group commit like any transaction (it shares a
+   * batch's commit and WAL sync, off the event loop, instead of committing and syncing on it by
+   * itself); on PostgreSQL it runs as it is, in autocommit, without the round trips of BEGIN and
+   * COMMIT. Resolves as `transaction` does.
+   */
+  oneStatement<T>(fn: (db: Db) => Promise<T>, options: { answerAt?: AnswerAt } = {}): Promise<T> {
+    return this.groupCommit ? this.groupCommit.run(fn, options.answerAt) : fn(this.db);
+  }
+
+  /**
    * Applies pending migrations (on PostgreSQL in one transaction), then, on PostgreSQL, builds
    * the indexes that must not stop writes while they build (pg/online-indexes.ts). Returns what
    * it did.

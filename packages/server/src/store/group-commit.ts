@@ -55,8 +55,8 @@ type Db = Kysely<Database>;
  * every batch committed since it began and starts the next for them all.
  *
  * A caller may instead take its outcome at COMMIT (`run(fn, 'committed')`), while the sync is in
- * flight, if nothing of it leaves the process before the batch is durable: the API answers a
- * withdrawal create that way, and builds and signs its answer during the sync, while the event
+ * flight, if nothing of it leaves the process before the batch is durable: the API answers its
+ * writes that way (http/context.ts ANSWER_AT_COMMIT), and builds and signs each answer during the sync, while the event
  * loop would otherwise wait idle (~0.66 ms of each ~19 ms cycle of 50 signed creates); every
  * answer the API sends first waits for `committedDurable()` (http/app.ts), and one whose batch
  * then fails to sync goes out as the error its caller would have had. Nothing else takes it:
