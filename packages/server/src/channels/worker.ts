@@ -60,12 +60,13 @@ export class PayoutWorker implements Worker {
     options: Partial<PayoutWorkerOptions> = {},
   ) {
     const leaseMs = options.leaseMs ?? rt.config.payoutLeaseMs;
+    const batchSize = options.batchSize ?? rt.config.payoutBatchSize;
     // A channel call must end well inside the lease, or a second worker could claim the
     // withdrawal while the first is still waiting for the channel.
     const channelTimeoutMs = Math.max(50, Math.min(DEFAULTS.channelTimeoutMs, Math.floor(leaseMs / 2)));
     const leaseMarginMs = Math.min(DEFAULTS.leaseMarginMs, Math.floor(leaseMs / 5));
     const minCallMs = Math.min(DEFAULTS.minCallMs, Math.floor(leaseMs / 10));
-    this.options = { ...DEFAULTS, leaseMs, channelTimeoutMs, leaseMarginMs, minCallMs, ...options };
+    this.options = { ...DEFAULTS, leaseMs, batchSize, channelTimeoutMs, leaseMarginMs, minCallMs, ...options };
     this.owners = new Authenticator(rt);
   }
 
@@ -114,19 +115,31 @@ export class PayoutWorker implements Worker {
   }
 
   /**
-   * Claims up to batchSize due withdrawals in one statement. On PostgreSQL the inner SELECT skips
-   * rows another worker is claiming (FOR UPDATE SKIP LOCKED), so workers take different rows
-   * instead of racing for the same oldest ones; SQLite has one writer and needs no such clause.
-   * Each claimed row carries its lease, the fence every later write of this worker checks.
+   * Claims up to batchSize due withdrawals in one statement. Each claimed row carries its lease,
+   * the fence every later write of this worker checks.
+   *
+   * On PostgreSQL the due rows are picked in a MATERIALIZED CTE that skips rows another worker is
+   * claiming (FOR UPDATE SKIP LOCKED), so workers take different rows instead of racing for the
+   * same oldest ones. Not `id in (select … limit n for update skip locked)`: PostgreSQL may run
+   * such a sub-select again for each row it updates, and each run, seeing the rows just leased,
+   * picks the next ones: one round claimed every due withdrawal, whatever the batch size. SQLite
+   * has one writer and runs the sub-select once.
    */
   private async claim(): Promise<WithdrawalRow[]> {
     const db = this.rt.store.db;
     const now = this.rt.clock.nowMs();
-    const lockClause = this.rt.store.engine === 'postgres' ? sql`for update skip locked` : sql``;
-    const due = sql<string>`(select id from withdrawals
-      where status = 'pending' and payout_due_ms <= ${now} and (payout_lease_ms is null or payout_lease_ms < ${now})
-      ${this.options.only === undefined ? sql`` : sql`and id = ${this.options.only}`}
-      order by payout_due_ms limit ${this.options.batchSize} ${lockClause})`;
+    const dueWhere = sql`status = 'pending' and payout_due_ms <= ${now} and (payout_lease_ms is null or payout_lease_ms < ${now})
+      ${this.options.only === undefined ? sql`` : sql`and id = ${this.options.only}`}`;
+    if (this.rt.store.engine === 'postgres') {
+      const { rows } = await sql<WithdrawalRow>`with due as materialized (
+          select id from withdrawals where ${dueWhere}
+           order by payout_due_ms limit ${this.options.batchSize} for update skip locked)
+        update withdrawals w set payout_lease_ms = ${now + this.options.leaseMs}
+          from due where w.id = due.id
+        returning w.*`.execute(db);
+      return rows;
+    }
+    const due = sql<string>`(select id from withdrawals where ${dueWhere} order by payout_due_ms limit ${this.options.batchSize})`;
     return db
       .updateTable('withdrawals')
       .set({ payout_lease_ms: now + this.options.leaseMs })
