@@ -1,9 +1,9 @@
-import { sql } from 'kysely';
+import type { ExpressionBuilder } from 'kysely';
 import type { WithdrawalChannel } from '@tixian/sdk';
 import type { Runtime } from '../runtime.ts';
 import { observePayoutClaim } from '../observability/metrics.ts';
 import type { Worker } from '../workers.ts';
-import type { WithdrawalRow } from '../store/schema.ts';
+import type { Database, WithdrawalRow } from '../store/schema.ts';
 import { Authenticator } from '../services/accounts.ts';
 import { applyPayoutResult, PAYOUT_ANSWER_MAX, payoutKey, type PayoutResult } from '../services/withdrawals.ts';
 import { payoutOrder, type ChannelCall, type PayoutOutcome } from './driver.ts';
@@ -118,34 +118,32 @@ export class PayoutWorker implements Worker {
    * Claims up to batchSize due withdrawals in one statement. Each claimed row carries its lease,
    * the fence every later write of this worker checks.
    *
-   * On PostgreSQL the due rows are picked in a MATERIALIZED CTE that skips rows another worker is
-   * claiming (FOR UPDATE SKIP LOCKED), so workers take different rows instead of racing for the
-   * same oldest ones. Not `id in (select … limit n for update skip locked)`: PostgreSQL may run
-   * such a sub-select again for each row it updates, and each run, seeing the rows just leased,
-   * picks the next ones: one round claimed every due withdrawal, whatever the batch size. SQLite
-   * has one writer and runs the sub-select once.
+   * The due rows are picked in a MATERIALIZED CTE, read once. Not `id in (select … limit n for
+   * update skip locked)`: PostgreSQL may run such a sub-select again for each row it updates, and
+   * each run, finding the rows just leased no longer due, picks the next ones, so one round claimed
+   * every due withdrawal, whatever the batch size. On PostgreSQL the pick skips rows another worker
+   * is claiming (FOR UPDATE SKIP LOCKED), so workers take different rows instead of racing for the
+   * same oldest ones; SQLite has one writer and needs no such clause.
    */
   private async claim(): Promise<WithdrawalRow[]> {
-    const db = this.rt.store.db;
     const now = this.rt.clock.nowMs();
-    const dueWhere = sql`status = 'pending' and payout_due_ms <= ${now} and (payout_lease_ms is null or payout_lease_ms < ${now})
-      ${this.options.only === undefined ? sql`` : sql`and id = ${this.options.only}`}`;
-    if (this.rt.store.engine === 'postgres') {
-      const { rows } = await sql<WithdrawalRow>`with due as materialized (
-          select id from withdrawals where ${dueWhere}
-           order by payout_due_ms limit ${this.options.batchSize} for update skip locked)
-        update withdrawals w set payout_lease_ms = ${now + this.options.leaseMs}
-          from due where w.id = due.id
-        returning w.*`.execute(db);
-      return rows;
-    }
-    const due = sql<string>`(select id from withdrawals where ${dueWhere} order by payout_due_ms limit ${this.options.batchSize})`;
-    return db
+    const { only, batchSize, leaseMs } = this.options;
+    const leaseFree = (eb: ExpressionBuilder<Database, 'withdrawals'>) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]);
+    return this.rt.store.db
+      .with(
+        (cte) => cte('due').materialized(),
+        (db) =>
+          db.selectFrom('withdrawals').select('id')
+            .where('status', '=', 'pending').where('payout_due_ms', '<=', now).where(leaseFree)
+            .$if(only !== undefined, (q) => q.where('id', '=', only!))
+            .orderBy('payout_due_ms').limit(batchSize)
+            .$if(this.rt.store.engine === 'postgres', (q) => q.forUpdate().skipLocked()),
+      )
       .updateTable('withdrawals')
-      .set({ payout_lease_ms: now + this.options.leaseMs })
-      .where('id', 'in', due)
+      .set({ payout_lease_ms: now + leaseMs })
+      .where('id', 'in', (eb) => eb.selectFrom('due').select('due.id'))
       .where('status', '=', 'pending')
-      .where((eb) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]))
+      .where(leaseFree)
       .returningAll()
       .execute();
   }

@@ -288,8 +288,8 @@ export async function confirmWithdrawal(rt: Runtime, scope: Scope, id: string, o
     await moveWithdrawalTotals(trx, statusMoves([updated], 'created', 'pending'));
     return updated;
   }, options);
-  // The payout worker claims it in a transaction of its own, which it acts on only once durable
-  // (and with it this one, committed before it).
+  // The payout worker claims it in a statement of its own and acts on that claim only once it is
+  // durable, and with it this commit, made before it.
   rt.bus.emit('payout');
   observeWithdrawalTransition(row.channel, 'created', 'pending');
   return withdrawalToWire(row);
