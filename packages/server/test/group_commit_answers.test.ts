@@ -30,7 +30,7 @@ async function turns(n = 20): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-describe('SQLite: a withdrawal create is answered during its batch\'s WAL sync and sent once the batch is durable', () => {
+describe('SQLite: an API write is answered during its batch\'s WAL sync and sent once the batch is durable', () => {
   let rt: Runtime;
   let app: FastifyInstance;
   let drop: () => Promise<void>;

@@ -8,38 +8,16 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
 import { WalCheckpointer } from '../src/store/checkpointer.ts';
-import { WalSyncThread, type WalSyncFactory } from '../src/store/wal-sync.ts';
-import { heldWalSync } from './helpers/wal-sync.ts';
-
-type SyncCallback = (err: NodeJS.ErrnoException | null) => void;
+import { WalSyncThread } from '../src/store/wal-sync.ts';
+import { heldWalSync, type SyncCallback } from './helpers/wal-sync.ts';
 
 /**
- * The group commit's WAL sync, held or failed by a test (otherwise fs.fdatasync on the main
- * thread's pool); the default, a thread of its own, has its own tests below.
+ * The group commit's WAL sync, held or failed by a test through `syncs.hook` (otherwise
+ * fs.fdatasync on the main thread's pool); the default, a thread of its own, has its own tests below.
  */
-const syncs = {
-  hook: null as ((fd: number, done: SyncCallback) => void) | null,
-  real: fdatasync as (fd: number, done: SyncCallback) => void,
-  count: 0,
-  files: [] as string[],
-};
-const testSync: WalSyncFactory = (file) => {
-  syncs.files.push(file);
-  let fd: number | null = null;
-  return {
-    sync: () =>
-      new Promise<void>((resolve, reject) => {
-        syncs.count++;
-        fd ??= openSync(file, 'r');
-        const done: SyncCallback = (err) => (err ? reject(err) : resolve());
-        if (syncs.hook) syncs.hook(fd, done);
-        else fdatasync(fd, done);
-      }),
-    close: async () => {
-      if (fd !== null) closeSync(fd);
-    },
-  };
-};
+const fake = heldWalSync();
+const syncs = fake.state;
+const testSync = fake.factory;
 
 /** A few event-loop turns (the loop is not blocked: these come back). */
 async function turns(n = 5): Promise<void> {
@@ -75,7 +53,7 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
   const count = async () => Number((await sql<{ n: number }>`select count(*) as n from probe`.execute(store.db)).rows[0]!.n);
 
   it('answers a batch, and any read that could see it, only after the sync that follows its COMMIT', async () => {
-    syncs.hook = (fd, done) => held.push(() => syncs.real(fd, done));
+    syncs.hook = (fd, done) => held.push(() => fdatasync(fd, done));
     const settled: string[] = [];
     const first = insert(1).then(() => settled.push('write'));
     await vi.waitFor(() => expect(held).toHaveLength(1));
@@ -99,7 +77,7 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
 
   it('a streamed read yields nothing until the commits it could see are durable', async () => {
     await insert(1);
-    syncs.hook = (fd, done) => held.push(() => syncs.real(fd, done));
+    syncs.hook = (fd, done) => held.push(() => fdatasync(fd, done));
     const write = insert(2);
     await vi.waitFor(() => expect(held).toHaveLength(1));
     const rows: number[] = [];
@@ -152,7 +130,7 @@ describe('SQLite group commit: the WAL sync runs off the event loop', () => {
     store = Store.open({ databaseUrl: `sqlite:${path.join(dir, 'one.db')}`, dataDir: dir, sqliteGroupCommitMax: 1, sqliteWalSync: testSync });
     await sql`create table probe (id integer primary key)`.execute(store.db);
     const pending: (() => void)[] = [];
-    syncs.hook = (fd, done) => pending.push(() => syncs.real(fd, done));
+    syncs.hook = (fd, done) => pending.push(() => fdatasync(fd, done));
     const first = insert(1);
     await vi.waitFor(() => expect(pending).toHaveLength(1));
     const second = insert(2);
