@@ -37,7 +37,7 @@ export interface Config {
   sqliteSynchronous: 'FULL' | 'NORMAL';
   /** Payout worker lease: how long a crashed worker's claim blocks others from a withdrawal. */
   payoutLeaseMs: number;
-  /** Withdrawals a payout worker claims per round and pays out at once (its channel calls in flight). */
+  /** Withdrawals a payout worker pays out at once (its channel calls in flight); it claims more as half of them finish. */
   payoutBatchSize: number;
   /**
    * Webhook delivery lease: a claimed delivery is not claimed again for this long, so a crash
@@ -191,7 +191,7 @@ export const settings: readonly Setting[] = [
   { key: 'poolSize', flag: '--pool-size', env: 'TIXIAN_POOL_SIZE', kind: { type: 'int', min: 1, max: 200 }, unit: 'connections', help: 'PostgreSQL connections per process' },
   { key: 'sqliteSynchronous', flag: '--sqlite-synchronous', env: 'TIXIAN_SQLITE_SYNCHRONOUS', kind: { type: 'enum', values: ['FULL', 'NORMAL'], upper: true }, unit: 'mode', help: '`FULL`: a commit survives a power cut; `NORMAL`: survives a crash only, about twice the write rate' },
   { key: 'payoutLeaseMs', flag: '--payout-lease-ms', env: 'TIXIAN_PAYOUT_LEASE_MS', kind: { type: 'int', min: 100, max: 3_600_000 }, unit: 'ms', help: 'how long a crashed payout worker\'s claim blocks others from a withdrawal' },
-  { key: 'payoutBatchSize', flag: '--payout-batch-size', env: 'TIXIAN_PAYOUT_BATCH_SIZE', kind: { type: 'int', min: 1, max: 500 }, unit: 'withdrawals', help: 'withdrawals a payout worker claims per round and pays out at once: at most this many channel calls in flight per process' },
+  { key: 'payoutBatchSize', flag: '--payout-batch-size', env: 'TIXIAN_PAYOUT_BATCH_SIZE', kind: { type: 'int', min: 1, max: 500 }, unit: 'withdrawals', help: 'withdrawals a payout worker pays out at once (it claims more as half of them finish): at most this many channel calls in flight per process' },
   { key: 'webhookTimeoutMs', flag: '--webhook-timeout-ms', env: 'TIXIAN_WEBHOOK_TIMEOUT_MS', kind: { type: 'int', min: 100, max: 120_000 }, unit: 'ms', help: 'a webhook delivery not answered within this is retried' },
   { key: 'webhookConcurrency', flag: '--webhook-concurrency', env: 'TIXIAN_WEBHOOK_CONCURRENCY', kind: { type: 'int', min: 1, max: 1024 }, unit: 'requests', help: 'webhook deliveries in flight per process' },
   { key: 'webhookPerEndpointConcurrency', flag: '--webhook-per-endpoint-concurrency', env: 'TIXIAN_WEBHOOK_PER_ENDPOINT_CONCURRENCY', kind: { type: 'int', min: 1, max: 256 }, unit: 'requests', help: 'webhook deliveries in flight per endpoint' },

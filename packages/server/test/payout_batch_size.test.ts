@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import type { ChannelDriver, DriverRegistry } from '../src/channels/driver.ts';
 import { PayoutWorker } from '../src/channels/worker.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
@@ -46,6 +47,43 @@ describeEngines('the payout worker\'s round size (--payout-batch-size)', (engine
       const submits = await h.rt.store.db.selectFrom('sandbox_payouts').select('submits').execute();
       expect(submits.map((r) => Number(r.submits))).toEqual(Array(7).fill(1));
     } finally {
+      await h.close();
+    }
+  });
+
+  it('a slow channel call holds its own slot only: the rest are paid while it waits', async () => {
+    const h = await withDue(5, 2);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let slow: string | null = null;
+    const sandbox = h.rt.drivers;
+    // The first withdrawal submitted waits for the test; every other one is paid at once.
+    const drivers: DriverRegistry = {
+      driverFor(channel, livemode) {
+        const d = sandbox.driverFor(channel, livemode)!;
+        const driver: ChannelDriver = {
+          name: d.name,
+          query: (order, call) => d.query(order, call),
+          async submit(order, call) {
+            slow ??= order.withdrawalId;
+            if (order.withdrawalId === slow) await held;
+            return d.submit(order, call);
+          },
+        };
+        return driver;
+      },
+    };
+    h.rt.drivers = drivers;
+    const worker = new PayoutWorker(h.rt).start();
+    try {
+      await vi.waitFor(async () => expect(await succeeded(h)).toBe(4), { timeout: 10_000, interval: 20 });
+      const waiting = await h.rt.store.db.selectFrom('withdrawals').select('status').where('id', '=', slow!).executeTakeFirstOrThrow();
+      expect(waiting.status).toBe('pending');
+      release();
+      await vi.waitFor(async () => expect(await succeeded(h)).toBe(5), { timeout: 10_000, interval: 20 });
+    } finally {
+      release();
+      await worker.stop();
       await h.close();
     }
   });

@@ -11,7 +11,7 @@ import { payoutOrder, type ChannelCall, type PayoutOutcome } from './driver.ts';
 export interface PayoutWorkerOptions {
   /** A claimed withdrawal is not claimed by another worker before this passes (crash recovery time). */
   leaseMs: number;
-  /** Withdrawals claimed per round. */
+  /** The most withdrawals in flight at once (and claimed per runOnce round). */
   batchSize: number;
   /** Longest sleep when idle; a confirm in this process wakes the worker at once. */
   idlePollMs: number;
@@ -85,37 +85,69 @@ export class PayoutWorker implements Worker {
     await this.loop;
   }
 
+  /**
+   * Keeps up to batchSize withdrawals in flight, claiming again once half the slots are free
+   * rather than after the whole round: a slow channel call (up to its timeout) holds its own slot,
+   * not the round's other slots. While the last claim took all it asked for (a backlog), a freed
+   * slot wakes the loop; otherwise it waits for a confirm in this process or the idle poll.
+   */
   private async run(): Promise<void> {
+    const { batchSize } = this.options;
+    const refillAt = Math.ceil(batchSize / 2);
+    const inFlight = new Set<Promise<void>>();
+    let backlog = false;
+    const canRefill = () => batchSize - inFlight.size >= refillAt;
     while (this.running) {
-      let worked = 0;
-      try {
-        worked = await this.runOnce();
-      } catch (err) {
-        this.rt.log.error({ err }, 'payout worker round failed');
+      const free = batchSize - inFlight.size;
+      if (free >= refillAt) {
+        backlog = false;
+        try {
+          const claimed = await this.claim(free);
+          observePayoutClaim(claimed.length);
+          backlog = claimed.length === free;
+          for (const row of claimed) {
+            const done: Promise<void> = this.process(row)
+              .catch((err: unknown) => this.rt.log.error({ err, withdrawal: row.id }, 'payout failed; it is tried again when its lease runs out'))
+              .finally(() => {
+                inFlight.delete(done);
+                if (backlog && canRefill()) this.wake?.();
+              });
+            inFlight.add(done);
+          }
+        } catch (err) {
+          this.rt.log.error({ err }, 'payout worker claim failed');
+        }
+        // Slots freed while the claim ran (their wake-ups found no one waiting).
+        if (backlog && canRefill()) continue;
       }
-      if (worked === 0 && this.running) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.options.idlePollMs);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wake = null;
-      }
+      if (this.running) await this.sleep(backlog ? null : this.options.idlePollMs);
     }
+    await Promise.all(inFlight);
+  }
+
+  /** Until wake() (a confirm, a freed slot, stop) or, with a time, that time. */
+  private sleep(ms: number | null): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = ms === null ? undefined : setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        if (this.wake === done) this.wake = null;
+        resolve();
+      };
+      this.wake = done;
+    });
   }
 
   /** One round: claim what is due and process it. Returns how many withdrawals were handled. */
   async runOnce(): Promise<number> {
-    const claimed = await this.claim();
+    const claimed = await this.claim(this.options.batchSize);
     observePayoutClaim(claimed.length);
     await Promise.all(claimed.map((row) => this.process(row)));
     return claimed.length;
   }
 
   /**
-   * Claims up to batchSize due withdrawals in one statement. Each claimed row carries its lease,
+   * Claims up to `limit` due withdrawals in one statement. Each claimed row carries its lease,
    * the fence every later write of this worker checks.
    *
    * The due rows are picked in a MATERIALIZED CTE, read once. Not `id in (select … limit n for
@@ -125,9 +157,9 @@ export class PayoutWorker implements Worker {
    * is claiming (FOR UPDATE SKIP LOCKED), so workers take different rows instead of racing for the
    * same oldest ones; SQLite has one writer and needs no such clause.
    */
-  private async claim(): Promise<WithdrawalRow[]> {
+  private async claim(limit: number): Promise<WithdrawalRow[]> {
     const now = this.rt.clock.nowMs();
-    const { only, batchSize, leaseMs } = this.options;
+    const { only, leaseMs } = this.options;
     const leaseFree = (eb: ExpressionBuilder<Database, 'withdrawals'>) => eb.or([eb('payout_lease_ms', 'is', null), eb('payout_lease_ms', '<', now)]);
     return this.rt.store.db
       .with(
@@ -136,7 +168,7 @@ export class PayoutWorker implements Worker {
           db.selectFrom('withdrawals').select('id')
             .where('status', '=', 'pending').where('payout_due_ms', '<=', now).where(leaseFree)
             .$if(only !== undefined, (q) => q.where('id', '=', only!))
-            .orderBy('payout_due_ms').limit(batchSize)
+            .orderBy('payout_due_ms').limit(limit)
             .$if(this.rt.store.engine === 'postgres', (q) => q.forUpdate().skipLocked()),
       )
       .updateTable('withdrawals')
