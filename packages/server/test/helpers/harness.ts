@@ -11,6 +11,7 @@ import { buildApp } from '../../src/http/app.ts';
 import { createApp, type CreatedApp } from '../../src/services/accounts.ts';
 import { verifyLedger } from '../../src/ledger/verify.ts';
 import type { Clock } from '../../src/clock.ts';
+import type { WalSyncFactory } from '../../src/store/wal-sync.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -61,6 +62,8 @@ export async function freshStorage(engine: Engine): Promise<{ dataDir: string; d
 export interface HarnessOptions {
   clock?: Clock;
   config?: Partial<Config>;
+  /** SQLite: the group commit's WAL sync (helpers/wal-sync.ts holds or fails one). */
+  sqliteWalSync?: WalSyncFactory;
 }
 
 export interface RequestOptions {
@@ -99,7 +102,11 @@ export class Harness {
       rateLimit: 0,
       ...options.config,
     };
-    const rt = await openRuntime(config, { log: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
+    const rt = await openRuntime(config, {
+      log: pino({ level: 'silent' }),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.sqliteWalSync ? { sqliteWalSync: options.sqliteWalSync } : {}),
+    });
     const app = await buildApp(rt);
     const merchant = await createApp(rt, { name: 'test app' });
     return new Harness(engine, rt, app, merchant, storage.drop);
