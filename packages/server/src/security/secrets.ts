@@ -146,7 +146,12 @@ export class SecretBox {
 
 /** Secret keys are 142 bits of randomness, so one SHA-256 is enough to make them unguessable at rest. */
 export function hashSecretKey(key: string): string {
-  return oneShotHash ? oneShotHash('sha256', key, 'hex') : createHash('sha256').update(key, 'utf8').digest('hex');
+  return sha256Hex(key);
+}
+
+/** SHA-256 of text (UTF-8), hex. */
+export function sha256Hex(text: string): string {
+  return oneShotHash ? oneShotHash('sha256', text, 'hex') : createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /** SHA-256 of bytes, base64 (the response-signature memo's key). */
