@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent } from 'undici';
 import { sql, type RawBuilder } from 'kysely';
 import type { Runtime } from '../runtime.ts';
 import { observeWebhookRecordBatch, observeWebhookTry } from '../observability/metrics.ts';
@@ -15,6 +15,7 @@ import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { destinationRule, privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, testModeLookup, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
+import { postOnce } from './post.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -871,29 +872,20 @@ export class WebhookDispatcher implements Worker {
 
   private async send(c: Claimed, headers: Record<string, string>, signal: AbortSignal): Promise<Outcome> {
     const live = c.livemode === 1;
-    let res: Dispatcher.ResponseData;
+    let url: URL;
     try {
+      url = new URL(c.url);
       if (!this.options.allowPrivate) {
         // net.connect does not resolve an IP literal, so the lookup hook never sees it: check here.
-        const parsed = new URL(c.url);
         const allowed = destinationRule(live);
-        const literal = refusedLiteral(parsed, allowed);
-        if (literal !== null) throw privateDestinationError(urlHost(parsed), literal, allowed);
+        const literal = refusedLiteral(url, allowed);
+        if (literal !== null) throw privateDestinationError(urlHost(url), literal, allowed);
       }
-      // undici's request never follows redirects: a 3xx is an answer, and not a 2xx.
-      res = await request(c.url, { method: 'POST', headers, body: c.body, dispatcher: live ? this.liveAgent : this.agent, signal });
     } catch (err) {
       return { statusCode: null, responseBody: null, error: describeError(err, this.options.timeoutMs) };
     }
-    // Only the status decides; an answer whose body then stalls or breaks still counts as given.
-    let responseBody: string | null = null;
-    let error: string | null = null;
-    try {
-      responseBody = await readPrefix(res.body);
-    } catch (err) {
-      error = describeError(err, this.options.timeoutMs);
-    }
-    return { statusCode: res.statusCode, responseBody, error };
+    const answer = await postOnce(live ? this.liveAgent : this.agent, url, headers, c.body, signal, RESPONSE_PREFIX_BYTES, RESPONSE_DRAIN_BYTES);
+    return { statusCode: answer.statusCode, responseBody: answer.body, error: answer.error === null ? null : describeError(answer.error, this.options.timeoutMs) };
   }
 
   /**
@@ -1151,25 +1143,6 @@ async function updateEvents(trx: Db, changes: readonly { eventId: string; signat
            pending_webhooks = case when events.pending_webhooks > v.finished then events.pending_webhooks - v.finished else 0 end
       from v
      where events.id = v.id`.execute(trx);
-}
-
-/** The first RESPONSE_PREFIX_BYTES of an answer as text; reads on a little so the socket can be reused. */
-async function readPrefix(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const kept: Buffer[] = [];
-  let keptBytes = 0;
-  let readBytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    readBytes += chunk.length;
-    if (keptBytes < RESPONSE_PREFIX_BYTES) {
-      const part = chunk.subarray(0, RESPONSE_PREFIX_BYTES - keptBytes);
-      kept.push(part);
-      keptBytes += part.length;
-    }
-    // Leaving the loop destroys the stream: the connection is closed instead of drained.
-    if (readBytes > RESPONSE_PREFIX_BYTES + RESPONSE_DRAIN_BYTES) break;
-  }
-  // PostgreSQL text cannot hold NUL; a cut multi-byte character decodes as U+FFFD.
-  return Buffer.concat(kept).toString('utf8').replaceAll('\u0000', '\uFFFD');
 }
 
 function describeError(err: unknown, timeoutMs: number): string {
