@@ -15,7 +15,7 @@ import { isSuccessStatus, retryDelayMs } from './schedule.ts';
 import { standardWebhookHeaders, standardWebhookKey } from './signing.ts';
 import { destinationRule, privateDestinationError, publicOnlyLookup, redactedUrl, refusedLiteral, testModeLookup, urlHost } from './destination.ts';
 import { endWaitingDeliveries } from './endpoints.ts';
-import { postOnce } from './post.ts';
+import { postOnce, type Post } from './post.ts';
 
 /**
  * Webhook dispatcher: claims due deliveries from the database under a lease, POSTs the stored event
@@ -248,7 +248,7 @@ export class WebhookDispatcher implements Worker {
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   /** Aborted when stop() gives up waiting: every try on the wire is aborted with it (onWire). */
   private readonly abort = new AbortController();
-  private readonly onWire = new Set<AbortController>();
+  private readonly onWire = new Set<Post>();
   /**
    * Leased rows waiting for a slot, per endpoint in claim order (ids and numbers only, no bodies).
    * Bounded: at most `concurrency` claimed ahead plus one claim's rows for the free slots.
@@ -369,7 +369,7 @@ export class WebhookDispatcher implements Worker {
     if (timedOut) {
       // Unrecorded tries keep their lease and are sent again when it runs out.
       this.abort.abort();
-      for (const controller of this.onWire) controller.abort(this.abort.signal.reason);
+      for (const post of this.onWire) post.abort(this.abort.signal.reason);
       await settled;
       await this.agent.destroy();
       if (this.liveAgent !== this.agent) await this.liveAgent.destroy();
@@ -856,22 +856,8 @@ export class WebhookDispatcher implements Worker {
   }
 
   private async post(c: Claimed, headers: Record<string, string>): Promise<Outcome> {
-    // One controller and one timer per try, bounding all of it (the answer and the body read):
-    // AbortSignal.timeout and AbortSignal.any made per try cost ~3% of a delivery's CPU (issue #12).
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new DOMException('no answer in time', 'TimeoutError')), this.options.timeoutMs);
-    this.onWire.add(controller);
-    if (this.abort.signal.aborted) controller.abort(this.abort.signal.reason);
-    try {
-      return await this.send(c, headers, controller.signal);
-    } finally {
-      clearTimeout(timer);
-      this.onWire.delete(controller);
-    }
-  }
-
-  private async send(c: Claimed, headers: Record<string, string>, signal: AbortSignal): Promise<Outcome> {
     const live = c.livemode === 1;
+    const failed = (err: unknown): Outcome => ({ statusCode: null, responseBody: null, error: describeError(err, this.options.timeoutMs) });
     let url: URL;
     try {
       url = new URL(c.url);
@@ -882,10 +868,20 @@ export class WebhookDispatcher implements Worker {
         if (literal !== null) throw privateDestinationError(urlHost(url), literal, allowed);
       }
     } catch (err) {
-      return { statusCode: null, responseBody: null, error: describeError(err, this.options.timeoutMs) };
+      return failed(err);
     }
-    const answer = await postOnce(live ? this.liveAgent : this.agent, url, headers, c.body, signal, RESPONSE_PREFIX_BYTES, RESPONSE_DRAIN_BYTES);
-    return { statusCode: answer.statusCode, responseBody: answer.body, error: answer.error === null ? null : describeError(answer.error, this.options.timeoutMs) };
+    if (this.abort.signal.aborted) return failed(this.abort.signal.reason);
+    // One timer per try bounds all of it, the answer's body included (post.ts).
+    const post = postOnce(live ? this.liveAgent : this.agent, url, headers, c.body, {
+      timeoutMs: this.options.timeoutMs, keepBytes: RESPONSE_PREFIX_BYTES, drainBytes: RESPONSE_DRAIN_BYTES,
+    });
+    this.onWire.add(post);
+    try {
+      const answer = await post.answer;
+      return { statusCode: answer.statusCode, responseBody: answer.body, error: answer.error === null ? null : describeError(answer.error, this.options.timeoutMs) };
+    } finally {
+      this.onWire.delete(post);
+    }
   }
 
   /**
