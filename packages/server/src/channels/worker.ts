@@ -214,7 +214,13 @@ export class PayoutWorker implements Worker {
       : { kind: 'retry', dueMs: this.rt.clock.nowMs() + MIN_RETRY_DELAY_MS };
     try {
       const fence = { id: row.id, round: row.payout_round, leaseMs: row.payout_lease_ms! };
-      await applyPayoutResult(this.rt, fence, result, await this.accountOf(row.app));
+      // Taken at COMMIT, not once durable: nothing of the result leaves this process from here.
+      // The webhook it queues is sent only after a claim of the dispatcher that is durable, and
+      // with it every commit before; the slot it frees claims again (durable before any call).
+      // Lost to a power cut, the result is learnt again: the row is as the worker left it before
+      // the call (in phase `query` once a submit may have happened), so once the lease runs out
+      // the channel is asked again, and nothing is paid twice.
+      await applyPayoutResult(this.rt, fence, result, await this.accountOf(row.app), { answerAt: 'committed' });
     } catch (err) {
       // The lease expires and the next round asks the channel again: nothing is lost.
       this.rt.log.error({ err, withdrawal: row.id }, 'applying a payout result failed');

@@ -489,9 +489,9 @@ export interface PayoutFence {
  * at most once, and only from the worker that still holds the claim, even when two workers (or
  * a worker before and after a crash) race: a payout never settles twice.
  * Returns false when the guard did not match (already applied, or the lease was lost).
+ * `options.answerAt: 'committed'` (the payout worker): resolves at its batch's COMMIT on SQLite.
  */
-
-export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result: PayoutResult, accountId: string): Promise<boolean> {
+export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result: PayoutResult, accountId: string, options: WriteOptions = {}): Promise<boolean> {
   const nowMs = rt.clock.nowMs();
   const nowS = Math.floor(nowMs / 1000);
   let settled: WithdrawalRow | undefined; // the row of the attempt that committed (a retried transaction runs again)
@@ -542,7 +542,7 @@ export async function applyPayoutResult(rt: Runtime, fence: PayoutFence, result:
     if (row.batch_withdrawal) await onBatchItemFinished(trx, row.batch_withdrawal, nowS);
     await moveWithdrawalTotals(trx, statusMoves([row], 'pending', row.status));
     return true;
-  });
+  }, options);
   if (applied && result.kind !== 'retry') rt.bus.emit('webhook');
   if (applied && settled) observeWithdrawalTransition(settled.channel, 'pending', settled.status);
   return applied;
