@@ -51,6 +51,7 @@ export function postOnce(dispatcher: Dispatcher, url: URL, headers: Record<strin
     clearTimeout(timer);
     resolve(a);
   };
+  // PostgreSQL text cannot hold NUL; a multi-byte character cut at the bound decodes as U+FFFD.
   const keptText = () => Buffer.concat(kept).toString('utf8').replaceAll('\u0000', '\uFFFD');
   const fail = (error: unknown) => settle({ statusCode, body: null, error });
   const abort = (reason: unknown) => {
