@@ -98,8 +98,8 @@ export class PayoutWorker implements Worker {
     let backlog = false;
     const canRefill = () => batchSize - inFlight.size >= refillAt;
     while (this.running) {
-      const free = batchSize - inFlight.size;
-      if (free >= refillAt) {
+      if (canRefill()) {
+        const free = batchSize - inFlight.size;
         backlog = false;
         try {
           const claimed = await this.claim(free);

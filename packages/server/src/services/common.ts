@@ -1,6 +1,5 @@
 import { sha256Hex } from '../security/secrets.ts';
 import type { Db } from '../store/db.ts';
-import type { AnswerAt } from '../store/group-commit.ts';
 import { prepared } from '../store/prepared.ts';
 import { mode, type UserRow } from '../store/schema.ts';
 import { errors } from '../domain/errors.ts';
@@ -17,15 +16,7 @@ export interface Scope {
 
 export { mode };
 
-/**
- * How the caller of a write takes its outcome (Store.transaction): with `answerAt: 'committed'`
- * at its batch's COMMIT on SQLite, and the caller holds what it learned until
- * `rt.store.committedDurable()`. The API's answers all wait on that (http/app.ts), so its write
- * routes pass it; the CLI, the workers and the console keep the default (answered once durable).
- */
-export interface WriteOptions {
-  answerAt?: AnswerAt;
-}
+export type { WriteOptions } from '../store/db.ts';
 
 export function parseJsonObject<T = Record<string, unknown>>(text: string): T {
   return JSON.parse(text) as T;

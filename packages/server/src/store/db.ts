@@ -291,6 +291,17 @@ export interface StoreOptions {
  */
 export const IDLE_IN_TRANSACTION_MS = 60_000;
 
+/**
+ * How the caller of a write takes its outcome (`Store.transaction`, `Store.oneStatement`): by
+ * default once it is durable; with `answerAt: 'committed'` at its batch's COMMIT on SQLite, and the
+ * caller holds what it learned until `committedDurable()` (group-commit.ts). The API's write routes
+ * pass it (their answers all wait on that, http/app.ts), and so does the payout worker for a
+ * channel's result; the CLI, the console and every other write keep the default.
+ */
+export interface WriteOptions {
+  answerAt?: AnswerAt;
+}
+
 export class Store {
   private constructor(
     readonly db: Db,
@@ -375,7 +386,7 @@ export class Store {
    * `answerAt: 'committed'` it resolves at the COMMIT, and the caller holds what it learned until
    * `committedDurable()` (group-commit.ts); the API's answers do (http/app.ts).
    */
-  async transaction<T>(fn: (trx: Db) => Promise<T>, options: { answerAt?: AnswerAt } = {}): Promise<T> {
+  async transaction<T>(fn: (trx: Db) => Promise<T>, options: WriteOptions = {}): Promise<T> {
     if (this.groupCommit) return this.groupCommit.run(fn, options.answerAt);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -393,7 +404,7 @@ export class Store {
    * itself); on PostgreSQL it runs as it is, in autocommit, without the round trips of BEGIN and
    * COMMIT. Resolves as `transaction` does.
    */
-  oneStatement<T>(fn: (db: Db) => Promise<T>, options: { answerAt?: AnswerAt } = {}): Promise<T> {
+  oneStatement<T>(fn: (db: Db) => Promise<T>, options: WriteOptions = {}): Promise<T> {
     return this.groupCommit ? this.groupCommit.run(fn, options.answerAt) : fn(this.db);
   }
 

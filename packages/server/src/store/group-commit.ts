@@ -59,8 +59,10 @@ type Db = Kysely<Database>;
  * writes that way (http/context.ts ANSWER_AT_COMMIT), and builds and signs each answer during the sync, while the event
  * loop would otherwise wait idle (~0.66 ms of each ~19 ms cycle of 50 signed creates); every
  * answer the API sends first waits for `committedDurable()` (http/app.ts), and one whose batch
- * then fails to sync goes out as the error its caller would have had. Nothing else takes it:
- * a payout worker or the webhook dispatcher acts on what it claimed only once that is durable.
+ * then fails to sync goes out as the error its caller would have had. The payout worker takes a
+ * channel's result that way too: nothing of it leaves the process before it is durable (its
+ * webhook is sent after a claim of the dispatcher, and every claim, the worker's and the
+ * dispatcher's, resolves only once durable: no channel or endpoint hears of an undurable commit).
  *
  * A read outside a transaction could see a batch that is committed but not yet durable, and
  * answer it before a power cut undoes it. So such a read returns its rows only after the syncs
