@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config.ts';
 import { openRuntime, type Runtime } from '../../src/runtime.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './load.ts';
-import { freshStorage, startServer, tixianCli, type Engine, type RunningServer, type Storage } from './server.ts';
+import { cpuOfPostgresSince, freshStorage, postgresCpu, startServer, tixianCli, type Engine, type RunningServer, type Storage } from './server.ts';
 import { isCustom, type AnyScenario, type BenchOptions, type Metric, type Outcome, type RunContext, type Scenario, type Target } from '../scenario.ts';
 
 /** One scenario on one engine: what the report prints. */
@@ -93,6 +93,7 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
   });
   const target = ctx.target(server);
   const state = await scenario.setup(target);
+  await ctx.storage.analyze();
   const requests = scenario.requests(target, state);
   // The usage window and the first metrics scrape start with the measured part, after the warm-up.
   // A scrape before the warm-up too: the first request of another shape (other headers, another
@@ -102,7 +103,7 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
   const load = await ctx.load(server, requests, ctx.options.durationS, {
     seconds: ctx.options.warmupS,
     onMeasureStart: () => {
-      measured.window = startWindow(server);
+      measured.window = startWindow(server, { postgres: isLocalPostgres(ctx.storage) });
       measured.before = scrape(server.baseUrl);
     },
   });
@@ -110,7 +111,8 @@ async function runRequests(scenario: Scenario, ctx: RunContext): Promise<Outcome
   const used = measured.window.end();
   const after = await scrape(server.baseUrl);
   const stopped = await server.stop();
-  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics: commitMetrics(await measured.before, after, used.windowS), problems: loadProblems(load) };
+  const metrics = [...commitMetrics(await measured.before, after, used.windowS), ...postgresMetrics(used, load.total, 'request')];
+  return { load, ...used, server: usageOver(used.server, stopped.usage), metrics, problems: loadProblems(load) };
 }
 
 /** The server's /metrics text, or '' when it does not answer (metrics off). */
@@ -149,14 +151,25 @@ export function loadProblems(load: LoadResult): string[] {
   return problems;
 }
 
+/** What a measured window gives (startWindow). */
+export interface Window {
+  windowS: number;
+  benchCpuS: number;
+  server: { cpuS: number } | null;
+  /** CPU seconds of the local PostgreSQL's processes in the window; null when not asked or not readable. */
+  postgresCpuS: number | null;
+}
+
 /**
- * A measured window: wall time, this process's CPU and the server's CPU from its start to its end.
- * `end()` gives the server's CPU seconds in the window (peak memory is filled in by usageOver).
+ * A measured window: wall time, this process's CPU and the server's CPU from its start to its end,
+ * and with `postgres` the local PostgreSQL's. `end()` gives the CPU seconds in the window (the
+ * server's peak memory is filled in by usageOver).
  */
-export function startWindow(server: RunningServer | null): { end(): { windowS: number; benchCpuS: number; server: { cpuS: number } | null } } {
+export function startWindow(server: RunningServer | null, o: { postgres?: boolean } = {}): { end(): Window } {
   const t0 = performance.now();
   const bench0 = process.cpuUsage();
   const server0 = server?.usage() ?? null;
+  const postgres0 = o.postgres ? postgresCpu() : null;
   return {
     end() {
       const windowS = (performance.now() - t0) / 1000;
@@ -166,9 +179,33 @@ export function startWindow(server: RunningServer | null): { end(): { windowS: n
         windowS,
         benchCpuS: (bench.user + bench.system) / 1e6,
         server: server0 && server1 ? { cpuS: server1.cpuS - server0.cpuS } : null,
+        postgresCpuS: o.postgres ? cpuOfPostgresSince(postgres0) : null,
       };
     },
   };
+}
+
+/**
+ * Whether the scenario's PostgreSQL runs on this machine (a loopback host or a socket): only then
+ * are the `postgres` processes here its own, and its CPU in the window worth printing.
+ */
+export function isLocalPostgres(storage: Storage): boolean {
+  if (storage.engine !== 'postgres' || !storage.databaseUrl) return false;
+  const host = new URL(storage.databaseUrl).hostname.replace(/^\[|\]$/g, '');
+  return host === '' || host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/**
+ * PostgreSQL's share of the machine in the window: its CPU as a share of one core, and per unit of
+ * work (`count` requests, deliveries…). Every `postgres` process on the machine is counted, so
+ * other databases' work would be too (the bench's machine has none running).
+ */
+export function postgresMetrics(w: Pick<Window, 'postgresCpuS' | 'windowS'>, count: number, per: string): Metric[] {
+  if (w.postgresCpuS === null || !(w.windowS > 0) || !(count > 0)) return [];
+  return [
+    { name: 'PostgreSQL CPU', value: (100 * w.postgresCpuS) / w.windowS, unit: '% of a core' },
+    { name: `PostgreSQL CPU per ${per}`, value: (w.postgresCpuS * 1e6) / count, unit: 'µs' },
+  ];
 }
 
 /** The window's server CPU with the peak and final memory read just before the server stopped. */

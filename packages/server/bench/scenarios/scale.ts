@@ -30,6 +30,7 @@ function scaleScenario(processes: number): CustomScenario {
       try {
         const target = ctx.target(server);
         const users = await fundedUsers(target);
+        await ctx.storage.analyze();
         const body = withdrawalBodies(users);
         const requests = [{ method: 'POST' as const, path: `/v1/apps/${target.appId}/withdrawals`, headers: target.headers, setupRequest: (req: object) => ({ ...req, body: body() }) }];
         if (ctx.options.warmupS > 0) await ctx.load(server, requests, ctx.options.warmupS);

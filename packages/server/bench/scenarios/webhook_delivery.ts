@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { defaults } from '../../src/config.ts';
 import { emitEvent } from '../../src/webhooks/outbox.ts';
 import type { Runtime } from '../../src/runtime.ts';
-import { histogram, startWindow, usageOver, waitFor } from '../lib/run.ts';
+import { histogram, isLocalPostgres, postgresMetrics, startWindow, usageOver, waitFor } from '../lib/run.ts';
 import type { CustomScenario, Metric, Outcome, RunContext } from '../scenario.ts';
 
 /** Events queued per transaction while filling the backlog. */
@@ -208,9 +208,10 @@ async function drainBacklog(ctx: RunContext, env: Record<string, string>, unpinn
     const queueS = (performance.now() - queueStart) / 1000;
     const queued = await remainingDeliveries(rt);
     if (queued !== events) throw new Error(`queued ${queued} deliveries for ${events} events`);
+    await ctx.storage.analyze();
 
     const server = await ctx.startServer({ workers: true, env, unpinned });
-    const window = startWindow(server);
+    const window = startWindow(server, { postgres: isLocalPostgres(ctx.storage) });
 
     let remaining = queued;
     let lastDbPoll = 0;
@@ -256,6 +257,7 @@ async function drainBacklog(ctx: RunContext, env: Record<string, string>, unpinn
       { name: 'tries per record transaction', value: batching.recordBatch, unit: '' },
     ];
     if (ctx.engine === 'sqlite') metrics.push({ name: 'SQLite commits per delivery', value: batching.commits / Math.max(1, succeeded), unit: '' });
+    metrics.push(...postgresMetrics(used, succeeded, 'delivery'));
     const problems: string[] = [];
     if (!drained || remaining > 0) problems.push(`${remaining} deliveries not finished after ${drainS.toFixed(1)} s`);
     if (succeeded !== events) problems.push(`${succeeded} of ${events} deliveries succeeded ${JSON.stringify(statuses)}`);

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
-import { loadProblems, startWindow, usageOver, waitFor } from '../lib/run.ts';
+import { isLocalPostgres, loadProblems, postgresMetrics, startWindow, usageOver, waitFor } from '../lib/run.ts';
 import type { LoadRequest } from '../lib/load.ts';
 import type { Runtime } from '../../src/runtime.ts';
 import type { CustomScenario, Metric, Scenario, Target } from '../scenario.ts';
@@ -219,6 +219,7 @@ export const withdrawalCreateConfirm: CustomScenario = {
     const server = await ctx.startServer({ workers: true, args: ['--sandbox-delay-ms', '0'] });
     const t = ctx.target(server);
     const users = await fundedUsers(t);
+    await ctx.storage.analyze();
     const counters: PairCounters = { created: 0, confirmed: 0, createFailed: 0 };
     const requests = createConfirmRequests(t, users, counters);
     const rt = await ctx.openRuntime();
@@ -228,7 +229,7 @@ export const withdrawalCreateConfirm: CustomScenario = {
 
     Object.assign(counters, { created: 0, confirmed: 0, createFailed: 0 });
     const before = await statusCounts(rt, t.appId);
-    const window = startWindow(server);
+    const window = startWindow(server, { postgres: isLocalPostgres(ctx.storage) });
     const load = await ctx.load(server, requests, ctx.options.durationS);
     const used = window.end();
     const after = await statusCounts(rt, t.appId);
@@ -263,6 +264,7 @@ export const withdrawalCreateConfirm: CustomScenario = {
       { name: 'failed', value: final.failed ?? 0, unit: '' },
       { name: 'never confirmed (run ended between create and confirm)', value: final.created ?? 0, unit: '' },
     ];
+    metrics.push(...postgresMetrics(used, load.total, 'request'));
     const problems = loadProblems(load);
     if (!drained) problems.push(`${final.pending ?? 0} withdrawals still pending after ${drainS.toFixed(1)} s`);
     if ((final.failed ?? 0) > 0) problems.push(`${final.failed} withdrawals failed`);
