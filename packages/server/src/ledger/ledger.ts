@@ -199,8 +199,9 @@ const BALANCE_UPDATES = {
  * the conditional UPDATE as one statement, where the general path reads the user, then updates
  * it by pk (one statement fewer of ~9 per withdrawal create, issue #12). Returns null when no row
  * matched: the caller then reads the user to say why (unknown, disabled, or short of funds).
+ * Exported for its query plan's test (test/point_lookup_plans.test.ts).
  */
-const ACTIVE_USER_DEBIT = prepared<{ app: string; livemode: number; id: string; amount: number }, Balances & { pk: string }>((db, p) =>
+export const ACTIVE_USER_DEBIT = prepared<{ app: string; livemode: number; id: string; amount: number }, Balances & { pk: string }>((db, p) =>
   db
     .updateTable('users')
     .set({

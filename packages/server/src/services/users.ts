@@ -99,7 +99,8 @@ const RETRIEVE_USER_SQL = (p: (n: number) => string) =>
   'from users u left join settle_accounts s on s.user_pk = u.pk and s.deleted = 0 ' +
   `where u.app = ${p(1)} and u.livemode = ${p(2)} and u.id = ${p(3)} ` +
   `order by s.created desc, s.id desc limit ${MAX_SETTLE_ACCOUNTS_PER_USER}`;
-const RETRIEVE_SQL = { sqlite: RETRIEVE_USER_SQL(() => '?'), postgres: RETRIEVE_USER_SQL((n) => `$${n}`) } as const;
+/** Exported for its query plan's test (test/point_lookup_plans.test.ts). */
+export const RETRIEVE_SQL = { sqlite: RETRIEVE_USER_SQL(() => '?'), postgres: RETRIEVE_USER_SQL((n) => `$${n}`) } as const;
 
 type RetrieveRow = UserRow & {
   sa_id: string | null;

@@ -22,9 +22,10 @@ import { appAccount, assertMoney, InsufficientFunds } from '../../ledger/ledger.
  * all-time bucket, before the day's, in the user's shard; moveWithdrawalTotals sorts them the same way).
  *
  * Every parameter is cast where it appears, so PostgreSQL infers no type from context. The text is
- * a constant: store/db.ts prepares it once per connection under one name.
+ * a constant: store/db.ts prepares it once per connection under one name (exported for its query
+ * plan's test, test/point_lookup_plans.test.ts).
  */
-const CREATE_SQL = `with u as (
+export const CREATE_SQL = `with u as (
   update users
   set available_balance = available_balance - $4::bigint,
       withdrawable_balance = withdrawable_balance - $4::bigint
