@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { combinedStats } from '../src/store/pg/withdrawal_create.ts';
+import { describeEngines, Harness } from './helpers/harness.ts';
+import { seedExtra } from './helpers/withdrawals.ts';
+
+/**
+ * Many creates of one user at once (one hot balance). On PostgreSQL those that queue behind the
+ * user's create in flight go as one combined statement (store/pg/withdrawal_create.ts), and fall
+ * back to one statement each when it fails; on SQLite the group commit runs them one after another
+ * in savepoints. Either way the answers must be what one-at-a-time creates give: every affordable
+ * create succeeds, the rest are refused with insufficient_balance, a retried order_no replays, and
+ * the ledger, the balance lines and the kept totals agree.
+ */
+describeEngines('withdrawal creates on one hot balance', (engine) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start(engine);
+  });
+  afterAll(async () => h?.close());
+
+  const create = (user: string, amount: number, orderNo: string, channel: 'alipay' | 'wx' = 'alipay') =>
+    h.request('POST', h.appPath('/withdrawals'), { body: { user, amount, channel, order_no: orderNo, extra: seedExtra(channel) } });
+
+  async function balanceOf(user: string): Promise<number> {
+    const r = await h.request('GET', h.appPath(`/users/${user}`));
+    return r.json.available_balance as number;
+  }
+
+  /** The user's withdrawal balance lines, newest balance first: each is the one before it less its amount. */
+  async function expectBalanceLinesChain(user: string, funded: number): Promise<void> {
+    const lines = await h.rt.store.db
+      .selectFrom('balance_transactions')
+      .select(['amount', 'available_balance'])
+      .where('user', '=', user)
+      .where('type', '=', 'withdrawal')
+      .execute();
+    const sorted = lines.map((l) => ({ amount: Number(l.amount), after: Number(l.available_balance) })).sort((a, b) => b.after - a.after);
+    let balance = funded;
+    for (const l of sorted) {
+      balance += l.amount; // a withdrawal line's amount is negative
+      expect(l.after).toBe(balance);
+    }
+  }
+
+  it('all affordable creates succeed at once, each with its own balance line, and the totals agree', async () => {
+    await h.createUser('hot1');
+    await h.fund('hot1', 1_000_000);
+    const before = { ...combinedStats };
+    const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => create('hot1', 100 + i, `hot1x${i}`, i % 3 ? 'alipay' : 'wx')));
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    expect(new Set(answers.map((a) => a.json.id)).size).toBe(60);
+    const spent = answers.reduce((s, a) => s + (a.json.amount as number), 0);
+    expect(await balanceOf('hot1')).toBe(1_000_000 - spent);
+    await expectBalanceLinesChain('hot1', 1_000_000);
+    expect((await h.verify()).drift).toEqual([]);
+    // On PostgreSQL most of them went in combined statements (the first ran alone).
+    if (engine === 'postgres') expect(combinedStats.creates - before.creates).toBeGreaterThan(30);
+  });
+
+  it('past the balance: exactly the affordable ones succeed, the rest are refused and change nothing', async () => {
+    await h.createUser('hot2');
+    await h.fund('hot2', 2_500);
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => create('hot2', 100, `hot2x${i}`)));
+    const ok = answers.filter((a) => a.status === 200);
+    const refused = answers.filter((a) => a.status !== 200);
+    expect(ok).toHaveLength(25);
+    expect(refused).toHaveLength(15);
+    for (const r of refused) expect(r.json.error).toMatchObject({ code: 'insufficient_balance' });
+    expect(await balanceOf('hot2')).toBe(0);
+    await expectBalanceLinesChain('hot2', 2_500);
+    const rows = await h.rt.store.db.selectFrom('withdrawals').select('id').where('user', '=', 'hot2').execute();
+    expect(rows).toHaveLength(25);
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('an order_no sent twice at once is created once and replayed to both', async () => {
+    await h.createUser('hot3');
+    await h.fund('hot3', 100_000);
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => create('hot3', 250, `hot3x${i % 10}`)));
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    for (let k = 0; k < 10; k++) {
+      const ids = new Set(answers.filter((_, i) => i % 10 === k).map((a) => a.json.id));
+      expect(ids.size, `order_no hot3x${k}`).toBe(1);
+    }
+    expect(await balanceOf('hot3')).toBe(100_000 - 10 * 250);
+    expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('a user who does not exist, or is disabled, gets its own answer inside a crowd', async () => {
+    await h.createUser('hot4');
+    await h.fund('hot4', 100_000);
+    await h.createUser('hot5');
+    await h.fund('hot5', 100_000);
+    const disabled = await h.request('PUT', h.appPath('/users/hot5'), { body: { disabled: true } });
+    expect(disabled.status).toBe(200);
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => create(['hot4', 'hot5', 'ghost'][i % 3]!, 100, `hot45x${i}`)),
+    );
+    const byUser = (u: string) => answers.filter((_, i) => ['hot4', 'hot5', 'ghost'][i % 3] === u);
+    expect(byUser('hot4').map((a) => a.status)).toEqual(Array(10).fill(200));
+    for (const a of byUser('hot5')) expect(a.json.error).toMatchObject({ code: 'user_disabled' });
+    for (const a of byUser('ghost')) expect(a.json.error).toMatchObject({ code: 'user_not_found' });
+    expect(await balanceOf('hot4')).toBe(100_000 - 1_000);
+    expect(await balanceOf('hot5')).toBe(100_000);
+    expect((await h.verify()).drift).toEqual([]);
+  });
+});
