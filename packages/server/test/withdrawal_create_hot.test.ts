@@ -4,10 +4,10 @@ import { describeEngines, Harness } from './helpers/harness.ts';
 import { seedExtra } from './helpers/withdrawals.ts';
 
 /**
- * Many creates of one user at once (one hot balance). On PostgreSQL those that queue behind the
- * user's create in flight go as one combined statement (store/pg/withdrawal_create.ts), and fall
- * back to one statement each when it fails; on SQLite the group commit runs them one after another
- * in savepoints. Either way the answers must be what one-at-a-time creates give: every affordable
+ * Many creates at once, of one user (one hot balance) and of many. On PostgreSQL the creates that
+ * queue while statements are in flight go as combined statements of one or several users
+ * (store/pg/withdrawal_create.ts), and fall back to one statement each for what a combined one
+ * could not write; on SQLite the group commit runs them one after another in savepoints. Either way the answers must be what one-at-a-time creates give: every affordable
  * create succeeds, the rest are refused with insufficient_balance, a retried order_no replays, and
  * the ledger, the balance lines and the kept totals agree.
  */
@@ -84,6 +84,31 @@ describeEngines('withdrawal creates on one hot balance', (engine) => {
     }
     expect(await balanceOf('hot3')).toBe(100_000 - 10 * 250);
     expect((await h.verify()).drift).toEqual([]);
+  });
+
+  it('a crowd of many users, some short of funds: each user gets exactly what its balance allows', async () => {
+    const users = Array.from({ length: 20 }, (_, i) => `crowd${i}`);
+    // From enough for none of its 10 creates to enough for all of them, and more.
+    const funds = users.map((_, i) => 150 * (i % 12) + 50);
+    for (let i = 0; i < users.length; i++) {
+      await h.createUser(users[i]!);
+      await h.fund(users[i]!, funds[i]!);
+    }
+    const before = { ...combinedStats };
+    // 10 creates of 150 per user, interleaved across users, all at once.
+    const sent = Array.from({ length: 200 }, (_, k) => ({ user: k % 20, k }));
+    const answers = await Promise.all(sent.map(({ user, k }) => create(users[user]!, 150, `crowdx${k}`, k % 4 ? 'alipay' : 'wx')));
+    for (let i = 0; i < users.length; i++) {
+      const mine = answers.filter((_, k) => k % 20 === i);
+      const affordable = Math.min(10, Math.floor(funds[i]! / 150));
+      expect(mine.filter((a) => a.status === 200), users[i]).toHaveLength(affordable);
+      for (const a of mine.filter((x) => x.status !== 200)) expect(a.json.error).toMatchObject({ code: 'insufficient_balance' });
+      expect(await balanceOf(users[i]!)).toBe(funds[i]! - 150 * affordable);
+      await expectBalanceLinesChain(users[i]!, funds[i]!);
+    }
+    expect((await h.verify()).drift).toEqual([]);
+    // On PostgreSQL most creates went in combined statements of several users.
+    if (engine === 'postgres') expect(combinedStats.creates - before.creates).toBeGreaterThan(30);
   });
 
   it('a user who does not exist, or is disabled, gets its own answer inside a crowd', async () => {
