@@ -192,7 +192,7 @@ const lanesOf = new WeakMap<Db, Lanes>();
  * while every lane is busy wait here, and the next free lane sends up to MAX_COMBINED of them as
  * ONE statement (COMBINED_SQL): one round trip, one commit and its WAL flush for all of them.
  * Alone, a create cost PostgreSQL 0.5–0.9 ms of CPU on this machine kind, most of it per
- * statement and per commit; combined, ~0.15 ms.
+ * statement and per commit; combined, 0.15–0.36 ms (bench README, "2026-11-27, afternoon").
  *
  * A user is in at most one statement in flight: its creates queue behind it, in order. Every
  * create locks its user's row from its UPDATE to its COMMIT, WAL flush included, so before this,
@@ -256,18 +256,27 @@ function takeBatch(lanes: Lanes): Waiting[] {
 async function send(db: Db, nowMs: () => number, batch: Waiting[]): Promise<void> {
   let left = batch;
   if (batch.length > 1) {
+    let written: Map<number, { user: CreatedUser; row: WithdrawalRow }> | null = null;
     try {
-      const written = await createCombined(db, nowMs(), batch.map((w) => w.c));
+      written = await createCombined(db, nowMs(), batch.map((w) => w.c));
+    } catch {
+      written = null; // nothing was written: every create runs alone below, and answers for itself
+    }
+    if (written) {
+      // Committed: from here on nothing of the batch runs again (a check that fails is that create's error).
       combinedStats.statements++;
       combinedStats.creates += written.size;
       left = [];
       batch.forEach((w, i) => {
-        const row = written.get(i);
-        if (row) w.resolve(row);
-        else left.push(w);
+        const done = written.get(i);
+        if (!done) return void left.push(w);
+        try {
+          checkUser(done.user, w.c.user);
+          w.resolve(done.row);
+        } catch (err) {
+          w.reject(err);
+        }
       });
-    } catch {
-      left = batch; // nothing was written: every create runs alone below, and answers for itself
     }
   }
   for (const w of left) {
@@ -312,11 +321,12 @@ async function createOnce(db: Db, nowMs: number, c: PgWithdrawalCreate): Promise
 }
 
 /**
- * Creates (of one app and mode) as one statement (COMBINED_SQL). Returns the rows written, by the
- * create's index in `cs`; a create of a user the statement could not debit is not among them.
- * Throws when the statement failed: then nothing was written.
+ * Creates (of one app and mode) as one statement (COMBINED_SQL). Returns the rows written, with
+ * their user's balances after the statement, by the create's index in `cs`; a create of a user
+ * the statement could not debit is not among them. Throws when the statement failed: then
+ * nothing was written.
  */
-async function createCombined(db: Db, nowMs: number, cs: PgWithdrawalCreate[]): Promise<Map<number, WithdrawalRow>> {
+async function createCombined(db: Db, nowMs: number, cs: PgWithdrawalCreate[]): Promise<Map<number, { user: CreatedUser; row: WithdrawalRow }>> {
   const created = Math.floor(nowMs / 1000);
   const first = cs[0]!;
   const made = cs.map((c) => {
@@ -337,12 +347,10 @@ async function createCombined(db: Db, nowMs: number, cs: PgWithdrawalCreate[]): 
     ]),
   );
   const debited = new Map(rows.map((u) => [u.id, u]));
-  const written = new Map<number, WithdrawalRow>();
+  const written = new Map<number, { user: CreatedUser; row: WithdrawalRow }>();
   made.forEach((m, i) => {
     const user = debited.get(m.c.user);
-    if (!user) return;
-    checkUser(user, m.c.user);
-    written.set(i, withdrawalRow(m.c, { id: m.id, lineId: m.lineId, created, extra: m.extra, userPk: user.pk }));
+    if (user) written.set(i, { user, row: withdrawalRow(m.c, { id: m.id, lineId: m.lineId, created, extra: m.extra, userPk: user.pk }) });
   });
   return written;
 }
