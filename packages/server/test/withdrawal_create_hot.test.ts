@@ -111,6 +111,29 @@ describeEngines('withdrawal creates on one hot balance', (engine) => {
     if (engine === 'postgres') expect(combinedStats.creates - before.creates).toBeGreaterThan(30);
   });
 
+  it('text with quotes, backslashes, braces, commas and NULL goes through a combined statement unchanged', async () => {
+    await h.createUser('hot6');
+    await h.fund('hot6', 100_000);
+    const tricky = (i: number) => `a "b" \\c {d}, e NULL ${i} 提现 '`;
+    const before = { ...combinedStats };
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        h.request('POST', h.appPath('/withdrawals'), {
+          body: {
+            user: 'hot6', amount: 100, channel: 'alipay', order_no: `hot6x${i}`, extra: seedExtra('alipay'),
+            description: tricky(i), metadata: { note: tricky(i), nested: '{"x": [1, "y"]}' },
+          },
+        }),
+      ),
+    );
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    for (const [i, a] of answers.entries()) {
+      const back = await h.request('GET', h.appPath(`/withdrawals/${a.json.id}`));
+      expect(back.json).toMatchObject({ description: tricky(i), metadata: { note: tricky(i), nested: '{"x": [1, "y"]}' }, extra: a.json.extra });
+    }
+    if (engine === 'postgres') expect(combinedStats.creates - before.creates).toBeGreaterThan(10);
+  });
+
   it('a user who does not exist, or is disabled, gets its own answer inside a crowd', async () => {
     await h.createUser('hot4');
     await h.fund('hot4', 100_000);
