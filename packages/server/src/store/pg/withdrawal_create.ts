@@ -154,8 +154,17 @@ interface CreatedUser {
   withdrawable_balance: number;
 }
 
-/** At most this many create statements of this module are in flight per process (of the pool's 10 connections by default). */
-export const MAX_STATEMENTS_IN_FLIGHT = 4;
+/**
+ * At most this many create statements of this module are in flight per process (of the pool's 10
+ * connections by default). Fewer lanes make bigger statements and cost PostgreSQL less per create:
+ * `withdrawal_create_1k` on PostgreSQL, 2026-11-27, two rounds each, signed / unsigned creates/s and
+ * PostgreSQL CPU per signed create: 1 lane 2,010 · 2,081 / 4,336 · 4,352, 187–198 µs; 2 lanes
+ * 2,018 · 1,704 · 1,949 · 1,281 / 2,943 · 3,997 · 3,890 · 3,091, 260–307 µs; 4 lanes 1,563 · 1,610 /
+ * 2,831 · 3,002, 316–365 µs; 8 lanes 874 · 1,404 / 1,771 · 1,919, 522–608 µs. Two, not one: with
+ * one, a statement that waits (for a row another process holds, for a slow disk) holds up every
+ * create of the process; with two, the others still go.
+ */
+export const MAX_STATEMENTS_IN_FLIGHT = 2;
 /** At most this many queued creates go into one combined statement. */
 export const MAX_COMBINED = 32;
 /** At most this many creates wait in this process; more are refused as the database being busy (503). */
@@ -187,12 +196,12 @@ const lanesOf = new WeakMap<Db, Lanes>();
  * user_not_found / user_disabled, or the ledger's InsufficientFunds (createOnce maps it), having
  * written nothing. A deadlock or serialization failure is run again, like Store.transaction.
  *
- * Creates are sent as at most MAX_STATEMENTS_IN_FLIGHT statements at a time. A create that finds
+ * Creates are sent as at most MAX_STATEMENTS_IN_FLIGHT (2) statements at a time. A create that finds
  * a lane free (a quiet server) runs at once, alone, as before. Under load the creates that arrive
  * while every lane is busy wait here, and the next free lane sends up to MAX_COMBINED of them as
  * ONE statement (COMBINED_SQL): one round trip, one commit and its WAL flush for all of them.
  * Alone, a create cost PostgreSQL 0.5–0.9 ms of CPU on this machine kind, most of it per
- * statement and per commit; combined, 0.15–0.36 ms (bench README, "2026-11-27, afternoon").
+ * statement and per commit; combined, 0.15–0.3 ms (bench README, "2026-11-27, afternoon").
  *
  * A user is in at most one statement in flight: its creates queue behind it, in order. Every
  * create locks its user's row from its UPDATE to its COMMIT, WAL flush included, so before this,
