@@ -1,5 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { combinedStats } from '../src/store/pg/withdrawal_create.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../src/store/db.ts';
+import { isDatabaseBusy } from '../src/store/db.ts';
+import { combinedStats, createWithdrawalPg, MAX_STATEMENTS_IN_FLIGHT, MAX_WAITING, type PgWithdrawalCreate } from '../src/store/pg/withdrawal_create.ts';
 import { describeEngines, Harness } from './helpers/harness.ts';
 import { seedExtra } from './helpers/withdrawals.ts';
 
@@ -7,8 +9,8 @@ import { seedExtra } from './helpers/withdrawals.ts';
  * Many creates at once, of one user (one hot balance) and of many. On PostgreSQL the creates that
  * queue while statements are in flight go as combined statements of one or several users
  * (store/pg/withdrawal_create.ts), and fall back to one statement each for what a combined one
- * could not write; on SQLite the group commit runs them one after another in savepoints. Either way the answers must be what one-at-a-time creates give: every affordable
- * create succeeds, the rest are refused with insufficient_balance, a retried order_no replays, and
+ * could not write; on SQLite the group commit runs them one after another in savepoints. Either
+ * way the answers must be what one-at-a-time creates give: every affordable create succeeds, the rest are refused with insufficient_balance, a retried order_no replays, and
  * the ledger, the balance lines and the kept totals agree.
  */
 describeEngines('withdrawal creates on one hot balance', (engine) => {
@@ -151,5 +153,26 @@ describeEngines('withdrawal creates on one hot balance', (engine) => {
     expect(await balanceOf('hot4')).toBe(100_000 - 1_000);
     expect(await balanceOf('hot5')).toBe(100_000);
     expect((await h.verify()).drift).toEqual([]);
+  });
+});
+
+describe('PostgreSQL creates waiting for a database that does not answer', () => {
+  it('at most MAX_STATEMENTS_IN_FLIGHT statements go out; past MAX_WAITING waiting, a create is refused as the database busy (503)', async () => {
+    let sent = 0;
+    // A database that takes every statement and never answers (a stalled server, a lost network).
+    const db = { executeQuery: () => (sent++, new Promise(() => {})) } as unknown as Db;
+    const input = (i: number): PgWithdrawalCreate => ({
+      app: 'app_x', livemode: false, requestId: null, user: `u${i}`, amount: 100, userFee: 0, channel: 'alipay',
+      extra: { account: 'a@b.cn', name: '张三' }, orderNo: `o${i}`, requestHash: 'h', description: null, metadata: '{}',
+    });
+    const nowMs = () => Date.UTC(2026, 0, 1);
+    for (let i = 0; i < MAX_STATEMENTS_IN_FLIGHT + MAX_WAITING; i++) void createWithdrawalPg(db, nowMs, input(i));
+    expect(sent).toBe(MAX_STATEMENTS_IN_FLIGHT);
+    const refused = await createWithdrawalPg(db, nowMs, input(-1)).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(isDatabaseBusy(refused)).toBe(true);
+    expect(sent).toBe(MAX_STATEMENTS_IN_FLIGHT);
   });
 });

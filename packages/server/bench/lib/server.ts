@@ -124,6 +124,11 @@ function serverCommand(pin: boolean, args: string[]): [string, string[]] {
   return [process.execPath, args];
 }
 
+/** The process ids of every process named `postgres` on this machine (throws when pgrep cannot run). */
+function postgresPids(): number[] {
+  return execFileSync('pgrep', ['-x', 'postgres'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((p) => /^[0-9]+$/.test(p)).map(Number);
+}
+
 /**
  * `--pin-postgres`: moves a PostgreSQL running on this machine (the postmaster and every process it
  * has, so also the backends it forks later) onto one core, the load generator's, so the server has
@@ -134,7 +139,7 @@ function serverCommand(pin: boolean, args: string[]): [string, string[]] {
 export function pinPostgres(core: number): (() => void) | null {
   let pids: string[];
   try {
-    pids = execFileSync('pgrep', ['-x', 'postgres'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((p) => /^[0-9]+$/.test(p));
+    pids = postgresPids().map(String);
   } catch {
     return null;
   }
@@ -219,7 +224,7 @@ export function procUsage(pid: number | undefined): ProcUsage | null {
 export function postgresCpu(): Map<number, number> | null {
   let pids: number[];
   try {
-    pids = execFileSync('pgrep', ['-x', 'postgres'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((p) => /^[0-9]+$/.test(p)).map(Number);
+    pids = postgresPids();
   } catch {
     return null;
   }

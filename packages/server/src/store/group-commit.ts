@@ -115,6 +115,11 @@ export const GROUP_COMMIT_MAX_QUEUE = 10_000;
 /** The code of that refusal (db.ts isDatabaseBusy: the API answers it 503). */
 export const DATABASE_BUSY = 'TIXIAN_DATABASE_BUSY';
 
+/** A write refused because too many wait for the database already (a bounded queue is full). */
+export function databaseBusy(message: string): Error {
+  return Object.assign(new Error(message), { code: DATABASE_BUSY });
+}
+
 export class GroupCommitter {
   readonly stats: GroupCommitStats = { batches: 0, transactions: 0, largestBatch: 0 };
   #queue: Pending[] = [];
@@ -177,7 +182,7 @@ export class GroupCommitter {
    */
   run<T>(fn: (trx: Db) => Promise<T>, answerAt: AnswerAt = 'durable'): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed);
-    if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(Object.assign(new Error('too many transactions waiting for the database'), { code: DATABASE_BUSY }));
+    if (this.#queue.length >= GROUP_COMMIT_MAX_QUEUE) return Promise.reject(databaseBusy('too many transactions waiting for the database'));
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, answerAt, resolve: resolve as (v: unknown) => void, reject, queuedAt: performance.now() });
       this.#schedule();

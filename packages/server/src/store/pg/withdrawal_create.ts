@@ -1,7 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type { Db } from '../db.ts';
 import { isTransientConflict, TRANSACTION_ATTEMPTS } from '../db.ts';
-import { DATABASE_BUSY } from '../group-commit.ts';
+import { databaseBusy } from '../group-commit.ts';
 import type { WithdrawalRow } from '../schema.ts';
 import { DAY_S, PG_TOTALS_SHARDS, totalsShard } from '../withdrawal_totals.ts';
 import { errors } from '../../domain/errors.ts';
@@ -218,7 +218,7 @@ export async function createWithdrawalPg(db: Db, nowMs: () => number, c: PgWithd
   assertMoney(Number.isSafeInteger(c.amount) && c.amount > 0, `withdrawal amount must be a positive integer, got ${c.amount}`);
   let lanes = lanesOf.get(db);
   if (!lanes) lanesOf.set(db, (lanes = { running: 0, busy: new Set(), waiting: [] }));
-  if (lanes.waiting.length >= MAX_WAITING) throw Object.assign(new Error('too many withdrawal creates waiting for the database'), { code: DATABASE_BUSY });
+  if (lanes.waiting.length >= MAX_WAITING) throw databaseBusy('too many withdrawal creates waiting for the database');
   const key = JSON.stringify([c.app, c.livemode, c.user]);
   const answer = new Promise<WithdrawalRow>((resolve, reject) => lanes.waiting.push({ c, key, resolve, reject }));
   pump(db, nowMs, lanes);
