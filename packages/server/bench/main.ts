@@ -23,7 +23,7 @@ import type { BenchOptions } from './scenario.ts';
  */
 
 const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
-       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings] [--pin-postgres]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings] [--pin-postgres] [--sqlite-analyze]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         ceilings: { type: 'boolean', default: false },
         'pin-postgres': { type: 'boolean', default: false },
+        'sqlite-analyze': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -97,6 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     ` · ${connections} connections · warm-up ${warmupS} s · measured ${durationS} s` +
     (repeat > 1 ? ` · ${repeat} rounds, interleaved` : '') +
     (serverNodeArgs.length ? ` · server node ${serverNodeArgs.join(' ')}` : '') +
+    (args['sqlite-analyze'] && engines.includes('sqlite') ? ' · SQLite analyzed after each setup' : '') +
     (engines.includes('postgres')
       ? unpinPostgres
         ? ' · PostgreSQL (same machine) pinned to core 1 with the load generator'
@@ -104,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
       : ' · PostgreSQL skipped (set TIXIAN_BENCH_DATABASE_URL)');
   console.error(machine);
 
-  const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs };
+  const options: BenchOptions = { pin, connections, durationS, warmupS, events, serverNodeArgs, sqliteAnalyze: args['sqlite-analyze'] };
   const ceilingOptions = { pin, connections, durationS, warmupS, pgUrl: engines.includes('postgres') ? pgUrl : undefined };
   let ceilingsBefore: Ceilings | null = null;
   if (args.ceilings) {

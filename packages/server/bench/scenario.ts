@@ -84,6 +84,8 @@ export interface BenchOptions {
   events: number;
   /** Flags for the server's node (`--cpu-prof DIR` → `--cpu-prof --cpu-prof-dir DIR`). */
   serverNodeArgs: string[];
+  /** `--sqlite-analyze`: SQLite too gets `ANALYZE` after a scenario's setup (lib/server.ts Storage.analyze). */
+  sqliteAnalyze?: boolean;
 }
 
 /** What a custom scenario gets: the storage, the app and the harness's tools. */

@@ -49,6 +49,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     onIdleError: (err) => log.warn({ err }, 'idle database connection lost'),
     onClientError: (err) => log.warn({ err }, 'database connection lost; a request using it fails, the pool connects anew'),
     onCheckpointError: (err) => log.warn({ err }, 'SQLite background checkpoint failed'),
+    onStat4Dropped: (rows) => log.info({ rows }, 'removed the sqlite_stat4 samples of an earlier ANALYZE: with them SQLite plans joined and ranged statements again on every run'),
     sqliteWalSync: options.sqliteWalSync,
   });
   // SQLite group commit gathers while earlier answers are still being signed on the event loop.

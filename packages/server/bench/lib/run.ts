@@ -23,7 +23,7 @@ export interface Row {
  * the storage is dropped, whatever happened.
  */
 export async function runScenario(scenario: AnyScenario, engine: Engine, pgUrl: string | undefined, o: BenchOptions): Promise<Row> {
-  const storage = await freshStorage(engine, pgUrl);
+  const storage = await freshStorage(engine, pgUrl, { sqliteAnalyze: o.sqliteAnalyze });
   const servers: RunningServer[] = [];
   const runtimes: Runtime[] = [];
   try {

@@ -4,6 +4,7 @@ import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -20,15 +21,18 @@ export interface Storage {
   databaseUrl: string | undefined;
   flags: string[];
   /**
-   * PostgreSQL: gathers the planner's statistics (ANALYZE) of the run's database; SQLite: nothing.
-   * Called once a scenario's setup has written its rows (below).
+   * PostgreSQL: gathers the planner's statistics (ANALYZE) of the run's database; SQLite: nothing,
+   * unless asked (`--sqlite-analyze`): then `ANALYZE` from a connection of the bench's, as an
+   * operator's `sqlite3 tixian.db 'PRAGMA optimize'` would, while the server runs (store/db.ts
+   * prepareSqliteStatistics says what that did to a server before 2026-11-27). Called once a
+   * scenario's setup has written its rows (below).
    */
   analyze(): Promise<void>;
   drop(): Promise<void>;
 }
 
 /** A fresh, empty database for one run: a temp directory (SQLite) or a new PostgreSQL database, dropped after. */
-export async function freshStorage(engine: Engine, pgUrl: string | undefined): Promise<Storage> {
+export async function freshStorage(engine: Engine, pgUrl: string | undefined, options: { sqliteAnalyze?: boolean } = {}): Promise<Storage> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tixian-bench-'));
   if (engine === 'sqlite') {
     return {
@@ -36,7 +40,16 @@ export async function freshStorage(engine: Engine, pgUrl: string | undefined): P
       dataDir,
       databaseUrl: undefined,
       flags: ['--data-dir', dataDir],
-      analyze: async () => undefined,
+      analyze: async () => {
+        if (!options.sqliteAnalyze) return;
+        const db = new BetterSqlite3(path.join(dataDir, 'tixian.db'), { fileMustExist: true });
+        try {
+          db.pragma('busy_timeout = 5000');
+          db.exec('ANALYZE');
+        } finally {
+          db.close();
+        }
+      },
       drop: async () => rmSync(dataDir, { recursive: true, force: true }),
     };
   }

@@ -250,6 +250,42 @@ function prepareSqliteFile(file: string, options: { ownDirectory: boolean }): vo
   restrictSqliteFiles(file);
 }
 
+/**
+ * Keeps SQLite's `sqlite_stat4` samples out of the serving connection; returns how many rows of
+ * them it removed (written by an operator's `ANALYZE` or `PRAGMA optimize`). `sqlite_stat1` is kept.
+ *
+ * better-sqlite3 builds SQLite with SQLITE_ENABLE_STAT4. With samples loaded, the planner reads
+ * the bound values of a statement that joins tables or ranges over a sampled index, and marks the
+ * statement to be planned again whenever those parameters are bound: every user retrieve (a join
+ * with the user's settle accounts) is prepared anew. Measured, 2026-11-27: that statement alone 12
+ * → 40 µs a run; `user_retrieve_plain` 9,753 and 8,154 → 6,183 and 6,084 answers/s with the
+ * database analyzed after the bench's setup (bench README, "2026-11-27, evening"). tixian's
+ * statements are planned from their indexes (growth_plans and point_lookup_plans tests, without and
+ * with `ANALYZE`), so the samples buy nothing here.
+ *
+ * A connection takes the samples in when it loads the schema, and nothing short of loading it
+ * again lets go of them (an `ANALYZE sqlite_schema` on it does not: measured, still 34–37 µs a
+ * run). So, on a connection of its own before the serving one opens:
+ * - samples left by an earlier `ANALYZE` are deleted;
+ * - a database without the statistics tables gets them, empty (`ANALYZE sqlite_schema` creates
+ *   them and writes no row). Else the first `ANALYZE` would create them while a server runs: a
+ *   change of the schema, which every connection then loads again, samples and all. With the
+ *   tables there, an `ANALYZE` changes rows only, and reaches this server at its next start, here.
+ */
+export function prepareSqliteStatistics(file: string): number {
+  const probe = new BetterSqlite3(file, { fileMustExist: true });
+  try {
+    probe.pragma('busy_timeout = 5000');
+    if (!probe.prepare("select 1 from sqlite_schema where type = 'table' and name = 'sqlite_stat4'").get()) {
+      probe.exec('ANALYZE sqlite_schema');
+      return 0;
+    }
+    return probe.prepare('delete from sqlite_stat4').run().changes;
+  } finally {
+    probe.close();
+  }
+}
+
 function restrictSqliteFiles(file: string): void {
   for (const suffix of SQLITE_FILE_SUFFIXES) {
     try {
@@ -276,6 +312,8 @@ export interface StoreOptions {
   sqliteGroupCommitQuiet?: { ms: number; maxMs: number };
   /** SQLite: the checkpoint thread failed and the connection checkpoints for itself again (checkpointer.ts). */
   onCheckpointError?: (err: Error) => void;
+  /** SQLite: `sqlite_stat4` held this many samples, removed before the database opened (prepareSqliteStatistics). */
+  onStat4Dropped?: (rows: number) => void;
   /** SQLite at FULL: what syncs the WAL for the group commit (tests hold or fail it); a thread of its own by default. */
   sqliteWalSync?: WalSyncFactory;
   /** PostgreSQL: a session idle inside a transaction longer than this is ended (IDLE_IN_TRANSACTION_MS by default). */
@@ -341,7 +379,11 @@ export class Store {
     }
     if (url && !url.startsWith('sqlite:')) throw new Error(`unsupported database URL scheme: ${url.split(':')[0]}`);
     const file = url ? url.slice('sqlite:'.length) : path.join(options.dataDir, 'tixian.db');
-    if (file !== ':memory:') prepareSqliteFile(file, { ownDirectory: !url });
+    if (file !== ':memory:') {
+      prepareSqliteFile(file, { ownDirectory: !url });
+      const dropped = prepareSqliteStatistics(file);
+      if (dropped > 0) options.onStat4Dropped?.(dropped);
+    }
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
     if (file !== ':memory:') restrictSqliteFiles(file);
@@ -482,7 +524,7 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /** Opens the configured store; a data directory or SQLite file that cannot be used is a ConfigError. */
-export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError' | 'onCheckpointError' | 'sqliteWalSync'> = {}): Store {
+export function openStore(config: Config, options: Pick<StoreOptions, 'onIdleError' | 'onClientError' | 'onCheckpointError' | 'onStat4Dropped' | 'sqliteWalSync'> = {}): Store {
   try {
     return Store.open({
       databaseUrl: config.databaseUrl,
