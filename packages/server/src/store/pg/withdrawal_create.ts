@@ -208,6 +208,11 @@ const lanesOf = new WeakMap<Db, Lanes>();
  * the creates of one hot balance ran one after another in PostgreSQL, each waking the next
  * (~700/s here); now they go together.
  *
+ * Quiet creates keep a statement of their own (CREATE_SQL), not a combined one of one: measured
+ * on one connection, 6,000 creates each way interleaved in blocks of 50 over 1,000 users, 2026-11-27,
+ * a combined statement of one cost PostgreSQL 495–563 µs of CPU against 372–428 µs, and its answer
+ * came 160–200 µs later (unnest, the grouping, the window and the separate FOR UPDATE step).
+ *
  * A user the combined statement could not debit (missing, disabled, or short of the total of its
  * creates in it) has nothing written, and its creates then run alone, one by one in queue order,
  * each with the single statement's own answer: the first ones that fit the balance succeed and
@@ -243,21 +248,25 @@ function pump(db: Db, nowMs: () => number, lanes: Lanes): void {
 /**
  * Up to MAX_COMBINED waiting creates, oldest first, of the oldest one's app and mode and of users
  * with nothing in flight (a user's creates keep their order: once one of them is passed over, so
- * are the rest of that user's).
+ * are the rest of that user's). The walk stops once the batch is full: with 10,000 creates
+ * waiting, a take reads the queue up to its 32nd pick, not to its end.
  */
 function takeBatch(lanes: Lanes): Waiting[] {
+  const { waiting } = lanes;
   const batch: Waiting[] = [];
-  const rest: Waiting[] = [];
+  const passed: Waiting[] = [];
   const skipped = new Set<string>();
-  for (const w of lanes.waiting) {
+  let i = 0;
+  for (; i < waiting.length && batch.length < MAX_COMBINED; i++) {
+    const w = waiting[i]!;
     const sameScope = batch.length === 0 || (w.c.app === batch[0]!.c.app && w.c.livemode === batch[0]!.c.livemode);
-    if (batch.length < MAX_COMBINED && sameScope && !lanes.busy.has(w.key) && !skipped.has(w.key)) batch.push(w);
+    if (sameScope && !lanes.busy.has(w.key) && !skipped.has(w.key)) batch.push(w);
     else {
       skipped.add(w.key);
-      rest.push(w);
+      passed.push(w);
     }
   }
-  lanes.waiting = rest;
+  if (batch.length > 0) lanes.waiting = i === waiting.length ? passed : passed.concat(waiting.slice(i));
   return batch;
 }
 
