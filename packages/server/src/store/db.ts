@@ -264,7 +264,7 @@ function prepareSqliteFile(file: string, options: { ownDirectory: boolean }): vo
  * with `ANALYZE`), so the samples buy nothing here.
  *
  * A connection takes the samples in when it loads the schema, and nothing short of loading it
- * again lets go of them (an `ANALYZE sqlite_schema` on it does not: measured, still 34–37 µs a
+ * again lets go of them (an `ANALYZE sqlite_schema` on it does not: measured, still 33–37 µs a
  * run). So, on a connection of its own before the serving one opens:
  * - samples left by an earlier `ANALYZE` are deleted;
  * - a database without the statistics tables gets them, empty (`ANALYZE sqlite_schema` creates

@@ -249,7 +249,7 @@ function pump(db: Db, nowMs: () => number, lanes: Lanes): void {
  * Up to MAX_COMBINED waiting creates, oldest first, of the oldest one's app and mode and of users
  * with nothing in flight (a user's creates keep their order: once one of them is passed over, so
  * are the rest of that user's). The walk stops once the batch is full: with 10,000 creates
- * waiting, a take reads the queue up to its 32nd pick, not to its end.
+ * waiting, a take looks at them up to its 32nd pick and copies the rest unread.
  */
 function takeBatch(lanes: Lanes): Waiting[] {
   const { waiting } = lanes;
