@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,10 +21,17 @@ import type { BenchOptions } from './scenario.ts';
  * PostgreSQL runs when TIXIAN_BENCH_DATABASE_URL (or TIXIAN_TEST_DATABASE_URL) is set; the
  * PostgreSQL server itself is not pinned and shares the machine, unless --pin-postgres moves a
  * local one onto core 1 with the load generator for the run (its masks are put back afterwards).
+ *
+ * `--against DIR` measures another build beside this one: DIR is a tixian checkout (or its
+ * packages/server) with dist/ built, e.g. `git worktree add /tmp/base HEAD~1 && (cd /tmp/base && npm ci)`.
+ * Each scenario, engine and round then runs with both builds back to back, the order swapped every
+ * round, and the report ends with this build against the other per scenario. A change worth a few
+ * percent cannot be told from two runs minutes apart on a shared machine (up to 22% apart here, same
+ * code); runs side by side, over several rounds (`--repeat`), can.
  */
 
 const USAGE = `usage: npm run bench -- [--only NAME[,NAME…]] [--duration S] [--warmup S] [--connections N] [--engines sqlite,postgres] [--events N] [--repeat N]
-       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings] [--pin-postgres] [--sqlite-analyze]
+       [--cpu-prof DIR] [--server-node-options='--flag …'] [--json] [--ceilings] [--pin-postgres] [--sqlite-analyze] [--against DIR]
 scenarios: ${scenarios.map((s) => s.name).join(', ')}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -45,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
         ceilings: { type: 'boolean', default: false },
         'pin-postgres': { type: 'boolean', default: false },
         'sqlite-analyze': { type: 'boolean', default: false },
+        against: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -72,6 +81,20 @@ export async function main(argv: string[]): Promise<number> {
   }
   const chosen = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios.filter((s) => !('optIn' in s && s.optIn));
 
+  let againstBin: string | null = null;
+  if (args.against !== undefined) {
+    againstBin = builtTixian(args.against);
+    if (!againstBin) {
+      console.error(`--against: ${args.against} holds no built tixian (bin/tixian.mjs with dist/cli/main.js, or packages/server/…); build it first\n${USAGE}`);
+      return 2;
+    }
+    const inProcess = chosen.filter((s) => IN_PROCESS.has(s.name));
+    if (inProcess.length) {
+      console.error(`--against cannot measure ${inProcess.map((s) => s.name).join(', ')}: it runs the API in the bench's process, not in a server of either build\n${USAGE}`);
+      return 2;
+    }
+  }
+
   const pgUrl = process.env.TIXIAN_BENCH_DATABASE_URL ?? process.env.TIXIAN_TEST_DATABASE_URL;
   const engines: Engine[] = args.engines
     ? (args.engines.split(',') as Engine[])
@@ -97,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     (pin ? 'server pinned to core 0, load generator (autocannon, in-process) and webhook receiver to core 1' : 'NOT pinned (needs Linux, taskset and 2 cores): figures are less comparable') +
     ` · ${connections} connections · warm-up ${warmupS} s · measured ${durationS} s` +
     (repeat > 1 ? ` · ${repeat} rounds, interleaved` : '') +
+    (againstBin ? ` · against the build at ${againstBin}, side by side, order swapped each round` : '') +
     (serverNodeArgs.length ? ` · server node ${serverNodeArgs.join(' ')}` : '') +
     (args['sqlite-analyze'] && engines.includes('sqlite') ? ' · SQLite analyzed after each setup' : '') +
     (engines.includes('postgres')
@@ -113,13 +137,17 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`… ceilings, before the scenarios (load average ${loadAverage()})`);
     ceilingsBefore = await measureCeilings(ceilingOptions);
   }
-  // With --repeat, rounds interleave (A B A B …), so a pair's runs see the same machine.
+  // With --repeat, rounds interleave (A B A B …), so a pair's runs see the same machine; with
+  // --against, each run has the other build's beside it, first in odd rounds and second in even ones.
   const rows: Row[] = [];
   for (let round = 1; round <= repeat; round++) {
     for (const scenario of chosen) {
       for (const engine of engines) {
-        console.error(`… ${scenario.name} on ${engine}${repeat > 1 ? `, round ${round}` : ''} (load average ${loadAverage()})`);
-        rows.push({ ...(await runScenario(scenario, engine, pgUrl, options)), round });
+        const builds = againstBin === null ? [null] : round % 2 === 1 ? [againstBin, null] : [null, againstBin];
+        for (const bin of builds) {
+          console.error(`… ${scenario.name} on ${engine}${repeat > 1 ? `, round ${round}` : ''}${bin ? ', the other build' : ''} (load average ${loadAverage()})`);
+          rows.push({ ...(await runScenario(scenario, engine, pgUrl, bin ? { ...options, bin } : options)), round });
+        }
       }
     }
   }
@@ -134,13 +162,13 @@ export async function main(argv: string[]): Promise<number> {
 
   // Other work on the machine skews every figure: say how busy it was.
   const after = `load average at end ${loadAverage()} · ${describeFsync()}`;
-  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows), ceilings }, null, 2));
+  if (args.json) console.log(JSON.stringify({ machine, after, rows, comparisons: comparisons(rows), builds: buildComparisons(rows), ceilings }, null, 2));
   else {
     console.log(machine);
     console.log(table(rows, repeat > 1));
     const more = details(rows);
     if (more) console.log(`\n${more}`);
-    const versus = comparisons(rows).map((c) => c.text);
+    const versus = [...comparisons(rows), ...buildComparisons(rows)].map((c) => c.text);
     if (versus.length) console.log(`\n${versus.join('\n')}`);
     if (ceilings) console.log(`\n${ceilingTable(rows, ceilings)}`);
     console.log(`\n${after}`);
@@ -167,7 +195,7 @@ function table(rows: Row[], rounds: boolean): string {
     const l = r.outcome.load;
     const server = r.outcome.server;
     return [
-      rounds ? `${r.scenario} (${r.round})` : r.scenario,
+      `${r.scenario}${rounds ? ` (${r.round})` : ''}${r.against ? OTHER_BUILD : ''}`,
       r.engine,
       r.connections === null ? dash : String(r.connections),
       l ? int(l.requestsPerS) : dash,
@@ -198,7 +226,7 @@ function details(rows: Row[]): string {
       // in the middle a stall).
       const slow = r.outcome.load?.slowest.filter((s) => s.latencyMs >= SLOW_MS) ?? [];
       if (slow.length) parts.push(`slowest ${slow.map((s) => `${int(s.latencyMs)} ms at ${(s.atMs / 1000).toFixed(1)} s`).join(', ')}`);
-      return parts.length ? `${r.scenario}/${r.engine}${r.round > 1 ? ` (${r.round})` : ''}: ${parts.join(' · ')}` : '';
+      return parts.length ? `${r.scenario}/${r.engine}${r.round > 1 ? ` (${r.round})` : ''}${r.against ? OTHER_BUILD : ''}: ${parts.join(' · ')}` : '';
     })
     .filter(Boolean)
     .join('\n');
@@ -209,6 +237,7 @@ const SLOW_MS = 1_000;
 
 interface Comparison {
   scenario: string;
+  /** The scenario it is set against, or OTHER_BUILD's run of the same scenario (`--against`). */
   baseline: string;
   engine: Engine;
   /** Per round: difference in the server core's time per request (1/throughput), µs. */
@@ -218,48 +247,95 @@ interface Comparison {
   text: string;
 }
 
+/** How a run of the other build (`--against`) is marked in the report. */
+const OTHER_BUILD = ' [other build]';
+
 /**
  * Side by side, same engine and round: the difference in per-request cost between a scenario and
- * its baseline, as 1/throughput on the server's one core and as server CPU time per request.
- * With several rounds: the median difference and the range, since one pair of 10 s runs on a
- * shared machine can differ by more than a small cost.
+ * its baseline (same build), as 1/throughput on the server's one core and as server CPU time per
+ * request. With several rounds: the median difference and the range, since one pair of 10 s runs
+ * on a shared machine can differ by more than a small cost.
  */
 function comparisons(rows: Row[]): Comparison[] {
-  const out: Comparison[] = [];
-  const wallUs = (x: Row) => 1e6 / x.outcome.load!.requestsPerS;
-  const cpuUs = (x: Row) => (x.outcome.server ? (x.outcome.server.cpuS * 1e6) / x.outcome.load!.total : null);
   const pairs = new Map<string, [Row, Row][]>();
   for (const r of rows) {
-    const b = rows.find((x) => x.scenario === r.baseline && x.engine === r.engine && x.round === r.round);
+    const b = rows.find((x) => x.scenario === r.baseline && x.engine === r.engine && x.round === r.round && x.against === r.against);
     if (!r.outcome.load || !b?.outcome.load) continue;
-    const key = `${r.scenario}\u0000${b.scenario}\u0000${r.engine}`;
+    const key = `${r.scenario}\u0000${b.scenario}\u0000${r.engine}\u0000${r.against}`;
     pairs.set(key, [...(pairs.get(key) ?? []), [r, b]]);
   }
-  for (const list of pairs.values()) {
+  return [...pairs.values()].map((list) => {
     const [r0, b0] = list[0]!;
-    const deltaUs = list.map(([r, b]) => wallUs(r) - wallUs(b));
-    const cpuDeltaUs = list.flatMap(([r, b]) => {
-      const [rc, bc] = [cpuUs(r), cpuUs(b)];
-      return rc !== null && bc !== null ? [rc - bc] : [];
-    });
-    const rps = (which: 0 | 1) => median(list.map((p) => p[which].outcome.load!.requestsPerS));
-    const range = (xs: number[]) => (xs.length > 1 ? ` (${xs.length} rounds: ${xs.map(signed).join(', ')})` : '');
-    const cpu = cpuDeltaUs.length
-      ? `; server CPU per request ${median(list.map(([r]) => cpuUs(r) ?? NaN)).toFixed(0)} vs ${median(list.map(([, b]) => cpuUs(b) ?? NaN)).toFixed(0)} µs, ` +
-        `${signed(median(cpuDeltaUs))} µs${range(cpuDeltaUs)}`
-      : '';
-    out.push({
-      scenario: r0.scenario,
-      baseline: b0.scenario,
-      engine: r0.engine,
-      deltaUs,
-      cpuDeltaUs,
-      text:
-        `${r0.scenario} vs ${b0.scenario} (${r0.engine}${list.length > 1 ? ', medians' : ''}): ${int(rps(0))} vs ${int(rps(1))} req/s → ` +
-        `${signed(median(deltaUs))} µs of the server core's time per request${range(deltaUs)}${cpu}`,
-    });
+    return compare(list, b0.scenario, `${r0.scenario}${r0.against ? OTHER_BUILD : ''} vs ${b0.scenario} (${r0.engine}`);
+  });
+}
+
+/**
+ * `--against`: each scenario of this build against the same scenario, engine and round of the other
+ * build, in the same terms. A scenario without a request load (webhook delivery) is compared by its
+ * deliveries per second.
+ */
+function buildComparisons(rows: Row[]): Comparison[] {
+  const pairs = new Map<string, [Row, Row][]>();
+  for (const r of rows) {
+    if (r.against) continue;
+    const other = rows.find((x) => x.against && x.scenario === r.scenario && x.engine === r.engine && x.round === r.round);
+    if (!other || rate(r) === null || rate(other) === null) continue;
+    const key = `${r.scenario}\u0000${r.engine}`;
+    pairs.set(key, [...(pairs.get(key) ?? []), [r, other]]);
   }
-  return out;
+  return [...pairs.values()].map((list) => {
+    const [r0] = list[0]!;
+    return compare(list, `${r0.scenario}${OTHER_BUILD}`, `${r0.scenario}, this build vs the other (${r0.engine}`);
+  });
+}
+
+/** A row's throughput: requests per second, or for a custom scenario its deliveries per second; null when it has neither. */
+function rate(r: Row): number | null {
+  if (r.outcome.load) return r.outcome.load.requestsPerS;
+  const m = r.outcome.metrics.find((x) => x.name === 'deliveries/s');
+  return m && Number.isFinite(m.value) && m.value > 0 ? m.value : null;
+}
+
+/** Pairs (this, against that) per round → the median differences, in µs of one request's (or delivery's) cost. */
+function compare(list: [Row, Row][], baseline: string, head: string): Comparison {
+  const wallUs = (x: Row) => 1e6 / rate(x)!;
+  const units = (x: Row) => x.outcome.load?.total ?? rate(x)! * x.outcome.windowS;
+  const cpuUs = (x: Row) => (x.outcome.server ? (x.outcome.server.cpuS * 1e6) / units(x) : null);
+  const deltaUs = list.map(([r, b]) => wallUs(r) - wallUs(b));
+  const cpuDeltaUs = list.flatMap(([r, b]) => {
+    const [rc, bc] = [cpuUs(r), cpuUs(b)];
+    return rc !== null && bc !== null ? [rc - bc] : [];
+  });
+  const perS = (which: 0 | 1) => median(list.map((p) => rate(p[which])!));
+  const range = (xs: number[]) => (xs.length > 1 ? ` (${xs.length} rounds: ${xs.map(signed).join(', ')})` : '');
+  const cpu = cpuDeltaUs.length
+    ? `; server CPU per request ${median(list.map(([r]) => cpuUs(r) ?? NaN)).toFixed(0)} vs ${median(list.map(([, b]) => cpuUs(b) ?? NaN)).toFixed(0)} µs, ` +
+      `${signed(median(cpuDeltaUs))} µs${range(cpuDeltaUs)}`
+    : '';
+  const [r0] = list[0]!;
+  return {
+    scenario: r0.scenario,
+    baseline,
+    engine: r0.engine,
+    deltaUs,
+    cpuDeltaUs,
+    text:
+      `${head}${list.length > 1 ? ', medians' : ''}): ${int(perS(0))} vs ${int(perS(1))}/s → ` +
+      `${signed(median(deltaUs))} µs of the server core's time per request${range(deltaUs)}${cpu}`,
+  };
+}
+
+/** Scenarios that run the API inside the bench process (this checkout's code), so no build choice applies. */
+const IN_PROCESS = new Set(['growth']);
+
+/** The `tixian` command of a built checkout at dir (its root or its packages/server), or null. */
+function builtTixian(dir: string): string | null {
+  for (const server of [path.resolve(dir, 'packages/server'), path.resolve(dir)]) {
+    const bin = path.join(server, 'bin/tixian.mjs');
+    if (existsSync(bin) && existsSync(path.join(server, 'dist/cli/main.js'))) return bin;
+  }
+  return null;
 }
 
 function median(xs: number[]): number {
@@ -304,7 +380,7 @@ function ceilingTable(rows: Row[], c: Ceilings): string {
       ? 1 / (1 / c.httpPerS + (signed ? 1 / c.signPerS : 0))
       : composite(c, r.engine, signed);
     if (!ceiling) continue;
-    lines.push(`| ${r.scenario}${r.round > 1 ? ` (${r.round})` : ''} | ${r.engine} | ${int(l.requestsPerS)} | ${fmt(l.p99Ms)} | ${int(ceiling)} | ${(l.requestsPerS / ceiling).toFixed(2)} |`);
+    lines.push(`| ${r.scenario}${r.round > 1 ? ` (${r.round})` : ''}${r.against ? OTHER_BUILD : ''} | ${r.engine} | ${int(l.requestsPerS)} | ${fmt(l.p99Ms)} | ${int(ceiling)} | ${(l.requestsPerS / ceiling).toFixed(2)} |`);
   }
   return lines.join('\n');
 }

@@ -86,6 +86,8 @@ export interface BenchOptions {
   serverNodeArgs: string[];
   /** `--sqlite-analyze`: SQLite too gets `ANALYZE` after a scenario's setup (lib/server.ts Storage.analyze). */
   sqliteAnalyze?: boolean;
+  /** The `tixian` command of the build under test when it is not this checkout's (`--against DIR`). */
+  bin?: string;
 }
 
 /** What a custom scenario gets: the storage, the app and the harness's tools. */

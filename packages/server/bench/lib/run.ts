@@ -15,6 +15,8 @@ export interface Row {
   ledgerOk: boolean;
   /** 1…--repeat */
   round: number;
+  /** Run with the other build (`--against DIR`) rather than this checkout's. */
+  against: boolean;
 }
 
 /**
@@ -23,7 +25,7 @@ export interface Row {
  * the storage is dropped, whatever happened.
  */
 export async function runScenario(scenario: AnyScenario, engine: Engine, pgUrl: string | undefined, o: BenchOptions): Promise<Row> {
-  const storage = await freshStorage(engine, pgUrl, { sqliteAnalyze: o.sqliteAnalyze });
+  const storage = await freshStorage(engine, pgUrl, { sqliteAnalyze: o.sqliteAnalyze, ...(o.bin ? { bin: o.bin } : {}) });
   const servers: RunningServer[] = [];
   const runtimes: Runtime[] = [];
   try {
@@ -75,6 +77,7 @@ export async function runScenario(scenario: AnyScenario, engine: Engine, pgUrl: 
       outcome,
       ledgerOk: report.ok,
       round: 1,
+      against: o.bin !== undefined,
     };
   } finally {
     for (const rt of runtimes) await rt.close().catch(() => undefined);

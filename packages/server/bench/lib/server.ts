@@ -9,7 +9,8 @@ import pg from 'pg';
 
 export type Engine = 'sqlite' | 'postgres';
 
-const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
+/** The build the bench measures unless a run names another (`--against`, below). */
+export const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 const CLI_TIMEOUT_MS = 60_000;
@@ -20,6 +21,8 @@ export interface Storage {
   dataDir: string;
   databaseUrl: string | undefined;
   flags: string[];
+  /** The `tixian` command this run's CLI calls and servers use: this checkout's, or another build's (`--against`). */
+  bin: string;
   /**
    * PostgreSQL: gathers the planner's statistics (ANALYZE) of the run's database; SQLite: nothing,
    * unless asked (`--sqlite-analyze`): then `ANALYZE` from a connection of the bench's, as an
@@ -32,14 +35,16 @@ export interface Storage {
 }
 
 /** A fresh, empty database for one run: a temp directory (SQLite) or a new PostgreSQL database, dropped after. */
-export async function freshStorage(engine: Engine, pgUrl: string | undefined, options: { sqliteAnalyze?: boolean } = {}): Promise<Storage> {
+export async function freshStorage(engine: Engine, pgUrl: string | undefined, options: { sqliteAnalyze?: boolean; bin?: string } = {}): Promise<Storage> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'tixian-bench-'));
+  const bin = options.bin ?? TIXIAN;
   if (engine === 'sqlite') {
     return {
       engine,
       dataDir,
       databaseUrl: undefined,
       flags: ['--data-dir', dataDir],
+      bin,
       analyze: async () => {
         if (!options.sqliteAnalyze) return;
         const db = new BetterSqlite3(path.join(dataDir, 'tixian.db'), { fileMustExist: true });
@@ -72,6 +77,7 @@ export async function freshStorage(engine: Engine, pgUrl: string | undefined, op
     dataDir,
     databaseUrl: url.toString(),
     flags: ['--data-dir', dataDir, '--database-url', url.toString()],
+    bin,
     // A database made seconds ago has no statistics yet: autovacuum gathers them about a minute
     // after the setup's inserts, after the measured run has begun. Until then the planner's
     // generic plans cannot tell the unique (app, livemode, id) index from the list indexes that
@@ -97,7 +103,7 @@ function childEnv(): NodeJS.ProcessEnv {
 
 /** `tixian <args…>` to completion (bounded); returns stdout, throws on a non-zero exit. */
 export function tixianCli(args: string[], storage: Storage): string {
-  return execFileSync(process.execPath, [TIXIAN, ...args, ...storage.flags], {
+  return execFileSync(process.execPath, [storage.bin, ...args, ...storage.flags], {
     cwd: storage.dataDir,
     env: childEnv(),
     encoding: 'utf8',
@@ -294,7 +300,7 @@ export async function startServer(storage: Storage, options: ServerOptions): Pro
   // The bench drives one key far past the default per-key rate limit: 403s would pass for throughput.
   const env = { ...childEnv(), TIXIAN_RATE_LIMIT: '0', ...options.env };
   const args = [
-    ...(options.nodeArgs ?? []), TIXIAN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']),
+    ...(options.nodeArgs ?? []), storage.bin, 'serve', '--host', '127.0.0.1', '--port', '0', ...(options.workers ? [] : ['--no-workers']),
     ...storage.flags, ...(options.extraArgs ?? []),
   ];
   const [command, commandArgs] = serverCommand(options.pin, args);
