@@ -9,8 +9,8 @@ import pg from 'pg';
 
 export type Engine = 'sqlite' | 'postgres';
 
-/** The build the bench measures unless a run names another (`--against`, below). */
-export const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
+/** This checkout's `tixian` command: what a run uses unless it names another build (`Storage.bin`, `--against`). */
+const TIXIAN = fileURLToPath(new URL('../../bin/tixian.mjs', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 const CLI_TIMEOUT_MS = 60_000;
