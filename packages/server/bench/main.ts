@@ -88,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`--against: ${args.against} holds no built tixian (bin/tixian.mjs with dist/cli/main.js, or packages/server/…); build it first\n${USAGE}`);
       return 2;
     }
-    const inProcess = chosen.filter((s) => IN_PROCESS.has(s.name));
+    const inProcess = chosen.filter((s) => 'inProcess' in s && s.inProcess);
     if (inProcess.length) {
       console.error(`--against cannot measure ${inProcess.map((s) => s.name).join(', ')}: it runs the API in the bench's process, not in a server of either build\n${USAGE}`);
       return 2;
@@ -325,9 +325,6 @@ function compare(list: [Row, Row][], baseline: string, head: string): Comparison
       `${signed(median(deltaUs))} µs of the server core's time per request${range(deltaUs)}${cpu}`,
   };
 }
-
-/** Scenarios that run the API inside the bench process (this checkout's code), so no build choice applies. */
-const IN_PROCESS = new Set(['growth']);
 
 /** The `tixian` command of a built checkout at dir (its root or its packages/server), or null. */
 function builtTixian(dir: string): string | null {

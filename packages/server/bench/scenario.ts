@@ -47,6 +47,8 @@ export interface CustomScenario {
   baseline?: string;
   /** Runs only when named with --only (it takes minutes). */
   optIn?: boolean;
+  /** Runs the API in the bench's own process (this checkout's code), not a `tixian serve` of a build: `--against` cannot measure it. */
+  inProcess?: boolean;
   run(ctx: RunContext): Promise<Outcome>;
 }
 

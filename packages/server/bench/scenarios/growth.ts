@@ -246,6 +246,7 @@ export const growth: CustomScenario = {
   name: 'growth',
   description: 'each list, filter and total at 10k vs 1M rows (bulk fill), create p99, verify time',
   optIn: true,
+  inProcess: true,
   async run(ctx: RunContext): Promise<Outcome> {
     const started = performance.now();
     const cpu0 = process.cpuUsage();
