@@ -1,8 +1,9 @@
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { upsertEndpoint } from '../src/webhooks/endpoints.ts';
+import { SignPool, sharedSignPool } from '../src/security/sign-pool.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
-import { emitTestEvent, emitTestEvents, type Receiver } from './helpers/receiver.ts';
+import { emitTestEvent, emitTestEvents, verifyPingppSignature, type Receiver } from './helpers/receiver.ts';
 import { WebhookRig } from './helpers/webhooks.ts';
 
 /**
@@ -37,20 +38,20 @@ describeEngines('webhook claiming ahead', (engine) => {
   };
 
   /**
-   * One endpoint at /<name> with 20 events, 8 tries in flight to it (answered only once `hanging()`
-   * turns false) and the other 12 leased into the dispatcher's buffer.
+   * One endpoint at /<name> with `events` events, 8 tries in flight to it (answered only once
+   * `hanging()` turns false) and the others (at most 32) leased into the dispatcher's buffer.
    */
-  const saturate = async (name: string, hanging: () => boolean, options: { timeoutMs: number; stopGraceMs?: number }) => {
+  const saturate = async (name: string, hanging: () => boolean, options: { timeoutMs: number; stopGraceMs?: number }, events = 20) => {
     const { app, accountId } = await rig.freshApp(name);
     receiver.behaviour = (r) => (r.path === `/${name}` && hanging() ? 'hang' : { status: 200 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor(`/${name}`) });
-    await emitTestEvents(h.rt, { app, accountId }, 20);
+    await emitTestEvents(h.rt, { app, accountId }, events);
     const dispatcher = rig.dispatcher({ concurrency: 64, perEndpointConcurrency: 8, ...options }).start();
     await receiver.waitFor(() => receiver.to(`/${name}`).length === 8);
     await until(async () => (await deliveriesTo(endpoint.id)).every((r) => r.lease_ms !== null));
     const sent = new Set(receiver.to(`/${name}`).map((r) => r.event!.id));
     const buffered = (await deliveriesTo(endpoint.id)).filter((r) => !sent.has(r.event_id));
-    expect(buffered).toHaveLength(12);
+    expect(buffered).toHaveLength(events - 8);
     return { endpoint, buffered, dispatcher };
   };
 
@@ -121,6 +122,37 @@ describeEngines('webhook claiming ahead', (engine) => {
     expect((await deliveriesTo(endpoint.id)).find((r) => r.id === lost.id)).toMatchObject({
       status: 'pending', attempts: 0, lease_ms: Number(lost.lease_ms) + 1,
     });
+  });
+
+  // Without a signing thread (one core) nothing is signed ahead: on the event loop it is the same work.
+  it.skipIf(!sharedSignPool().hasThreads)('signs the rows next in a saturated endpoint\'s line while its slots are busy, each event once, and sends them with those signatures', async () => {
+    const sign = vi.spyOn(SignPool.prototype, 'sign');
+    try {
+      let hang = true;
+      // Eight tries hang (longer than the test); 32 rows wait in the buffer meanwhile.
+      const { endpoint, buffered } = await saturate('signahead', () => hang, { timeoutMs: 20_000, stopGraceMs: 50 }, 40);
+      const ours = new Set((await deliveriesTo(endpoint.id)).map((r) => r.event_id));
+      const signedEvents = () =>
+        sign.mock.calls.map(([, bytes]) => (JSON.parse(bytes.toString('utf8')) as { id: string }).id).filter((id) => ours.has(id));
+      const waiting = new Set(buffered.map((r) => r.event_id));
+      // No slot frees while they hang, yet the next 16 in line (twice the endpoint's bound) are signed, not all 32.
+      await until(async () => signedEvents().length >= 24);
+      expect(signedEvents().filter((id) => waiting.has(id))).toHaveLength(16);
+      expect(receiver.to('/signahead')).toHaveLength(8);
+
+      // The hanging tries fail (connection dropped) and free their slots: the buffered rows go out.
+      hang = false;
+      receiver.dropOpen();
+      await until(async () => (await deliveriesTo(endpoint.id)).filter((r) => r.status === 'succeeded').length === 32);
+      await rig.stopDispatchers();
+      // Each event signed once: the tries of the rows signed ahead took those signatures.
+      expect(signedEvents().sort()).toEqual([...ours].sort());
+      const sent = receiver.to('/signahead').filter((r) => waiting.has(r.event!.id));
+      expect(sent).toHaveLength(32);
+      for (const r of sent) expect(verifyPingppSignature(r.rawBody, String(r.headers['x-pingplusplus-signature']), h.rt.platformKey.publicKeyPem)).toBe(true);
+    } finally {
+      sign.mockRestore();
+    }
   });
 
   it('gives back on stop only the buffered rows still carrying its lease, each due when it was', async () => {

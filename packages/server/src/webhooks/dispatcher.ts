@@ -41,6 +41,12 @@ import { postOnce, type Post } from './post.ts';
  * batches (RECORD_BATCH, RECORD_GATHER_MS), at most MAX_UNRECORDED waiting, and the lease of a try
  * waiting for its record is as safe as before (the record is fenced by it).
  *
+ * Signing ahead: with a signing thread (a spare core), the rows next in a sending endpoint's line
+ * (up to twice its in-flight bound) are read with the rows sent and their signatures started, so
+ * a freed slot finds its row's signature made. Signing then overlaps the round trips instead of
+ * waiting for a slot: with 8 per endpoint, a 100,000-event drain to one endpoint went from ~2,200
+ * to ~2,900/s on two cores.
+ *
  * Fairness: concurrency is bounded overall and per endpoint, and a claim takes deliveries round-robin
  * over the endpoints among its candidates (one each per pass), not oldest first, so one endpoint's
  * backlog never fills a claim. The last quarter of the slots (the reserve) only goes to endpoints
@@ -245,6 +251,10 @@ export class WebhookDispatcher implements Worker {
    * key too, so an entry made with a key the account no longer uses is never sent again.
    */
   private readonly signatures = new BoundedCache<string, string>(SIGNATURE_CACHE_MAX);
+  /** Signatures being made, by the same key as `signatures`: a try and a signature made ahead share one. */
+  private readonly signing = new Map<string, Promise<string>>();
+  /** Buffered rows whose signature was started ahead (signAhead), so none is started twice; a subset of the buffer. */
+  private readonly signedAhead = new Set<string>();
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   /** Aborted when stop() gives up waiting: every try on the wire is aborted with it (onWire). */
   private readonly abort = new AbortController();
@@ -358,6 +368,7 @@ export class WebhookDispatcher implements Worker {
     const buffered = [...this.buffer.values()].flat();
     this.buffer.clear();
     this.bufferedTotal = 0;
+    this.signedAhead.clear();
     await this.releaseLeases(buffered);
     const settled = Promise.allSettled([...this.inFlight]);
     let timer: NodeJS.Timeout | undefined;
@@ -749,12 +760,15 @@ export class WebhookDispatcher implements Worker {
     });
     for (const [endpointId, queue] of this.buffer) if (queue.length === 0) this.buffer.delete(endpointId);
     this.bufferedTotal -= stale.length + picked.length;
+    for (const row of stale) this.signedAhead.delete(row.id);
+    for (const row of picked) this.signedAhead.delete(row.id);
+    const ahead = this.pickSignAhead(counts);
     for (const [endpointId, n] of counts) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
     this.launchingTotal += picked.length;
     try {
       if (stale.length > 0) await this.releaseLeases(stale);
       if (picked.length === 0) return [];
-      const loaded = await this.load(picked);
+      const loaded = await this.load(picked, ahead);
       return loaded.map(({ c, cap }) => this.launch(c, cap));
     } finally {
       for (const [endpointId, n] of counts) {
@@ -766,9 +780,72 @@ export class WebhookDispatcher implements Worker {
     }
   }
 
-  /** The rows to send, with their bodies and endpoints; rows no longer ours or not sendable are left out. */
-  private async load(leased: readonly Leased[]): Promise<{ c: Claimed; cap: number }[]> {
+  /**
+   * Rows to sign ahead (signAhead), when a signing thread signs beside the event loop: for each
+   * endpoint sending now, the buffered rows next in its line not yet started, up to twice its
+   * in-flight bound (the next two rounds of its slots: with one round, measured, the thread was
+   * still signing a slot's next row when the slot freed, ~2,400 against ~2,900 deliveries/s; the
+   * whole buffer, four rounds, gained nothing more and would queue more signatures ahead of another
+   * endpoint's). None without a thread: on the event loop a signature made ahead is the same work.
+   */
+  private pickSignAhead(endpoints: ReadonlyMap<string, number>): Leased[] {
+    if (endpoints.size === 0 || !sharedSignPool().hasThreads) return [];
+    const ahead: Leased[] = [];
+    for (const endpointId of endpoints.keys()) {
+      const cap = this.capOf(endpointId);
+      let n = 0;
+      for (const row of this.buffer.get(endpointId) ?? []) {
+        if (n++ >= 2 * cap) break;
+        if (this.signedAhead.has(row.id)) continue;
+        this.signedAhead.add(row.id);
+        ahead.push(row);
+      }
+    }
+    return ahead;
+  }
+
+  /**
+   * Starts the signature of a buffered row's event in a signing thread (sign-pool.ts), so it is
+   * ready, or under way, when a slot frees for the row: the endpoint's in-flight bound then bounds
+   * the requests on the wire, not the signatures queued for them. Only where no signature by the
+   * key in force is stored; at most `concurrency` signatures under way. A failure (the key cannot
+   * be read, the thread died) is left for the try: signatureFor signs again, or records why not.
+   */
+  private signAhead(r: Pick<Claimed, 'event_id' | 'account_id' | 'body' | 'signature' | 'signature_kid'>): void {
+    const withKey = (key: SigningKey) => {
+      if (!key.privateKey || (r.signature !== null && r.signature_kid === key.kid)) return;
+      const cacheKey = `${key.kid}:${r.event_id}`;
+      if (this.signing.size >= this.options.concurrency || this.signatures.get(cacheKey) !== undefined) return;
+      this.signOnce(cacheKey, key, r.body).catch(() => undefined);
+    };
+    const cached = cachedSigningKeyFor(this.rt, r.account_id);
+    if (cached) withKey(cached);
+    else signingKeyFor(this.rt, r.account_id).then(withKey, () => undefined);
+  }
+
+  /** The signature under `cacheKey`, made once however many ask while it is being made. */
+  private signOnce(cacheKey: string, key: SigningKey, body: string): Promise<string> {
+    let made = this.signing.get(cacheKey);
+    if (made === undefined) {
+      made = (async () => {
+        // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
+        // event loop's other work go on while it signs.
+        const fresh = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8')) : key.sign(body);
+        return this.signatures.getOrSet(cacheKey, () => fresh);
+      })().finally(() => this.signing.delete(cacheKey));
+      this.signing.set(cacheKey, made);
+    }
+    return made;
+  }
+
+  /**
+   * The rows to send, with their bodies and endpoints; rows no longer ours or not sendable are left
+   * out. The rows `ahead` (still buffered, not sent now) are read in the same query and, while
+   * still ours and sendable, signed ahead.
+   */
+  private async load(leased: readonly Leased[], ahead: readonly Leased[] = []): Promise<{ c: Claimed; cap: number }[]> {
     const byId = new Map(leased.map((l) => [l.id, l]));
+    const aheadById = new Map(ahead.map((l) => [l.id, l]));
     // Raw SQL: this runs for every group of tries sent (often one or two rows), and building the
     // same joined query with the query builder cost more than running it.
     const rows = (
@@ -778,13 +855,18 @@ export class WebhookDispatcher implements Worker {
           from webhook_deliveries d
           join events e on e.id = d.event_id
           join webhook_endpoints ep on ep.id = d.endpoint_id
-         where d.id in (${sql.join([...byId.keys()])})`.execute(this.rt.store.db)
+         where d.id in (${sql.join([...byId.keys(), ...aheadById.keys()])})`.execute(this.rt.store.db)
     ).rows;
     const claimed: { c: Claimed; cap: number }[] = [];
     const mine = new Map(byId);
     const paused: Leased[] = [];
     for (const r of rows) {
-      const l = byId.get(r.id)!;
+      const l = byId.get(r.id);
+      if (l === undefined) {
+        const a = aheadById.get(r.id);
+        if (a !== undefined && r.lease_ms !== null && Number(r.lease_ms) === a.leaseMs && !r.disabled && r.auto_disabled_ms === null) this.signAhead(r);
+        continue;
+      }
       // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
       if (r.lease_ms === null || Number(r.lease_ms) !== l.leaseMs) mine.delete(r.id);
       else if (!r.disabled && r.auto_disabled_ms === null) {
@@ -1070,13 +1152,7 @@ export class WebhookDispatcher implements Worker {
     }
     if (c.signature !== null && c.signature_kid === key.kid) return { signature: c.signature, made: null };
     const cacheKey = `${key.kid}:${c.event_id}`;
-    let signature = this.signatures.get(cacheKey);
-    if (signature === undefined) {
-      // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
-      // event loop's other work go on while it signs.
-      const fresh = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(c.body, 'utf8')) : key.sign(c.body);
-      signature = this.signatures.getOrSet(cacheKey, () => fresh);
-    }
+    const signature = this.signatures.get(cacheKey) ?? (await this.signOnce(cacheKey, key, c.body));
     return { signature, made: { signature, kid: key.kid } };
   }
 

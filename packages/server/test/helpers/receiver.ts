@@ -105,8 +105,13 @@ export class Receiver {
     });
   }
 
-  async close(): Promise<void> {
+  /** Drops the requests answered with hang that are still open: their senders see the connection go. */
+  dropOpen(): void {
     for (const res of this.hanging.keys()) res.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.dropOpen();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
