@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { SignPool, TurnQueue } from '../src/security/sign-pool.ts';
+import { MAX_AHEAD_PER_THREAD, SignPool, TurnQueue } from '../src/security/sign-pool.ts';
 
 /** Response and webhook signatures made by worker threads are the same bytes the event loop would make. */
 describe('SignPool', () => {
@@ -96,6 +96,68 @@ describe('SignPool', () => {
     const failed = settled.filter((r) => r.status === 'rejected');
     expect(failed.length).toBeGreaterThan(0);
     for (const r of failed) expect(String((r as PromiseRejectedResult).reason)).toMatch(/signing pool is closed/);
+  });
+
+  /** Asks for `n` signatures ahead (the pool's promises), recording in `order` the order in which they settle. */
+  const aheadOf = (p: SignPool, n: number, order: string[]) => {
+    const asked = Array.from({ length: n }, (_, i) => p.sign(a.privateKey, Buffer.from(`ahead ${i}`), { ahead: true }));
+    asked.forEach((signed, i) => signed.then(() => order.push(`ahead ${i}`), () => undefined));
+    return asked;
+  };
+
+  it('keeps signatures asked for ahead out of a busy thread: one needed now waits behind at most MAX_AHEAD_PER_THREAD of them', async () => {
+    const one = new SignPool(1);
+    try {
+      await one.sign(a.privateKey, Buffer.from('warm'));
+      const order: string[] = [];
+      const ahead = aheadOf(one, 32, order);
+      expect(one.queued).toBe(32 - MAX_AHEAD_PER_THREAD);
+      const now = one.sign(a.privateKey, Buffer.from('an answer')).then((s) => (order.push('an answer'), s));
+      await Promise.all([...ahead, now]);
+      expect(order.indexOf('an answer')).toBeLessThanOrEqual(MAX_AHEAD_PER_THREAD);
+      // The ones ahead still come in the order asked, and each is the signature crypto.sign makes.
+      expect(order.filter((o) => o !== 'an answer')).toEqual(Array.from({ length: 32 }, (_, i) => `ahead ${i}`));
+      expect(await ahead[31]).toBe(sign('sha256', Buffer.from('ahead 31'), a.privateKey).toString('base64'));
+      expect(one.queued).toBe(0);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('hurries a signature asked for ahead to a thread when it is needed now, and only once', async () => {
+    const one = new SignPool(1);
+    try {
+      await one.sign(a.privateKey, Buffer.from('warm'));
+      const order: string[] = [];
+      const ahead = aheadOf(one, 32, order);
+      expect(one.hurry(ahead[20]!)).toBe(true);
+      expect(one.hurry(ahead[20]!)).toBe(false); // already with the thread
+      expect(one.hurry(ahead[0]!)).toBe(false); // sent at once: the thread had room
+      expect(one.hurry(Promise.resolve('not the pool\'s'))).toBe(false);
+      await Promise.all(ahead);
+      expect(order.indexOf('ahead 20')).toBeLessThanOrEqual(MAX_AHEAD_PER_THREAD);
+      expect(await ahead[20]).toBe(sign('sha256', Buffer.from('ahead 20'), a.privateKey).toString('base64'));
+      expect(order).toHaveLength(32); // signed once each: the hurried one is not sent again from the queue
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('signs on the event loop what waited in its queue when its last thread dies, and fails it on close', async () => {
+    const fragile = new SignPool(1);
+    await fragile.sign(a.privateKey, Buffer.from('warm'));
+    const ahead = aheadOf(fragile, 24, []);
+    await fragile.workers[0]!.terminate();
+    const signatures = await Promise.all(ahead);
+    signatures.forEach((s, i) => expect(s).toBe(sign('sha256', Buffer.from(`ahead ${i}`), a.privateKey).toString('base64')));
+    await fragile.close();
+
+    const closing = new SignPool(1);
+    await closing.sign(a.privateKey, Buffer.from('warm'));
+    const queued = Promise.allSettled(aheadOf(closing, 24, []));
+    await closing.close();
+    const settled = await queued;
+    expect(settled.filter((r) => r.status === 'rejected').length).toBeGreaterThanOrEqual(24 - MAX_AHEAD_PER_THREAD);
   });
 
   it('without a spare core it signs inline (no threads)', async () => {

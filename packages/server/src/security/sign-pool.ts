@@ -133,11 +133,23 @@ interface Slot {
   inFlight: number;
 }
 
-/** A signature sent to a thread, kept until it answers so another can make it if that thread dies. */
+/**
+ * Signatures asked for ahead of need (`sign(…, { ahead: true })`: a webhook's next rows) go to a
+ * thread only while it has fewer than this many in flight, ~1 ms of RSA work; the rest wait in the
+ * pool's own queue, in the order asked. A thread works through what it was sent in order and
+ * cannot give any back, so a thread filled with signatures ahead would make a signature needed now
+ * (an API answer, a try whose slot is free) wait behind all of them.
+ */
+export const MAX_AHEAD_PER_THREAD = 4;
+
+/** A signature asked for: sent to a thread (or queued in the pool first) and kept until it answers, so another can make it if that thread dies. */
 interface Job {
-  slot: Slot;
+  /** The thread it was sent to; null while it waits in the pool's queue. */
+  slot: Slot | null;
   key: KeyObject;
   bytes: Buffer;
+  /** Out of the queue other than by its turn (hurried, or signed on the event loop: a lost thread, close). */
+  taken: boolean;
   resolve: (s: string) => void;
   reject: (e: Error) => void;
 }
@@ -146,6 +158,10 @@ export class SignPool {
   readonly threads: number;
   #slots: Slot[] = [];
   #pending = new Map<number, Job>();
+  /** Signatures asked for ahead while every thread had MAX_AHEAD_PER_THREAD; sent as threads answer. */
+  #queued: Job[] = [];
+  #queuedHead = 0;
+  #jobOf = new WeakMap<Promise<string>, Job>();
   #nextId = 1;
   #keyIds = new WeakMap<KeyObject, number>();
   #nextKeyId = 1;
@@ -188,14 +204,64 @@ export class SignPool {
     return !this.#closed && this.#slots.length > 0;
   }
 
-  /** base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. */
-  async sign(key: KeyObject, bytes: Buffer): Promise<string> {
-    const slot = this.#pick();
-    if (!slot) {
+  /**
+   * base64 RSASSA-PKCS1-v1_5 SHA-256 of exactly these bytes, in a worker when one is free. With
+   * `ahead`, it is not needed yet: it waits in the pool's queue while the threads have enough to do
+   * (MAX_AHEAD_PER_THREAD), until a thread has room or hurry says it is needed now.
+   */
+  sign(key: KeyObject, bytes: Buffer, { ahead = false }: { ahead?: boolean } = {}): Promise<string> {
+    if (this.#closed || this.#slots.length === 0 || this.#pending.size + this.queued >= MAX_IN_FLIGHT) {
       return new Promise<string>((resolve, reject) =>
         signOnLoop(() => sign('sha256', bytes, key).toString('base64'), (err, signature) => (err ? reject(err) : resolve(signature!))),
       );
     }
+    const job: Job = { slot: null, key, bytes, taken: false, resolve: () => {}, reject: () => {} };
+    const signed = new Promise<string>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    const slot = this.#pick(ahead ? MAX_AHEAD_PER_THREAD : Infinity);
+    if (slot) this.#post(slot, job);
+    else {
+      this.#queued.push(job);
+      this.#jobOf.set(signed, job);
+    }
+    return signed;
+  }
+
+  /** Signatures asked for ahead that wait in the pool's queue, not yet sent to a thread. */
+  get queued(): number {
+    return this.#queued.length - this.#queuedHead;
+  }
+
+  /**
+   * A signature asked for ahead is needed now: while it still waits in the pool's queue, it leaves
+   * the queue and goes to a thread at once, as one asked for without `ahead` does. Returns whether
+   * it did; one already with a thread, or done, is left as it is.
+   */
+  hurry(signed: Promise<string>): boolean {
+    const job = this.#jobOf.get(signed);
+    if (!job || job.slot !== null || job.taken) return false;
+    job.taken = true;
+    this.#post(this.#pick(Infinity)!, job);
+    return true;
+  }
+
+  /** Sends queued signatures to the threads with room for them (in the order asked), skipping those taken meanwhile. */
+  #drain(): void {
+    while (this.queued > 0) {
+      const slot = this.#pick(MAX_AHEAD_PER_THREAD);
+      if (!slot) return;
+      const job = this.#queued[this.#queuedHead]!;
+      this.#queued[this.#queuedHead++] = undefined as unknown as Job;
+      if (this.#queuedHead === this.#queued.length) [this.#queued, this.#queuedHead] = [[], 0];
+      else if (this.#queuedHead >= 1024 && this.#queuedHead * 2 >= this.#queued.length) [this.#queued, this.#queuedHead] = [this.#queued.slice(this.#queuedHead), 0];
+      if (!job.taken) this.#post(slot, job);
+    }
+  }
+
+  #post(slot: Slot, job: Job): void {
+    const { key, bytes } = job;
     let keyId = this.#keyIds.get(key);
     if (keyId === undefined) this.#keyIds.set(key, (keyId = this.#nextKeyId++));
     if (!slot.keys.has(key)) {
@@ -212,10 +278,9 @@ export class SignPool {
     const id = this.#nextId++;
     // Referenced only while it has work: a signature awaited keeps the process alive, an idle pool does not.
     if (slot.inFlight++ === 0) slot.worker.ref();
-    return new Promise<string>((resolve, reject) => {
-      this.#pending.set(id, { slot, key, bytes, resolve, reject });
-      slot.worker.postMessage({ id, keyId, bytes });
-    });
+    job.slot = slot;
+    this.#pending.set(id, job);
+    slot.worker.postMessage({ id, keyId, bytes });
   }
 
   async close(): Promise<void> {
@@ -225,11 +290,12 @@ export class SignPool {
     this.#slots = [];
   }
 
-  #pick(): Slot | null {
-    if (this.#closed || this.#slots.length === 0 || this.#pending.size >= MAX_IN_FLIGHT) return null;
+  /** The thread with the fewest signatures in flight, if it has fewer than `below` (null when there is no thread). */
+  #pick(below: number): Slot | null {
+    if (this.#closed || this.#slots.length === 0) return null;
     let best = this.#slots[0]!;
     for (const s of this.#slots) if (s.inFlight < best.inFlight) best = s;
-    return best;
+    return best.inFlight < below ? best : null;
   }
 
   #settle(m: { id: number; signature: string | null; error: string | null }): void {
@@ -238,27 +304,43 @@ export class SignPool {
     this.#take(m.id, job);
     if (m.signature !== null) job.resolve(m.signature);
     else job.reject(new Error(`signing failed: ${m.error}`));
+    this.#drain();
   }
 
   /** Removes a job from the waiting ones, and unreferences its thread when that was its last. */
   #take(id: number, job: Job): void {
     this.#pending.delete(id);
-    if (--job.slot.inFlight === 0) job.slot.worker.unref();
+    if (--job.slot!.inFlight === 0) job.slot!.worker.unref();
+  }
+
+  /** The queued signatures, out of the queue (the pool has no thread left, or is closing). */
+  #takeQueued(): Job[] {
+    const jobs = this.#queued.slice(this.#queuedHead).filter((j) => !j.taken);
+    [this.#queued, this.#queuedHead] = [[], 0];
+    for (const job of jobs) job.taken = true;
+    return jobs;
+  }
+
+  #signOnLoop(job: Job): void {
+    signOnLoop(() => sign('sha256', job.bytes, job.key).toString('base64'), (err, signature) => (err ? job.reject(err) : job.resolve(signature!)));
   }
 
   /**
    * A thread died: it leaves the pool, and the signatures it had not answered are made on the event
-   * loop in its bounded share per turn (signOnLoop), so none is left waiting forever. Bounded: at
-   * most MAX_IN_FLIGHT jobs wait in all threads, and a dead thread is never replaced, so this runs
-   * at most once per thread (its 'error' and 'exit' both call it; the second finds nothing left).
+   * loop in its bounded share per turn (signOnLoop), so none is left waiting forever; so are the
+   * queued ones when no thread is left, else the others take them. Bounded: at most MAX_IN_FLIGHT
+   * jobs wait in all, and a dead thread is never replaced, so this runs at most once per thread
+   * (its 'error' and 'exit' both call it; the second finds nothing left).
    */
   #lost(slot: Slot): void {
     this.#slots = this.#slots.filter((s) => s !== slot);
     for (const [id, job] of this.#pending) {
       if (job.slot !== slot) continue;
       this.#take(id, job);
-      signOnLoop(() => sign('sha256', job.bytes, job.key).toString('base64'), (err, signature) => (err ? job.reject(err) : job.resolve(signature!)));
+      this.#signOnLoop(job);
     }
+    if (this.#slots.length === 0) for (const job of this.#takeQueued()) this.#signOnLoop(job);
+    else this.#drain();
   }
 
   /** Rejects every waiting signature (the pool is closing). */
@@ -267,6 +349,7 @@ export class SignPool {
       this.#take(id, job);
       job.reject(err);
     }
+    for (const job of this.#takeQueued()) job.reject(err);
   }
 }
 

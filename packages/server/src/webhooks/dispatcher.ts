@@ -251,8 +251,12 @@ export class WebhookDispatcher implements Worker {
    * key too, so an entry made with a key the account no longer uses is never sent again.
    */
   private readonly signatures = new BoundedCache<string, string>(SIGNATURE_CACHE_MAX);
-  /** Signatures being made, by the same key as `signatures`: a try and a signature made ahead share one. */
-  private readonly signing = new Map<string, Promise<string>>();
+  /**
+   * Signatures being made, by the same key as `signatures`: a try and a signature made ahead share
+   * one. `pending` is the signing pool's promise (null when signed without the pool), which a try
+   * about to be sent hurries (signNow).
+   */
+  private readonly signing = new Map<string, { made: Promise<string>; pending: Promise<string> | null }>();
   /** Buffered rows whose signature was started ahead (signAhead), so none is started twice; a subset of the buffer. */
   private readonly signedAhead = new Set<string>();
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
@@ -816,26 +820,40 @@ export class WebhookDispatcher implements Worker {
       if (!key.privateKey || (r.signature !== null && r.signature_kid === key.kid)) return;
       const cacheKey = `${key.kid}:${r.event_id}`;
       if (this.signing.size >= this.options.concurrency || this.signatures.get(cacheKey) !== undefined) return;
-      this.signOnce(cacheKey, key, r.body).catch(() => undefined);
+      this.signOnce(cacheKey, key, r.body, true).catch(() => undefined);
     };
     const cached = cachedSigningKeyFor(this.rt, r.account_id);
     if (cached) withKey(cached);
     else signingKeyFor(this.rt, r.account_id).then(withKey, () => undefined);
   }
 
-  /** The signature under `cacheKey`, made once however many ask while it is being made. */
-  private signOnce(cacheKey: string, key: SigningKey, body: string): Promise<string> {
-    let made = this.signing.get(cacheKey);
-    if (made === undefined) {
-      made = (async () => {
-        // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
-        // event loop's other work go on while it signs.
-        const fresh = key.privateKey ? await sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8')) : key.sign(body);
-        return this.signatures.getOrSet(cacheKey, () => fresh);
-      })().finally(() => this.signing.delete(cacheKey));
-      this.signing.set(cacheKey, made);
-    }
+  /**
+   * The signature under `cacheKey`, made once however many ask while it is being made; `ahead`
+   * when no try waits for it yet (the pool then keeps it queued while its threads are busy, so it
+   * does not hold up the API's answers or a try due now).
+   */
+  private signOnce(cacheKey: string, key: SigningKey, body: string, ahead = false): Promise<string> {
+    const under = this.signing.get(cacheKey);
+    if (under) return under.made;
+    // In a signing thread when the process has a spare core (sign-pool.ts), so deliveries and the
+    // event loop's other work go on while it signs.
+    const pending = key.privateKey ? sharedSignPool().sign(key.privateKey, Buffer.from(body, 'utf8'), { ahead }) : null;
+    const made = (async () => {
+      const fresh = pending ? await pending : key.sign(body);
+      return this.signatures.getOrSet(cacheKey, () => fresh);
+    })().finally(() => this.signing.delete(cacheKey));
+    this.signing.set(cacheKey, { made, pending });
     return made;
+  }
+
+  /**
+   * signOnce for a try about to be sent. A signature started ahead that still waits in the pool's
+   * queue goes to a thread now (hurry), before the ones asked for ahead of it.
+   */
+  private signNow(cacheKey: string, key: SigningKey, body: string): Promise<string> {
+    const pending = this.signing.get(cacheKey)?.pending;
+    if (pending) sharedSignPool().hurry(pending);
+    return this.signOnce(cacheKey, key, body);
   }
 
   /**
@@ -1152,7 +1170,7 @@ export class WebhookDispatcher implements Worker {
     }
     if (c.signature !== null && c.signature_kid === key.kid) return { signature: c.signature, made: null };
     const cacheKey = `${key.kid}:${c.event_id}`;
-    const signature = this.signatures.get(cacheKey) ?? (await this.signOnce(cacheKey, key, c.body));
+    const signature = this.signatures.get(cacheKey) ?? (await this.signNow(cacheKey, key, c.body));
     return { signature, made: { signature, kid: key.kid } };
   }
 
