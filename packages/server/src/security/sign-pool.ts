@@ -221,10 +221,15 @@ export class SignPool {
       job.reject = reject;
     });
     const slot = this.#pick(ahead ? MAX_AHEAD_PER_THREAD : Infinity);
-    if (slot) this.#post(slot, job);
-    else {
+    if (!slot) {
       this.#queued.push(job);
       this.#jobOf.set(signed, job);
+      return signed;
+    }
+    try {
+      this.#post(slot, job);
+    } catch (err) {
+      return Promise.reject(err as Error); // as when this was an async function: a promise, never a throw
     }
     return signed;
   }
@@ -243,7 +248,10 @@ export class SignPool {
     const job = this.#jobOf.get(signed);
     if (!job || job.slot !== null || job.taken) return false;
     job.taken = true;
-    this.#post(this.#pick(Infinity)!, job);
+    const slot = this.#pick(Infinity);
+    // A queued job has a live thread to go to: a lost last thread or close() takes the queue first.
+    if (slot) this.#post(slot, job);
+    else this.#signOnLoop(job);
     return true;
   }
 
@@ -256,7 +264,12 @@ export class SignPool {
       this.#queued[this.#queuedHead++] = undefined as unknown as Job;
       if (this.#queuedHead === this.#queued.length) [this.#queued, this.#queuedHead] = [[], 0];
       else if (this.#queuedHead >= 1024 && this.#queuedHead * 2 >= this.#queued.length) [this.#queued, this.#queuedHead] = [this.#queued.slice(this.#queuedHead), 0];
-      if (!job.taken) this.#post(slot, job);
+      if (job.taken) continue;
+      try {
+        this.#post(slot, job);
+      } catch (err) {
+        job.reject(err as Error); // runs from a thread's answer: a throw here would be uncaught
+      }
     }
   }
 
