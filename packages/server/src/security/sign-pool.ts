@@ -11,8 +11,9 @@ import { Worker } from 'node:worker_threads';
  *
  * Keys travel to each worker once (KeyObjects can be posted between threads), then only the body
  * bytes and a key number go per signature. Bounded: at most MAX_IN_FLIGHT signatures wait in the
- * workers; beyond that the event loop signs them, a bounded share per turn (TurnQueue below), as
- * it does on a machine without a spare core.
+ * workers and in the pool's queue of signatures asked for ahead (MAX_AHEAD_PER_THREAD); beyond that
+ * the event loop signs them, a bounded share per turn (TurnQueue below), as it does on a machine
+ * without a spare core.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
