@@ -104,11 +104,19 @@ describe('SignPool', () => {
     asked.forEach((signed, i) => signed.then(() => order.push(`ahead ${i}`), () => undefined));
     return asked;
   };
-
-  it('keeps signatures asked for ahead out of a busy thread: one needed now waits behind at most MAX_AHEAD_PER_THREAD of them', async () => {
+  /** Runs `use` with a pool of one thread that already holds key a, and closes it after. */
+  const withOneThread = async (use: (one: SignPool) => Promise<void>) => {
     const one = new SignPool(1);
     try {
       await one.sign(a.privateKey, Buffer.from('warm'));
+      await use(one);
+    } finally {
+      await one.close();
+    }
+  };
+
+  it('keeps signatures asked for ahead out of a busy thread: one needed now waits behind at most MAX_AHEAD_PER_THREAD of them', () =>
+    withOneThread(async (one) => {
       const order: string[] = [];
       const ahead = aheadOf(one, 32, order);
       expect(one.queued).toBe(32 - MAX_AHEAD_PER_THREAD);
@@ -119,15 +127,10 @@ describe('SignPool', () => {
       expect(order.filter((o) => o !== 'an answer')).toEqual(Array.from({ length: 32 }, (_, i) => `ahead ${i}`));
       expect(await ahead[31]).toBe(sign('sha256', Buffer.from('ahead 31'), a.privateKey).toString('base64'));
       expect(one.queued).toBe(0);
-    } finally {
-      await one.close();
-    }
-  });
+    }));
 
-  it('hurries a signature asked for ahead to a thread when it is needed now, and only once', async () => {
-    const one = new SignPool(1);
-    try {
-      await one.sign(a.privateKey, Buffer.from('warm'));
+  it('hurries a signature asked for ahead to a thread when it is needed now, and only once', () =>
+    withOneThread(async (one) => {
       const order: string[] = [];
       const ahead = aheadOf(one, 32, order);
       expect(one.hurry(ahead[20]!)).toBe(true);
@@ -138,10 +141,7 @@ describe('SignPool', () => {
       expect(order.indexOf('ahead 20')).toBeLessThanOrEqual(MAX_AHEAD_PER_THREAD);
       expect(await ahead[20]).toBe(sign('sha256', Buffer.from('ahead 20'), a.privateKey).toString('base64'));
       expect(order).toHaveLength(32); // signed once each: the hurried one is not sent again from the queue
-    } finally {
-      await one.close();
-    }
-  });
+    }));
 
   it('signs on the event loop what waited in its queue when its last thread dies, and fails it on close', async () => {
     const fragile = new SignPool(1);
