@@ -211,16 +211,15 @@ export class SignPool {
    * (MAX_AHEAD_PER_THREAD), until a thread has room or hurry says it is needed now.
    */
   sign(key: KeyObject, bytes: Buffer, { ahead = false }: { ahead?: boolean } = {}): Promise<string> {
-    if (this.#closed || this.#slots.length === 0 || this.#pending.size + this.queued >= MAX_IN_FLIGHT) {
-      return new Promise<string>((resolve, reject) =>
-        signOnLoop(() => sign('sha256', bytes, key).toString('base64'), (err, signature) => (err ? reject(err) : resolve(signature!))),
-      );
-    }
     const job: Job = { slot: null, key, bytes, taken: false, resolve: () => {}, reject: () => {} };
     const signed = new Promise<string>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
     });
+    if (this.#closed || this.#slots.length === 0 || this.#pending.size + this.queued >= MAX_IN_FLIGHT) {
+      this.#signOnLoop(job);
+      return signed;
+    }
     const slot = this.#pick(ahead ? MAX_AHEAD_PER_THREAD : Infinity);
     if (!slot) {
       this.#queued.push(job);

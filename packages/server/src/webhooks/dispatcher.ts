@@ -176,6 +176,8 @@ interface Leased {
   /** The endpoint's in-flight bound at claim time. */
   cap: number;
   claimedMs: number;
+  /** Its event's signature was started ahead (pickSignAhead), so it is not started twice. */
+  signingAhead?: boolean;
 }
 
 interface Claimed {
@@ -193,6 +195,9 @@ interface Claimed {
   signature: string | null;
   signature_kid: string | null;
 }
+
+/** What signing a row's event ahead needs of it. */
+type AheadRow = Pick<Claimed, 'event_id' | 'account_id' | 'body' | 'signature' | 'signature_kid'>;
 
 /** A leased row as load() reads it, with its endpoint's state. */
 interface LoadedRow extends Omit<Claimed, 'lease_ms'> {
@@ -258,8 +263,6 @@ export class WebhookDispatcher implements Worker {
    * about to be sent hurries (signNow).
    */
   private readonly signing = new Map<string, { made: Promise<string>; pending: Promise<string> | null }>();
-  /** Buffered rows whose signature was started ahead (signAhead), so none is started twice; a subset of the buffer. */
-  private readonly signedAhead = new Set<string>();
   private readonly keys = new BoundedCache<string, Buffer>(KEY_CACHE_MAX);
   /** Aborted when stop() gives up waiting: every try on the wire is aborted with it (onWire). */
   private readonly abort = new AbortController();
@@ -373,7 +376,6 @@ export class WebhookDispatcher implements Worker {
     const buffered = [...this.buffer.values()].flat();
     this.buffer.clear();
     this.bufferedTotal = 0;
-    this.signedAhead.clear();
     await this.releaseLeases(buffered);
     const settled = Promise.allSettled([...this.inFlight]);
     let timer: NodeJS.Timeout | undefined;
@@ -765,8 +767,6 @@ export class WebhookDispatcher implements Worker {
     });
     for (const [endpointId, queue] of this.buffer) if (queue.length === 0) this.buffer.delete(endpointId);
     this.bufferedTotal -= stale.length + picked.length;
-    for (const row of stale) this.signedAhead.delete(row.id);
-    for (const row of picked) this.signedAhead.delete(row.id);
     const ahead = this.pickSignAhead(counts);
     for (const [endpointId, n] of counts) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
     this.launchingTotal += picked.length;
@@ -801,8 +801,8 @@ export class WebhookDispatcher implements Worker {
       let n = 0;
       for (const row of this.buffer.get(endpointId) ?? []) {
         if (n++ >= 2 * cap) break;
-        if (this.signedAhead.has(row.id)) continue;
-        this.signedAhead.add(row.id);
+        if (row.signingAhead) continue;
+        row.signingAhead = true;
         ahead.push(row);
       }
     }
@@ -810,22 +810,33 @@ export class WebhookDispatcher implements Worker {
   }
 
   /**
-   * Starts the signature of a buffered row's event in a signing thread (sign-pool.ts), so it is
-   * ready, or under way, when a slot frees for the row: the endpoint's in-flight bound then bounds
-   * the requests on the wire, not the signatures queued for them. Only where no signature by the
-   * key in force is stored; at most `concurrency` signatures under way. A failure (the key cannot
-   * be read, the thread died) is left for the try: signatureFor signs again, or records why not.
+   * Starts the signatures of buffered rows' events in a signing thread (sign-pool.ts), so each is
+   * ready, or under way, when a slot frees for its row: the endpoint's in-flight bound then bounds
+   * the requests on the wire, not the signatures queued for them. The key is looked up once per
+   * account. Only where no signature by the key in force is stored; at most `concurrency`
+   * signatures under way. A failure (the key cannot be read, the thread died) is left for the try:
+   * signatureFor signs again, or records why not.
    */
-  private signAhead(r: Pick<Claimed, 'event_id' | 'account_id' | 'body' | 'signature' | 'signature_kid'>): void {
-    const withKey = (key: SigningKey) => {
-      if (!key.privateKey || (r.signature !== null && r.signature_kid === key.kid)) return;
-      const cacheKey = `${key.kid}:${r.event_id}`;
-      if (this.signing.size >= this.options.concurrency || this.signatures.get(cacheKey) !== undefined) return;
-      this.signOnce(cacheKey, key, r.body, true).catch(() => undefined);
-    };
-    const cached = cachedSigningKeyFor(this.rt, r.account_id);
-    if (cached) withKey(cached);
-    else signingKeyFor(this.rt, r.account_id).then(withKey, () => undefined);
+  private signAhead(rows: readonly AheadRow[]): void {
+    const byAccount = new Map<string, AheadRow[]>();
+    for (const r of rows) {
+      const theirs = byAccount.get(r.account_id);
+      if (theirs) theirs.push(r);
+      else byAccount.set(r.account_id, [r]);
+    }
+    for (const [accountId, theirs] of byAccount) {
+      const withKey = (key: SigningKey) => {
+        for (const r of theirs) {
+          if (!key.privateKey || (r.signature !== null && r.signature_kid === key.kid)) continue;
+          const cacheKey = `${key.kid}:${r.event_id}`;
+          if (this.signing.size >= this.options.concurrency) return;
+          if (this.signatures.get(cacheKey) === undefined) this.signOnce(cacheKey, key, r.body, true).catch(() => undefined);
+        }
+      };
+      const cached = cachedSigningKeyFor(this.rt, accountId);
+      if (cached) withKey(cached);
+      else signingKeyFor(this.rt, accountId).then(withKey, () => undefined);
+    }
   }
 
   /**
@@ -879,16 +890,19 @@ export class WebhookDispatcher implements Worker {
     const claimed: { c: Claimed; cap: number }[] = [];
     const mine = new Map(byId);
     const paused: Leased[] = [];
+    const toSign: AheadRow[] = [];
+    // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
+    const stillOurs = (r: LoadedRow, l: Leased) => r.lease_ms !== null && Number(r.lease_ms) === l.leaseMs;
+    const sendable = (r: LoadedRow) => !r.disabled && r.auto_disabled_ms === null;
     for (const r of rows) {
       const l = byId.get(r.id);
       if (l === undefined) {
         const a = aheadById.get(r.id);
-        if (a !== undefined && r.lease_ms !== null && Number(r.lease_ms) === a.leaseMs && !r.disabled && r.auto_disabled_ms === null) this.signAhead(r);
+        if (a !== undefined && stillOurs(r, a) && sendable(r)) toSign.push(r);
         continue;
       }
-      // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
-      if (r.lease_ms === null || Number(r.lease_ms) !== l.leaseMs) mine.delete(r.id);
-      else if (!r.disabled && r.auto_disabled_ms === null) {
+      if (!stillOurs(r, l)) mine.delete(r.id);
+      else if (sendable(r)) {
         const { disabled: _d, auto_disabled_ms: _a, ...c } = r;
         claimed.push({ c: { ...c, lease_ms: l.leaseMs }, cap: l.cap });
         mine.delete(r.id);
@@ -900,6 +914,7 @@ export class WebhookDispatcher implements Worker {
     // Left: still ours, but its endpoint is disabled or its endpoint or event row is gone. Nothing
     // will ever be sent for it; cancel it as removal would, or it would be claimed again each lease.
     // A delivery queued for an endpoint while it was being auto-disabled fails as its others did.
+    if (toSign.length > 0) this.signAhead(toSign);
     if (mine.size > 0) await this.cancelOrphans([...mine.values()], 'canceled');
     if (paused.length > 0) await this.cancelOrphans(paused, 'failed');
     return claimed;
