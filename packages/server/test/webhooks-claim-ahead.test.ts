@@ -5,12 +5,14 @@ import { SignPool, sharedSignPool } from '../src/security/sign-pool.ts';
 import { describeEngines, type Harness } from './helpers/harness.ts';
 import { emitTestEvent, emitTestEvents, verifyPingppSignature, type Receiver } from './helpers/receiver.ts';
 import { WebhookRig } from './helpers/webhooks.ts';
+import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 
 /**
  * The background dispatcher claims rows ahead for saturated endpoints (a bounded buffer of leased
  * rows), so a freed slot does not wait for a claim transaction. What must still hold: the buffer is
  * bounded per endpoint, it does not slow other endpoints, a buffered row whose lease was lost is
- * not sent, and stopping gives the buffered rows back.
+ * not sent (unless it was read within loadedFreshMs: then its record is fenced), and stopping gives
+ * the buffered rows back.
  */
 describeEngines('webhook claiming ahead', (engine) => {
   let rig: WebhookRig;
@@ -41,7 +43,7 @@ describeEngines('webhook claiming ahead', (engine) => {
    * One endpoint at /<name> with `events` events, 8 tries in flight to it (answered only once
    * `hanging()` turns false) and the others (at most 32) leased into the dispatcher's buffer.
    */
-  const saturate = async (name: string, hanging: () => boolean, options: { timeoutMs: number; stopGraceMs?: number }, events = 20) => {
+  const saturate = async (name: string, hanging: () => boolean, options: { timeoutMs: number; stopGraceMs?: number; loadedFreshMs?: number }, events = 20) => {
     const { app, accountId } = await rig.freshApp(name);
     receiver.behaviour = (r) => (r.path === `/${name}` && hanging() ? 'hang' : { status: 200 });
     const { endpoint } = await upsertEndpoint(h.rt, { app, livemode: false, url: receiver.urlFor(`/${name}`) });
@@ -122,6 +124,56 @@ describeEngines('webhook claiming ahead', (engine) => {
     expect((await deliveriesTo(endpoint.id)).find((r) => r.id === lost.id)).toMatchObject({
       status: 'pending', attempts: 0, lease_ms: Number(lost.lease_ms) + 1,
     });
+  });
+
+  it('reads the rows next in a saturated endpoint\'s line ahead, and sends one read recently without reading it again', async () => {
+    // The rows each load() was asked for: to send now, and ahead (the next two rounds of slots).
+    const loads: { now: string[]; ahead: string[] }[] = [];
+    type Load = (leased: readonly { id: string }[], ahead?: readonly { id: string }[]) => Promise<unknown>;
+    const proto = WebhookDispatcher.prototype as unknown as { load: Load };
+    const load = proto.load;
+    const spy = vi.spyOn(proto, 'load').mockImplementation(function (this: unknown, leased, ahead = []) {
+      loads.push({ now: leased.map((l) => l.id), ahead: ahead.map((l) => l.id) });
+      return load.call(this, leased, ahead);
+    });
+    try {
+      let hang = true;
+      // What was read stays fresh for the whole test, so what is sent from it is not up to timing.
+      const { endpoint, buffered } = await saturate('readahead', () => hang, { timeoutMs: 20_000, stopGraceMs: 50, loadedFreshMs: 60_000 }, 40);
+      // The eight sent were read with the 16 next in line; the other 16 buffered were not read yet.
+      expect(loads).toHaveLength(1);
+      expect(loads[0]!.now).toHaveLength(8);
+      expect(loads[0]!.ahead).toHaveLength(16);
+      const readAhead = new Set(loads[0]!.ahead);
+      const sentFirst = new Set(loads[0]!.now);
+      expect(buffered.every((r) => !sentFirst.has(r.id))).toBe(true);
+      // Another process takes over one row read ahead and one not read yet.
+      const lostRead = buffered.find((r) => readAhead.has(r.id))!;
+      const lostUnread = buffered.find((r) => !readAhead.has(r.id))!;
+      for (const lost of [lostRead, lostUnread]) {
+        await h.rt.store.db.updateTable('webhook_deliveries').set({ lease_ms: Number(lost.lease_ms) + 1 }).where('id', '=', lost.id).execute();
+      }
+
+      hang = false;
+      receiver.dropOpen();
+      await until(async () => (await deliveriesTo(endpoint.id)).filter((r) => r.status === 'succeeded').length === 30);
+      await rig.stopDispatchers();
+      // No row read ahead was read again before it was sent: a freed slot sent it at once.
+      const readAgain = loads.slice(1).flatMap((l) => [...l.now, ...l.ahead]).filter((id) => readAhead.has(id));
+      expect(readAgain).toEqual([]);
+      // So the row read ahead went out from what was read (as one lost between a load and its POST
+      // always could), and its record was fenced: the row is as the other process left it. The row
+      // not read ahead was read when its turn came and left unsent.
+      const sent = new Set(receiver.to('/readahead').map((r) => r.event!.id));
+      expect(sent.has(lostRead.event_id)).toBe(true);
+      expect(sent.has(lostUnread.event_id)).toBe(false);
+      const rows = await deliveriesTo(endpoint.id);
+      for (const lost of [lostRead, lostUnread]) {
+        expect(rows.find((r) => r.id === lost.id)).toMatchObject({ status: 'pending', attempts: 0, lease_ms: Number(lost.lease_ms) + 1 });
+      }
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   // Without a signing thread (one core) nothing is signed ahead: on the event loop it is the same work.

@@ -90,6 +90,8 @@ export interface DispatcherOptions {
   idleMs: number;
   /** stop() waits this long for tries in flight, then aborts them (their leases bring them back). */
   stopGraceMs: number;
+  /** A buffered row read at most this long ago is sent without reading it again (LOADED_FRESH_MS). */
+  loadedFreshMs: number;
   /** Live-mode tries may go to non-public addresses (Config.allowPrivateWebhooks). */
   allowPrivate: boolean;
   /** Auto-disable after this long of nothing but failures… */
@@ -128,6 +130,15 @@ const MAX_UNRECORDED = 2 * RECORD_BATCH;
 const BUFFER_MAX_WAIT_MS = 10_000;
 const LAUNCH_GRACE_MS = 250;
 /**
+ * A buffered row read by load() (its lease still ours, its endpoint sendable) at most this long ago
+ * is sent from what was read, not read again: the rows next in an endpoint's line are read a round
+ * of its slots ahead, so a freed slot sends at once instead of waiting for a query (on PostgreSQL a
+ * round trip, ~0.65 ms of a ~3.7 ms try). A lease lost, a re-queue or a removal within this window
+ * still lets one try go out, as one within the query-to-POST window always could: its record is
+ * fenced by the lease, so it changes nothing, and a delivery may repeat.
+ */
+const LOADED_FRESH_MS = 50;
+/**
  * Claimed ahead per endpoint: this many times its in-flight bound (claims again when half of that
  * is left, so one claim transaction serves about twice the bound's worth of tries). Each claim is a
  * commit the dispatcher waits for (on SQLite its batch's WAL sync, ~0.2–2 ms); 4, not 2, halves them.
@@ -155,6 +166,7 @@ function dispatcherOptions(rt: Runtime, overrides: Partial<DispatcherOptions> = 
     retryScale: c.webhookRetryScale,
     idleMs: 200,
     stopGraceMs: 5_000,
+    loadedFreshMs: LOADED_FRESH_MS,
     allowPrivate: c.allowPrivateWebhooks,
     disableAfterMs: c.webhookDisableAfterMs,
     disableAfterFailures: c.webhookDisableAfterFailures,
@@ -176,8 +188,10 @@ interface Leased {
   /** The endpoint's in-flight bound at claim time. */
   cap: number;
   claimedMs: number;
-  /** Its event's signature was started ahead (pickSignAhead), so it is not started twice. */
+  /** Its event's signature was started ahead (load), so it is not started twice. */
   signingAhead?: boolean;
+  /** What load() read of it, still ours and sendable then, and when (performance.now()). */
+  loaded?: { c: Claimed; atMs: number };
 }
 
 interface Claimed {
@@ -740,10 +754,12 @@ export class WebhookDispatcher implements Worker {
 
   /**
    * Sends buffered rows into the free slots, round-robin over endpoints, each endpoint within its
-   * cap and the reserve kept for idle endpoints. Each row is loaded (body, endpoint) in one query
-   * for all of them, which also checks that the row still carries its lease: a row re-queued,
-   * canceled or taken over since it was claimed is dropped, not sent. A row that waited longer
-   * than bufferWaitMs is given back instead (releaseLeases): its try might outlive its lease.
+   * cap and the reserve kept for idle endpoints. A row read less than LOADED_FRESH_MS ago goes out
+   * at once; the others are loaded (body, endpoint) in one query for all of them, which also checks
+   * that each still carries its lease: a row re-queued, canceled or taken over since it was claimed
+   * is dropped, not sent. The same query reads the rows next in line (pickLoadAhead). A row that
+   * waited longer than bufferWaitMs is given back instead (releaseLeases): its try might outlive
+   * its lease.
    */
   private async launchBuffered(): Promise<Promise<void>[]> {
     const free = this.freeSlots();
@@ -767,44 +783,46 @@ export class WebhookDispatcher implements Worker {
     });
     for (const [endpointId, queue] of this.buffer) if (queue.length === 0) this.buffer.delete(endpointId);
     this.bufferedTotal -= stale.length + picked.length;
-    const ahead = this.pickSignAhead(counts);
-    for (const [endpointId, n] of counts) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
-    this.launchingTotal += picked.length;
+    const readAtMs = performance.now();
+    const fresh = (l: Leased) => l.loaded !== undefined && readAtMs - l.loaded.atMs <= this.options.loadedFreshMs;
+    const started = picked.filter(fresh).map((l) => this.launch(l.loaded!.c, l.cap));
+    const toLoad = picked.filter((l) => !fresh(l));
+    const ahead = this.pickLoadAhead(counts.keys(), fresh);
+    const loading = new Map<string, number>();
+    for (const l of toLoad) loading.set(l.endpointId, (loading.get(l.endpointId) ?? 0) + 1);
+    for (const [endpointId, n] of loading) this.launching.set(endpointId, (this.launching.get(endpointId) ?? 0) + n);
+    this.launchingTotal += toLoad.length;
     try {
       if (stale.length > 0) await this.releaseLeases(stale);
-      if (picked.length === 0) return [];
-      const loaded = await this.load(picked, ahead);
-      return loaded.map(({ c, cap }) => this.launch(c, cap));
+      if (toLoad.length === 0 && ahead.length === 0) return started;
+      const loaded = await this.load(toLoad, ahead);
+      return [...started, ...loaded.map(({ c, cap }) => this.launch(c, cap))];
     } finally {
-      for (const [endpointId, n] of counts) {
+      for (const [endpointId, n] of loading) {
         const left = (this.launching.get(endpointId) ?? n) - n;
         if (left > 0) this.launching.set(endpointId, left);
         else this.launching.delete(endpointId);
       }
-      this.launchingTotal -= picked.length;
+      this.launchingTotal -= toLoad.length;
     }
   }
 
   /**
-   * Rows to sign ahead (signAhead), when a signing thread signs beside the event loop: for each
-   * endpoint sending now, the buffered rows next in its line not yet started, up to twice its
-   * in-flight bound (the next two rounds of its slots: with one round, measured, the thread was
-   * still signing a slot's next row when the slot freed, ~2,400 against ~2,900 deliveries/s; the
-   * whole buffer, four rounds, gained nothing more and would queue more signatures ahead of another
-   * endpoint's). None without a thread: on the event loop a signature made ahead is the same work.
+   * Rows to read ahead (load, LOADED_FRESH_MS): for each endpoint sending now whose line holds less
+   * than a round of its slots read and fresh, the rows of its next two rounds not read, or read too
+   * long ago. One query then serves a round or more of its tries, and a freed slot sends at once.
+   * With a signing thread their signatures start then too (signAhead): two rounds because with
+   * one, measured, the thread was still signing a slot's next row when the slot freed (~2,400
+   * against ~2,900 deliveries/s); the whole buffer, four rounds, gained nothing more and would queue
+   * more signatures ahead of another endpoint's.
    */
-  private pickSignAhead(endpoints: ReadonlyMap<string, number>): Leased[] {
-    if (endpoints.size === 0 || !sharedSignPool().hasThreads) return [];
+  private pickLoadAhead(endpoints: Iterable<string>, fresh: (l: Leased) => boolean): Leased[] {
     const ahead: Leased[] = [];
-    for (const endpointId of endpoints.keys()) {
+    for (const endpointId of endpoints) {
       const cap = this.capOf(endpointId);
-      let n = 0;
-      for (const row of this.buffer.get(endpointId) ?? []) {
-        if (n++ >= 2 * cap) break;
-        if (row.signingAhead) continue;
-        row.signingAhead = true;
-        ahead.push(row);
-      }
+      const next = this.buffer.get(endpointId)?.slice(0, 2 * cap) ?? [];
+      if (next.filter(fresh).length >= cap) continue;
+      for (const row of next) if (!fresh(row)) ahead.push(row);
     }
     return ahead;
   }
@@ -870,12 +888,15 @@ export class WebhookDispatcher implements Worker {
 
   /**
    * The rows to send, with their bodies and endpoints; rows no longer ours or not sendable are left
-   * out. The rows `ahead` (still buffered, not sent now) are read in the same query and, while
-   * still ours and sendable, signed ahead.
+   * out. The rows `ahead` (still buffered, not sent now) are read in the same query; those still
+   * ours and sendable keep what was read (Leased.loaded) and, when a signing thread signs beside the
+   * event loop, have their signatures started (none without a thread: on the event loop a
+   * signature made ahead is the same work).
    */
   private async load(leased: readonly Leased[], ahead: readonly Leased[] = []): Promise<{ c: Claimed; cap: number }[]> {
     const byId = new Map(leased.map((l) => [l.id, l]));
     const aheadById = new Map(ahead.map((l) => [l.id, l]));
+    const readAtMs = performance.now();
     // Raw SQL: this runs for every group of tries sent (often one or two rows), and building the
     // same joined query with the query builder cost more than running it.
     const rows = (
@@ -891,20 +912,29 @@ export class WebhookDispatcher implements Worker {
     const mine = new Map(byId);
     const paused: Leased[] = [];
     const toSign: AheadRow[] = [];
+    const signsAhead = sharedSignPool().hasThreads;
     // Re-queued or removed since it was claimed: whoever did that also cleared the lease.
     const stillOurs = (r: LoadedRow, l: Leased) => r.lease_ms !== null && Number(r.lease_ms) === l.leaseMs;
     const sendable = (r: LoadedRow) => !r.disabled && r.auto_disabled_ms === null;
+    const toClaimed = (r: LoadedRow, l: Leased): Claimed => {
+      const { disabled: _d, auto_disabled_ms: _a, ...c } = r;
+      return { ...c, lease_ms: l.leaseMs };
+    };
     for (const r of rows) {
       const l = byId.get(r.id);
       if (l === undefined) {
         const a = aheadById.get(r.id);
-        if (a !== undefined && stillOurs(r, a) && sendable(r)) toSign.push(r);
+        if (a === undefined || !stillOurs(r, a) || !sendable(r)) continue;
+        a.loaded = { c: toClaimed(r, a), atMs: readAtMs };
+        if (signsAhead && !a.signingAhead) {
+          a.signingAhead = true;
+          toSign.push(r);
+        }
         continue;
       }
       if (!stillOurs(r, l)) mine.delete(r.id);
       else if (sendable(r)) {
-        const { disabled: _d, auto_disabled_ms: _a, ...c } = r;
-        claimed.push({ c: { ...c, lease_ms: l.leaseMs }, cap: l.cap });
+        claimed.push({ c: toClaimed(r, l), cap: l.cap });
         mine.delete(r.id);
       } else if (!r.disabled) {
         paused.push(l);
