@@ -322,6 +322,26 @@ describeEngines('per-account signing keys', (engine) => {
     expect(await signingPublicKey(h.rt, a.app.id)).toBe(h.rt.platformKey.publicKeyPem);
   });
 
+  it('callers asking at once for a key this process has not cached share one read of it', async () => {
+    const a = await freshAccount(h, 'cold');
+    await createAccountSigningKey(h.rt, a.app.id);
+    clock.advance(SIGNING_KEY_TTL_MS); // whatever this process cached of the account has expired
+    const reads = vi.spyOn(h.rt.store.db, 'selectFrom');
+    const accountReads = () => reads.mock.calls.filter(([table]) => table === 'accounts').length;
+    try {
+      const keys = await Promise.all(Array.from({ length: 10 }, () => signingKeyFor(h.rt, a.app.account)));
+      expect(new Set(keys.map((k) => k.kid)).size).toBe(1);
+      expect(keys[0]!.kid).toMatch(/^acct:/);
+      expect(accountReads()).toBe(1);
+      // The shared read is over: once the entry expires, the next caller reads again.
+      clock.advance(SIGNING_KEY_TTL_MS);
+      expect((await signingKeyFor(h.rt, a.app.account)).kid).toBe(keys[0]!.kid);
+      expect(accountReads()).toBe(2);
+    } finally {
+      reads.mockRestore();
+    }
+  });
+
   it('a switch made by another process reaches this one within the signing-key cache TTL', async () => {
     const a = await freshAccount(h, 'elsewhere');
     const platformPem = h.rt.platformKey.publicKeyPem;

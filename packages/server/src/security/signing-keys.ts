@@ -36,6 +36,8 @@ interface Keys {
   /** sealed PEM → parsed key: parsing happens once per key and process. */
   parsed: BoundedCache<string, SigningKey>;
   renewals: Renewals<string>;
+  /** accountId → the read of its sealed key under way: callers at once share it (bounded by the callers). */
+  reads: Map<string, Promise<string | null>>;
 }
 
 const perRuntime = new WeakMap<Runtime, Keys>();
@@ -49,6 +51,7 @@ function keysOf(rt: Runtime): Keys {
       accounts: new BoundedCache(ACCOUNTS_CACHED_MAX),
       parsed: new BoundedCache(PARSED_KEYS_MAX),
       renewals: new Renewals(ACCOUNTS_CACHED_MAX),
+      reads: new Map(),
     };
     perRuntime.set(rt, keys);
   }
@@ -71,11 +74,18 @@ export async function signingKeyFor(rt: Runtime, accountId: string | null): Prom
   if (accountId === null) return keysOf(rt).platform;
   const known = cachedSigningKeyFor(rt, accountId);
   if (known) return known;
-  // Not cached or stale: read again.
-  const stale = keysOf(rt).accounts.get(accountId);
+  // Not cached or stale: read again, once however many ask meanwhile (a webhook drain's tries, an
+  // API burst after start-up).
+  const keys = keysOf(rt);
+  const stale = keys.accounts.get(accountId);
+  let read = keys.reads.get(accountId);
+  if (!read) {
+    read = readSealedKey(rt, accountId).finally(() => keys.reads.delete(accountId));
+    keys.reads.set(accountId, read);
+  }
   let sealed: string | null;
   try {
-    sealed = await readSealedKey(rt, accountId);
+    sealed = await read;
   } catch (err) {
     // The database is away (a restart): the key it last gave is better than no signature.
     if (stale) return keyOf(rt, stale.sealed);
