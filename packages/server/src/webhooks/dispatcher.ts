@@ -188,8 +188,11 @@ interface Leased {
   /** The endpoint's in-flight bound at claim time. */
   cap: number;
   claimedMs: number;
-  /** Its event's signature was started ahead (load), so it is not started twice. */
-  signingAhead?: boolean;
+  /**
+   * It was read ahead (pickLoadAhead), and its event's signature started then: once. A row whose
+   * read went stale before its turn (a slow endpoint) is read again only when it is sent.
+   */
+  readAhead?: boolean;
   /** What load() read of it, still ours and sendable then, and when (performance.now()). */
   loaded?: { c: Claimed; atMs: number };
 }
@@ -809,8 +812,8 @@ export class WebhookDispatcher implements Worker {
 
   /**
    * Rows to read ahead (load, LOADED_FRESH_MS): for each endpoint sending now whose line holds less
-   * than a round of its slots read and fresh, the rows of its next two rounds not read, or read too
-   * long ago. One query then serves a round or more of its tries, and a freed slot sends at once.
+   * than a round of its slots read and fresh, the rows of its next two rounds not read ahead yet.
+   * One query then serves a round or more of its tries, and a freed slot sends at once.
    * With a signing thread their signatures start then too (signAhead): two rounds because with
    * one, measured, the thread was still signing a slot's next row when the slot freed (~2,400
    * against ~2,900 deliveries/s); the whole buffer, four rounds, gained nothing more and would queue
@@ -822,7 +825,11 @@ export class WebhookDispatcher implements Worker {
       const cap = this.capOf(endpointId);
       const next = this.buffer.get(endpointId)?.slice(0, 2 * cap) ?? [];
       if (next.filter(fresh).length >= cap) continue;
-      for (const row of next) if (!fresh(row)) ahead.push(row);
+      for (const row of next) {
+        if (row.readAhead) continue;
+        row.readAhead = true;
+        ahead.push(row);
+      }
     }
     return ahead;
   }
@@ -926,10 +933,7 @@ export class WebhookDispatcher implements Worker {
         const a = aheadById.get(r.id);
         if (a === undefined || !stillOurs(r, a) || !sendable(r)) continue;
         a.loaded = { c: toClaimed(r, a), atMs: readAtMs };
-        if (signsAhead && !a.signingAhead) {
-          a.signingAhead = true;
-          toSign.push(r);
-        }
+        if (signsAhead) toSign.push(r);
         continue;
       }
       if (!stillOurs(r, l)) mine.delete(r.id);
