@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ID_EPOCH_MS, ID_MAX_MS, SnowflakeIds, idNode, newRequestId, newUserPk, numericId } from '../src/domain/ids.ts';
+import { ID_EPOCH_MS, ID_MAX_MS, SnowflakeIds, idNode, newRequestId, newTimeOrderedId, newUserPk, numericId } from '../src/domain/ids.ts';
 
 const IDS_TS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/domain/ids.ts');
 const MAX_BIGINT = 2n ** 63n - 1n;
@@ -167,5 +167,20 @@ describe('request ids', () => {
     // 480,000 characters over 62 symbols: ~7,742 each if uniform; a stuck or biased pool would show.
     expect(counts.size).toBe(62);
     for (const n of counts.values()) expect(n).toBeGreaterThan(7_000);
+  });
+});
+
+describe('time-ordered ids (webhook deliveries and tries)', () => {
+  it('carry their millisecond and stay distinct within it, drawn from the pool request ids use', () => {
+    const nowMs = Date.UTC(2026, 10, 28, 0, 0, 0);
+    const ids: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      newRequestId(); // the two kinds take turns at one pool
+      ids.push(newTimeOrderedId('wha', nowMs));
+    }
+    const shape = new RegExp(`^wha_${nowMs}[0-9A-Za-z]{7}$`);
+    for (const id of ids) if (!shape.test(id)) throw new Error(`bad time-ordered id: ${id}`);
+    // 62^7 values: 20,000 ids of one millisecond collide with probability ~6e-5.
+    expect(new Set(ids).size).toBe(ids.length);
   });
 });

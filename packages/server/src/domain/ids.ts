@@ -145,33 +145,36 @@ export function newEventId(nowMs: number): string {
 const msDigits = (nowMs: number) => Math.max(0, Math.floor(nowMs)).toString().padStart(13, '0').slice(-13);
 
 /**
+ * Random base62 characters for ids made on hot paths that are not secrets (request ids, webhook
+ * delivery and try rows): their bytes come from a pool refilled 4 KiB at a time (one `randomBytes`
+ * call per ~150 request ids instead of one each). Same alphabet and rejection sampling as
+ * randomBase62; an id that must not be guessed from others (secret keys, tokens) keeps its own call.
+ */
+const ID_POOL_BYTES = 4096;
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+function pooledBase62(length: number): string {
+  let out = '';
+  while (out.length < length) {
+    if (idPoolAt >= idPool.length) {
+      idPool = randomBytes(ID_POOL_BYTES);
+      idPoolAt = 0;
+    }
+    const byte = idPool[idPoolAt++]!;
+    if (byte < 248) out += BASE62[byte % 62];
+  }
+  return out;
+}
+
+/**
  * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters (the length of
  * newInternalId's random part): webhook delivery and try rows. Rows made together sit together in
  * the primary key index, so the dispatcher's batches (claimed oldest first, recorded together)
  * touch a few index pages instead of one page per row: fewer pages written per commit.
  */
-export const newTimeOrderedId = (prefix: string, nowMs: number) => `${prefix}_${msDigits(nowMs)}${randomBase62(7)}`;
-/**
- * Request ids are made for every request: their random bytes come from a pool refilled 4 KiB at a
- * time (one `randomBytes` call per ~150 ids instead of one each). Same alphabet and rejection
- * sampling as randomBase62; a request id is a trace id, not a secret, so pooling is fine here
- * (secret keys keep their own call).
- */
-const REQUEST_ID_POOL_BYTES = 4096;
-let requestIdPool = Buffer.alloc(0);
-let requestIdPoolAt = 0;
-export function newRequestId(): string {
-  let out = 'iar_';
-  while (out.length < 28) {
-    if (requestIdPoolAt >= requestIdPool.length) {
-      requestIdPool = randomBytes(REQUEST_ID_POOL_BYTES);
-      requestIdPoolAt = 0;
-    }
-    const byte = requestIdPool[requestIdPoolAt++]!;
-    if (byte < 248) out += BASE62[byte % 62];
-  }
-  return out;
-}
+export const newTimeOrderedId = (prefix: string, nowMs: number) => `${prefix}_${msDigits(nowMs)}${pooledBase62(7)}`;
+/** Request ids are made for every request (a trace id, not a secret). */
+export const newRequestId = () => 'iar_' + pooledBase62(24);
 export const newAppId = () => 'app_' + randomBase62(16);
 export const newAccountId = () => 'acct_' + randomBase62(16);
 export const newInternalId = (prefix: string) => prefix + '_' + randomBase62(20);
