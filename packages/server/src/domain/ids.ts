@@ -167,8 +167,8 @@ function pooledBase62(length: number): string {
 }
 
 /**
- * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters (the length of
- * newInternalId's random part): webhook delivery and try rows. Rows made together sit together in
+ * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters: webhook delivery and
+ * try rows. Rows made together sit together in
  * the primary key index, so the dispatcher's batches (claimed oldest first, recorded together)
  * touch a few index pages instead of one page per row: fewer pages written per commit.
  */
