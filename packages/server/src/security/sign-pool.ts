@@ -1,6 +1,7 @@
 import { sign, type KeyObject } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import Queue from 'yocto-queue';
 
 /**
  * RSA-2048 signatures off the event loop (issue #12). One signature costs ~250 µs of CPU, the
@@ -51,19 +52,18 @@ export const MAX_SIGN_THREADS = 4;
  * 23 ms against 31 ms).
  */
 export class TurnQueue {
-  #jobs: TurnJob[] = [];
-  #head = 0;
+  readonly #jobs = new Queue<TurnJob>();
   #scheduled = false;
 
   constructor(private readonly budgetMs: number) {}
 
   /** Jobs waiting. */
   get size(): number {
-    return this.#jobs.length - this.#head;
+    return this.#jobs.size;
   }
 
   push(job: TurnJob): void {
-    this.#jobs.push(job);
+    this.#jobs.enqueue(job);
     if (!this.#scheduled) {
       this.#scheduled = true;
       // An immediate queued from an immediate runs on the next turn, after that turn's poll phase.
@@ -75,15 +75,7 @@ export class TurnQueue {
     const started = performance.now();
     const continuations: (() => void)[] = [];
     do {
-      const job = this.#jobs[this.#head]!;
-      this.#jobs[this.#head++] = NOOP;
-      if (this.#head === this.#jobs.length) {
-        this.#jobs = [];
-        this.#head = 0;
-      } else if (this.#head >= 1024 && this.#head * 2 >= this.#jobs.length) {
-        this.#jobs = this.#jobs.slice(this.#head);
-        this.#head = 0;
-      }
+      const job = this.#jobs.dequeue()!;
       const next = job(); // a job must not throw: it would be an uncaught exception (signOnLoop catches for its jobs)
       if (next) continuations.push(next);
     } while (this.size > 0 && performance.now() - started < this.budgetMs);
@@ -92,7 +84,6 @@ export class TurnQueue {
     else this.#scheduled = false;
   };
 }
-const NOOP = () => {};
 /** A job of a turn; what it returns runs once the turn's jobs are done. */
 type TurnJob = () => (() => void) | void;
 
@@ -160,8 +151,7 @@ export class SignPool {
   #slots: Slot[] = [];
   #pending = new Map<number, Job>();
   /** Signatures asked for ahead while every thread had MAX_AHEAD_PER_THREAD; sent as threads answer. */
-  #queued: Job[] = [];
-  #queuedHead = 0;
+  readonly #queued = new Queue<Job>();
   #jobOf = new WeakMap<Promise<string>, Job>();
   #nextId = 1;
   #keyIds = new WeakMap<KeyObject, number>();
@@ -222,7 +212,7 @@ export class SignPool {
     }
     const slot = this.#pick(ahead ? MAX_AHEAD_PER_THREAD : Infinity);
     if (!slot) {
-      this.#queued.push(job);
+      this.#queued.enqueue(job);
       this.#jobOf.set(signed, job);
       return signed;
     }
@@ -236,7 +226,7 @@ export class SignPool {
 
   /** Signatures asked for ahead that wait in the pool's queue, not yet sent to a thread. */
   get queued(): number {
-    return this.#queued.length - this.#queuedHead;
+    return this.#queued.size;
   }
 
   /**
@@ -260,10 +250,7 @@ export class SignPool {
     while (this.queued > 0) {
       const slot = this.#pick(MAX_AHEAD_PER_THREAD);
       if (!slot) return;
-      const job = this.#queued[this.#queuedHead]!;
-      this.#queued[this.#queuedHead++] = undefined as unknown as Job;
-      if (this.#queuedHead === this.#queued.length) [this.#queued, this.#queuedHead] = [[], 0];
-      else if (this.#queuedHead >= 1024 && this.#queuedHead * 2 >= this.#queued.length) [this.#queued, this.#queuedHead] = [this.#queued.slice(this.#queuedHead), 0];
+      const job = this.#queued.dequeue()!;
       if (job.taken) continue;
       try {
         this.#post(slot, job);
@@ -328,8 +315,7 @@ export class SignPool {
 
   /** The queued signatures, out of the queue (the pool has no thread left, or is closing). */
   #takeQueued(): Job[] {
-    const jobs = this.#queued.slice(this.#queuedHead).filter((j) => !j.taken);
-    [this.#queued, this.#queuedHead] = [[], 0];
+    const jobs = [...this.#queued.drain()].filter((j) => !j.taken);
     for (const job of jobs) job.taken = true;
     return jobs;
   }

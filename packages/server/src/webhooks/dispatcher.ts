@@ -851,10 +851,11 @@ export class WebhookDispatcher implements Worker {
     }
     for (const [accountId, theirs] of byAccount) {
       const withKey = (key: SigningKey) => {
+        if (!key.privateKey) return;
         for (const r of theirs) {
-          if (!key.privateKey || (r.signature !== null && r.signature_kid === key.kid)) continue;
-          const cacheKey = `${key.kid}:${r.event_id}`;
+          if (storedSignatureBy(key, r)) continue;
           if (this.signing.size >= this.options.concurrency) return;
+          const cacheKey = signatureCacheKey(key, r.event_id);
           if (this.signatures.get(cacheKey) === undefined) this.signOnce(cacheKey, key, r.body, true).catch(() => undefined);
         }
       };
@@ -945,10 +946,10 @@ export class WebhookDispatcher implements Worker {
         mine.delete(r.id);
       }
     }
+    if (toSign.length > 0) this.signAhead(toSign);
     // Left: still ours, but its endpoint is disabled or its endpoint or event row is gone. Nothing
     // will ever be sent for it; cancel it as removal would, or it would be claimed again each lease.
     // A delivery queued for an endpoint while it was being auto-disabled fails as its others did.
-    if (toSign.length > 0) this.signAhead(toSign);
     if (mine.size > 0) await this.cancelOrphans([...mine.values()], 'canceled');
     if (paused.length > 0) await this.cancelOrphans(paused, 'failed');
     return claimed;
@@ -1218,8 +1219,8 @@ export class WebhookDispatcher implements Worker {
       if (c.signature !== null) return { signature: c.signature, made: null };
       throw err;
     }
-    if (c.signature !== null && c.signature_kid === key.kid) return { signature: c.signature, made: null };
-    const cacheKey = `${key.kid}:${c.event_id}`;
+    if (storedSignatureBy(key, c)) return { signature: c.signature, made: null };
+    const cacheKey = signatureCacheKey(key, c.event_id);
     const signature = this.signatures.get(cacheKey) ?? (await this.signNow(cacheKey, key, c.body));
     return { signature, made: { signature, kid: key.kid } };
   }
@@ -1284,6 +1285,14 @@ async function updateEvents(trx: Db, changes: readonly { eventId: string; signat
       from v
      where events.id = v.id`.execute(trx);
 }
+
+/** Whether the event's stored signature was made by `key` (the one in force), so it is sent as it is. */
+function storedSignatureBy<R extends Pick<Claimed, 'signature' | 'signature_kid'>>(key: SigningKey, row: R): row is R & { signature: string } {
+  return row.signature !== null && row.signature_kid === key.kid;
+}
+
+/** The key of an event's signature in `signatures` and `signing`: by key, so a switch of key signs again. */
+const signatureCacheKey = (key: SigningKey, eventId: string) => `${key.kid}:${eventId}`;
 
 function describeError(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } } | null;
