@@ -89,7 +89,13 @@ function stdoutDestination(flushMs: number): Stdout {
   const dest = pino.destination({ dest: 1, minLength: LOG_BUFFER_BYTES, maxWrite: LOG_WRITE_MAX_BYTES, sync: true });
   const flush = () => {
     try {
-      dest.flushSync();
+      // flush(), which writes what waits (synchronously: the destination is sync), and not
+      // flushSync(), which also fsyncs the descriptor. Standard output redirected to a file then
+      // had the event loop wait for the disk every LOG_FLUSH_MS and after every warning (a failed
+      // webhook try is one), stalling every request; the log is not the record of money. At most
+      // one chunk waits between writes (a chunk is begun only past LOG_WRITE_MAX_BYTES, and
+      // LOG_BUFFER_BYTES below that writes at once), so one flush writes it all.
+      dest.flush();
     } catch {
       // Standard output closed (its reader gone): nothing is left to write the lines to.
     }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { generateKeyPairSync, sign as rsaSign } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -276,7 +276,8 @@ describe('standard output takes log lines in batches, and never holds one back f
       const sizes = [];
       let whole = true;
       fs.writeSync = function (fd, data, ...rest) {
-        if (fd === 1) {
+        // A flush with nothing waiting writes nothing (a zero-length write, as at exit after a burst).
+        if (fd === 1 && String(data).length > 0) {
           const text = String(data);
           sizes.push(Buffer.byteLength(text));
           whole &&= text.endsWith('\\n');
@@ -301,6 +302,52 @@ describe('standard output takes log lines in batches, and never holds one back f
     expect(Math.max(...sizes)).toBeLessThanOrEqual(4096);
     // ~300-byte lines, ≥ 3 KiB a write: about a tenth as many writes as lines.
     expect(sizes.length).toBeLessThan(2000 / 5);
+  });
+
+  it('writes a log file but never fsyncs it: not at the flush period, not at a warning, not at exit', async () => {
+    // Standard output redirected to a file: an fsync there is the event loop waiting for the disk.
+    dir = mkdtempSync(path.join(tmpdir(), 'tixian-stdout-'));
+    const script = path.join(dir, 'file.mjs');
+    const logFile = path.join(dir, 'out.log');
+    writeFileSync(script, `
+      import fs from 'node:fs';
+      const fsyncSync = fs.fsyncSync;
+      let syncs = 0;
+      fs.fsyncSync = function (fd) {
+        if (fd === 1) syncs++;
+        return fsyncSync.call(this, fd);
+      };
+      process.on('exit', () => fs.writeSync(2, JSON.stringify({ syncs })));
+      const { createLogger } = await import(${JSON.stringify(LOGGING)});
+      const log = createLogger('info', undefined, 20);
+      process.stdin.setEncoding('utf8').on('data', (cmd) => {
+        for (const c of cmd.split('\\n').filter(Boolean)) {
+          if (c === 'info') log.info('quiet');
+          if (c === 'warn') log.warn('alarm');
+          if (c === 'exit') { log.info('last words'); process.exit(0); }
+        }
+      });
+    `);
+    const out = openSync(logFile, 'w');
+    const p = spawn(process.execPath, [script], { stdio: ['pipe', out, 'pipe'] });
+    closeSync(out);
+    const stdin = p.stdin!;
+    try {
+      let err = '';
+      p.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+      const logged = () => readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { msg: string }).msg);
+      stdin.write('info\n');
+      await vi.waitFor(() => expect(logged()).toEqual(['quiet']), 10_000); // by the 20 ms flush
+      stdin.write('warn\n');
+      await vi.waitFor(() => expect(logged()).toEqual(['quiet', 'alarm']), 5_000);
+      const exited = once(p, 'close');
+      stdin.write('exit\n');
+      expect((await exited)[0]).toBe(0);
+      expect(logged()).toEqual(['quiet', 'alarm', 'last words']);
+      expect(JSON.parse(err)).toEqual({ syncs: 0 });
+    } finally {
+      p.kill('SIGKILL');
+    }
   });
 
   it('a warning goes out at once, with the lines before it, and the rest at exit', async () => {
