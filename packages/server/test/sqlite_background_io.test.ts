@@ -7,7 +7,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
-import { WalCheckpointer } from '../src/store/checkpointer.ts';
+import { FINISH_HOLD_MAX_MS, WalCheckpointer } from '../src/store/checkpointer.ts';
 import { WalSyncThread } from '../src/store/wal-sync.ts';
 import { heldWalSync, type SyncCallback } from './helpers/wal-sync.ts';
 
@@ -387,5 +387,74 @@ describe('SQLite checkpoints on a thread of their own', () => {
     await exited;
     expect(checkpointer.active).toBe(false);
     expect(errors).toEqual([]);
+  });
+});
+
+describe('SQLite checkpoints with the group commit: the thread makes the finishing copy while batches wait', () => {
+  let store: Store;
+  beforeEach(async () => {
+    store = Store.open({ dataDir: dir, sqliteCheckpointIntervalMs: 10 });
+    await sql`create table blobs (id integer primary key, b blob not null)`.execute(store.db);
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+  const insert = (payload: Buffer) => store.transaction((trx) => sql`insert into blobs (b) values (${payload})`.execute(trx));
+
+  it('copies nothing on the event loop, and the WAL still starts over under writes that never pause', async () => {
+    const checkpointer = store.checkpointer!;
+    expect(checkpointer.holdWrites).toBe(true);
+    const wal = path.join(realpathSync(dir), 'tixian.db-wal');
+    let largest = 0;
+    // ~24 MB through the group commit from four writers that never pause, over many 10 ms cycles:
+    // without the finishing copy the WAL would hold all of it.
+    const writer = async () => {
+      for (let i = 0; i < 300; i++) {
+        await insert(Buffer.alloc(20_000, i % 251));
+        largest = Math.max(largest, statSync(wal).size);
+      }
+    };
+    await Promise.all([writer(), writer(), writer(), writer()]);
+    expect(checkpointer.stats.cycles).toBeGreaterThan(2);
+    expect(checkpointer.stats.threadFinishes).toBeGreaterThan(0);
+    expect(checkpointer.stats.finishes).toBe(0); // the event loop's connection copied nothing
+    // 0.6–3.9 MB measured; 15–20 MB with the finishing copy made but writes not held for it.
+    expect(largest).toBeLessThan(8 * 1024 * 1024);
+    expect(await sql<{ n: number }>`select count(*) as n from blobs`.execute(store.db)).toMatchObject({ rows: [{ n: 1200 }] });
+    expect(await sql<{ integrity_check: string }>`pragma integrity_check`.execute(store.db)).toMatchObject({ rows: [{ integrity_check: 'ok' }] });
+  });
+
+  it('begins no batch while writes are held, and the hold of a thread that never answers ends by itself', async () => {
+    const checkpointer = store.checkpointer!;
+    await insert(Buffer.alloc(10)); // the thread starts at the first cycle after a write
+    await vi.waitFor(() => expect(checkpointer.worker).not.toBeNull(), 5_000);
+    const worker = checkpointer.worker!;
+    // The thread takes its cycles but never hears of a finishing copy. When the first is asked
+    // for (writes are held from just before), a write is queued.
+    const post = worker.postMessage.bind(worker);
+    let heldAt = 0;
+    let endedAt = 0;
+    let ranAt = 0;
+    let write: Promise<unknown> | null = null;
+    let hold: Promise<void> | null = null;
+    worker.postMessage = (m: unknown) => {
+      if (m !== 'finish') return post(m);
+      if (write) return;
+      heldAt = performance.now();
+      hold = checkpointer.holding!.then(() => void (endedAt = performance.now()));
+      write = store.transaction(async (trx) => {
+        ranAt = performance.now();
+        return sql`insert into blobs (b) values (${Buffer.alloc(10)})`.execute(trx);
+      });
+    };
+    await insert(Buffer.alloc(10)); // something written since the last cycle: the next one runs
+    await vi.waitFor(() => expect(write).not.toBeNull(), 5_000);
+    await write;
+    await hold;
+    expect(ranAt).toBeGreaterThanOrEqual(endedAt); // the write began only once the hold was over
+    // Bounded: the hold ended FINISH_HOLD_MAX_MS after it began, though no answer came.
+    expect(endedAt - heldAt).toBeGreaterThanOrEqual(FINISH_HOLD_MAX_MS - 2);
+    expect(endedAt - heldAt).toBeLessThan(FINISH_HOLD_MAX_MS + 1_000);
+    expect(checkpointer.holding).toBeNull();
   });
 });

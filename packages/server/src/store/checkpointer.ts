@@ -22,9 +22,16 @@ import { closeThread } from './threads.ts';
  *
  * The WAL is reused from its start (rather than grown) only by a write that begins when every
  * frame has been copied. Frames committed while the thread copied are copied by a second pass
- * (it took a fraction of the first's time, so it has few to copy); what even that leaves is copied
- * here on the event loop's connection between transactions, a few pages and two fsyncs, so the WAL
- * starts over once per cycle under steady load instead of growing without end.
+ * (it took a fraction of the first's time, so it has few to copy); what even that leaves must be
+ * copied while nothing commits, so the WAL starts over once per cycle under steady load instead of
+ * growing without end. That last copy, a few pages and two fsyncs, was made here on the event
+ * loop's connection between transactions: 2.1–2.7 ms of the serving thread each cycle on this
+ * machine kind's disk, over 20 ms where an fsync takes 10 ms. Where the connection's writes all
+ * go through the group commit (`holdWrites`, store/db.ts), the thread makes it instead: it starts
+ * when the connection is between transactions, and until it is done (at most FINISH_HOLD_MAX_MS)
+ * `holding` tells the group commit to begin no batch; the event loop serves meanwhile. Thread
+ * passes alone did not do (measured: the WAL grew to ~74 MB): they catch up while a batch is open,
+ * and its COMMIT puts them behind again.
  *
  * Should the thread fail (it could not open the file, it died), the connection checkpoints for
  * itself again as SQLite does by default.
@@ -36,6 +43,8 @@ const AUTOCHECKPOINT_PAGES = 1000;
 const PASSES = 2;
 /** Turns the event loop waits for its connection to be out of a transaction before it gives up a finishing copy. */
 const FINISH_TRIES = 100;
+/** The longest writes are held for the thread's finishing copy; past it they begin (that cycle's WAL then grows on). */
+export const FINISH_HOLD_MAX_MS = 50;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -43,6 +52,7 @@ const Database = require(workerData.driver);
 let db = null, checkpoint = null;
 parentPort.on('message', (m) => {
   if (m === 'close') { if (db) db.close(); parentPort.close(); return; }
+  const finish = m === 'finish';
   let result = null, error = null;
   try {
     if (!db) {
@@ -51,15 +61,23 @@ parentPort.on('message', (m) => {
       checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
     }
     // Not stopped when a pass reports log === checkpointed: its log is the WAL as it found it, so
-    // what was committed during it is counted nowhere; the next pass copies that.
-    for (let pass = 0; pass < workerData.passes; pass++) {
+    // what was committed during it is counted nowhere; the next pass copies that. A finishing copy
+    // is one pass: nothing commits during it.
+    for (let pass = 0; pass < (finish ? 1 : workerData.passes); pass++) {
       result = checkpoint.get();
       if (result.busy) break;
     }
   } catch (e) { error = String((e && e.message) || e); }
-  parentPort.postMessage({ result, error });
+  parentPort.postMessage({ finish, result, error });
 });
 `;
+
+interface ThreadAnswer {
+  /** The answer to a finishing copy (one pass), not to a cycle. */
+  finish: boolean;
+  result: CheckpointResult | null;
+  error: string | null;
+}
 
 interface CheckpointResult {
   busy: number;
@@ -74,14 +92,24 @@ export interface CheckpointerStats {
   cycles: number;
   /** Remainders copied on the event loop's connection. */
   finishes: number;
+  /** Remainders copied by the thread while writes were held. */
+  threadFinishes: number;
   /** The most frames a cycle found in the WAL. */
   largestWal: number;
 }
 
 export class WalCheckpointer {
-  readonly stats: CheckpointerStats = { cycles: 0, finishes: 0, largestWal: 0 };
+  readonly stats: CheckpointerStats = { cycles: 0, finishes: 0, threadFinishes: 0, largestWal: 0 };
+  /**
+   * Set by the store when every write on the connection goes through the group commit, which
+   * begins no batch while `holding`: the finishing copy is then the thread's (see above).
+   */
+  holdWrites = false;
   #worker: Worker | null = null;
   #busy = false;
+  /** While the thread makes a finishing copy: resolves when it is done (or past FINISH_HOLD_MAX_MS). */
+  #holding: Promise<void> | null = null;
+  #endHold: (() => void) | null = null;
   #stopped = false;
   #lastChanges = 0;
   readonly #timer: NodeJS.Timeout;
@@ -109,6 +137,11 @@ export class WalCheckpointer {
   /** True while the thread does the checkpoints (false before the first write, after a failure or close). */
   get active(): boolean {
     return this.#worker !== null && !this.#stopped;
+  }
+
+  /** A finishing copy under way on the thread: no write transaction may begin until it resolves. */
+  get holding(): Promise<void> | null {
+    return this.#holding;
   }
 
   async close(): Promise<void> {
@@ -140,7 +173,7 @@ export class WalCheckpointer {
       eval: true,
       workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.synchronous, passes: PASSES },
     });
-    worker.on('message', (m: { result: CheckpointResult | null; error: string | null }) => this.#settle(m));
+    worker.on('message', (m: ThreadAnswer) => (m.finish ? this.#finished(m) : this.#settle(m)));
     worker.on('error', (err) => this.#fail(err));
     worker.on('exit', () => this.#fail(new Error('the checkpoint thread exited')));
     worker.unref();
@@ -148,7 +181,7 @@ export class WalCheckpointer {
     return (this.#worker = worker);
   }
 
-  #settle(m: { result: CheckpointResult | null; error: string | null }): void {
+  #settle(m: ThreadAnswer): void {
     this.#busy = false;
     if (this.#stopped) return;
     if (m.error !== null || !m.result) {
@@ -172,6 +205,11 @@ export class WalCheckpointer {
       if (tries > 1) setImmediate(() => this.#finish(tries - 1));
       return;
     }
+    if (this.holdWrites && this.#worker) {
+      // A cycle that began meanwhile ends with a finishing copy of its own.
+      if (!this.#busy) this.#finishOnThread(this.#worker);
+      return;
+    }
     try {
       this.#checkpoint.get();
       this.stats.finishes++;
@@ -179,6 +217,29 @@ export class WalCheckpointer {
       // Left for the next cycle (an open cursor on the connection, a closed connection).
       if (this.sqlite.open) this.onError(err as Error);
     }
+  }
+
+  /** The finishing copy on the thread, with writes held until it is done (bounded). */
+  #finishOnThread(worker: Worker): void {
+    this.#busy = true; // no cycle starts meanwhile
+    this.#holding = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#endHold?.(), FINISH_HOLD_MAX_MS);
+      this.#endHold = () => {
+        clearTimeout(timer);
+        this.#endHold = null;
+        this.#holding = null;
+        resolve();
+      };
+    });
+    worker.postMessage('finish');
+  }
+
+  #finished(m: ThreadAnswer): void {
+    this.#busy = false;
+    this.#endHold?.();
+    if (this.#stopped) return;
+    if (m.error !== null) this.onError(new Error(`checkpoint thread: ${m.error}`));
+    else this.stats.threadFinishes++;
   }
 
   #fail(err: Error): void {
@@ -192,6 +253,7 @@ export class WalCheckpointer {
 
   #stop(): void {
     this.#stopped = true;
+    this.#endHold?.();
     clearInterval(this.#timer);
     // The connection checkpoints for itself again (SQLite's default); closing it checkpoints too.
     if (this.sqlite.open) this.sqlite.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);

@@ -312,6 +312,8 @@ export interface StoreOptions {
   sqliteGroupCommitQuiet?: { ms: number; maxMs: number };
   /** SQLite: the checkpoint thread failed and the connection checkpoints for itself again (checkpointer.ts). */
   onCheckpointError?: (err: Error) => void;
+  /** SQLite: how often the checkpoint thread runs (CHECKPOINT_INTERVAL_MS); tests shorten it. */
+  sqliteCheckpointIntervalMs?: number;
   /** SQLite: `sqlite_stat4` held this many samples, removed before the database opened (prepareSqliteStatistics). */
   onStat4Dropped?: (rows: number) => void;
   /** SQLite at FULL: what syncs the WAL for the group commit (tests hold or fail it); a thread of its own by default. */
@@ -413,7 +415,13 @@ export class Store {
     const walFile = realFile !== null && synchronous === 'FULL' ? realFile + '-wal' : null;
     const walSync = walFile !== null ? (options.sqliteWalSync ?? walSyncThread)(walFile) : null;
     groupCommit = new GroupCommitter(db, sqlite, options.sqliteGroupCommitMax, walSync, options.sqliteGroupCommitQuiet);
-    const checkpointer = realFile !== null ? new WalCheckpointer(sqlite, realFile, synchronous, options.onCheckpointError) : null;
+    const checkpointer = realFile !== null ? new WalCheckpointer(sqlite, realFile, synchronous, options.onCheckpointError, options.sqliteCheckpointIntervalMs) : null;
+    if (checkpointer) {
+      // Every write on this connection goes through the group commit, which waits for the
+      // checkpoint thread's finishing copy: the event loop copies nothing itself.
+      checkpointer.holdWrites = true;
+      groupCommit.beginHeld = () => checkpointer.holding;
+    }
     return new Store(db, 'sqlite', groupCommit, checkpointer);
   }
 

@@ -127,6 +127,8 @@ export class GroupCommitter {
   #running = false;
   /** How many answers are waiting to be signed on the event loop (none unless set). */
   #answersPending: () => number = () => 0;
+  /** While this resolves no batch begins: the checkpoint thread's finishing copy (checkpointer.ts). */
+  #beginHeld: () => Promise<void> | null = () => null;
   readonly #begin: BetterSqlite3.Statement;
   readonly #commit: BetterSqlite3.Statement;
   readonly #rollback: BetterSqlite3.Statement;
@@ -238,6 +240,11 @@ export class GroupCommitter {
     this.#answersPending = count;
   }
 
+  /** What holds batches back (the store passes its checkpointer's `holding`). */
+  set beginHeld(held: () => Promise<void> | null) {
+    this.#beginHeld = held;
+  }
+
   #schedule(): void {
     if (this.#scheduled || this.#running || this.#queue.length === 0) return;
     this.#scheduled = true;
@@ -247,6 +254,9 @@ export class GroupCommitter {
   }
 
   readonly #startWhenGathered = (): void => {
+    // Still scheduled: it runs again once the hold ends (the hold never rejects, and is bounded).
+    const held = this.#beginHeld();
+    if (held) return void held.then(() => setImmediate(this.#startWhenGathered));
     if (this.#queue.length < this.maxBatch) {
       // A batch committed now could not be answered before the sync in flight returns (its own
       // sync starts after that one), so it gathers until then, while the event loop serves; the
