@@ -7,7 +7,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Store } from '../src/store/db.ts';
-import { FINISH_HOLD_MAX_MS, WalCheckpointer } from '../src/store/checkpointer.ts';
+import { FINISH_HOLD_AFTER_SLOW_MS, FINISH_HOLD_MAX_MS, WalCheckpointer } from '../src/store/checkpointer.ts';
 import { WalSyncThread } from '../src/store/wal-sync.ts';
 import { heldWalSync, type SyncCallback } from './helpers/wal-sync.ts';
 
@@ -456,5 +456,36 @@ describe('SQLite checkpoints with the group commit: the thread makes the finishi
     expect(endedAt - heldAt).toBeGreaterThanOrEqual(FINISH_HOLD_MAX_MS - 2);
     expect(endedAt - heldAt).toBeLessThan(FINISH_HOLD_MAX_MS + 1_000);
     expect(checkpointer.holding).toBeNull();
+  });
+
+  it('after a finishing copy that outlasted its hold, the next hold waits for the copy, and the one after is short again', async () => {
+    const checkpointer = store.checkpointer!;
+    await insert(Buffer.alloc(10));
+    await vi.waitFor(() => expect(checkpointer.worker).not.toBeNull(), 5_000);
+    const worker = checkpointer.worker!;
+    const post = worker.postMessage.bind(worker);
+    const COPY_MS = 300; // every finishing copy takes this long (a slow disk)
+    const holds: { startedAt: number; endedAt: number }[] = [];
+    worker.postMessage = (m: unknown) => {
+      if (m !== 'finish') return post(m);
+      const hold = { startedAt: performance.now(), endedAt: 0 };
+      holds.push(hold);
+      void checkpointer.holding!.then(() => void (hold.endedAt = performance.now()));
+      setTimeout(() => post(m), COPY_MS);
+    };
+    // Writes keep the cycles coming (each waits out a hold it meets).
+    const deadline = performance.now() + 20_000;
+    while (!(holds.length >= 3 && holds[2]!.endedAt > 0) && performance.now() < deadline) {
+      await insert(Buffer.alloc(1_000));
+      await sleep(5);
+    }
+    const lasted = holds.slice(0, 3).map((h) => h.endedAt - h.startedAt);
+    expect(lasted).toHaveLength(3);
+    expect(lasted[0]).toBeGreaterThanOrEqual(FINISH_HOLD_MAX_MS - 2); // cut short: the copy went on
+    expect(lasted[0]).toBeLessThan(COPY_MS);
+    expect(lasted[1]).toBeGreaterThanOrEqual(COPY_MS - 2); // waited for the copy, after the slow one
+    expect(lasted[1]).toBeLessThan(FINISH_HOLD_AFTER_SLOW_MS);
+    expect(lasted[2]).toBeLessThan(COPY_MS); // the copy before it ended within its hold: short again
+    expect(checkpointer.stats.threadFinishes).toBeGreaterThanOrEqual(2);
   });
 });

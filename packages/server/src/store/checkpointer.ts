@@ -28,8 +28,9 @@ import { closeThread } from './threads.ts';
  * loop's connection between transactions: 2.1–2.7 ms of the serving thread each cycle on this
  * machine kind's disk, over 20 ms where an fsync takes 10 ms. Where the connection's writes all
  * go through the group commit (`holdWrites`, store/db.ts), the thread makes it instead: it starts
- * when the connection is between transactions, and until it is done (at most FINISH_HOLD_MAX_MS)
- * `holding` tells the group commit to begin no batch; the event loop serves meanwhile. Thread
+ * when the connection is between transactions, and until it is done (at most FINISH_HOLD_MAX_MS,
+ * or FINISH_HOLD_AFTER_SLOW_MS after a copy that took longer) `holding` tells the group commit to
+ * begin no batch; the event loop serves meanwhile. Thread
  * passes alone did not do (measured: the WAL grew to ~74 MB): they catch up while a batch is open,
  * and its COMMIT puts them behind again.
  *
@@ -45,6 +46,12 @@ const PASSES = 2;
 const FINISH_TRIES = 100;
 /** The longest writes are held for the thread's finishing copy; past it they begin (that cycle's WAL then grows on). */
 export const FINISH_HOLD_MAX_MS = 50;
+/**
+ * ... but after a copy that outlasted its hold, the next hold waits for the copy up to this long:
+ * on a disk whose fsyncs always take more than half of FINISH_HOLD_MAX_MS, the WAL still starts
+ * over every other cycle instead of never.
+ */
+export const FINISH_HOLD_AFTER_SLOW_MS = 1_000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -110,6 +117,8 @@ export class WalCheckpointer {
   /** While the thread makes a finishing copy: resolves when it is done (or past FINISH_HOLD_MAX_MS). */
   #holding: Promise<void> | null = null;
   #endHold: (() => void) | null = null;
+  /** The last finishing copy outlasted its hold. */
+  #lastCopySlow = false;
   #stopped = false;
   #lastChanges = 0;
   readonly #timer: NodeJS.Timeout;
@@ -222,8 +231,13 @@ export class WalCheckpointer {
   /** The finishing copy on the thread, with writes held until it is done (bounded). */
   #finishOnThread(worker: Worker): void {
     this.#busy = true; // no cycle starts meanwhile
+    const maxMs = this.#lastCopySlow ? FINISH_HOLD_AFTER_SLOW_MS : FINISH_HOLD_MAX_MS;
+    this.#lastCopySlow = false;
     this.#holding = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.#endHold?.(), FINISH_HOLD_MAX_MS);
+      const timer = setTimeout(() => {
+        this.#lastCopySlow = true;
+        this.#endHold?.();
+      }, maxMs);
       this.#endHold = () => {
         clearTimeout(timer);
         this.#endHold = null;
