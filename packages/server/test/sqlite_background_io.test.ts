@@ -488,4 +488,32 @@ describe('SQLite checkpoints with the group commit: the thread makes the finishi
     expect(lasted[2]).toBeLessThan(COPY_MS); // the copy before it ended within its hold: short again
     expect(checkpointer.stats.threadFinishes).toBeGreaterThanOrEqual(2);
   });
+
+  it('a thread that dies during a finishing copy lets writes go at once, and the connection checkpoints for itself again', async () => {
+    const errors: Error[] = [];
+    await store.close();
+    store = Store.open({ dataDir: dir, sqliteCheckpointIntervalMs: 10, onCheckpointError: (err) => errors.push(err) });
+    const checkpointer = store.checkpointer!;
+    await insert(Buffer.alloc(10));
+    await vi.waitFor(() => expect(checkpointer.worker).not.toBeNull(), 5_000);
+    const worker = checkpointer.worker!;
+    let holdAtExit: Promise<void> | null | undefined;
+    let write: Promise<unknown> | null = null;
+    worker.postMessage = (m: unknown) => {
+      if (m !== 'finish' || write) return;
+      // Writes are held: one is queued, and the thread dies before it copies anything.
+      write = insert(Buffer.alloc(10));
+      // Runs after the checkpointer's own exit listener: what it left the hold as.
+      worker.once('exit', () => (holdAtExit = checkpointer.holding));
+      void worker.terminate();
+    };
+    await insert(Buffer.alloc(10));
+    await vi.waitFor(() => expect(holdAtExit).not.toBeUndefined(), 5_000);
+    expect(holdAtExit).toBeNull(); // ended with the thread, not by the hold's timer
+    await write;
+    expect(checkpointer.active).toBe(false);
+    expect(await sql`pragma wal_autocheckpoint`.execute(store.db)).toMatchObject({ rows: [{ wal_autocheckpoint: 1000 }] });
+    expect(errors.map((e) => e.message)).toEqual(['the checkpoint thread exited; the connection checkpoints for itself again']);
+  });
 });
+

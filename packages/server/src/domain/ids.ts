@@ -167,10 +167,10 @@ function pooledBase62(length: number): string {
 }
 
 /**
- * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters: webhook delivery and
- * try rows. Rows made together sit together in
- * the primary key index, so the dispatcher's batches (claimed oldest first, recorded together)
- * touch a few index pages instead of one page per row: fewer pages written per commit.
+ * `<prefix>_` + 13 digits of milliseconds + 7 random base62 characters: webhook delivery and try
+ * rows. Rows made together sit together in the primary key index, so the dispatcher's batches
+ * (claimed oldest first, recorded together) touch a few index pages instead of one page per row:
+ * fewer pages written per commit.
  */
 export const newTimeOrderedId = (prefix: string, nowMs: number) => `${prefix}_${msDigits(nowMs)}${pooledBase62(7)}`;
 /** Request ids are made for every request (a trace id, not a secret). */

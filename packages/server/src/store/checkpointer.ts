@@ -30,9 +30,8 @@ import { closeThread } from './threads.ts';
  * go through the group commit (`holdWrites`, store/db.ts), the thread makes it instead: it starts
  * when the connection is between transactions, and until it is done (at most FINISH_HOLD_MAX_MS,
  * or FINISH_HOLD_AFTER_SLOW_MS after a copy that took longer) `holding` tells the group commit to
- * begin no batch; the event loop serves meanwhile. Thread
- * passes alone did not do (measured: the WAL grew to ~74 MB): they catch up while a batch is open,
- * and its COMMIT puts them behind again.
+ * begin no batch; the event loop serves meanwhile. Thread passes alone did not do (measured: the
+ * WAL grew to ~74 MB): they catch up while a batch is open, and its COMMIT puts them behind again.
  *
  * Should the thread fail (it could not open the file, it died), the connection checkpoints for
  * itself again as SQLite does by default.
@@ -114,9 +113,8 @@ export class WalCheckpointer {
   holdWrites = false;
   #worker: Worker | null = null;
   #busy = false;
-  /** While the thread makes a finishing copy: resolves when it is done (or past FINISH_HOLD_MAX_MS). */
-  #holding: Promise<void> | null = null;
-  #endHold: (() => void) | null = null;
+  /** While the thread makes a finishing copy: `done` resolves when it is (or past the hold's bound), `end` ends it. */
+  #hold: { done: Promise<void>; end: () => void } | null = null;
   /** The last finishing copy outlasted its hold. */
   #lastCopySlow = false;
   #stopped = false;
@@ -150,7 +148,7 @@ export class WalCheckpointer {
 
   /** A finishing copy under way on the thread: no write transaction may begin until it resolves. */
   get holding(): Promise<void> | null {
-    return this.#holding;
+    return this.#hold?.done ?? null;
   }
 
   async close(): Promise<void> {
@@ -233,24 +231,25 @@ export class WalCheckpointer {
     this.#busy = true; // no cycle starts meanwhile
     const maxMs = this.#lastCopySlow ? FINISH_HOLD_AFTER_SLOW_MS : FINISH_HOLD_MAX_MS;
     this.#lastCopySlow = false;
-    this.#holding = new Promise<void>((resolve) => {
+    let end!: () => void;
+    const done = new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#lastCopySlow = true;
-        this.#endHold?.();
+        end();
       }, maxMs);
-      this.#endHold = () => {
+      end = () => {
         clearTimeout(timer);
-        this.#endHold = null;
-        this.#holding = null;
+        this.#hold = null;
         resolve();
       };
     });
+    this.#hold = { done, end };
     worker.postMessage('finish');
   }
 
   #finished(m: ThreadAnswer): void {
     this.#busy = false;
-    this.#endHold?.();
+    this.#hold?.end();
     if (this.#stopped) return;
     if (m.error !== null) this.onError(new Error(`checkpoint thread: ${m.error}`));
     else this.stats.threadFinishes++;
@@ -267,7 +266,7 @@ export class WalCheckpointer {
 
   #stop(): void {
     this.#stopped = true;
-    this.#endHold?.();
+    this.#hold?.end();
     clearInterval(this.#timer);
     // The connection checkpoints for itself again (SQLite's default); closing it checkpoints too.
     if (this.sqlite.open) this.sqlite.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
